@@ -1,0 +1,61 @@
+/* audit: the append-only audit log (table audit).
+ *
+ * Every row carries hash = hex SHA-256 over the previous row's hash and this
+ * row's fields, so that `revokerctl audit --verify` finds the first row that
+ * was altered, inserted or deleted. Rows are appended inside the caller's
+ * transaction; nothing here commits. The secret never reaches this module:
+ * only the fingerprint. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "db.h"
+
+struct audit_event {
+    int64_t at_ms;            /* Unix ms */
+    int64_t token_id;         /* <= 0: NULL */
+    const char *fingerprint;  /* NULL allowed */
+    const char *event;        /* due revoked already_invalid retry rejected gave_up requeued */
+    int attempt;              /* <= 0: NULL */
+    long http_status;         /* <= 0: NULL */
+    const char *detail;       /* NULL allowed */
+    int64_t duration_ms;      /* < 0: NULL */
+};
+
+struct audit_row {
+    int64_t seq;
+    int64_t at_ms;
+    int64_t token_id;         /* 0 when NULL */
+    const char *fingerprint;  /* NULL when NULL */
+    const char *event;
+    int attempt;              /* 0 when NULL */
+    long http_status;         /* 0 when NULL */
+    const char *detail;       /* NULL when NULL */
+    int64_t duration_ms;      /* -1 when NULL */
+    const char *hash;
+};
+
+struct audit;
+
+int audit_open(struct db *db, struct audit **ret_audit);
+void audit_close(struct audit *a); /* NULL is fine */
+/* Inside the caller's transaction. After a rollback call audit_forget(). */
+int audit_append(struct audit *a, const struct audit_event *e);
+/* Drop the cached chain head (after a rollback). */
+void audit_forget(struct audit *a);
+
+struct audit_filter {
+    int64_t since_ms;   /* 0: from the start */
+    int64_t token_id;   /* 0: every token */
+    const char *event;  /* NULL: every event */
+    unsigned limit;     /* 0: no limit; otherwise the newest `limit` rows */
+};
+/* Rows in seq order. cb returns 0 to go on, non-zero to stop (returned). */
+int audit_query(struct db *db, const struct audit_filter *f,
+                int (*cb)(void *ud, const struct audit_row *row), void *ud);
+
+/* Walk the chain. 0 when intact (ret_rows: rows checked); -EBADMSG with
+ * *ret_bad_seq the first row whose hash does not match (or that follows a
+ * gap) and why explaining it. */
+int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *why, size_t whylen);

@@ -1,0 +1,49 @@
+/* db: the SQLite connection: open, configure, migrate, transactions.
+ *
+ * db_open() creates the file with mode 0600 if missing (whatever the umask),
+ * sets WAL, synchronous=NORMAL, a short busy timeout (the loop must not
+ * block long: callers retry on -EBUSY), foreign_keys and secure_delete, then
+ * applies the embedded migrations (PRAGMA user_version) and recreates the
+ * views. DB_READONLY opens an existing file for reading only (revokerctl
+ * audit) and neither migrates nor writes.
+ * Errors: SQLITE_* codes become negative errnos here, at the module edge
+ * (BUSY/LOCKED -EBUSY, FULL -ENOSPC, NOMEM -ENOMEM, READONLY -EROFS,
+ * CANTOPEN -ENOENT or -EACCES, CORRUPT/NOTADB -EBADMSG, other -EIO); the
+ * original code and message are kept in db_errmsg() for the log line. */
+#pragma once
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define DB_READONLY 1
+#define DB_BUSY_TIMEOUT_MS 50
+
+struct db {
+    sqlite3 *conn;
+    char *path;
+    char errmsg[256]; /* last error: "sqlite3 code N (name): message" */
+};
+
+int db_open(const char *path, int flags, struct db **ret_db);
+/* For a failed db_open (ret_db is not written then). */
+const char *db_open_error(void);
+void db_close(struct db *db); /* NULL is fine */
+
+int db_begin(struct db *db);  /* BEGIN IMMEDIATE */
+int db_commit(struct db *db);
+void db_rollback(struct db *db); /* safe without an open transaction */
+
+/* PRAGMA data_version: changes when another connection commits. */
+int db_data_version(struct db *db, int64_t *ret_version);
+
+/* Prepare a statement that lives as long as the connection
+ * (SQLITE_PREPARE_PERSISTENT). 0 or a negative errno. */
+int db_prepare(struct db *db, const char *sql, sqlite3_stmt **ret_stmt);
+/* Convert rc and remember sqlite3_errmsg in db->errmsg. */
+int db_fail(struct db *db, int sqlite_rc);
+const char *db_errmsg(const struct db *db);
+/* SQLITE_* -> negative errno, without touching any db. */
+int db_errno(int sqlite_rc);
+/* Unix milliseconds from the wall clock (CLOCK_REALTIME). */
+int64_t db_now_ms(void);

@@ -1,0 +1,54 @@
+/* health: what revokerd believes about the logout endpoint, and so whether a
+ * request may go out now. Pure state machine; the caller passes monotonic
+ * milliseconds and random numbers.
+ *
+ *   UP      requests flow at full concurrency.
+ *   DOWN    after down_after endpoint-level failures in a row: one probe at a
+ *           time, the next one a backoff interval after the previous failed
+ *           (base, 2·base, ... max, with full jitter). Any token-level answer
+ *           (2xx, 401, 4xx, 500) brings it back UP.
+ *   paused  a Retry-After (429/503) holds every request until its time,
+ *           capped at retry_after_max; independent of UP/DOWN.
+ * misconfigured is set by a 3xx/404/405 answer (endpoint-level too) and
+ * cleared by the next token-level answer. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "policy.h"
+
+enum health_state { HEALTH_UP, HEALTH_DOWN };
+
+struct health {
+    /* settings; health_configure() may change them at any time */
+    unsigned down_after;
+    uint64_t base_ms, max_ms;
+
+    enum health_state state;
+    unsigned failures_in_row;   /* endpoint-level failures since the last answer */
+    unsigned probes_failed;     /* while DOWN */
+    bool misconfigured;
+    bool probe_in_flight;       /* DOWN: one request at a time */
+    uint64_t not_before_ms;     /* no request before this monotonic time */
+    char last_error[160];       /* why it is down or misconfigured; no secrets */
+};
+
+void health_init(struct health *h, unsigned down_after, uint64_t base_ms, uint64_t max_ms);
+void health_configure(struct health *h, unsigned down_after, uint64_t base_ms, uint64_t max_ms);
+
+/* How many requests may start now, given in_flight running and a wish of
+ * `want`. 0 means wait: *ret_wake_ms (if not NULL) is then the monotonic time
+ * to ask again, or UINT64_MAX when only a completion can change the answer. */
+unsigned health_allowance(const struct health *h, uint64_t now_ms, unsigned in_flight,
+                          unsigned want, uint64_t *ret_wake_ms);
+/* Call once for each request started. */
+void health_on_send(struct health *h);
+/* Call with each completion. retry_after_ms: from a 429/503's Retry-After
+ * (already capped), 0 if none. rnd: random bits for jitter. why: short text
+ * without secrets, for last_error. Returns true when the state changed
+ * (UP<->DOWN or misconfigured set/cleared), so the caller logs it once. */
+bool health_on_result(struct health *h, uint64_t now_ms, enum outcome o,
+                      uint64_t retry_after_ms, uint64_t rnd, const char *why);
+/* "up", "down", "misconfigured", "paused" (Retry-After in force), for status. */
+const char *health_describe(const struct health *h, uint64_t now_ms);

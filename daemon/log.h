@@ -1,0 +1,42 @@
+/* log: one line per event on stderr, for people and for the journal.
+ *
+ * Levels and what they mean here:
+ *   crit    the daemon exits after this line
+ *   err     something failed; the daemon goes on (and says what it does instead)
+ *   warning something is off and may need an operator (endpoint down, misconfigured)
+ *   notice  normal but significant: start, ready, reload, stop, summaries
+ *   info    per-token outcomes and other routine events
+ *   debug   details for developers
+ *
+ * When stderr is the journal (JOURNAL_STREAM names stderr's device and inode)
+ * lines go through sd_journal_send with structured fields (PRIORITY,
+ * TOKEN_ID, FINGERPRINT, EVENT, HTTP_STATUS); otherwise they are written as
+ * "<N>message" lines (sd-daemon prefixes) when stderr is not a terminal,
+ * or as "revokerd: level: message" for a terminal.
+ * A line names a token by id and fingerprint, never by its secret. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <syslog.h>
+
+/* Picks the output: journal fields, "<N>" prefixes (stderr not a tty), or plain. */
+void log_init(const char *ident);
+void log_set_level(int level);
+int log_get_level(void);
+/* "crit", "err", "warning", "notice", "info", "debug" -> LOG_*. 0 or -EINVAL. */
+int log_level_parse(const char *name, int *ret_level);
+const char *log_level_name(int level);
+
+void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A line about one token: adds TOKEN_ID, FINGERPRINT, EVENT and HTTP_STATUS
+ * (http_status <= 0: none) as journal fields. */
+void log_token(int level, int64_t token_id, const char *fingerprint, const char *event,
+               long http_status, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+#define log_crit(...) log_write(LOG_CRIT, __VA_ARGS__)
+#define log_err(...) log_write(LOG_ERR, __VA_ARGS__)
+#define log_warning(...) log_write(LOG_WARNING, __VA_ARGS__)
+#define log_notice(...) log_write(LOG_NOTICE, __VA_ARGS__)
+#define log_info(...) log_write(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_write(LOG_DEBUG, __VA_ARGS__)

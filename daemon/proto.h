@@ -1,0 +1,32 @@
+/* proto: the control socket's requests, one JSON object per line (jansson).
+ *
+ * proto_handle() parses one line, runs the request against the database
+ * (short transactions on the loop) and returns the reply line. It never
+ * fails silently: every bad input gets {"ok":false,"error":"..."} that says
+ * what was wrong (and, for invalid JSON, where). A revoke's ok:true is built
+ * only after its rows are committed. The fuzz target calls it directly. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit.h"
+#include "db.h"
+#include "revoke.h"
+#include "tokens.h"
+
+#define PROTO_MAX_LINE (64 * 1024)
+
+struct proto_env {
+    struct db *db;
+    struct tokens *tokens;
+    struct audit *audit;
+    struct revoke *revoke;     /* NULL in tests: no kick, stats without the engine */
+    uint64_t started_ms;       /* for uptime: uv_now at start */
+    uint64_t (*uptime_ms)(const struct proto_env *env); /* NULL: 0 */
+};
+
+/* Returns a malloc'd reply without the trailing newline, or NULL on ENOMEM. */
+char *proto_handle(const struct proto_env *env, const char *line, size_t len);
+/* A reply for errors found before parsing (line too long, ...). */
+char *proto_error(const char *message);

@@ -1,0 +1,23 @@
+/* secret: what revokerd does with a bearer token's bytes.
+ *
+ * A token is identified everywhere but in the HTTP request by its SHA-256
+ * (the lookup key) and its fingerprint (the first 16 hex digits of it, for
+ * logs and the audit log). Buffers that held a secret are wiped. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SECRET_SHA256_LEN 32
+#define SECRET_FP_LEN 16 /* hex digits, without the NUL */
+#define SECRET_MAX_LEN 8192
+
+void secret_sha256(const void *data, size_t len, uint8_t ret_digest[SECRET_SHA256_LEN]);
+/* Lower-case hex of the first 8 bytes of digest, NUL-terminated. */
+void secret_fingerprint(const uint8_t digest[SECRET_SHA256_LEN], char ret_fp[SECRET_FP_LEN + 1]);
+/* Lower-case hex of all 32 bytes, NUL-terminated. */
+void secret_hex(const uint8_t digest[SECRET_SHA256_LEN], char ret_hex[2 * SECRET_SHA256_LEN + 1]);
+/* Zero n bytes in a way the compiler cannot drop. NULL is fine. */
+void secret_wipe(void *p, size_t n);
+/* secret_wipe(s, strlen(s)) then free(s). NULL is fine. */
+void secret_free(char *s);

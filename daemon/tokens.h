@@ -1,0 +1,118 @@
+/* tokens: every query on table tokens, prepared once per connection.
+ *
+ * State machine (the daemon owns it):
+ *   active --due (flagged, expired, requested)--> pending
+ *   pending --2xx/401--> revoked      pending --4xx/attempts exhausted--> failed
+ *   pending --retry--> pending (next_attempt_at later)
+ *   failed --requeue--> pending
+ * Functions that write must be called inside a transaction (db_begin); each
+ * change of state appends its audit row through the given audit. Times are
+ * Unix milliseconds except expires_at (Unix seconds, the applications' column). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit.h"
+#include "db.h"
+#include "secret.h"
+
+struct tokens;
+
+int tokens_open(struct db *db, struct tokens **ret_tokens);
+void tokens_close(struct tokens *t); /* NULL is fine */
+
+/* Move up to `limit` due active tokens to pending: flagged ones first, then
+ * those whose expires_at * 1000 <= now_ms. Each gets token_sha256,
+ * fingerprint, due_reason/due_at, next_attempt_at = now_ms and a `due` audit
+ * row (detail "flagged" or "expired"). A row without a token goes straight
+ * to failed with a `rejected` audit row. *ret_count: rows moved (< limit
+ * means nothing more is due now). */
+int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
+                       unsigned *ret_count);
+
+struct pending_row {
+    int64_t id;
+    const char *token;            /* the secret; valid during the callback only */
+    size_t token_len;
+    const char *fingerprint;
+    unsigned attempts;            /* token-level failures so far */
+    int64_t next_attempt_at;
+};
+/* Pending rows with next_attempt_at <= now_ms, ordered by (next_attempt_at,
+ * id), at most `limit`. cb returns 0 to go on, non-zero to stop. A pending
+ * row whose token is NULL is skipped (it cannot be sent). */
+int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
+                     int (*cb)(void *ud, const struct pending_row *row), void *ud);
+
+struct next_events {
+    bool flagged;          /* an active token is flagged: due now */
+    int64_t expiry_ms;     /* earliest expires_at*1000 of an active token; INT64_MAX: none */
+    int64_t retry_ms;      /* earliest next_attempt_at > now_ms of a pending token; INT64_MAX */
+};
+int tokens_next_events(struct tokens *t, int64_t now_ms, struct next_events *ret);
+
+struct outcome_record {
+    int64_t token_id;
+    const char *fingerprint;
+    const char *event;        /* revoked already_invalid retry rejected gave_up */
+    const char *state;        /* revoked failed pending */
+    unsigned attempts;        /* the token's new token-level failure count */
+    int attempt;              /* for the audit row */
+    int64_t next_attempt_at;  /* pending only */
+    long http_status;         /* 0: none */
+    const char *detail;       /* audit detail */
+    const char *last_error;   /* NULL for success */
+    int64_t duration_ms;
+    int64_t at_ms;
+    bool drop_secret;         /* set token = NULL (revoked, keep_secrets off) */
+};
+/* Update the row (only while it is pending) and append the audit row.
+ * -ESTALE when the row is no longer pending (changed behind our back): no
+ * audit row is written then. */
+int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcome_record *r);
+
+/* --- requests from the control socket --- */
+
+struct token_status {
+    int64_t id;
+    char state[16];
+    char fingerprint[SECRET_FP_LEN + 1]; /* "" if never hashed */
+    char subject[256];                   /* "" if NULL (truncated) */
+    unsigned attempts;
+    char last_event[24];                 /* "" if none */
+    char last_error[256];                /* "" if none */
+    int64_t next_attempt_at;             /* 0 if none */
+    int64_t expires_at;                  /* Unix s; 0 if none */
+    int64_t due_at, finished_at;         /* 0 if none */
+};
+
+/* Find the token by SHA-256 (or by the secret for a row not yet hashed), or
+ * insert it with `subject`; if it is active, make it pending now with a `due`
+ * audit row (detail "requested") and reason stored in flag_reason.
+ * Writes the row's id and its state after the call. */
+int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, size_t len,
+                         const char *subject, const char *reason, int64_t now_ms,
+                         int64_t *ret_id, char ret_state[16]);
+/* Make token `id` pending if active. -ENOENT if no such row. *ret_changed
+ * tells whether it was active (and is now pending). */
+int tokens_revoke_id(struct tokens *t, struct audit *a, int64_t id, const char *reason,
+                     int64_t now_ms, bool *ret_changed);
+/* Make every active token of `subject` pending. cb gets each id (may be NULL). */
+int tokens_revoke_subject(struct tokens *t, struct audit *a, const char *subject,
+                          const char *reason, int64_t now_ms, unsigned *ret_count,
+                          void (*cb)(void *ud, int64_t id), void *ud);
+/* -ENOENT if no such row. */
+int tokens_status(struct tokens *t, int64_t id, struct token_status *ret);
+/* failed -> pending, attempts reset, `requeued` audit row. -ENOENT no such
+ * row, -EINVAL it is not failed (or its secret is gone). */
+int tokens_requeue_id(struct tokens *t, struct audit *a, int64_t id, int64_t now_ms);
+int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, unsigned *ret_count);
+
+struct state_counts {
+    int64_t active, pending, revoked, failed;
+};
+/* pending and failed through their partial indexes (cheap); active and
+ * revoked only when full is true (a scan: for `stats`, not the status line). */
+int tokens_count(struct tokens *t, bool full, struct state_counts *ret);

@@ -1,0 +1,28 @@
+-- Views for people reading the database with the sqlite3 command line.
+-- Recreated at every start, so they always match the binary.
+DROP VIEW IF EXISTS audit_log;
+DROP VIEW IF EXISTS outcomes_per_hour;
+DROP VIEW IF EXISTS failed_tokens;
+
+-- The audit log with readable UTC times.
+CREATE VIEW audit_log AS
+SELECT seq,
+       strftime('%Y-%m-%d %H:%M:%f', at / 1000.0, 'unixepoch') || 'Z' AS time_utc,
+       token_id, fingerprint, event, attempt, http_status, detail, duration_ms
+  FROM audit;
+
+-- Final outcomes and retries per UTC hour.
+CREATE VIEW outcomes_per_hour AS
+SELECT strftime('%Y-%m-%d %H:00', at / 1000, 'unixepoch') AS hour_utc,
+       event, count(*) AS events
+  FROM audit
+ WHERE event <> 'due'
+ GROUP BY hour_utc, event
+ ORDER BY hour_utc, event;
+
+-- Tokens that failed, and why.
+CREATE VIEW failed_tokens AS
+SELECT id, subject, fingerprint, attempts, last_event, last_error,
+       strftime('%Y-%m-%d %H:%M:%SZ', finished_at / 1000, 'unixepoch') AS failed_utc
+  FROM tokens
+ WHERE state = 'failed';
