@@ -1,1 +1,1041 @@
+/* revoke: the engine (see header for the pipeline).
+ *
+ * Work is done in bounded steps so the loop never blocks for long: an idle
+ * handle runs one step per loop iteration (promote a page of due rows,
+ * refill the queue, dispatch) while there is more to do, and stops itself
+ * when there is not; then the due timer waits for the next event. Outcomes
+ * are committed in groups from a check handle (after each poll phase) or a
+ * short timer, never one transaction per request. */
 #include "revoke.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "http.h"
+#include "log.h"
+#include "policy.h"
+#include "secret.h"
+#include "tokens.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+enum {
+    PROMOTE_PAGE = 512,      /* due rows moved to pending per transaction */
+    FETCH_PAGE = 256,        /* pending rows read per query */
+    BATCH_MAX = 128,         /* outcomes per commit */
+    FLUSH_DELAY_MS = 2,      /* a small batch waits at most this long */
+    DB_RETRY_MS = 250,       /* after a busy or failed transaction */
+    RESCAN_MS = 30000,       /* the due timer never waits longer: safety rescan */
+    SUMMARY_MS = 60000,      /* outcome summary line */
+};
+
+struct job {
+    struct http_request req;
+    struct revoke *owner;
+    struct job *next;
+    int64_t id;
+    char *token;
+    size_t token_len;
+    char fingerprint[SECRET_FP_LEN + 1];
+    unsigned attempts;
+    struct outcome_record rec;
+    char detail[256];
+    char last_error[256];
+};
+
+/* The ids the engine holds (queued, in flight, uncommitted): open
+ * addressing with linear probing, backward-shift deletion. */
+struct idset {
+    int64_t *slots; /* 0: empty (ids are > 0) */
+    size_t cap, len;
+};
+
+struct revoke {
+    uv_loop_t *loop;
+    struct db *db;
+    struct tokens *tokens;
+    struct audit *audit;
+    struct http *http;
+    struct config cfg;
+    struct health health;
+    struct rng rng;
+
+    uv_idle_t work;
+    uv_timer_t due_timer;
+    uv_timer_t gate_timer;
+    uv_timer_t flush_timer;
+    uv_timer_t db_timer;
+    uv_timer_t summary_timer;
+    uv_check_t flush_check;
+    unsigned open_handles;
+
+    struct job *queue_head, *queue_tail;
+    unsigned queued, in_flight;
+    struct job *batch_head, *batch_tail;
+    unsigned uncommitted;
+    struct idset known;
+
+    bool scan_due;        /* active rows may be due: promote */
+    bool fetch_due;       /* pending rows may be due and not held */
+    bool db_blocked;      /* waiting for db_timer after a database error */
+    bool stopping;
+    void (*stop_cb)(void *);
+    void *stop_data;
+
+    double bucket;        /* rate limit tokens */
+    uint64_t bucket_ns;
+
+    int64_t (*clock)(void *);
+    void *clock_data;
+    void (*change_cb)(void *);
+    void *change_data;
+
+    struct revoke_stats stats;
+    uint64_t summary_base[5];
+};
+
+static void on_work(uv_idle_t *h);
+static void on_gate_timer(uv_timer_t *h);
+static void on_flush_timer(uv_timer_t *h);
+static void on_db_timer(uv_timer_t *h);
+static void on_due_timer(uv_timer_t *h);
+static void on_summary_timer(uv_timer_t *h);
+
+/* ---- id set ---- */
+
+static size_t idset_slot(const struct idset *s, int64_t id)
+{
+    uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull;
+    return (size_t)(h >> 7) & (s->cap - 1);
+}
+
+static bool idset_has(const struct idset *s, int64_t id)
+{
+    for (size_t i = idset_slot(s, id);; i = (i + 1) & (s->cap - 1)) {
+        if (s->slots[i] == id)
+            return true;
+        if (s->slots[i] == 0)
+            return false;
+    }
+}
+
+static int idset_add(struct idset *s, int64_t id);
+
+static int idset_grow(struct idset *s)
+{
+    struct idset bigger = {.cap = s->cap * 2};
+
+    bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots));
+    if (!bigger.slots)
+        return -ENOMEM;
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->slots[i])
+            idset_add(&bigger, s->slots[i]);
+    free(s->slots);
+    *s = bigger;
+    return 0;
+}
+
+static int idset_add(struct idset *s, int64_t id)
+{
+    size_t i;
+
+    if ((s->len + 1) * 2 > s->cap && idset_grow(s) < 0)
+        return -ENOMEM;
+    for (i = idset_slot(s, id); s->slots[i] != 0; i = (i + 1) & (s->cap - 1))
+        if (s->slots[i] == id)
+            return 0;
+    s->slots[i] = id;
+    s->len++;
+    return 0;
+}
+
+static void idset_del(struct idset *s, int64_t id)
+{
+    size_t i = idset_slot(s, id), j;
+
+    while (s->slots[i] != id) {
+        if (s->slots[i] == 0)
+            return;
+        i = (i + 1) & (s->cap - 1);
+    }
+    s->slots[i] = 0;
+    s->len--;
+    /* Backward shift: move later members of the run into the hole. */
+    for (j = (i + 1) & (s->cap - 1); s->slots[j] != 0; j = (j + 1) & (s->cap - 1)) {
+        size_t home = idset_slot(s, s->slots[j]);
+        bool between = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+        if (!between) {
+            s->slots[i] = s->slots[j];
+            s->slots[j] = 0;
+            i = j;
+        }
+    }
+}
+
+/* ---- helpers ---- */
+
+static int64_t wall_ms(struct revoke *r)
+{
+    return r->clock ? r->clock(r->clock_data) : db_now_ms();
+}
+
+static void changed(struct revoke *r)
+{
+    if (r->change_cb)
+        r->change_cb(r->change_data);
+}
+
+static void job_free(struct job *j)
+{
+    if (!j)
+        return;
+    if (j->token) {
+        secret_wipe(j->token, j->token_len);
+        free(j->token);
+    }
+    free(j);
+}
+
+static void schedule_work(struct revoke *r)
+{
+    if (!r->stopping && !r->db_blocked)
+        uv_idle_start(&r->work, on_work);
+}
+
+
+/* A database step failed: keep everything in memory and try again later. */
+static void db_trouble(struct revoke *r, const char *what, int rc)
+{
+    r->stats.db_errors++;
+    snprintf(r->stats.db_error, sizeof(r->stats.db_error), "%s: %s", what, db_errmsg(r->db));
+    log_err("database: %s failed (%s): %s; retrying in %d ms", what, strerror(-rc), db_errmsg(r->db),
+            DB_RETRY_MS);
+    if (!r->db_blocked) {
+        r->db_blocked = true;
+        uv_idle_stop(&r->work);
+        uv_timer_start(&r->db_timer, on_db_timer, DB_RETRY_MS, 0);
+    }
+    changed(r);
+}
+
+/* ---- promote and fetch ---- */
+
+static int promote_page(struct revoke *r, unsigned *ret_count)
+{
+    unsigned count = 0;
+    int rc;
+
+    rc = db_begin(r->db);
+    if (rc < 0)
+        return rc;
+    rc = tokens_promote_due(r->tokens, r->audit, wall_ms(r), PROMOTE_PAGE, &count);
+    if (rc == 0)
+        rc = db_commit(r->db);
+    if (rc < 0) {
+        db_rollback(r->db);
+        audit_forget(r->audit);
+        return rc;
+    }
+    *ret_count = count;
+    return 0;
+}
+
+struct fetch_ctx {
+    struct revoke *r;
+    unsigned seen, added;
+    int err;
+};
+
+static int on_pending_row(void *ud, const struct pending_row *row)
+{
+    struct fetch_ctx *f = ud;
+    struct revoke *r = f->r;
+    struct job *j;
+
+    f->seen++;
+    if (idset_has(&r->known, row->id))
+        return 0;
+    j = calloc(1, sizeof(*j));
+    if (j)
+        j->token = malloc(row->token_len + 1);
+    if (!j || !j->token || idset_add(&r->known, row->id) < 0) {
+        job_free(j);
+        f->err = -ENOMEM;
+        return 1;
+    }
+    memcpy(j->token, row->token, row->token_len);
+    j->token[row->token_len] = '\0';
+    j->token_len = row->token_len;
+    j->owner = r;
+    j->id = row->id;
+    j->attempts = row->attempts;
+    snprintf(j->fingerprint, sizeof(j->fingerprint), "%s", row->fingerprint ? row->fingerprint : "");
+    if (r->queue_tail)
+        r->queue_tail->next = j;
+    else
+        r->queue_head = j;
+    r->queue_tail = j;
+    r->queued++;
+    f->added++;
+    return 0;
+}
+
+/* Read due pending rows into the queue, skipping those we hold already.
+ * Asking for FETCH_PAGE more than we hold means a short answer proves that
+ * nothing else is due. */
+static int fetch_page(struct revoke *r)
+{
+    struct fetch_ctx f = {.r = r};
+    unsigned limit = FETCH_PAGE + (unsigned)r->known.len;
+    int rc;
+
+    rc = tokens_fetch_due(r->tokens, wall_ms(r), limit, on_pending_row, &f);
+    if (rc < 0)
+        return rc;
+    if (f.err < 0)
+        return f.err;
+    if (f.seen < limit)
+        r->fetch_due = false;
+    return 0;
+}
+
+/* ---- dispatch ---- */
+
+static void on_http_done(struct http_request *req, const struct http_result *res);
+
+/* Rate limit: a token bucket refilled continuously, holding at most 10 ms
+ * worth of requests (at least one), so bursts stay small. */
+static bool rate_allows(struct revoke *r, uint64_t *ret_wait_ms)
+{
+    double rate = r->cfg.rate_limit, cap;
+    uint64_t now;
+
+    if (rate <= 0)
+        return true;
+    cap = rate / 100 > 1 ? rate / 100 : 1;
+    now = uv_hrtime();
+    r->bucket += (double)(now - r->bucket_ns) * rate / 1e9;
+    if (r->bucket > cap)
+        r->bucket = cap;
+    r->bucket_ns = now;
+    if (r->bucket >= 1)
+        return true;
+    *ret_wait_ms = (uint64_t)((1 - r->bucket) * 1000 / rate) + 1;
+    return false;
+}
+
+static unsigned uncommitted_cap(const struct revoke *r)
+{
+    return 4 * r->cfg.concurrency + 1024;
+}
+
+static void dispatch(struct revoke *r)
+{
+    while (r->queue_head && !r->stopping && r->in_flight < r->cfg.concurrency &&
+           r->uncommitted < uncommitted_cap(r)) {
+        uint64_t now = uv_now(r->loop), wake = UINT64_MAX, wait_ms;
+        unsigned want = r->cfg.concurrency - r->in_flight;
+        struct job *j;
+        int rc;
+
+        if (want > r->queued)
+            want = r->queued;
+        if (health_allowance(&r->health, now, r->in_flight, want, &wake) == 0) {
+            if (wake != UINT64_MAX)
+                uv_timer_start(&r->gate_timer, on_gate_timer, wake > now ? wake - now : 0, 0);
+            return;
+        }
+        if (!rate_allows(r, &wait_ms)) {
+            uv_timer_start(&r->gate_timer, on_gate_timer, wait_ms, 0);
+            return;
+        }
+        j = r->queue_head;
+        j->req.token = j->token;
+        j->req.token_len = j->token_len;
+        j->req.done = on_http_done;
+        rc = http_submit(r->http, &j->req);
+        if (rc < 0) {
+            log_err("cannot start a request for token %" PRId64 ": %s; retrying in %d ms", j->id,
+                    strerror(-rc), DB_RETRY_MS);
+            uv_timer_start(&r->gate_timer, on_gate_timer, DB_RETRY_MS, 0);
+            return;
+        }
+        r->queue_head = j->next;
+        if (!r->queue_head)
+            r->queue_tail = NULL;
+        j->next = NULL;
+        r->queued--;
+        r->in_flight++;
+        r->stats.sent++;
+        if (r->cfg.rate_limit)
+            r->bucket -= 1;
+        health_on_send(&r->health);
+    }
+}
+
+/* ---- outcomes ---- */
+
+/* The validation message of a FastAPI-style 422 body, else the body's start
+ * with control characters dropped; never the token if the server echoed it. */
+static void describe_rejection(const struct job *j, const struct http_result *res, char *buf, size_t len)
+{
+    json_t *root = json_loads(res->body, 0, NULL);
+    json_t *msg = json_object_get(json_array_get(json_object_get(root, "detail"), 0), "msg");
+    const char *text = json_is_string(msg) ? json_string_value(msg) : NULL;
+    json_t *detail = json_object_get(root, "detail");
+    char clean[200];
+    size_t n = 0;
+
+    if (!text && json_is_string(detail))
+        text = json_string_value(detail);
+    if (!text)
+        text = res->body;
+    for (const char *p = text; *p && n + 1 < sizeof(clean); p++)
+        clean[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
+    clean[n] = '\0';
+    if (j->token_len >= 8 && strstr(clean, j->token))
+        snprintf(clean, sizeof(clean), "(the answer quoted the token; not recorded)");
+    snprintf(buf, len, "HTTP %ld: %s", res->status, n ? clean : "(no message)");
+    json_decref(root);
+}
+
+static void describe_failure(const struct http_result *res, char *buf, size_t len)
+{
+    if (res->status)
+        snprintf(buf, len, "HTTP %ld", res->status);
+    else
+        snprintf(buf, len, "curl error %d (%s)", (int)res->curl_code,
+                 res->error[0] ? res->error : curl_easy_strerror(res->curl_code));
+}
+
+static void log_health_change(struct revoke *r, uint64_t now)
+{
+    const char *what = health_describe(&r->health, now);
+
+    if (r->health.state == HEALTH_DOWN)
+        log_warning("logout endpoint is down after %u failures in a row (%s); probing once per backoff "
+                    "interval, no token is failed meanwhile",
+                    r->cfg.down_after, r->health.last_error);
+    else if (r->health.misconfigured)
+        log_warning("logout endpoint looks misconfigured (%s): check logout.url; no token is failed",
+                    r->health.last_error);
+    else
+        log_notice("logout endpoint is %s again", what);
+}
+
+static void build_outcome(struct revoke *r, struct job *j, const struct http_result *res, enum outcome o,
+                          uint64_t retry_after_ms)
+{
+    struct outcome_record *rec = &j->rec;
+    int64_t now = wall_ms(r);
+    char why[200];
+    char span[64];
+
+    memset(rec, 0, sizeof(*rec));
+    rec->token_id = j->id;
+    rec->fingerprint = j->fingerprint;
+    rec->attempts = j->attempts;
+    rec->attempt = (int)j->attempts + 1;
+    rec->http_status = res->status;
+    rec->detail = j->detail;
+    rec->duration_ms = (int64_t)res->duration_ms;
+    rec->at_ms = now;
+    describe_failure(res, why, sizeof(why));
+
+    switch (o) {
+    case OUTCOME_REVOKED:
+    case OUTCOME_ALREADY_INVALID:
+        rec->event = o == OUTCOME_REVOKED ? "revoked" : "already_invalid";
+        rec->state = "revoked";
+        rec->drop_secret = !r->cfg.keep_secrets;
+        snprintf(j->detail, sizeof(j->detail), "HTTP %ld%s", res->status,
+                 o == OUTCOME_ALREADY_INVALID ? ": the token was already invalid" : "");
+        break;
+    case OUTCOME_REJECTED:
+        rec->event = "rejected";
+        rec->state = "failed";
+        describe_rejection(j, res, j->detail, sizeof(j->detail));
+        snprintf(j->last_error, sizeof(j->last_error), "%s", j->detail);
+        rec->last_error = j->last_error;
+        break;
+    case OUTCOME_TOKEN_RETRY:
+        rec->attempts = j->attempts + 1;
+        snprintf(j->last_error, sizeof(j->last_error), "%s", why);
+        rec->last_error = j->last_error;
+        if (rec->attempts >= r->cfg.max_attempts) {
+            rec->event = "gave_up";
+            rec->state = "failed";
+            snprintf(j->detail, sizeof(j->detail), "%s on attempt %u of %u; giving up", why, rec->attempts,
+                     r->cfg.max_attempts);
+        } else {
+            uint64_t wait = policy_backoff_ms(r->cfg.retry_base_ms, r->cfg.retry_max_delay_ms,
+                                              rec->attempts, rng_next(&r->rng));
+            rec->event = "retry";
+            rec->state = "pending";
+            rec->next_attempt_at = now + (int64_t)wait;
+            config_format_duration(wait, span, sizeof(span));
+            snprintf(j->detail, sizeof(j->detail), "%s on attempt %u of %u; next attempt in %s", why,
+                     rec->attempts, r->cfg.max_attempts, span);
+        }
+        break;
+    case OUTCOME_ENDPOINT_DOWN:
+    case OUTCOME_ENDPOINT_MISCONFIGURED:
+        /* The endpoint's fault, not the token's: attempts stay; the token is
+         * eligible again at once and the health gate decides when to send. */
+        rec->event = "retry";
+        rec->state = "pending";
+        rec->next_attempt_at = now + (int64_t)retry_after_ms;
+        snprintf(j->last_error, sizeof(j->last_error), "%s", why);
+        rec->last_error = j->last_error;
+        if (retry_after_ms) {
+            config_format_duration(retry_after_ms, span, sizeof(span));
+            snprintf(j->detail, sizeof(j->detail), "endpoint: %s; every request paused for %s (Retry-After)",
+                     why, span);
+        } else {
+            snprintf(j->detail, sizeof(j->detail), "endpoint %s: %s; not counted towards attempts; retried when "
+                     "the endpoint answers", o == OUTCOME_ENDPOINT_MISCONFIGURED ? "misconfigured" : "failure", why);
+        }
+        break;
+    }
+}
+
+static void count_outcome(struct revoke *r, const struct outcome_record *rec)
+{
+    if (!strcmp(rec->event, "revoked"))
+        r->stats.revoked++;
+    else if (!strcmp(rec->event, "already_invalid"))
+        r->stats.already_invalid++;
+    else if (!strcmp(rec->event, "rejected"))
+        r->stats.rejected++;
+    else if (!strcmp(rec->event, "gave_up"))
+        r->stats.gave_up++;
+    else
+        r->stats.retried++;
+}
+
+static void log_outcome(const struct job *j, enum outcome o)
+{
+    const struct outcome_record *rec = &j->rec;
+    int level = LOG_DEBUG;
+
+    if (!strcmp(rec->event, "rejected") || !strcmp(rec->event, "gave_up"))
+        level = LOG_WARNING;
+    else if (o == OUTCOME_TOKEN_RETRY)
+        level = LOG_INFO;
+    log_token(level, j->id, j->fingerprint, rec->event, rec->http_status, "token %" PRId64 " (%s): %s: %s", j->id,
+              j->fingerprint, rec->event, j->detail);
+}
+
+static void on_http_done(struct http_request *req, const struct http_result *res)
+{
+    struct job *j = container_of(req, struct job, req);
+    struct revoke *r = j->owner;
+    uint64_t now = uv_now(r->loop), retry_after_ms = 0;
+    enum outcome o = policy_classify(res->status);
+
+    r->in_flight--;
+    /* A transfer cut short by our own shutdown says nothing about the token. */
+    if (res->curl_code == CURLE_ABORTED_BY_CALLBACK) {
+        idset_del(&r->known, j->id);
+        job_free(j);
+        goto out;
+    }
+    if ((res->status == 429 || res->status == 503) && res->retry_after[0])
+        policy_parse_retry_after(res->retry_after, wall_ms(r) / 1000, r->cfg.retry_after_max_ms, &retry_after_ms);
+    build_outcome(r, j, res, o, retry_after_ms);
+    if (health_on_result(&r->health, now, o, retry_after_ms, rng_next(&r->rng), j->detail))
+        log_health_change(r, now);
+    log_outcome(j, o);
+    secret_wipe(j->token, j->token_len);
+    if (r->batch_tail)
+        r->batch_tail->next = j;
+    else
+        r->batch_head = j;
+    r->batch_tail = j;
+    r->uncommitted++;
+out:
+    if (r->stopping) {
+        if (r->in_flight == 0)
+            uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
+        return;
+    }
+    dispatch(r);
+    if (r->queued < r->cfg.concurrency)
+        schedule_work(r);
+    changed(r);
+}
+
+static void finish_stop(struct revoke *r);
+
+/* Commit every outcome waiting in the batch in one transaction. */
+static void flush(struct revoke *r)
+{
+    struct job *j, *next;
+    unsigned n = 0;
+    int rc;
+
+    if (!r->batch_head || r->db_blocked)
+        return;
+    rc = db_begin(r->db);
+    for (j = r->batch_head; rc == 0 && j && n < BATCH_MAX; j = j->next, n++) {
+        rc = tokens_record_outcome(r->tokens, r->audit, &j->rec);
+        if (rc == -ESTALE) {
+            log_notice("token %" PRId64 " (%s) changed state behind revokerd's back; outcome %s not recorded",
+                       j->id, j->fingerprint, j->rec.event);
+            rc = 0;
+        }
+    }
+    if (rc == 0)
+        rc = db_commit(r->db);
+    if (rc < 0) {
+        db_rollback(r->db);
+        audit_forget(r->audit);
+        db_trouble(r, "recording outcomes", rc);
+        return;
+    }
+    r->stats.db_error[0] = '\0';
+    for (j = r->batch_head; n > 0; j = next, n--) {
+        next = j->next;
+        count_outcome(r, &j->rec);
+        if (!strcmp(j->rec.state, "pending"))
+            r->fetch_due = true;
+        idset_del(&r->known, j->id);
+        r->uncommitted--;
+        job_free(j);
+        r->batch_head = next;
+    }
+    if (!r->batch_head)
+        r->batch_tail = NULL;
+    if (!uv_is_active((uv_handle_t *)&r->summary_timer))
+        uv_timer_start(&r->summary_timer, on_summary_timer, SUMMARY_MS, 0);
+    schedule_work(r);
+    changed(r);
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    struct revoke *r = container_of(h, struct revoke, flush_check);
+
+    if (r->uncommitted >= BATCH_MAX)
+        flush(r);
+    else if (r->uncommitted && !uv_is_active((uv_handle_t *)&r->flush_timer))
+        uv_timer_start(&r->flush_timer, on_flush_timer, FLUSH_DELAY_MS, 0);
+}
+
+static void on_flush_timer(uv_timer_t *h)
+{
+    struct revoke *r = container_of(h, struct revoke, flush_timer);
+
+    while (r->batch_head && !r->db_blocked) {
+        unsigned before = r->uncommitted;
+        flush(r);
+        if (r->uncommitted == before)
+            break;
+    }
+    if (r->stopping && r->in_flight == 0 && (!r->batch_head || r->db_blocked))
+        finish_stop(r);
+}
+
+/* ---- the work step and timers ---- */
+
+static void arm_due_timer(struct revoke *r)
+{
+    struct next_events next;
+    int64_t now = wall_ms(r), target;
+    int rc;
+
+    rc = tokens_next_events(r->tokens, now, &next);
+    if (rc < 0) {
+        db_trouble(r, "looking for the next due token", rc);
+        return;
+    }
+    if (next.flagged) {
+        r->scan_due = true;
+        schedule_work(r);
+        return;
+    }
+    target = next.expiry_ms < next.retry_ms ? next.expiry_ms : next.retry_ms;
+    uv_timer_start(&r->due_timer, on_due_timer, policy_timer_delay_ms(target, now, RESCAN_MS), 0);
+}
+
+static void on_work(uv_idle_t *h)
+{
+    struct revoke *r = container_of(h, struct revoke, work);
+    bool more = false;
+    unsigned count;
+    int rc;
+
+    if (r->stopping || r->db_blocked) {
+        uv_idle_stop(h);
+        return;
+    }
+    if (r->scan_due) {
+        rc = promote_page(r, &count);
+        if (rc < 0) {
+            db_trouble(r, "marking due tokens", rc);
+            return;
+        }
+        if (count > 0) {
+            r->fetch_due = true;
+            changed(r);
+        }
+        if (count == PROMOTE_PAGE)
+            more = true;
+        else
+            r->scan_due = false;
+    }
+    if (r->fetch_due && r->queued < 2 * r->cfg.concurrency) {
+        rc = fetch_page(r);
+        if (rc < 0) {
+            db_trouble(r, "reading due tokens", rc);
+            return;
+        }
+    }
+    dispatch(r);
+    if (more || (r->fetch_due && r->queued < 2 * r->cfg.concurrency && r->in_flight < r->cfg.concurrency))
+        return;
+    uv_idle_stop(h);
+    if (!r->fetch_due && !r->scan_due)
+        arm_due_timer(r);
+}
+
+static void on_due_timer(uv_timer_t *h)
+{
+    struct revoke *r = container_of(h, struct revoke, due_timer);
+
+    r->scan_due = true;
+    r->fetch_due = true;
+    schedule_work(r);
+}
+
+static void on_gate_timer(uv_timer_t *h)
+{
+    struct revoke *r = container_of(h, struct revoke, gate_timer);
+
+    dispatch(r);
+    if (r->queued < r->cfg.concurrency)
+        schedule_work(r);
+}
+
+static void on_db_timer(uv_timer_t *h)
+{
+    struct revoke *r = container_of(h, struct revoke, db_timer);
+
+    r->db_blocked = false;
+    r->scan_due = true;
+    r->fetch_due = true;
+    if (r->batch_head)
+        uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
+    schedule_work(r);
+}
+
+static void on_summary_timer(uv_timer_t *h)
+{
+    struct revoke *r = container_of(h, struct revoke, summary_timer);
+    uint64_t now[5] = {r->stats.revoked, r->stats.already_invalid, r->stats.rejected, r->stats.gave_up,
+                       r->stats.retried};
+    uint64_t d[5];
+
+    for (int i = 0; i < 5; i++) {
+        d[i] = now[i] - r->summary_base[i];
+        r->summary_base[i] = now[i];
+    }
+    if (d[0] + d[1] + d[2] + d[3] + d[4])
+        log_notice("last %d s: %" PRIu64 " revoked, %" PRIu64 " already invalid, %" PRIu64 " rejected, %" PRIu64
+                   " gave up, %" PRIu64 " retries; endpoint %s",
+                   SUMMARY_MS / 1000, d[0], d[1], d[2], d[3], d[4],
+                   health_describe(&r->health, uv_now(r->loop)));
+}
+
+/* ---- the optional client credential ---- */
+
+/* "Name: value" from $CREDENTIALS_DIRECTORY/logout-credential (systemd's
+ * LoadCredential=), never from the environment or argv. */
+static int load_credential(const struct config *cfg, char **ret_header)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    char path[4096], value[4096], *header;
+    ssize_t n;
+    size_t len;
+    int fd;
+
+    *ret_header = NULL;
+    if (!cfg->credential_header)
+        return 0;
+    if (!dir) {
+        log_err("logout.credential_header is set but $CREDENTIALS_DIRECTORY is not (use LoadCredential=logout-credential:...)");
+        return -ENOENT;
+    }
+    snprintf(path, sizeof(path), "%s/logout-credential", dir);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        log_err("cannot read the logout credential %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    n = read(fd, value, sizeof(value) - 1);
+    close(fd);
+    if (n < 0)
+        return -EIO;
+    len = (size_t)n;
+    while (len && (value[len - 1] == '\n' || value[len - 1] == '\r'))
+        len--;
+    value[len] = '\0';
+    if (len == 0 || memchr(value, '\n', len) || memchr(value, '\r', len)) {
+        secret_wipe(value, sizeof(value));
+        log_err("the logout credential in %s is empty or spans several lines", path);
+        return -EINVAL;
+    }
+    len = strlen(cfg->credential_header) + 2 + len + 1;
+    header = malloc(len);
+    if (header)
+        snprintf(header, len, "%s: %s", cfg->credential_header, value);
+    secret_wipe(value, sizeof(value));
+    if (!header)
+        return -ENOMEM;
+    *ret_header = header;
+    return 0;
+}
+
+static int http_options_from(const struct config *cfg, struct http_options *o, char **ret_header)
+{
+    int rc = load_credential(cfg, ret_header);
+
+    if (rc < 0)
+        return rc;
+    *o = (struct http_options){
+        .url = cfg->url,
+        .timeout_ms = cfg->timeout_ms,
+        .ca_file = cfg->ca_file,
+        .extra_header = *ret_header,
+        .max_connections = cfg->concurrency,
+    };
+    return 0;
+}
+
+/* ---- lifecycle ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct revoke *r = h->data;
+    void (*cb)(void *) = r->stop_cb;
+    void *data = r->stop_data;
+
+    if (--r->open_handles > 0)
+        return;
+    tokens_close(r->tokens);
+    audit_close(r->audit);
+    config_free(&r->cfg);
+    free(r->known.slots);
+    free(r);
+    if (cb)
+        cb(data);
+}
+
+static void on_http_closed(void *data)
+{
+    struct revoke *r = data;
+    uv_handle_t *handles[] = {
+        (uv_handle_t *)&r->work,        (uv_handle_t *)&r->due_timer,    (uv_handle_t *)&r->gate_timer,
+        (uv_handle_t *)&r->flush_timer, (uv_handle_t *)&r->db_timer,     (uv_handle_t *)&r->summary_timer,
+        (uv_handle_t *)&r->flush_check,
+    };
+
+    r->http = NULL;
+    for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++)
+        uv_close(handles[i], on_handle_closed);
+}
+
+static void finish_stop(struct revoke *r)
+{
+    struct job *j;
+
+    if (!r->http)
+        return; /* already finishing */
+    if (r->batch_head) {
+        unsigned lost = 0;
+        for (j = r->batch_head; j; j = j->next)
+            lost++;
+        log_err("%u outcomes could not be committed at shutdown (%s); those tokens stay pending and are "
+                "attempted again at the next start",
+                lost, r->stats.db_error);
+    }
+    while ((j = r->batch_head)) {
+        r->batch_head = j->next;
+        job_free(j);
+    }
+    r->batch_tail = NULL;
+    uv_timer_stop(&r->summary_timer);
+    on_summary_timer(&r->summary_timer);
+    http_close(r->http, on_http_closed, r);
+}
+
+int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct revoke **ret)
+{
+    struct http_options ho;
+    char *header = NULL;
+    struct revoke *r;
+    int rc;
+
+    r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->loop = loop;
+    r->db = db;
+    r->known.cap = 1024;
+    r->known.slots = calloc(r->known.cap, sizeof(*r->known.slots));
+    if (!r->known.slots) {
+        rc = -ENOMEM;
+        goto err_after_alloc;
+    }
+    rc = config_copy(&r->cfg, cfg);
+    if (rc < 0)
+        goto err_after_alloc;
+    rc = tokens_open(db, &r->tokens);
+    if (rc < 0)
+        goto err_after_config;
+    rc = audit_open(db, &r->audit);
+    if (rc < 0)
+        goto err_after_tokens;
+    rc = http_options_from(cfg, &ho, &header);
+    if (rc < 0)
+        goto err_after_audit;
+    rc = http_new(loop, &ho, &r->http);
+    secret_free(header);
+    if (rc < 0)
+        goto err_after_audit;
+
+    health_init(&r->health, cfg->down_after, cfg->retry_base_ms, cfg->retry_max_delay_ms);
+    rng_seed(&r->rng, 0);
+    r->bucket = 1;
+    r->bucket_ns = uv_hrtime();
+    r->stats.started_ms = uv_now(loop);
+    uv_idle_init(loop, &r->work);
+    uv_timer_init(loop, &r->due_timer);
+    uv_timer_init(loop, &r->gate_timer);
+    uv_timer_init(loop, &r->flush_timer);
+    uv_timer_init(loop, &r->db_timer);
+    uv_timer_init(loop, &r->summary_timer);
+    uv_check_init(loop, &r->flush_check);
+    r->open_handles = 7;
+    r->work.data = r->due_timer.data = r->gate_timer.data = r->flush_timer.data = r;
+    r->db_timer.data = r->summary_timer.data = r->flush_check.data = r;
+    /* The loop lives as long as main's own handles say; ours never keep it. */
+    uv_unref((uv_handle_t *)&r->flush_check);
+    uv_unref((uv_handle_t *)&r->summary_timer);
+    uv_check_start(&r->flush_check, on_flush_check);
+    uv_timer_start(&r->due_timer, on_due_timer, 0, 0);
+    r->scan_due = r->fetch_due = true;
+    *ret = r;
+    return 0;
+
+err_after_audit:
+    audit_close(r->audit);
+err_after_tokens:
+    tokens_close(r->tokens);
+err_after_config:
+    config_free(&r->cfg);
+err_after_alloc:
+    free(r->known.slots);
+    free(r);
+    return rc;
+}
+
+int revoke_configure(struct revoke *r, const struct config *cfg)
+{
+    struct config copy;
+    struct http_options ho;
+    char *header = NULL;
+    int rc;
+
+    rc = config_copy(&copy, cfg);
+    if (rc < 0)
+        return rc;
+    rc = http_options_from(&copy, &ho, &header);
+    if (rc == 0)
+        rc = http_configure(r->http, &ho);
+    secret_free(header);
+    if (rc < 0) {
+        config_free(&copy);
+        return rc;
+    }
+    config_free(&r->cfg);
+    r->cfg = copy;
+    health_configure(&r->health, copy.down_after, copy.retry_base_ms, copy.retry_max_delay_ms);
+    revoke_kick(r);
+    return 0;
+}
+
+void revoke_kick(struct revoke *r)
+{
+    r->scan_due = true;
+    r->fetch_due = true;
+    schedule_work(r);
+}
+
+void revoke_get_stats(struct revoke *r, struct revoke_stats *ret)
+{
+    *ret = r->stats;
+    ret->queued = r->queued;
+    ret->in_flight = r->in_flight;
+    ret->uncommitted = r->uncommitted;
+    ret->health = health_describe(&r->health, uv_now(r->loop));
+    ret->last_error = r->health.last_error;
+}
+
+struct tokens *revoke_tokens(struct revoke *r)
+{
+    return r->tokens;
+}
+
+struct audit *revoke_audit(struct revoke *r)
+{
+    return r->audit;
+}
+
+void revoke_set_clock(struct revoke *r, int64_t (*now_ms)(void *), void *data)
+{
+    r->clock = now_ms;
+    r->clock_data = data;
+}
+
+void revoke_on_change(struct revoke *r, void (*cb)(void *data), void *data)
+{
+    r->change_cb = cb;
+    r->change_data = data;
+}
+
+void revoke_stop(struct revoke *r, void (*cb)(void *data), void *data)
+{
+    struct job *j;
+
+    if (r->stopping)
+        return;
+    r->stopping = true;
+    r->stop_cb = cb;
+    r->stop_data = data;
+    uv_idle_stop(&r->work);
+    uv_timer_stop(&r->due_timer);
+    uv_timer_stop(&r->gate_timer);
+    /* Queued tokens were never sent: they stay pending for the next start. */
+    while ((j = r->queue_head)) {
+        r->queue_head = j->next;
+        idset_del(&r->known, j->id);
+        job_free(j);
+    }
+    r->queue_tail = NULL;
+    r->queued = 0;
+    if (r->in_flight == 0)
+        uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
+    else
+        log_notice("stopping: waiting for %u requests in flight (at most %" PRIu64 " ms)", r->in_flight,
+                   r->cfg.timeout_ms);
+}
