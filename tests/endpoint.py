@@ -8,7 +8,8 @@ A threaded HTTP/1.1 server with keep-alive. `POST /v2/token/logout` with
 `Authorization: Bearer <token>` answers according to the token's prefix:
 
     s<status>[x<count>][ra<seconds>]-...  <status> (the first <count> requests
-                        for this token, then 200; without x: always), with
+                        for this token since this process started, then
+                        200; without x: always), with
                         `Retry-After: <seconds>` when ra is given. 422 carries a
                         FastAPI-style validation error, 3xx a Location header.
     hang-...            accept, then send nothing for 120 s (or until the
