@@ -1,1 +1,667 @@
+/* proto: the control socket's requests (see proto.h and the README's
+ * "Control socket" section for the contract). One JSON object per line in,
+ * one JSON object out; every write is one transaction, committed before the
+ * ok:true reply is built. The bearer token is never copied into a reply, an
+ * error message or a log line. */
 #include "proto.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "build-config.h"
+#include "log.h"
+#include "secret.h"
+
+#define PROTO_MAX_SUBJECT 255
+#define PROTO_MAX_REASON 255
+
+/* A handler either returns a reply (ok:true) or NULL with err set; NULL with
+ * err empty means out of memory. */
+struct perr {
+    char msg[384];
+};
+
+static void perr_set(struct perr *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void perr_set(struct perr *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+    va_end(ap);
+}
+
+/* jansson frees through this: every buffer it held (the parsed line's
+ * strings, the lexer's scratch space, a dumped request in revokerctl) is
+ * zeroed first, so a token does not linger in freed heap memory. */
+static void wiping_free(void *p)
+{
+    if (!p)
+        return;
+    secret_wipe(p, malloc_usable_size(p));
+    free(p);
+}
+
+static const char *type_name(const json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number with a fraction";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    case JSON_NULL: return "null";
+    }
+    return "something else";
+}
+
+/* Echo a name back only when it cannot be a secret's worth of data: short
+ * and made of the characters field names and ops use. */
+static const char *safe_name(const char *s, size_t len, char *buf, size_t buflen)
+{
+    if (len == 0 || len > 24 || len >= buflen)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '_' || ch == '-'))
+            return NULL;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+static char *dump(json_t *reply)
+{
+    char *s = NULL;
+    if (reply) {
+        s = json_dumps(reply, JSON_COMPACT);
+        json_decref(reply);
+    }
+    return s;
+}
+
+/* A parse error names the place (line, column, byte position) and what was
+ * wrong, but never quotes the input: jansson's " near '...'" context is cut
+ * off because it can hold part of a token. */
+static char *parse_error(const json_error_t *je)
+{
+    char what[JSON_ERROR_TEXT_LENGTH];
+    char msg[300];
+
+    snprintf(what, sizeof(what), "%s", je->text);
+    char *near = strstr(what, " near ");
+    if (near)
+        *near = '\0';
+    switch (json_error_code(je)) {
+    case json_error_end_of_input_expected:
+        snprintf(what, sizeof(what), "unexpected data after the JSON value (send one object per line)");
+        break;
+    case json_error_null_character:
+        snprintf(what, sizeof(what), "strings must not contain \\u0000 (NUL)");
+        break;
+    case json_error_duplicate_key:
+        snprintf(what, sizeof(what), "duplicate key in object");
+        break;
+    case json_error_invalid_utf8:
+        snprintf(what, sizeof(what), "invalid UTF-8 (the request must be UTF-8 text)");
+        break;
+    case json_error_premature_end_of_input:
+        snprintf(what, sizeof(what), "the line ends before the JSON value is complete");
+        break;
+    default:
+        /* "invalid Unicode '\uD800'" quotes an escape from the input. */
+        if (strncmp(what, "invalid Unicode", 15) == 0)
+            snprintf(what, sizeof(what), "invalid Unicode escape");
+        break;
+    }
+    snprintf(msg, sizeof(msg), "invalid JSON at line %d, column %d (byte %d): %s", je->line,
+             je->column, je->position, what);
+    return proto_error(msg);
+}
+
+/* Field access. Each returns 1 (present and valid), 0 (absent) or -1
+ * (present but invalid: e->msg says which field and what was expected). */
+
+static int get_string(json_t *req, const char *key, size_t maxlen, const char **ret,
+                      size_t *ret_len, struct perr *e)
+{
+    json_t *v = json_object_get(req, key);
+    if (!v)
+        return 0;
+    if (!json_is_string(v)) {
+        perr_set(e, "field '%s' must be a string, got %s", key, type_name(v));
+        return -1;
+    }
+    size_t len = json_string_length(v);
+    const char *s = json_string_value(v);
+    if (len == 0) {
+        perr_set(e, "field '%s' must not be empty", key);
+        return -1;
+    }
+    if (len > maxlen) {
+        perr_set(e, "field '%s' is %zu bytes long; at most %zu are allowed", key, len, maxlen);
+        return -1;
+    }
+    if (memchr(s, '\0', len)) {
+        perr_set(e, "field '%s' must not contain NUL bytes", key);
+        return -1;
+    }
+    *ret = s;
+    if (ret_len)
+        *ret_len = len;
+    return 1;
+}
+
+static int get_id(json_t *req, const char *key, int64_t *ret, struct perr *e)
+{
+    json_t *v = json_object_get(req, key);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v)) {
+        perr_set(e, "field '%s' must be a positive integer, got %s", key, type_name(v));
+        return -1;
+    }
+    json_int_t n = json_integer_value(v);
+    if (n <= 0) {
+        perr_set(e, "field '%s' must be a positive integer, got %" JSON_INTEGER_FORMAT, key, n);
+        return -1;
+    }
+    *ret = (int64_t)n;
+    return 1;
+}
+
+/* The token goes into an HTTP header: only visible ASCII, so that no CR/LF
+ * or other byte can change the request around it. */
+static bool token_chars_ok(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch <= 0x20 || ch >= 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static json_t *iso_time_ms(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char buf[40], out[48];
+    if (!gmtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        return json_null();
+    snprintf(out, sizeof(out), "%s.%03dZ", buf, (int)(ms % 1000));
+    return json_string(out);
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s && *s ? json_string(s) : json_null();
+}
+
+/* Message for a failed database step; the caller has rolled back. */
+static void db_failure(const struct proto_env *env, int r, struct perr *e)
+{
+    if (r == -EBUSY)
+        perr_set(e, "database is busy (another process holds a write lock); try again");
+    else if (r == -ENOSPC)
+        perr_set(e, "database disk is full; nothing was recorded");
+    else if (r == -ENOMEM)
+        e->msg[0] = '\0';
+    else
+        perr_set(e, "database error (%s); nothing was changed", db_errmsg(env->db));
+}
+
+static int tx_begin(const struct proto_env *env, struct perr *e)
+{
+    int r = db_begin(env->db);
+    if (r < 0) {
+        db_rollback(env->db);
+        audit_forget(env->audit);
+        db_failure(env, r, e);
+    }
+    return r;
+}
+
+/* r: the result of the work inside the transaction. Commits when it is 0,
+ * rolls back otherwise (or when the commit fails). */
+static int tx_end(const struct proto_env *env, int r)
+{
+    if (r == 0)
+        r = db_commit(env->db);
+    if (r < 0) {
+        db_rollback(env->db);
+        audit_forget(env->audit);
+    }
+    return r;
+}
+
+static json_t *reply_ok(void)
+{
+    return json_pack("{s:b}", "ok", 1);
+}
+
+/* Sets a reply field; false on ENOMEM (the reply is freed then). */
+static bool put(json_t **reply, const char *key, json_t *value)
+{
+    if (!*reply || !value || json_object_set_new(*reply, key, value) < 0) {
+        json_decref(value);
+        json_decref(*reply);
+        *reply = NULL;
+        return false;
+    }
+    return true;
+}
+
+static void kick(const struct proto_env *env)
+{
+    if (env->revoke)
+        revoke_kick(env->revoke);
+}
+
+/* ---- revoke ---- */
+
+static void collect_id(void *ud, int64_t id)
+{
+    json_t **ids = ud;
+    if (*ids && json_array_append_new(*ids, json_integer(id)) < 0) {
+        json_decref(*ids);
+        *ids = NULL;
+    }
+}
+
+static json_t *op_revoke_token(const struct proto_env *env, const char *token, size_t len,
+                               const char *subject, const char *reason, struct perr *e)
+{
+    int64_t id = 0;
+    char state[16] = "";
+
+    if (!token_chars_ok(token, len)) {
+        perr_set(e, "field 'token' must be printable ASCII without spaces or control characters");
+        return NULL;
+    }
+    if (tx_begin(env, e) < 0)
+        return NULL;
+    int r = tokens_revoke_secret(env->tokens, env->audit, token, len, subject, reason,
+                                 db_now_ms(), &id, state);
+    r = tx_end(env, r);
+    if (r < 0) {
+        db_failure(env, r, e);
+        return NULL;
+    }
+    kick(env);
+    log_info("control: revocation requested for token %" PRId64 " (state %s)", id, state);
+    json_t *reply = reply_ok();
+    put(&reply, "id", json_integer(id));
+    put(&reply, "state", json_string(state));
+    return reply;
+}
+
+static json_t *op_revoke_id(const struct proto_env *env, int64_t id, const char *reason,
+                            struct perr *e)
+{
+    bool changed = false;
+    struct token_status st;
+
+    if (tx_begin(env, e) < 0)
+        return NULL;
+    int r = tokens_revoke_id(env->tokens, env->audit, id, reason, db_now_ms(), &changed);
+    if (r == 0)
+        r = tokens_status(env->tokens, id, &st);
+    r = tx_end(env, r);
+    if (r == -ENOENT) {
+        perr_set(e, "no token with id %" PRId64, id);
+        return NULL;
+    }
+    if (r < 0) {
+        db_failure(env, r, e);
+        return NULL;
+    }
+    if (changed) {
+        kick(env);
+        log_info("control: revocation requested for token %" PRId64, id);
+    }
+    json_t *ids = json_array();
+    if (ids && changed && json_array_append_new(ids, json_integer(id)) < 0) {
+        json_decref(ids);
+        ids = NULL;
+    }
+    json_t *reply = reply_ok();
+    put(&reply, "count", json_integer(changed ? 1 : 0));
+    put(&reply, "ids", ids);
+    put(&reply, "state", json_string(st.state));
+    return reply;
+}
+
+static json_t *op_revoke_subject(const struct proto_env *env, const char *subject,
+                                 const char *reason, struct perr *e)
+{
+    unsigned count = 0;
+    json_t *ids = json_array();
+    if (!ids)
+        return NULL;
+    if (tx_begin(env, e) < 0) {
+        json_decref(ids);
+        return NULL;
+    }
+    int r = tokens_revoke_subject(env->tokens, env->audit, subject, reason, db_now_ms(),
+                                  &count, collect_id, &ids);
+    if (r == 0 && !ids)
+        r = -ENOMEM;
+    r = tx_end(env, r);
+    if (r < 0) {
+        json_decref(ids);
+        db_failure(env, r, e);
+        return NULL;
+    }
+    if (count > 0) {
+        kick(env);
+        log_info("control: revocation requested for %u token(s) of a subject", count);
+    }
+    json_t *reply = reply_ok();
+    put(&reply, "count", json_integer(count));
+    put(&reply, "ids", ids);
+    return reply;
+}
+
+static json_t *op_revoke(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    const char *token = NULL, *subject = NULL, *reason = NULL;
+    size_t token_len = 0;
+    int64_t id = 0;
+    int has_token, has_subject, has_reason, has_id;
+
+    if ((has_token = get_string(req, "token", SECRET_MAX_LEN, &token, &token_len, e)) < 0 ||
+        (has_id = get_id(req, "id", &id, e)) < 0 ||
+        (has_subject = get_string(req, "subject", PROTO_MAX_SUBJECT, &subject, NULL, e)) < 0 ||
+        (has_reason = get_string(req, "reason", PROTO_MAX_REASON, &reason, NULL, e)) < 0)
+        return NULL;
+    (void)has_reason;
+    /* token may carry a subject (recorded on a new row); id stands alone. */
+    if (has_id && (has_token || has_subject)) {
+        perr_set(e, "revoke takes exactly one of 'token', 'id' or 'subject' "
+                    "('subject' may accompany 'token')");
+        return NULL;
+    }
+    if (has_token)
+        return op_revoke_token(env, token, token_len, subject, reason, e);
+    if (has_id)
+        return op_revoke_id(env, id, reason, e);
+    if (has_subject)
+        return op_revoke_subject(env, subject, reason, e);
+    perr_set(e, "revoke needs one of 'token' (a secret), 'id' (a token id) or 'subject'");
+    return NULL;
+}
+
+/* ---- status, retry, stats, ping ---- */
+
+static json_t *op_status(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    int64_t id = 0;
+    struct token_status st;
+    int r = get_id(req, "id", &id, e);
+    if (r < 0)
+        return NULL;
+    if (r == 0) {
+        perr_set(e, "status needs 'id' (a positive integer)");
+        return NULL;
+    }
+    memset(&st, 0, sizeof(st));
+    r = tokens_status(env->tokens, id, &st);
+    if (r == -ENOENT) {
+        perr_set(e, "no token with id %" PRId64, id);
+        return NULL;
+    }
+    if (r < 0) {
+        db_failure(env, r, e);
+        return NULL;
+    }
+    json_t *reply = reply_ok();
+    put(&reply, "id", json_integer(st.id));
+    put(&reply, "state", json_string(st.state));
+    put(&reply, "attempts", json_integer(st.attempts));
+    put(&reply, "last_event", str_or_null(st.last_event));
+    put(&reply, "last_error", str_or_null(st.last_error));
+    put(&reply, "next_attempt_at", iso_time_ms(st.next_attempt_at));
+    put(&reply, "expires_at", iso_time_ms(st.expires_at > 0 ? st.expires_at * 1000 : 0));
+    put(&reply, "due_at", iso_time_ms(st.due_at));
+    put(&reply, "finished_at", iso_time_ms(st.finished_at));
+    put(&reply, "subject", str_or_null(st.subject));
+    put(&reply, "fingerprint", str_or_null(st.fingerprint));
+    return reply;
+}
+
+static json_t *op_retry(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    int64_t id = 0;
+    int has_id = get_id(req, "id", &id, e);
+    if (has_id < 0)
+        return NULL;
+    json_t *failed = json_object_get(req, "failed");
+    if (failed && !json_is_true(failed)) {
+        perr_set(e, "field 'failed' must be true, got %s",
+                 json_is_false(failed) ? "false" : type_name(failed));
+        return NULL;
+    }
+    if ((has_id != 0) == (failed != NULL)) {
+        perr_set(e, "retry takes exactly one of 'id' (a token id) or 'failed': true");
+        return NULL;
+    }
+
+    unsigned count = 0;
+    if (tx_begin(env, e) < 0)
+        return NULL;
+    int r;
+    if (has_id) {
+        r = tokens_requeue_id(env->tokens, env->audit, id, db_now_ms());
+        count = r == 0 ? 1 : 0;
+    } else {
+        r = tokens_requeue_failed(env->tokens, env->audit, db_now_ms(), &count);
+    }
+    r = tx_end(env, r);
+    if (r == -ENOENT) {
+        perr_set(e, "no token with id %" PRId64, id);
+        return NULL;
+    }
+    if (r == -EINVAL && has_id) {
+        struct token_status st;
+        if (tokens_status(env->tokens, id, &st) == 0 && strcmp(st.state, "failed") != 0)
+            perr_set(e, "token %" PRId64 " is %s, not failed; only failed tokens can be retried",
+                     id, st.state);
+        else
+            perr_set(e, "token %" PRId64 " cannot be retried: its secret is no longer stored", id);
+        return NULL;
+    }
+    if (r < 0) {
+        db_failure(env, r, e);
+        return NULL;
+    }
+    if (count > 0) {
+        kick(env);
+        log_info("control: %u failed token(s) requeued", count);
+    }
+    json_t *reply = reply_ok();
+    put(&reply, "count", json_integer(count));
+    if (has_id)
+        put(&reply, "ids", json_pack("[I]", (json_int_t)id));
+    return reply;
+}
+
+/* stats counts every state with tokens_count(full = true): a scan of the
+ * table, acceptable for an operator's request (not for a status line that
+ * is refreshed all the time). */
+static json_t *op_stats(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    (void)req;
+    struct state_counts sc;
+    struct revoke_stats rs;
+    int r = tokens_count(env->tokens, true, &sc);
+    if (r < 0) {
+        db_failure(env, r, e);
+        return NULL;
+    }
+    memset(&rs, 0, sizeof(rs));
+    rs.health = "unknown"; /* no engine (tests) */
+    rs.last_error = "";
+    if (env->revoke)
+        revoke_get_stats(env->revoke, &rs);
+
+    json_t *reply = reply_ok();
+    put(&reply, "states", json_pack("{s:I,s:I,s:I,s:I}", "active", (json_int_t)sc.active,
+                                    "pending", (json_int_t)sc.pending, "revoked",
+                                    (json_int_t)sc.revoked, "failed", (json_int_t)sc.failed));
+    put(&reply, "queued", json_integer(rs.queued));
+    put(&reply, "in_flight", json_integer(rs.in_flight));
+    put(&reply, "uncommitted", json_integer(rs.uncommitted));
+    put(&reply, "totals",
+        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "sent", (json_int_t)rs.sent, "revoked",
+                  (json_int_t)rs.revoked, "already_invalid", (json_int_t)rs.already_invalid,
+                  "rejected", (json_int_t)rs.rejected, "gave_up", (json_int_t)rs.gave_up,
+                  "retried", (json_int_t)rs.retried));
+    put(&reply, "endpoint",
+        json_pack("{s:s,s:o}", "health", rs.health ? rs.health : "unknown", "last_error",
+                  str_or_null(rs.last_error)));
+    put(&reply, "db_errors", json_integer((json_int_t)rs.db_errors));
+    put(&reply, "db_error", str_or_null(rs.db_error));
+    put(&reply, "uptime_s", json_integer((json_int_t)(env->uptime_ms ? env->uptime_ms(env) / 1000 : 0)));
+    return reply;
+}
+
+static json_t *op_ping(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    (void)req;
+    (void)e;
+    json_t *reply = reply_ok();
+    put(&reply, "version", json_string(REVOKERD_VERSION));
+    put(&reply, "uptime_s", json_integer((json_int_t)(env->uptime_ms ? env->uptime_ms(env) / 1000 : 0)));
+    return reply;
+}
+
+struct op {
+    const char *name;
+    json_t *(*fn)(const struct proto_env *env, json_t *req, struct perr *e);
+    const char *fields[5]; /* besides "op" */
+    const char *field_list;
+};
+
+static const struct op ops[] = {
+    {"revoke", op_revoke, {"token", "id", "subject", "reason", NULL}, "token, id, subject, reason"},
+    {"status", op_status, {"id", NULL}, "id"},
+    {"retry", op_retry, {"id", "failed", NULL}, "id, failed"},
+    {"stats", op_stats, {NULL}, "none"},
+    {"ping", op_ping, {NULL}, "none"},
+};
+#define OP_NAMES "revoke, status, retry, stats, ping"
+
+/* Unknown fields are refused so that a typo ("reasn") is not silently lost. */
+static bool fields_known(const struct op *op, json_t *req, struct perr *e)
+{
+    const char *key;
+    json_t *value;
+    char buf[32];
+    json_object_foreach(req, key, value) {
+        (void)value;
+        bool known = strcmp(key, "op") == 0;
+        for (size_t i = 0; !known && op->fields[i]; i++)
+            known = strcmp(key, op->fields[i]) == 0;
+        if (!known) {
+            const char *shown = safe_name(key, strlen(key), buf, sizeof(buf));
+            if (shown)
+                perr_set(e, "unknown field '%s' for op %s (allowed: %s)", shown, op->name,
+                         op->field_list);
+            else
+                perr_set(e, "unknown field for op %s (allowed: %s)", op->name, op->field_list);
+            return false;
+        }
+    }
+    return true;
+}
+
+static char *handle(const struct proto_env *env, json_t *req)
+{
+    struct perr e = {.msg = ""};
+    char buf[32];
+
+    if (!json_is_object(req)) {
+        perr_set(&e, "a request must be a JSON object such as {\"op\":\"ping\"}, got %s",
+                 type_name(req));
+        return proto_error(e.msg);
+    }
+    json_t *opv = json_object_get(req, "op");
+    if (!opv) {
+        perr_set(&e, "missing field 'op' (one of: " OP_NAMES ")");
+        return proto_error(e.msg);
+    }
+    if (!json_is_string(opv)) {
+        perr_set(&e, "field 'op' must be a string (one of: " OP_NAMES "), got %s", type_name(opv));
+        return proto_error(e.msg);
+    }
+    const char *name = json_string_value(opv);
+    size_t name_len = json_string_length(opv);
+    const struct op *op = NULL;
+    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+        if (strlen(ops[i].name) == name_len && memcmp(ops[i].name, name, name_len) == 0)
+            op = &ops[i];
+    if (!op) {
+        const char *shown = safe_name(name, name_len, buf, sizeof(buf));
+        if (shown)
+            perr_set(&e, "unknown op '%s'; valid ops: " OP_NAMES, shown);
+        else
+            perr_set(&e, "unknown op; valid ops: " OP_NAMES);
+        return proto_error(e.msg);
+    }
+    if (!fields_known(op, req, &e))
+        return proto_error(e.msg);
+
+    json_t *reply = op->fn(env, req, &e);
+    if (reply)
+        return dump(reply);
+    return e.msg[0] ? proto_error(e.msg) : NULL;
+}
+
+static bool blank(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return false;
+    return true;
+}
+
+void proto_wipe_json(void)
+{
+    json_set_alloc_funcs(malloc, wiping_free);
+}
+
+char *proto_handle(const struct proto_env *env, const char *line, size_t len)
+{
+    json_error_t je;
+
+    proto_wipe_json();
+    if (blank(line, len))
+        return proto_error("empty request: expected a JSON object such as {\"op\":\"ping\"}");
+    json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    if (!req)
+        return parse_error(&je);
+    char *reply = handle(env, req);
+    /* The token's string is zeroed by wiping_free when req goes. */
+    json_decref(req);
+    return reply;
+}
+
+char *proto_error(const char *message)
+{
+    json_t *reply = json_pack("{s:b,s:s}", "ok", 0, "error", message);
+    if (!reply) /* not UTF-8 (cannot happen with our messages), or ENOMEM */
+        reply = json_pack("{s:b,s:s}", "ok", 0, "error", "internal error");
+    return dump(reply);
+}
