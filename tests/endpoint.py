@@ -22,7 +22,8 @@ No or malformed Authorization: 401. Other paths: 404. Other methods on the
 path: 405. Every request is appended (and flushed) to --log as one JSON line:
 {"t", "method", "path", "headers", "token", "status", "conn"}; status is null
 when nothing was answered (hang, reset). The line is written before the
-answer is sent, so a client that has seen the answer finds the line.
+answer is sent (and before --delay-ms), so a client that has seen the answer
+finds the line, and a test sees requests that are still in flight.
 
 --port 0 (the default) picks a free port; the port is written atomically to
 --port-file once listening, and `listening on 127.0.0.1:PORT` is printed.
@@ -197,9 +198,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, token, status, body=b"", headers=()):
         state = self.server.state
+        # Logged at once, before --delay-ms: a test sees requests in flight.
+        state.record(self._entry(token, status))
         if state.delay > 0:
             time.sleep(state.delay)
-        state.record(self._entry(token, status))
         try:
             phrase = http.HTTPStatus(status).phrase
         except ValueError:

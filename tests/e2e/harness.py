@@ -719,6 +719,51 @@ class E2ETestCase(unittest.TestCase):
             self.assertNotIn(s, notes, "secret %r in a notify message" % s)
             self.assertNotIn(s, audit_text, "secret %r in the audit table" % s)
 
+    def assert_audit_rows(self, app, tokens, since_ms=0, until_ms=None):
+        """Check every audit row of the given tokens ({id: secret}) has the
+        issue's fields right: at in Unix ms within [since_ms, until_ms],
+        token_id, fingerprint = first 16 hex of sha256(secret), a known
+        event, attempt NULL or >= 1, http_status NULL or 100..599 (and set
+        for answers: revoked, already_invalid, rejected), due detail one of
+        expired/flagged/requested, duration_ms NULL or >= 0 (set for events
+        after a request). Returns {id: [rows]}."""
+        until_ms = until_ms or now_ms() + 1000
+        out = {}
+        for tid, secret in tokens.items():
+            rows = app.audit(tid)
+            out[tid] = rows
+            for r in rows:
+                where = "audit row %r" % r
+                self.assertIsInstance(r["at"], int, where)
+                self.assertGreaterEqual(r["at"], since_ms - 1000, where + ": at before the test")
+                self.assertLessEqual(r["at"], until_ms, where + ": at in the future")
+                self.assertEqual(r["token_id"], tid, where)
+                self.assertEqual(r["fingerprint"], fingerprint(secret), where + ": fingerprint")
+                self.assertIn(r["event"], ALL_EVENTS, where)
+                if r["attempt"] is not None:
+                    self.assertIsInstance(r["attempt"], int, where)
+                    self.assertGreaterEqual(r["attempt"], 1, where)
+                if r["http_status"] is not None:
+                    self.assertTrue(100 <= r["http_status"] <= 599, where + ": http_status")
+                if r["event"] in ("revoked", "already_invalid", "rejected"):
+                    self.assertIsNotNone(r["http_status"], where + ": an answer has a status")
+                    self.assertIsNotNone(r["duration_ms"], where + ": a request has a duration")
+                if r["event"] == "revoked":
+                    self.assertTrue(200 <= r["http_status"] <= 299, where)
+                if r["event"] == "already_invalid":
+                    self.assertEqual(r["http_status"], 401, where)
+                if r["event"] == "due":
+                    self.assertIn(r["detail"], ("expired", "flagged", "requested"), where)
+                    self.assertIsNone(r["http_status"], where)
+                if r["duration_ms"] is not None:
+                    self.assertGreaterEqual(r["duration_ms"], 0, where)
+                    self.assertLess(r["duration_ms"], 600000, where)
+            seqs = [r["seq"] for r in rows]
+            self.assertEqual(seqs, sorted(seqs))
+            ats = [r["at"] for r in rows]
+            self.assertEqual(ats, sorted(ats), "audit times of token %d go backwards" % tid)
+        return out
+
     def assert_no_sanitizer_errors(self, daemon):
         errs = daemon.sanitizer_errors()
         self.assertEqual(errs, [], "sanitizer reports in revokerd's stderr")
