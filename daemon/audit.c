@@ -1,1 +1,446 @@
 #include "audit.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The hash of row n is the lower-case hex SHA-256 of
+ *
+ *   prev "|" seq "|" at "|" token_id "|" fingerprint "|" event "|" attempt
+ *        "|" http_status "|" detail "|" duration_ms
+ *
+ * where prev is the hash of row n-1 (64 zeros for the first row), integers
+ * are decimal, NULL is written \N, and in text a backslash is written \\ and
+ * a bar \| so that no two different rows serialize alike. */
+
+#define HASH_HEX_LEN 64
+
+static const char genesis[HASH_HEX_LEN + 1] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+struct audit {
+    struct db *db;
+    sqlite3_stmt *head, *insert;
+    EVP_MD_CTX *md;
+    bool head_known; /* last_seq and last_hash are the table's chain head */
+    int64_t last_seq;
+    char last_hash[HASH_HEX_LEN + 1];
+};
+
+/* One row as hashed: has_* false is NULL. */
+struct fields {
+    int64_t seq, at;
+    bool has_token_id, has_attempt, has_http_status, has_duration;
+    int64_t token_id, attempt, http_status, duration_ms;
+    const char *fingerprint, *event, *detail; /* NULL is NULL */
+    size_t fingerprint_len, event_len, detail_len;
+};
+
+static int md_update(EVP_MD_CTX *md, const void *p, size_t n)
+{
+    return EVP_DigestUpdate(md, p, n) == 1 ? 0 : -EIO;
+}
+
+static int md_text(EVP_MD_CTX *md, const char *s, size_t len)
+{
+    if (!s)
+        return md_update(md, "\\N", 2);
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] != '\\' && s[i] != '|')
+            continue;
+        if (md_update(md, s + run, i - run) < 0 ||
+            md_update(md, s[i] == '\\' ? "\\\\" : "\\|", 2) < 0)
+            return -EIO;
+        run = i + 1;
+    }
+    return md_update(md, s + run, len - run);
+}
+
+static int md_int(EVP_MD_CTX *md, bool present, int64_t v)
+{
+    char buf[24];
+    if (!present)
+        return md_update(md, "\\N", 2);
+    int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
+    return md_update(md, buf, (size_t)n);
+}
+
+static int hash_fields(EVP_MD_CTX *md, const char *prev, size_t prev_len, const struct fields *f,
+                       char ret_hex[HASH_HEX_LEN + 1])
+{
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+
+    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        return -EIO;
+    if (md_update(md, prev, prev_len) < 0 || md_update(md, "|", 1) < 0 ||
+        md_int(md, true, f->seq) < 0 || md_update(md, "|", 1) < 0 ||
+        md_int(md, true, f->at) < 0 || md_update(md, "|", 1) < 0 ||
+        md_int(md, f->has_token_id, f->token_id) < 0 || md_update(md, "|", 1) < 0 ||
+        md_text(md, f->fingerprint, f->fingerprint_len) < 0 || md_update(md, "|", 1) < 0 ||
+        md_text(md, f->event, f->event_len) < 0 || md_update(md, "|", 1) < 0 ||
+        md_int(md, f->has_attempt, f->attempt) < 0 || md_update(md, "|", 1) < 0 ||
+        md_int(md, f->has_http_status, f->http_status) < 0 || md_update(md, "|", 1) < 0 ||
+        md_text(md, f->detail, f->detail_len) < 0 || md_update(md, "|", 1) < 0 ||
+        md_int(md, f->has_duration, f->duration_ms) < 0)
+        return -EIO;
+    if (EVP_DigestFinal_ex(md, digest, &len) != 1 || len != 32)
+        return -EIO;
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < len; i++) {
+        ret_hex[2 * i] = hex[digest[i] >> 4];
+        ret_hex[2 * i + 1] = hex[digest[i] & 15];
+    }
+    ret_hex[HASH_HEX_LEN] = '\0';
+    return 0;
+}
+
+static int load_head(struct audit *a)
+{
+    sqlite3_stmt *st = a->head;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *h = (const char *)sqlite3_column_text(st, 1);
+        a->last_seq = sqlite3_column_int64(st, 0);
+        snprintf(a->last_hash, sizeof(a->last_hash), "%s", h ? h : "");
+    } else if (rc == SQLITE_DONE) {
+        a->last_seq = 0;
+        memcpy(a->last_hash, genesis, sizeof(genesis));
+    } else {
+        int err = db_fail(a->db, rc);
+        sqlite3_reset(st);
+        return err;
+    }
+    sqlite3_reset(st);
+    a->head_known = true;
+    return 0;
+}
+
+static void bind_nullable_int(sqlite3_stmt *st, int i, bool present, int64_t v)
+{
+    if (present)
+        sqlite3_bind_int64(st, i, v);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+/* Read an integer column that may be NULL; false if it holds anything else
+ * (a row edited by hand to hold text where a number belongs). */
+static bool column_nullable_int(sqlite3_stmt *st, int i, bool *ret_present, int64_t *ret_v)
+{
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_NULL:
+        *ret_present = false;
+        *ret_v = 0;
+        return true;
+    case SQLITE_INTEGER:
+        *ret_present = true;
+        *ret_v = sqlite3_column_int64(st, i);
+        return true;
+    default:
+        return false;
+    }
+}
+
+static const char *column_text(sqlite3_stmt *st, int i, size_t *ret_len)
+{
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    *ret_len = s ? (size_t)sqlite3_column_bytes(st, i) : 0;
+    return s;
+}
+
+#define ROW_COLUMNS \
+    "seq, at, token_id, fingerprint, event, attempt, http_status, detail, duration_ms, hash"
+
+/* Columns 0..8 of ROW_COLUMNS into f; false when a column has the wrong type. */
+static bool read_fields(sqlite3_stmt *st, struct fields *f)
+{
+    bool has_seq, has_at;
+    if (!column_nullable_int(st, 0, &has_seq, &f->seq) ||
+        !column_nullable_int(st, 1, &has_at, &f->at) || !has_seq || !has_at ||
+        !column_nullable_int(st, 2, &f->has_token_id, &f->token_id) ||
+        !column_nullable_int(st, 5, &f->has_attempt, &f->attempt) ||
+        !column_nullable_int(st, 6, &f->has_http_status, &f->http_status) ||
+        !column_nullable_int(st, 8, &f->has_duration, &f->duration_ms))
+        return false;
+    f->fingerprint = column_text(st, 3, &f->fingerprint_len);
+    f->event = column_text(st, 4, &f->event_len);
+    f->detail = column_text(st, 7, &f->detail_len);
+    return true;
+}
+
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+    if (!why || whylen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+}
+
+int audit_open(struct db *db, struct audit **ret_audit)
+{
+    struct audit *a = calloc(1, sizeof(*a));
+    int err;
+
+    if (!a)
+        return -ENOMEM;
+    a->db = db;
+    a->md = EVP_MD_CTX_new();
+    if (!a->md) {
+        err = -ENOMEM;
+        goto err_after_alloc;
+    }
+    err = db_prepare(db, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", &a->head);
+    if (err < 0)
+        goto err_after_alloc;
+    err = db_prepare(db,
+                     "INSERT INTO audit (" ROW_COLUMNS ") "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                     &a->insert);
+    if (err < 0)
+        goto err_after_alloc;
+    *ret_audit = a;
+    return 0;
+
+err_after_alloc:
+    audit_close(a);
+    return err;
+}
+
+void audit_close(struct audit *a)
+{
+    if (!a)
+        return;
+    sqlite3_finalize(a->head);
+    sqlite3_finalize(a->insert);
+    EVP_MD_CTX_free(a->md);
+    free(a);
+}
+
+void audit_forget(struct audit *a)
+{
+    if (a)
+        a->head_known = false;
+}
+
+int audit_append(struct audit *a, const struct audit_event *e)
+{
+    struct fields f;
+    char hash[HASH_HEX_LEN + 1];
+    int err, rc;
+
+    if (!e || !e->event)
+        return -EINVAL;
+    if (!a->head_known) {
+        err = load_head(a);
+        if (err < 0)
+            return err;
+    }
+    f = (struct fields){
+        .seq = a->last_seq + 1,
+        .at = e->at_ms,
+        .has_token_id = e->token_id > 0,
+        .token_id = e->token_id,
+        .fingerprint = e->fingerprint,
+        .fingerprint_len = e->fingerprint ? strlen(e->fingerprint) : 0,
+        .event = e->event,
+        .event_len = strlen(e->event),
+        .has_attempt = e->attempt > 0,
+        .attempt = e->attempt,
+        .has_http_status = e->http_status > 0,
+        .http_status = e->http_status,
+        .detail = e->detail,
+        .detail_len = e->detail ? strlen(e->detail) : 0,
+        .has_duration = e->duration_ms >= 0,
+        .duration_ms = e->duration_ms,
+    };
+    err = hash_fields(a->md, a->last_hash, strlen(a->last_hash), &f, hash);
+    if (err < 0)
+        return err;
+
+    sqlite3_stmt *st = a->insert;
+    sqlite3_bind_int64(st, 1, f.seq);
+    sqlite3_bind_int64(st, 2, f.at);
+    bind_nullable_int(st, 3, f.has_token_id, f.token_id);
+    bind_text(st, 4, f.fingerprint);
+    bind_text(st, 5, f.event);
+    bind_nullable_int(st, 6, f.has_attempt, f.attempt);
+    bind_nullable_int(st, 7, f.has_http_status, f.http_status);
+    bind_text(st, 8, f.detail);
+    bind_nullable_int(st, 9, f.has_duration, f.duration_ms);
+    sqlite3_bind_text(st, 10, hash, HASH_HEX_LEN, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    err = rc == SQLITE_DONE ? 0 : db_fail(a->db, rc);
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (err < 0) {
+        /* Someone else may have appended: read the head again next time. */
+        a->head_known = false;
+        return err;
+    }
+    a->last_seq = f.seq;
+    memcpy(a->last_hash, hash, sizeof(hash));
+    return 0;
+}
+
+int audit_query(struct db *db, const struct audit_filter *f,
+                int (*cb)(void *ud, const struct audit_row *row), void *ud)
+{
+    static const struct audit_filter none = {0};
+    char where[128], sql[512];
+    sqlite3_stmt *st;
+    int rc, ret = 0;
+
+    if (!cb)
+        return -EINVAL;
+    if (!f)
+        f = &none;
+    /* Only the filters given, so that SQLite picks the index that fits. */
+    snprintf(where, sizeof(where), "%s%s%s", f->since_ms ? " AND at >= ?1" : "",
+             f->token_id ? " AND token_id = ?2" : "", f->event ? " AND event = ?3" : "");
+    if (f->limit)
+        snprintf(sql, sizeof(sql),
+                 "SELECT * FROM (SELECT " ROW_COLUMNS " FROM audit WHERE 1%s "
+                 "ORDER BY seq DESC LIMIT ?4) ORDER BY seq",
+                 where);
+    else
+        snprintf(sql, sizeof(sql), "SELECT " ROW_COLUMNS " FROM audit WHERE 1%s ORDER BY seq",
+                 where);
+    rc = sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(db, rc);
+    if (f->since_ms)
+        sqlite3_bind_int64(st, 1, f->since_ms);
+    if (f->token_id)
+        sqlite3_bind_int64(st, 2, f->token_id);
+    if (f->event)
+        sqlite3_bind_text(st, 3, f->event, -1, SQLITE_STATIC);
+    if (f->limit)
+        sqlite3_bind_int64(st, 4, f->limit);
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct audit_row row = {
+            .seq = sqlite3_column_int64(st, 0),
+            .at_ms = sqlite3_column_int64(st, 1),
+            .token_id = sqlite3_column_int64(st, 2),
+            .fingerprint = (const char *)sqlite3_column_text(st, 3),
+            .event = (const char *)sqlite3_column_text(st, 4),
+            .attempt = sqlite3_column_int(st, 5),
+            .http_status = (long)sqlite3_column_int64(st, 6),
+            .detail = (const char *)sqlite3_column_text(st, 7),
+            .duration_ms = sqlite3_column_type(st, 8) == SQLITE_NULL
+                               ? -1
+                               : sqlite3_column_int64(st, 8),
+            .hash = (const char *)sqlite3_column_text(st, 9),
+        };
+        if (!row.event)
+            row.event = "";
+        if (!row.hash)
+            row.hash = "";
+        ret = cb(ud, &row);
+        if (ret != 0)
+            break;
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = db_fail(db, rc);
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *why, size_t whylen)
+{
+    sqlite3_stmt *st;
+    EVP_MD_CTX *md;
+    char prev[HASH_HEX_LEN + 1], computed[HASH_HEX_LEN + 1];
+    int64_t prev_seq = 0, rows = 0, bad_seq = 0;
+    int rc, err = 0;
+
+    md = EVP_MD_CTX_new();
+    if (!md)
+        return -ENOMEM;
+    rc = sqlite3_prepare_v2(db->conn, "SELECT " ROW_COLUMNS " FROM audit ORDER BY seq", -1, &st,
+                            NULL);
+    if (rc != SQLITE_OK) {
+        err = db_fail(db, rc);
+        set_why(why, whylen, "%s", db_errmsg(db));
+        EVP_MD_CTX_free(md);
+        return err;
+    }
+    memcpy(prev, genesis, sizeof(genesis));
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        struct fields f;
+        size_t hash_len;
+        const char *hash = column_text(st, 9, &hash_len);
+        bad_seq = sqlite3_column_int64(st, 0);
+
+        if (!read_fields(st, &f)) {
+            set_why(why, whylen, "seq %" PRId64 ": a column holds a value of the wrong type "
+                                 "(altered)", bad_seq);
+            err = -EBADMSG;
+            break;
+        }
+        if (f.seq != prev_seq + 1) {
+            if (prev_seq == 0)
+                set_why(why, whylen,
+                        "seq %" PRId64 " is the first row: the log must start at seq 1 "
+                        "(rows before it deleted)", f.seq);
+            else if (f.seq == prev_seq + 2)
+                set_why(why, whylen,
+                        "seq %" PRId64 " follows seq %" PRId64 ": seq %" PRId64
+                        " is missing (deleted)", f.seq, prev_seq, prev_seq + 1);
+            else
+                set_why(why, whylen,
+                        "seq %" PRId64 " follows seq %" PRId64 ": seq %" PRId64 "..%" PRId64
+                        " are missing (deleted, or a row inserted out of sequence)",
+                        f.seq, prev_seq, prev_seq + 1, f.seq - 1);
+            err = -EBADMSG;
+            break;
+        }
+        /* The stored hash of the previous row chains this one, so the row
+         * reported is the one that was changed, not every row after it. */
+        err = hash_fields(md, prev, HASH_HEX_LEN, &f, computed);
+        if (err < 0)
+            break;
+        if (!hash || hash_len != HASH_HEX_LEN || memcmp(hash, computed, HASH_HEX_LEN) != 0) {
+            set_why(why, whylen,
+                    "seq %" PRId64 ": its hash does not match its content and the previous "
+                    "row's hash (altered, or inserted)", f.seq);
+            err = -EBADMSG;
+            break;
+        }
+        /* The column's buffer dies at the next step: keep a copy. */
+        memcpy(prev, hash, HASH_HEX_LEN);
+        prev[HASH_HEX_LEN] = '\0';
+        prev_seq = f.seq;
+        rows++;
+    }
+    if (err == 0 && rc != SQLITE_DONE) {
+        err = db_fail(db, rc);
+        set_why(why, whylen, "%s", db_errmsg(db));
+    }
+    sqlite3_finalize(st);
+    EVP_MD_CTX_free(md);
+    if (err == -EBADMSG && ret_bad_seq)
+        *ret_bad_seq = bad_seq;
+    if (err == 0 && ret_rows)
+        *ret_rows = rows;
+    return err;
+}

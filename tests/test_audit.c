@@ -1,0 +1,418 @@
+/* test_audit: the append-only, hash-chained audit log on a real SQLite file. */
+#include <errno.h>
+#include <ftw.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "db.h"
+#include "unit.h"
+
+static char dir[64];
+
+static int rm_entry(const char *p, const struct stat *st, int type, struct FTW *f)
+{
+    (void)st, (void)type, (void)f;
+    return remove(p);
+}
+
+static void tmp_begin(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/test_audit.XXXXXX");
+    REQUIRE(mkdtemp(dir) != NULL);
+}
+
+static void tmp_end(void)
+{
+    nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static const char *tmp_path(const char *name)
+{
+    static char buf[128];
+    snprintf(buf, sizeof(buf), "%s/%s", dir, name);
+    return buf;
+}
+
+static void sha256_hex(const char *s, char out[65])
+{
+    unsigned char d[32];
+    unsigned len;
+    REQUIRE(EVP_Digest(s, strlen(s), d, &len, EVP_sha256(), NULL) == 1);
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", d[i]);
+}
+
+/* Ten rows with every NULL convention exercised. */
+static const struct audit_event chain[] = {
+    {1000, 5, "0123456789abcdef", "due", 0, 0, "flagged", -1},
+    {1001, 5, "0123456789abcdef", "retry", 1, 500, "HTTP 500; next attempt in 1.2 s", 31},
+    {1002, 6, "fedcba9876543210", "due", 0, 0, "expired", -1},
+    {1003, 5, "0123456789abcdef", "revoked", 2, 200, NULL, 12},
+    {1004, 6, "fedcba9876543210", "rejected", 1, 422, "a|b \\N pipes and escapes", 8},
+    {1005, 0, NULL, "retry", 0, 0, "connection refused", 0},
+    {1006, 7, "1111111111111111", "due", 0, 0, "requested", -1},
+    {1007, 7, "1111111111111111", "already_invalid", 1, 401, NULL, 40},
+    {1008, 6, "fedcba9876543210", "requeued", 0, 0, NULL, -1},
+    {1009, 6, "fedcba9876543210", "gave_up", 8, 500, "attempts exhausted", 15},
+};
+#define CHAIN_LEN ((int)(sizeof(chain) / sizeof(chain[0])))
+
+static void open_with_chain(const char *path, struct db **ret_db, struct audit **ret_a)
+{
+    struct db *db;
+    struct audit *a;
+    REQUIRE(db_open(path, 0, &db) == 0);
+    REQUIRE(audit_open(db, &a) == 0);
+    REQUIRE(db_begin(db) == 0);
+    for (int i = 0; i < CHAIN_LEN; i++)
+        REQUIRE(audit_append(a, &chain[i]) == 0);
+    REQUIRE(db_commit(db) == 0);
+    *ret_db = db;
+    *ret_a = a;
+}
+
+static int64_t verify_bad(struct db *db, char *why, size_t whylen)
+{
+    int64_t rows = -1, bad = -1;
+    int rc = audit_verify(db, &rows, &bad, why, whylen);
+    if (rc == 0)
+        return 0;
+    CHECK_INT(rc, -EBADMSG);
+    CHECK_INT(rows, -1); /* written only when intact */
+    return bad;
+}
+
+static int collect(void *ud, const struct audit_row *row)
+{
+    struct audit_row *rows = ud;
+    for (int i = 0; i < 64; i++)
+        if (rows[i].seq == 0) {
+            rows[i] = *row;
+            rows[i].fingerprint = NULL;
+            rows[i].detail = NULL;
+            rows[i].event = NULL;
+            rows[i].hash = NULL;
+            return 0;
+        }
+    return -1;
+}
+
+static void test_chain_appended_and_verified(void)
+{
+    tmp_begin();
+    struct db *db;
+    struct audit *a;
+    int64_t rows = -1, bad = -1;
+    char why[256] = "";
+
+    REQUIRE(db_open(tmp_path("a.db"), 0, &db) == 0);
+    REQUIRE(audit_open(db, &a) == 0);
+    CHECK_INT(audit_verify(db, &rows, &bad, why, sizeof(why)), 0);
+    CHECK_INT(rows, 0);
+    audit_close(a);
+    db_close(db);
+
+    open_with_chain(tmp_path("b.db"), &db, &a);
+    CHECK_INT(audit_verify(db, &rows, &bad, why, sizeof(why)), 0);
+    CHECK_INT(rows, CHAIN_LEN);
+    CHECK_INT(bad, -1);
+
+    /* The serialization is pinned: an outside verifier can recompute it. */
+    char expect[65], got[65];
+    sqlite3_stmt *st;
+    REQUIRE(sqlite3_prepare_v2(db->conn, "SELECT hash FROM audit WHERE seq = ?", -1, &st, NULL) ==
+            SQLITE_OK);
+    sqlite3_bind_int(st, 1, 1);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    snprintf(got, sizeof(got), "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    sha256_hex("0000000000000000000000000000000000000000000000000000000000000000"
+               "|1|1000|5|0123456789abcdef|due|\\N|\\N|flagged|\\N",
+               expect);
+    CHECK_STR(got, expect);
+    /* Row 5: text escaped, chained to row 4's hash. */
+    char prev[65], line[512];
+    sqlite3_bind_int(st, 1, 4);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    snprintf(prev, sizeof(prev), "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_reset(st);
+    sqlite3_bind_int(st, 1, 5);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    snprintf(got, sizeof(got), "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    snprintf(line, sizeof(line),
+             "%s|5|1004|6|fedcba9876543210|rejected|1|422|a\\|b \\\\N pipes and escapes|8", prev);
+    sha256_hex(line, expect);
+    CHECK_STR(got, expect);
+
+    /* Appending goes on from the cached head, across transactions. */
+    REQUIRE(db_begin(db) == 0);
+    REQUIRE(audit_append(a, &chain[0]) == 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(audit_verify(db, &rows, &bad, why, sizeof(why)), 0);
+    CHECK_INT(rows, CHAIN_LEN + 1);
+
+    struct audit_event noevent = {.at_ms = 1};
+    CHECK_INT(audit_append(a, &noevent), -EINVAL);
+    audit_close(a);
+    audit_close(NULL);
+    db_close(db);
+    tmp_end();
+}
+
+/* After a rollback, audit_forget() makes the next append read the head again. */
+static void test_rollback_and_forget(void)
+{
+    tmp_begin();
+    struct db *db;
+    struct audit *a;
+    open_with_chain(tmp_path("a.db"), &db, &a);
+    REQUIRE(db_begin(db) == 0);
+    REQUIRE(audit_append(a, &chain[1]) == 0);
+    REQUIRE(audit_append(a, &chain[2]) == 0);
+    db_rollback(db);
+    audit_forget(a);
+    REQUIRE(db_begin(db) == 0);
+    REQUIRE(audit_append(a, &chain[3]) == 0);
+    REQUIRE(db_commit(db) == 0);
+    char why[256];
+    int64_t rows = 0;
+    CHECK_INT(audit_verify(db, &rows, NULL, why, sizeof(why)), 0);
+    CHECK_INT(rows, CHAIN_LEN + 1);
+
+    /* A second writer on the same table: the stale head costs one failed
+     * append, then the head is read again. */
+    struct audit *b;
+    REQUIRE(audit_open(db, &b) == 0);
+    REQUIRE(db_begin(db) == 0);
+    REQUIRE(audit_append(b, &chain[4]) == 0);
+    CHECK(audit_append(a, &chain[5]) < 0);
+    REQUIRE(audit_append(a, &chain[5]) == 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(audit_verify(db, &rows, NULL, why, sizeof(why)), 0);
+    CHECK_INT(rows, CHAIN_LEN + 3);
+    audit_close(b);
+    audit_close(a);
+    db_close(db);
+    tmp_end();
+}
+
+static void test_triggers_reject_changes(void)
+{
+    tmp_begin();
+    struct db *db;
+    struct audit *a;
+    char *msg = NULL;
+    open_with_chain(tmp_path("a.db"), &db, &a);
+    CHECK_INT(sqlite3_exec(db->conn, "UPDATE audit SET detail = 'x' WHERE seq = 2", NULL, NULL,
+                           &msg),
+              SQLITE_CONSTRAINT_TRIGGER);
+    CHECK_STR(msg, "audit is append-only");
+    sqlite3_free(msg);
+    CHECK_INT(sqlite3_exec(db->conn, "DELETE FROM audit WHERE seq = 2", NULL, NULL, &msg),
+              SQLITE_CONSTRAINT_TRIGGER);
+    CHECK_STR(msg, "audit is append-only");
+    sqlite3_free(msg);
+    int64_t rows = 0;
+    CHECK_INT(audit_verify(db, &rows, NULL, NULL, 0), 0);
+    CHECK_INT(rows, CHAIN_LEN);
+    audit_close(a);
+    db_close(db);
+    tmp_end();
+}
+
+/* Tampering behind the daemon's back (a raw connection, triggers dropped
+ * first): each change is caught at the right row. */
+static void test_tampering_detected(void)
+{
+    static const struct {
+        const char *name, *sql;
+        int64_t bad_seq;
+        const char *why;
+    } cases[] = {
+        {"alter detail", "UPDATE audit SET detail = 'nothing happened' WHERE seq = 4", 4,
+         "seq 4: its hash does not match"},
+        {"alter NULL to 0", "UPDATE audit SET http_status = 0 WHERE seq = 3", 3, "altered"},
+        {"alter event", "UPDATE audit SET event = 'revoked' WHERE seq = 10", 10, "altered"},
+        {"alter hash only", "UPDATE audit SET hash = lower(hex(randomblob(32))) WHERE seq = 7", 7,
+         "altered"},
+        {"wrong type", "UPDATE audit SET duration_ms = 'abc' WHERE seq = 2", 2, "wrong type"},
+        {"delete middle", "DELETE FROM audit WHERE seq = 6", 7,
+         "seq 7 follows seq 5: seq 6 is missing (deleted)"},
+        {"delete two", "DELETE FROM audit WHERE seq IN (3, 4)", 5, "seq 3..4 are missing"},
+        {"delete first", "DELETE FROM audit WHERE seq = 1", 2, "must start at seq 1"},
+        {"forged at end",
+         "INSERT INTO audit (seq, at, event, detail, hash) "
+         "SELECT 11, 2000, 'revoked', 'forged', hash FROM audit WHERE seq = 10",
+         11, "seq 11: its hash does not match"},
+        {"forged in the middle",
+         "UPDATE audit SET seq = seq + 100 WHERE seq > 5;"
+         "UPDATE audit SET seq = seq - 99 WHERE seq > 100;"
+         "INSERT INTO audit (seq, at, event, hash) VALUES (6, 1005, 'revoked', "
+         "(SELECT hash FROM audit WHERE seq = 5))",
+         6, "inserted"},
+        {"forged out of sequence",
+         "INSERT INTO audit (seq, at, event, hash) VALUES (40, 3000, 'revoked', 'x')", 40,
+         "seq 11..39 are missing"},
+        {"forged hash recomputed with the wrong prev",
+         "INSERT INTO audit (seq, at, event, hash) VALUES (11, 3000, 'revoked', "
+         "(SELECT hash FROM audit WHERE seq = 9))",
+         11, "altered, or inserted"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        tmp_begin();
+        struct db *db;
+        struct audit *a;
+        char why[256] = "";
+        const char *p = tmp_path("a.db");
+        open_with_chain(p, &db, &a);
+
+        sqlite3 *raw;
+        char *msg = NULL;
+        REQUIRE(sqlite3_open(p, &raw) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(raw, "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete",
+                             NULL, NULL, NULL) == SQLITE_OK);
+        if (sqlite3_exec(raw, cases[i].sql, NULL, NULL, &msg) != SQLITE_OK)
+            fprintf(stderr, "%s: %s\n", cases[i].name, msg);
+        sqlite3_free(msg);
+        sqlite3_close(raw);
+
+        int64_t bad = verify_bad(db, why, sizeof(why));
+        if (bad != cases[i].bad_seq || !strstr(why, cases[i].why))
+            fprintf(stderr, "case \"%s\": why: %s\n", cases[i].name, why);
+        CHECK_INT(bad, cases[i].bad_seq);
+        CHECK(strstr(why, cases[i].why) != NULL);
+        audit_close(a);
+        db_close(db);
+        tmp_end();
+    }
+}
+
+static void test_query(void)
+{
+    tmp_begin();
+    struct db *db;
+    struct audit *a;
+    open_with_chain(tmp_path("a.db"), &db, &a);
+    static const struct {
+        struct audit_filter f;
+        int64_t seqs[12];
+    } cases[] = {
+        {{0, 0, NULL, 0}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+        {{0, 0, NULL, 3}, {8, 9, 10}},
+        {{1004, 0, NULL, 0}, {5, 6, 7, 8, 9, 10}},
+        {{0, 6, NULL, 0}, {3, 5, 9, 10}},
+        {{0, 6, NULL, 2}, {9, 10}},
+        {{0, 0, "due", 0}, {1, 3, 7}},
+        {{0, 0, "retry", 1}, {6}},
+        {{1002, 5, NULL, 0}, {4}},
+        {{0, 6, "due", 0}, {3}},
+        {{0, 0, "gave_up", 5}, {10}},
+        {{0, 0, "nothing", 0}, {0}},
+        {{0, 99, NULL, 0}, {0}},
+        {{0, 0, NULL, 100}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct audit_row rows[64];
+        memset(rows, 0, sizeof(rows));
+        CHECK_INT(audit_query(db, &cases[i].f, collect, rows), 0);
+        for (int j = 0; j < 12; j++) {
+            if (rows[j].seq != cases[i].seqs[j])
+                fprintf(stderr, "query case %zu row %d\n", i, j);
+            CHECK_INT(rows[j].seq, cases[i].seqs[j]);
+        }
+    }
+
+    /* NULL filter; the row's NULL conventions. */
+    struct audit_row rows[64];
+    memset(rows, 0, sizeof(rows));
+    CHECK_INT(audit_query(db, NULL, collect, rows), 0);
+    CHECK_INT(rows[0].at_ms, 1000);
+    CHECK_INT(rows[0].token_id, 5);
+    CHECK_INT(rows[0].attempt, 0);
+    CHECK_INT(rows[0].http_status, 0);
+    CHECK_INT(rows[0].duration_ms, -1);
+    CHECK_INT(rows[5].token_id, 0);
+    CHECK_INT(rows[5].duration_ms, 0);
+    CHECK_INT(rows[3].http_status, 200);
+    CHECK_INT(rows[3].attempt, 2);
+    CHECK_INT(rows[3].duration_ms, 12);
+
+    audit_close(a);
+    db_close(db);
+    tmp_end();
+}
+
+struct strings {
+    int n, stop_at;
+    char fp[4][20], event[4][20], detail[4][64], hash[4][65];
+    bool fp_null[4], detail_null[4];
+};
+
+static int keep_strings(void *ud, const struct audit_row *row)
+{
+    struct strings *s = ud;
+    int i = s->n++;
+    if (i < 4) {
+        s->fp_null[i] = !row->fingerprint;
+        s->detail_null[i] = !row->detail;
+        snprintf(s->fp[i], sizeof(s->fp[i]), "%s", row->fingerprint ? row->fingerprint : "");
+        snprintf(s->event[i], sizeof(s->event[i]), "%s", row->event);
+        snprintf(s->detail[i], sizeof(s->detail[i]), "%s", row->detail ? row->detail : "");
+        snprintf(s->hash[i], sizeof(s->hash[i]), "%s", row->hash);
+    }
+    return s->n == s->stop_at ? 42 : 0;
+}
+
+static void test_query_strings_and_stop(void)
+{
+    tmp_begin();
+    struct db *db;
+    struct audit *a;
+    open_with_chain(tmp_path("a.db"), &db, &a);
+    struct audit_filter f = {.since_ms = 1003};
+    struct strings s = {.stop_at = 3};
+    CHECK_INT(audit_query(db, &f, keep_strings, &s), 42); /* the callback's value */
+    CHECK_INT(s.n, 3);
+    CHECK_STR(s.event[0], "revoked");
+    CHECK(s.detail_null[0]);
+    CHECK_STR(s.detail[1], "a|b \\N pipes and escapes");
+    CHECK(s.fp_null[2]);
+    CHECK_STR(s.fp[1], "fedcba9876543210");
+    CHECK_INT(strlen(s.hash[0]), 64);
+    CHECK_INT(audit_query(db, &f, NULL, NULL), -EINVAL);
+    audit_close(a);
+    db_close(db);
+    tmp_end();
+}
+
+/* A NULL detail and a detail that reads "\N" must hash differently. */
+static void test_null_is_not_text(void)
+{
+    tmp_begin();
+    struct db *db1, *db2;
+    struct audit *a1, *a2;
+    REQUIRE(db_open(tmp_path("a.db"), 0, &db1) == 0);
+    REQUIRE(db_open(tmp_path("b.db"), 0, &db2) == 0);
+    REQUIRE(audit_open(db1, &a1) == 0);
+    REQUIRE(audit_open(db2, &a2) == 0);
+    struct audit_event e = {1, 1, "x", "due", 0, 0, NULL, -1};
+    REQUIRE(audit_append(a1, &e) == 0);
+    e.detail = "\\N";
+    REQUIRE(audit_append(a2, &e) == 0);
+    struct strings s1 = {0}, s2 = {0};
+    REQUIRE(audit_query(db1, NULL, keep_strings, &s1) == 0);
+    REQUIRE(audit_query(db2, NULL, keep_strings, &s2) == 0);
+    CHECK(strcmp(s1.hash[0], s2.hash[0]) != 0);
+    audit_close(a1);
+    audit_close(a2);
+    db_close(db1);
+    db_close(db2);
+    tmp_end();
+}
+
+TEST_MAIN(CASE(test_chain_appended_and_verified), CASE(test_rollback_and_forget),
+          CASE(test_triggers_reject_changes), CASE(test_tampering_detected), CASE(test_query),
+          CASE(test_query_strings_and_stop), CASE(test_null_is_not_text))
