@@ -1,0 +1,639 @@
+/* test_proto: every request and every bad input of the control protocol,
+ * against a real database file (db + tokens + audit, no engine). After each
+ * request the database is checked: a row and its audit row after ok:true,
+ * nothing written after an error. No reply ever contains a token. */
+#include <errno.h>
+#include <jansson.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "db.h"
+#include "proto.h"
+#include "secret.h"
+#include "tokens.h"
+#include "unit.h"
+
+static char dir[64];
+static char path[128];
+static struct db *db;
+static struct tokens *tokens;
+static struct audit *audit;
+static struct proto_env env;
+
+static uint64_t fixed_uptime(const struct proto_env *e)
+{
+    (void)e;
+    return 5400;
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/test_proto.XXXXXX");
+    REQUIRE(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/revokerd.db", dir);
+    REQUIRE(db_open(path, 0, &db) == 0);
+    REQUIRE(tokens_open(db, &tokens) == 0);
+    REQUIRE(audit_open(db, &audit) == 0);
+    env = (struct proto_env){.db = db, .tokens = tokens, .audit = audit, .revoke = NULL,
+                             .uptime_ms = fixed_uptime};
+}
+
+static void teardown(void)
+{
+    char wal[160], shm[160];
+    tokens_close(tokens);
+    audit_close(audit);
+    db_close(db);
+    snprintf(wal, sizeof(wal), "%s-wal", path);
+    snprintf(shm, sizeof(shm), "%s-shm", path);
+    unlink(path);
+    unlink(wal);
+    unlink(shm);
+    rmdir(dir);
+}
+
+static int64_t sql_int(const char *sql)
+{
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    REQUIRE(sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) == SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+static void sql_text(const char *sql, char *buf, size_t len)
+{
+    sqlite3_stmt *st;
+    buf[0] = '\0';
+    REQUIRE(sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) == SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
+static void sql_exec(const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(db->conn, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, "sql failed: %s: %s\n", sql, msg ? msg : "?");
+        sqlite3_free(msg);
+        exit(1);
+    }
+}
+
+static int64_t insert_token(const char *token, const char *subject, const char *state)
+{
+    sqlite3_stmt *st;
+    REQUIRE(sqlite3_prepare_v2(db->conn,
+                               "INSERT INTO tokens (token, subject, state) VALUES (?1, ?2, ?3)",
+                               -1, &st, NULL) == SQLITE_OK);
+    sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+    if (subject)
+        sqlite3_bind_text(st, 2, subject, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
+    REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+    sqlite3_finalize(st);
+    return sqlite3_last_insert_rowid(db->conn);
+}
+
+/* Everything a request could change, as one string. */
+static char *snapshot(void)
+{
+    char *s = NULL;
+    sqlite3_stmt *st;
+    REQUIRE(sqlite3_prepare_v2(
+                db->conn,
+                "SELECT (SELECT count(*) || ':' || coalesce(group_concat(id || state || "
+                "coalesce(token, '-') || coalesce(subject, '-') || coalesce(flag_reason, '-') || "
+                "attempts || coalesce(next_attempt_at, '-') || coalesce(last_event, '-'), ','), '') "
+                "FROM tokens) || '|' || (SELECT count(*) || ':' || coalesce(max(seq), 0) FROM audit)",
+                -1, &st, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    s = strdup((const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    REQUIRE(s);
+    return s;
+}
+
+/* Sends one line (len bytes), checks the reply is one JSON object with a
+ * boolean "ok" and no newline, and returns it parsed. */
+static json_t *call_n(const char *line, size_t len, char **ret_text)
+{
+    char *text = proto_handle(&env, line, len);
+    REQUIRE(text);
+    CHECK(strchr(text, '\n') == NULL);
+    json_error_t je;
+    json_t *reply = json_loads(text, 0, &je);
+    if (!reply)
+        fprintf(stderr, "not JSON: %s\n", text);
+    REQUIRE(json_is_object(reply));
+    REQUIRE(json_is_boolean(json_object_get(reply, "ok")));
+    if (ret_text)
+        *ret_text = text;
+    else
+        free(text);
+    return reply;
+}
+
+static json_t *call(const char *line)
+{
+    return call_n(line, strlen(line), NULL);
+}
+
+static bool ok_of(json_t *r)
+{
+    return json_is_true(json_object_get(r, "ok"));
+}
+
+static const char *str_of(json_t *r, const char *key)
+{
+    const char *s = json_string_value(json_object_get(r, key));
+    return s ? s : "(none)";
+}
+
+static long long int_of(json_t *r, const char *key)
+{
+    json_t *v = json_object_get(r, key);
+    return json_is_integer(v) ? (long long)json_integer_value(v) : -999;
+}
+
+static void test_ping(void)
+{
+    json_t *r = call("{\"op\":\"ping\"}");
+    CHECK(ok_of(r));
+    CHECK(json_is_string(json_object_get(r, "version")));
+    CHECK_INT(int_of(r, "uptime_s"), 5);
+    json_decref(r);
+    /* "\r" is the client's line end, not ours: ctl strips it; proto sees JSON
+     * whitespace around the object, which is fine. */
+    r = call("  {\"op\" : \"ping\"}  ");
+    CHECK(ok_of(r));
+    json_decref(r);
+}
+
+static void test_revoke_token(void)
+{
+    const char *req = "{\"op\":\"revoke\",\"token\":\"tok-SECRET-new-1\",\"subject\":\"alice\","
+                      "\"reason\":\"logout\"}";
+    char *text;
+    int64_t audit_before = sql_int("SELECT count(*) FROM audit");
+
+    json_t *r = call_n(req, strlen(req), &text);
+    CHECK(ok_of(r));
+    CHECK_STR(str_of(r, "state"), "pending");
+    long long id = int_of(r, "id");
+    CHECK(id > 0);
+    CHECK(strstr(text, "tok-SECRET") == NULL);
+    free(text);
+    json_decref(r);
+
+    char q[256], buf[128];
+    snprintf(q, sizeof(q), "SELECT state || '/' || subject || '/' || flag_reason || '/' || "
+                           "due_reason FROM tokens WHERE id = %lld", id);
+    sql_text(q, buf, sizeof(buf));
+    CHECK_STR(buf, "pending/alice/logout/requested");
+    CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE token = 'tok-SECRET-new-1'"), 1);
+    CHECK_INT(sql_int("SELECT count(*) FROM audit"), audit_before + 1);
+    snprintf(q, sizeof(q), "SELECT event || '/' || detail || '/' || token_id FROM audit "
+                           "ORDER BY seq DESC LIMIT 1");
+    sql_text(q, buf, sizeof(buf));
+    char want[64];
+    snprintf(want, sizeof(want), "due/requested/%lld", id);
+    CHECK_STR(buf, want);
+    /* The fingerprint is the secret's, the row is found again by it. */
+    uint8_t digest[SECRET_SHA256_LEN];
+    char fp[SECRET_FP_LEN + 1];
+    secret_sha256("tok-SECRET-new-1", strlen("tok-SECRET-new-1"), digest);
+    secret_fingerprint(digest, fp);
+    snprintf(q, sizeof(q), "SELECT fingerprint FROM audit ORDER BY seq DESC LIMIT 1");
+    sql_text(q, buf, sizeof(buf));
+    CHECK_STR(buf, fp);
+
+    /* The same token again: the same row, no duplicate, no new audit row. */
+    r = call(req);
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "id"), id);
+    CHECK_STR(str_of(r, "state"), "pending");
+    json_decref(r);
+    CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE fingerprint = (SELECT fingerprint FROM "
+                      "tokens WHERE token = 'tok-SECRET-new-1')"), 1);
+    CHECK_INT(sql_int("SELECT count(*) FROM audit"), audit_before + 1);
+
+    /* A row an application inserted (unhashed, active) is found, not duplicated. */
+    int64_t app = insert_token("tok-SECRET-app-2", "bob", "active");
+    r = call("{\"op\":\"revoke\",\"token\":\"tok-SECRET-app-2\"}");
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "id"), app);
+    CHECK_STR(str_of(r, "state"), "pending");
+    json_decref(r);
+    CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE token = 'tok-SECRET-app-2'"), 1);
+
+    /* Already revoked: reported as such, unchanged. */
+    int64_t done = insert_token("tok-SECRET-done-3", NULL, "revoked");
+    char *before = snapshot();
+    r = call("{\"op\":\"revoke\",\"token\":\"tok-SECRET-done-3\"}");
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "id"), done);
+    CHECK_STR(str_of(r, "state"), "revoked");
+    json_decref(r);
+    free(before);
+}
+
+static void test_revoke_token_limits(void)
+{
+    /* 8192 bytes is the limit and fits; 8193 is refused, nothing written. */
+    size_t n = SECRET_MAX_LEN;
+    char *line = malloc(n + 64);
+    REQUIRE(line);
+    int off = snprintf(line, 64, "{\"op\":\"revoke\",\"token\":\"");
+    memset(line + off, 'k', n);
+    snprintf(line + off + n, 64, "\"}");
+    json_t *r = call(line);
+    CHECK(ok_of(r));
+    CHECK_INT(sql_int("SELECT max(length(token)) FROM tokens"), SECRET_MAX_LEN);
+    json_decref(r);
+
+    char *before = snapshot();
+    line = realloc(line, n + 80);
+    REQUIRE(line);
+    memset(line + off, 'q', n + 1);
+    snprintf(line + off + n + 1, 64, "\"}");
+    char *text;
+    r = call_n(line, strlen(line), &text);
+    CHECK(!ok_of(r));
+    CHECK_STR(str_of(r, "error"), "field 'token' is 8193 bytes long; at most 8192 are allowed");
+    CHECK(strstr(text, "qqqq") == NULL);
+    char *after = snapshot();
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
+    free(text);
+    free(line);
+    json_decref(r);
+}
+
+static void test_revoke_id(void)
+{
+    int64_t id = insert_token("tok-SECRET-id-1", "carl", "active");
+    int64_t audit_before = sql_int("SELECT count(*) FROM audit");
+    char req[128], q[128], buf[64];
+
+    snprintf(req, sizeof(req), "{\"op\":\"revoke\",\"id\":%lld,\"reason\":\"compromised\"}",
+             (long long)id);
+    json_t *r = call(req);
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "count"), 1);
+    CHECK_INT(json_array_size(json_object_get(r, "ids")), 1);
+    CHECK_INT(json_integer_value(json_array_get(json_object_get(r, "ids"), 0)), id);
+    CHECK_STR(str_of(r, "state"), "pending");
+    json_decref(r);
+    snprintf(q, sizeof(q), "SELECT state || '/' || flag_reason FROM tokens WHERE id = %lld",
+             (long long)id);
+    sql_text(q, buf, sizeof(buf));
+    CHECK_STR(buf, "pending/compromised");
+    CHECK_INT(sql_int("SELECT count(*) FROM audit"), audit_before + 1);
+
+    /* Again: nothing to do, said so. */
+    char *before = snapshot();
+    r = call(req);
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "count"), 0);
+    CHECK_INT(json_array_size(json_object_get(r, "ids")), 0);
+    CHECK_STR(str_of(r, "state"), "pending");
+    json_decref(r);
+    char *after = snapshot();
+    CHECK_STR(after, before);
+    free(after);
+
+    /* No such id. */
+    r = call("{\"op\":\"revoke\",\"id\":999999}");
+    CHECK(!ok_of(r));
+    CHECK_STR(str_of(r, "error"), "no token with id 999999");
+    json_decref(r);
+    after = snapshot();
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
+}
+
+static void test_revoke_subject(void)
+{
+    int64_t a = insert_token("tok-SECRET-s1", "dora", "active");
+    int64_t b = insert_token("tok-SECRET-s2", "dora", "active");
+    int64_t c = insert_token("tok-SECRET-s3", "dora", "revoked");
+    int64_t other = insert_token("tok-SECRET-s4", "doris", "active");
+    int64_t audit_before = sql_int("SELECT count(*) FROM audit");
+    (void)c;
+
+    json_t *r = call("{\"op\":\"revoke\",\"subject\":\"dora\",\"reason\":\"offboarded\"}");
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "count"), 2);
+    json_t *ids = json_object_get(r, "ids");
+    CHECK_INT(json_array_size(ids), 2);
+    int64_t sum = 0;
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v) sum += json_integer_value(v);
+    CHECK_INT(sum, a + b);
+    json_decref(r);
+    CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE subject = 'dora' AND state = 'pending'"), 2);
+    CHECK_INT(sql_int("SELECT count(*) FROM audit"), audit_before + 2);
+    char q[128];
+    snprintf(q, sizeof(q), "SELECT state = 'active' FROM tokens WHERE id = %lld", (long long)other);
+    CHECK_INT(sql_int(q), 1);
+
+    char *before = snapshot();
+    r = call("{\"op\":\"revoke\",\"subject\":\"nobody-here\"}");
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "count"), 0);
+    CHECK_INT(json_array_size(json_object_get(r, "ids")), 0);
+    json_decref(r);
+    char *after = snapshot();
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
+}
+
+static void test_status(void)
+{
+    int64_t id = insert_token("tok-SECRET-st-1", "erin", "active");
+    char req[96], q[128];
+    snprintf(q, sizeof(q), "UPDATE tokens SET expires_at = 1893456000 WHERE id = %lld",
+             (long long)id);
+    sql_exec(q);
+
+    snprintf(req, sizeof(req), "{\"op\":\"status\",\"id\":%lld}", (long long)id);
+    json_t *r = call(req);
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "id"), id);
+    CHECK_STR(str_of(r, "state"), "active");
+    CHECK_STR(str_of(r, "subject"), "erin");
+    CHECK_STR(str_of(r, "expires_at"), "2030-01-01T00:00:00.000Z");
+    CHECK(json_is_null(json_object_get(r, "next_attempt_at")));
+    CHECK(json_is_null(json_object_get(r, "last_event")));
+    CHECK(json_is_null(json_object_get(r, "last_error")));
+    CHECK(json_is_null(json_object_get(r, "fingerprint"))); /* never hashed yet */
+    CHECK_INT(int_of(r, "attempts"), 0);
+    json_decref(r);
+
+    /* After a revoke request: pending, due now, fingerprint known. */
+    snprintf(req, sizeof(req), "{\"op\":\"revoke\",\"id\":%lld}", (long long)id);
+    json_decref(call(req));
+    snprintf(req, sizeof(req), "{\"op\":\"status\",\"id\":%lld}", (long long)id);
+    r = call(req);
+    CHECK_STR(str_of(r, "state"), "pending");
+    CHECK_STR(str_of(r, "last_event"), "due");
+    const char *next = str_of(r, "next_attempt_at");
+    CHECK(strlen(next) == 24 && next[10] == 'T' && next[23] == 'Z');
+    CHECK_INT(strlen(str_of(r, "fingerprint")), SECRET_FP_LEN);
+    CHECK(json_is_string(json_object_get(r, "due_at")));
+    json_decref(r);
+
+    r = call("{\"op\":\"status\",\"id\":424242}");
+    CHECK(!ok_of(r));
+    CHECK_STR(str_of(r, "error"), "no token with id 424242");
+    json_decref(r);
+}
+
+static void test_retry(void)
+{
+    int64_t f1 = insert_token("tok-SECRET-f1", NULL, "failed");
+    int64_t f2 = insert_token("tok-SECRET-f2", NULL, "failed");
+    int64_t f3 = insert_token("tok-SECRET-f3", NULL, "failed");
+    int64_t p = insert_token("tok-SECRET-p1", NULL, "pending");
+    char req[96], q[160];
+    sql_exec("UPDATE tokens SET attempts = 8, last_error = 'HTTP 500' WHERE state = 'failed'");
+
+    int64_t audit_before = sql_int("SELECT count(*) FROM audit");
+    snprintf(req, sizeof(req), "{\"op\":\"retry\",\"id\":%lld}", (long long)f1);
+    json_t *r = call(req);
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "count"), 1);
+    json_decref(r);
+    snprintf(q, sizeof(q), "SELECT state || '/' || attempts FROM tokens WHERE id = %lld",
+             (long long)f1);
+    char buf[64];
+    sql_text(q, buf, sizeof(buf));
+    CHECK_STR(buf, "pending/0");
+    CHECK_INT(sql_int("SELECT count(*) FROM audit"), audit_before + 1);
+    sql_text("SELECT event FROM audit ORDER BY seq DESC LIMIT 1", buf, sizeof(buf));
+    CHECK_STR(buf, "requeued");
+
+    /* Not failed: refused, explained, nothing written. */
+    char *before = snapshot();
+    snprintf(req, sizeof(req), "{\"op\":\"retry\",\"id\":%lld}", (long long)p);
+    r = call(req);
+    CHECK(!ok_of(r));
+    char want[128];
+    snprintf(want, sizeof(want),
+             "token %lld is pending, not failed; only failed tokens can be retried", (long long)p);
+    CHECK_STR(str_of(r, "error"), want);
+    json_decref(r);
+    r = call("{\"op\":\"retry\",\"id\":777777}");
+    CHECK(!ok_of(r));
+    CHECK_STR(str_of(r, "error"), "no token with id 777777");
+    json_decref(r);
+    char *after = snapshot();
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
+
+    /* Every failed token. */
+    int64_t failed_now = sql_int("SELECT count(*) FROM tokens WHERE state = 'failed'");
+    CHECK(failed_now >= 2);
+    r = call("{\"op\":\"retry\",\"failed\":true}");
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "count"), failed_now);
+    json_decref(r);
+    CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE state = 'failed'"), 0);
+    snprintf(q, sizeof(q), "SELECT count(*) FROM tokens WHERE id IN (%lld, %lld) AND state = 'pending'",
+             (long long)f2, (long long)f3);
+    CHECK_INT(sql_int(q), 2);
+
+    r = call("{\"op\":\"retry\",\"failed\":true}");
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "count"), 0);
+    json_decref(r);
+}
+
+static void test_stats(void)
+{
+    json_t *r = call("{\"op\":\"stats\"}");
+    CHECK(ok_of(r));
+    json_t *st = json_object_get(r, "states");
+    CHECK_INT(int_of(st, "active"), sql_int("SELECT count(*) FROM tokens WHERE state = 'active'"));
+    CHECK_INT(int_of(st, "pending"), sql_int("SELECT count(*) FROM tokens WHERE state = 'pending'"));
+    CHECK_INT(int_of(st, "revoked"), sql_int("SELECT count(*) FROM tokens WHERE state = 'revoked'"));
+    CHECK_INT(int_of(st, "failed"), sql_int("SELECT count(*) FROM tokens WHERE state = 'failed'"));
+    CHECK(int_of(st, "pending") > 0);
+    CHECK_INT(int_of(r, "in_flight"), 0);
+    CHECK_INT(int_of(r, "queued"), 0);
+    CHECK_INT(int_of(json_object_get(r, "totals"), "revoked"), 0);
+    CHECK_STR(str_of(json_object_get(r, "endpoint"), "health"), "unknown");
+    CHECK_INT(int_of(r, "uptime_s"), 5);
+    json_decref(r);
+}
+
+struct bad_case {
+    const char *line;
+    size_t len;        /* 0: strlen */
+    const char *error; /* the reply's error starts with this */
+    const char *secret; /* must not appear in the reply; NULL: none */
+};
+
+static void test_bad_input(void)
+{
+    static const struct bad_case cases[] = {
+        {"{", 0, "invalid JSON at line 1, column 1 (byte 1): the line ends before the JSON value is complete", NULL},
+        {"not json", 0, "invalid JSON at line 1, column 3 (byte 3): invalid token", NULL},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-cut", 0,
+         "invalid JSON at line 1, column 38 (byte 38): the line ends before the JSON value is complete",
+         "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"token\":\"sec\"x}", 0, "invalid JSON at line 1, column 29", "sec\""},
+        {"{\"op\":\"ping\"} {\"op\":\"ping\"}", 0,
+         "invalid JSON at line 1, column 15 (byte 15): unexpected data after the JSON value", NULL},
+        {"[1,2]", 0, "a request must be a JSON object such as {\"op\":\"ping\"}, got an array", NULL},
+        {"\"tok-SECRET-bare\"", 0, "a request must be a JSON object such as {\"op\":\"ping\"}, got a string", "tok-SECRET"},
+        {"42", 0, "a request must be a JSON object such as {\"op\":\"ping\"}, got an integer", NULL},
+        {"null", 0, "a request must be a JSON object such as {\"op\":\"ping\"}, got null", NULL},
+        {"", 0, "empty request", NULL},
+        {"   ", 0, "empty request", NULL},
+        {"{}", 0, "missing field 'op' (one of: revoke, status, retry, stats, ping)", NULL},
+        {"{\"op\":5}", 0, "field 'op' must be a string (one of: revoke, status, retry, stats, ping), got an integer", NULL},
+        {"{\"op\":\"fly\"}", 0, "unknown op 'fly'; valid ops: revoke, status, retry, stats, ping", NULL},
+        {"{\"op\":\"tok-SECRET-as-op-0123456789\"}", 0, "unknown op; valid ops: revoke, status, retry, stats, ping", "tok-SECRET"},
+        {"{\"op\":\"revoke\"}", 0, "revoke needs one of 'token' (a secret), 'id' (a token id) or 'subject'", NULL},
+        {"{\"op\":\"revoke\",\"id\":\"42\"}", 0, "field 'id' must be a positive integer, got a string", NULL},
+        {"{\"op\":\"revoke\",\"id\":0}", 0, "field 'id' must be a positive integer, got 0", NULL},
+        {"{\"op\":\"revoke\",\"id\":-3}", 0, "field 'id' must be a positive integer, got -3", NULL},
+        {"{\"op\":\"revoke\",\"id\":1.5}", 0, "field 'id' must be a positive integer, got a number with a fraction", NULL},
+        {"{\"op\":\"revoke\",\"id\":null}", 0, "field 'id' must be a positive integer, got null", NULL},
+        {"{\"op\":\"revoke\",\"token\":\"\"}", 0, "field 'token' must not be empty", NULL},
+        {"{\"op\":\"revoke\",\"token\":123}", 0, "field 'token' must be a string, got an integer", NULL},
+        {"{\"op\":\"revoke\",\"token\":[\"tok-SECRET-arr\"]}", 0, "field 'token' must be a string, got an array", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-x\",\"id\":1}", 0, "revoke takes exactly one of 'token', 'id' or 'subject'", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"id\":1,\"subject\":\"x\"}", 0, "revoke takes exactly one of 'token', 'id' or 'subject'", NULL},
+        {"{\"op\":\"revoke\",\"token\":\"tok SECRET\"}", 0, "field 'token' must be printable ASCII without spaces or control characters", "SECRET"},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET\\r\\nX-Evil: 1\"}", 0, "field 'token' must be printable ASCII", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-\\u00e9\"}", 0, "field 'token' must be printable ASCII", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"tokn\":\"tok-SECRET-typo\"}", 0, "unknown field 'tokn' for op revoke (allowed: token, id, subject, reason)", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"tok-SECRET-key-0123456789abcdef\":1}", 0, "unknown field for op revoke", "tok-SECRET"},
+        {"{\"op\":\"ping\",\"extra\":1}", 0, "unknown field 'extra' for op ping (allowed: none)", NULL},
+        {"{\"op\":\"stats\",\"full\":true}", 0, "unknown field 'full' for op stats", NULL},
+        {"{\"op\":\"status\"}", 0, "status needs 'id' (a positive integer)", NULL},
+        {"{\"op\":\"status\",\"id\":true}", 0, "field 'id' must be a positive integer, got a boolean", NULL},
+        {"{\"op\":\"status\",\"id\":99999999999999999999}", 0, "invalid JSON at line 1, column", NULL},
+        {"{\"op\":\"retry\"}", 0, "retry takes exactly one of 'id' (a token id) or 'failed': true", NULL},
+        {"{\"op\":\"retry\",\"id\":1,\"failed\":true}", 0, "retry takes exactly one of", NULL},
+        {"{\"op\":\"retry\",\"failed\":false}", 0, "field 'failed' must be true, got false", NULL},
+        {"{\"op\":\"retry\",\"failed\":\"yes\"}", 0, "field 'failed' must be true, got a string", NULL},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-a\",\"token\":\"tok-SECRET-b\"}", 0,
+         "invalid JSON at line 1, column 45 (byte 45): duplicate key in object", "tok-SECRET"},
+        {"{\"op\":\"ping\",\"op\":\"ping\"}", 0, "invalid JSON at line 1, column 17 (byte 17): duplicate key in object", NULL},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET\\u0000tail\"}", 0, "invalid JSON at line 1, column", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-nul\0tail\"}", 46, "invalid JSON at line 1, column", "tok-SECRET"},
+        {"{\"op\":\"ping\"}\0garbage", 21, "invalid JSON at line 1, column", NULL},
+        {"\xff\xfe\x00\x01\x80garbage", 12, "invalid JSON at line 1, column 0 (byte 0): invalid UTF-8", NULL},
+        {"{\"op\":\"revoke\",\"subject\":\"\"}", 0, "field 'subject' must not be empty", NULL},
+        {"{\"op\":\"revoke\",\"id\":1,\"reason\":5}", 0, "field 'reason' must be a string, got an integer", NULL},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-ok\",\"subject\":7}", 0, "field 'subject' must be a string, got an integer", "tok-SECRET"},
+    };
+    char *before = snapshot();
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct bad_case *c = &cases[i];
+        char *text;
+        json_t *r = call_n(c->line, c->len ? c->len : strlen(c->line), &text);
+        const char *e = str_of(r, "error");
+        if (ok_of(r) || strncmp(e, c->error, strlen(c->error)) != 0) {
+            fprintf(stderr, "case %zu: got %s\n  expected error starting with: %s\n", i, text,
+                    c->error);
+            unit_failures++;
+        }
+        if (c->secret && strstr(text, c->secret)) {
+            fprintf(stderr, "case %zu: reply echoes the secret: %s\n", i, text);
+            unit_failures++;
+        }
+        free(text);
+        json_decref(r);
+        char *after = snapshot();
+        if (strcmp(after, before) != 0) {
+            fprintf(stderr, "case %zu: the database changed after an error\n", i);
+            unit_failures++;
+        }
+        free(after);
+    }
+    free(before);
+
+    /* Nested deeper than jansson's limit: an error, not a crash. */
+    size_t depth = 100000;
+    char *deep = malloc(2 * depth);
+    REQUIRE(deep);
+    memset(deep, '[', depth);
+    memset(deep + depth, ']', depth);
+    json_t *r = call_n(deep, 2 * depth, NULL);
+    CHECK(!ok_of(r));
+    CHECK(strncmp(str_of(r, "error"), "invalid JSON", 12) == 0);
+    json_decref(r);
+    free(deep);
+}
+
+/* Another process holds the write lock: a clear error, nothing written,
+ * and the same request succeeds once the lock is gone. */
+static void test_busy(void)
+{
+    sqlite3 *other;
+    REQUIRE(sqlite3_open(path, &other) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+
+    const char *req = "{\"op\":\"revoke\",\"token\":\"tok-SECRET-busy\"}";
+    char *before = snapshot();
+    json_t *r = call(req);
+    CHECK(!ok_of(r));
+    CHECK_STR(str_of(r, "error"), "database is busy (another process holds a write lock); try again");
+    json_decref(r);
+    char *after = snapshot();
+    CHECK_STR(after, before);
+    free(after);
+    free(before);
+
+    /* Reads still answer. */
+    r = call("{\"op\":\"stats\"}");
+    CHECK(ok_of(r));
+    json_decref(r);
+
+    REQUIRE(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(other);
+    r = call(req);
+    CHECK(ok_of(r));
+    CHECK_STR(str_of(r, "state"), "pending");
+    json_decref(r);
+    CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE token = 'tok-SECRET-busy'"), 1);
+}
+
+/* Everything above went through audit_append: the chain is intact. */
+static void test_audit_chain(void)
+{
+    int64_t rows = 0, bad = 0;
+    char why[256] = "";
+    CHECK_INT(audit_verify(db, &rows, &bad, why, sizeof(why)), 0);
+    CHECK(rows > 5);
+}
+
+static void test_error_builder(void)
+{
+    char *s = proto_error("request line longer than 65536 bytes");
+    CHECK_STR(s, "{\"ok\":false,\"error\":\"request line longer than 65536 bytes\"}");
+    free(s);
+}
+
+TEST_MAIN(CASE(setup), CASE(test_ping), CASE(test_revoke_token), CASE(test_revoke_token_limits),
+          CASE(test_revoke_id), CASE(test_revoke_subject), CASE(test_status), CASE(test_retry),
+          CASE(test_stats), CASE(test_bad_input), CASE(test_busy), CASE(test_audit_chain),
+          CASE(test_error_builder), CASE(teardown))
