@@ -9,6 +9,8 @@
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
+#include "log.h"
+
 #define STATUS_INTERVAL_MS 1000
 #define STATUS_MAX 512
 
@@ -20,17 +22,27 @@ struct notify {
     bool enabled;           /* NOTIFY_SOCKET was set at notify_new() */
     bool status_sent;       /* last_status/last_status_ms are valid */
     bool status_pending;
+    bool failing;           /* the last sd_notify() failed (logged once) */
     uint64_t last_status_ms;
     char last_status[STATUS_MAX];
     char pending[STATUS_MAX];
 };
 
-/* sd_notify() fails only when the socket is unusable (gone, or blocked by a
- * seccomp filter); systemd notices the missing READY/WATCHDOG itself and says
- * so in the journal, and we have no better recovery than to go on. */
-static void send_line(const char *msg)
+/* sd_notify() fails only when the socket is unusable (gone, full, refused).
+ * Nothing to do instead but go on; say so once per run of failures, because
+ * systemd will time out the start or fire the watchdog for it. */
+static void send_line(struct notify *n, const char *msg)
 {
-    (void)sd_notify(0, msg);
+    int r = sd_notify(0, msg);
+
+    if (r < 0 && !n->failing) {
+        n->failing = true;
+        log_err("sd_notify(%.*s) failed: %s; systemd may time out the start or the watchdog",
+                (int)strcspn(msg, "="), msg, strerror(-r));
+    } else if (r > 0 && n->failing) {
+        n->failing = false;
+        log_notice("sd_notify works again");
+    }
 }
 
 static void send_status(struct notify *n, const char *text)
@@ -38,7 +50,7 @@ static void send_status(struct notify *n, const char *text)
     char msg[sizeof("STATUS=") + STATUS_MAX];
 
     snprintf(msg, sizeof(msg), "STATUS=%s", text);
-    send_line(msg);
+    send_line(n, msg);
     /* strlen(text) < STATUS_MAX: both come from STATUS_MAX buffers. */
     memcpy(n->last_status, text, strlen(text) + 1);
     n->last_status_ms = uv_now(n->loop);
@@ -57,8 +69,7 @@ static void status_timer_cb(uv_timer_t *t)
 
 static void watchdog_cb(uv_timer_t *t)
 {
-    (void)t;
-    send_line("WATCHDOG=1");
+    send_line(t->data, "WATCHDOG=1");
 }
 
 static void handle_closed(uv_handle_t *h)
@@ -106,7 +117,7 @@ int notify_new(uv_loop_t *loop, struct notify **ret_notify)
         r = uv_timer_start(&n->watchdog, watchdog_cb, every_ms, every_ms);
         if (r < 0)
             goto err_after_status_timer;
-        send_line("WATCHDOG=1");
+        send_line(n, "WATCHDOG=1");
     }
 
     *ret_notify = n;
@@ -125,7 +136,7 @@ err_after_alloc:
 void notify_ready(struct notify *n)
 {
     if (n && n->enabled)
-        send_line("READY=1");
+        send_line(n, "READY=1");
 }
 
 void notify_reloading(struct notify *n)
@@ -140,13 +151,13 @@ void notify_reloading(struct notify *n)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
              (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000ULL);
-    send_line(msg);
+    send_line(n, msg);
 }
 
 void notify_stopping(struct notify *n)
 {
     if (n && n->enabled)
-        send_line("STOPPING=1");
+        send_line(n, "STOPPING=1");
 }
 
 void notify_status(struct notify *n, const char *fmt, ...)

@@ -371,8 +371,65 @@ static void test_close_null_and_unused(void)
     CHECK_INT(uv_loop_close(&loop), 0);
 }
 
+/* stderr into a file while fn runs; the file's text. */
+static void capture_stderr(void (*fn)(struct notify *), struct notify *n, char *buf, size_t len)
+{
+    char path[] = "/tmp/ntfylogXXXXXX";
+    int fd = mkstemp(path), saved = dup(2);
+    ssize_t got;
+
+    REQUIRE(fd >= 0 && saved >= 0);
+    fflush(stderr);
+    REQUIRE(dup2(fd, 2) == 2);
+    fn(n);
+    fflush(stderr);
+    REQUIRE(dup2(saved, 2) == 2);
+    close(saved);
+    got = pread(fd, buf, len - 1, 0);
+    buf[got > 0 ? got : 0] = '\0';
+    close(fd);
+    unlink(path);
+}
+
+static void ready_twice(struct notify *n)
+{
+    notify_ready(n);
+    notify_ready(n);
+}
+
+static int occurrences(const char *hay, const char *needle)
+{
+    int c = 0;
+
+    for (const char *p = hay; (p = strstr(p, needle)); p++)
+        c++;
+    return c;
+}
+
+/* A socket nobody listens on: one log line for a run of failures, one when
+ * it works again. */
+static void test_failure_logged_once(void)
+{
+    struct fixture f;
+    struct notify *n = NULL;
+    char text[4096];
+
+    setup(&f, true);
+    REQUIRE(setenv("NOTIFY_SOCKET", "/nonexistent-revokerd-test/notify", 1) == 0);
+    REQUIRE(notify_new(&f.loop, &n) == 0);
+    capture_stderr(ready_twice, n, text, sizeof(text));
+    CHECK_INT(occurrences(text, "sd_notify(READY) failed"), 1);
+    REQUIRE(setenv("NOTIFY_SOCKET", f.path, 1) == 0);
+    capture_stderr(ready_twice, n, text, sizeof(text));
+    CHECK_INT(occurrences(text, "failed"), 0);
+    CHECK_INT(occurrences(text, "sd_notify works again"), 1);
+    run_until(&f, NULL, 200);
+    CHECK_INT(count_exact(&f, "READY=1"), 2);
+    teardown(&f, n);
+}
+
 TEST_MAIN(CASE(test_ready_once_and_no_watchdog), CASE(test_stopping),
           CASE(test_reloading_carries_monotonic_usec), CASE(test_status_rate_limited),
           CASE(test_watchdog_cadence), CASE(test_watchdog_other_pid),
           CASE(test_noop_without_notify_socket), CASE(test_timers_do_not_keep_loop_alive),
-          CASE(test_close_null_and_unused))
+          CASE(test_failure_logged_once), CASE(test_close_null_and_unused))
