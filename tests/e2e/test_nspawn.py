@@ -59,7 +59,9 @@ CLIENT = textwrap.dedent("""\
 
 # Short enough for a test; everything else is the shipped unit. A SIGSTOPped
 # process keeps the watchdog's SIGABRT pending: SIGKILL follows after
-# TimeoutAbortSec= (by default TimeoutStopSec=, 30 s).
+# TimeoutAbortSec= (by default TimeoutStopSec=, 30 s). A sanitized build
+# needs detect_leaks=0: LeakSanitizer's ptrace is outside SystemCallFilter=,
+# its tracer dies of SIGSYS and the daemon spins at exit.
 DROP_IN = textwrap.dedent("""\
     [Service]
     ExecStart=
