@@ -1,0 +1,890 @@
+/* test_config: the INI file, its error messages, durations, URLs, validation. */
+#include <dirent.h>
+#include <errno.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "unit.h"
+
+static char dir[64];
+static unsigned file_no;
+
+static void setup_dir(void)
+{
+    if (dir[0])
+        return;
+    snprintf(dir, sizeof(dir), "/tmp/test_config.XXXXXX");
+    REQUIRE(mkdtemp(dir));
+}
+
+static void cleanup_dir(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[512];
+
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+        if (unlink(p) < 0)
+            rmdir(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+/* Writes text (len bytes, or strlen) into a new file; returns its path. */
+static const char *write_file_n(const char *text, size_t len, char *path, size_t pathlen)
+{
+    FILE *f;
+
+    setup_dir();
+    snprintf(path, pathlen, "%s/%u.conf", dir, ++file_no);
+    f = fopen(path, "w");
+    REQUIRE(f);
+    REQUIRE(fwrite(text, 1, len, f) == len);
+    REQUIRE(fclose(f) == 0);
+    return path;
+}
+
+static const char *write_file(const char *text, char *path, size_t pathlen)
+{
+    return write_file_n(text, strlen(text), path, pathlen);
+}
+
+/* Loads text over defaults; path and err are the caller's. */
+static int load_text(struct config *c, const char *text, char *path, char *err)
+{
+    write_file(text, path, 256);
+    err[0] = '\0';
+    return config_load(c, path, err, 1024);
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+#define CHECK_PREFIX(s, prefix)                                                              \
+    do {                                                                                     \
+        if (!starts_with((s), (prefix))) {                                                   \
+            fprintf(stderr, "%s:%d: \"%s\" does not start with \"%s\"\n", __FILE__, __LINE__, \
+                    (s), (prefix));                                                          \
+            unit_failures++;                                                                 \
+        }                                                                                    \
+    } while (0)
+
+#define CHECK_CONTAINS(s, part)                                                              \
+    do {                                                                                     \
+        if (!strstr((s), (part))) {                                                          \
+            fprintf(stderr, "%s:%d: \"%s\" does not contain \"%s\"\n", __FILE__, __LINE__,    \
+                    (s), (part));                                                            \
+            unit_failures++;                                                                 \
+        }                                                                                    \
+    } while (0)
+
+static bool same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_config(const struct config *a, const struct config *b)
+{
+    return same_str(a->database, b->database) && same_str(a->socket, b->socket) &&
+           same_str(a->control_group, b->control_group) && a->max_clients == b->max_clients &&
+           a->client_idle_ms == b->client_idle_ms && a->keep_secrets == b->keep_secrets &&
+           a->log_level == b->log_level && same_str(a->url, b->url) && a->timeout_ms == b->timeout_ms &&
+           a->concurrency == b->concurrency && a->rate_limit == b->rate_limit &&
+           same_str(a->ca_file, b->ca_file) && a->down_after == b->down_after &&
+           same_str(a->credential_header, b->credential_header) &&
+           a->retry_base_ms == b->retry_base_ms && a->retry_max_delay_ms == b->retry_max_delay_ms &&
+           a->max_attempts == b->max_attempts && a->retry_after_max_ms == b->retry_after_max_ms;
+}
+
+static void test_defaults(void)
+{
+    struct config c;
+    char err[256] = "";
+
+    config_defaults(&c);
+    CHECK_STR(c.database, "/var/lib/revokerd/revokerd.db");
+    CHECK_STR(c.socket, "/run/revokerd.sock");
+    CHECK(c.control_group == NULL);
+    CHECK_INT(c.max_clients, 64);
+    CHECK_INT(c.client_idle_ms, 30000);
+    CHECK(!c.keep_secrets);
+    CHECK_INT(c.log_level, LOG_INFO);
+    CHECK_STR(c.url, "https://api.loyalty.dog/v2/token/logout");
+    CHECK_INT(c.timeout_ms, 10000);
+    CHECK_INT(c.concurrency, 16);
+    CHECK_INT(c.rate_limit, 0);
+    CHECK(c.ca_file == NULL);
+    CHECK_INT(c.down_after, 5);
+    CHECK(c.credential_header == NULL);
+    CHECK_INT(c.retry_base_ms, 1000);
+    CHECK_INT(c.retry_max_delay_ms, 15 * 60 * 1000);
+    CHECK_INT(c.max_attempts, 8);
+    CHECK_INT(c.retry_after_max_ms, 3600 * 1000);
+    CHECK_INT(config_validate(&c, err, sizeof(err)), 0);
+    CHECK_STR(err, "");
+    config_free(&c);
+    config_free(&c); /* twice is fine: strings are NULL now */
+    config_free(NULL);
+}
+
+/* The issue's example file, comments and empty values included. */
+static void test_example_file(void)
+{
+    static const char text[] =
+        "; revokerd\n"
+        "[daemon]\n"
+        "database = /tmp/x/revokerd.db\n"
+        "socket = /tmp/x/revokerd.sock   ; the control socket (its own issue)\n"
+        "[logout]\n"
+        "url = http://127.0.0.1:8080/v2/token/logout\n"
+        "timeout = 10s\n"
+        "concurrency = 16\n"
+        "rate_limit = 0\n"
+        "ca_file =\n"
+        "down_after = 5\n"
+        "[retry]\n"
+        "base = 1s\n"
+        "max_delay = 15min\n"
+        "max_attempts = 8\n"
+        "retry_after_max = 1h\n";
+    struct config c;
+    char path[256], err[1024];
+
+    config_defaults(&c);
+    CHECK_INT(load_text(&c, text, path, err), 0);
+    CHECK_STR(err, "");
+    CHECK_STR(c.database, "/tmp/x/revokerd.db");
+    CHECK_STR(c.socket, "/tmp/x/revokerd.sock");
+    CHECK_STR(c.url, "http://127.0.0.1:8080/v2/token/logout");
+    CHECK(c.ca_file == NULL);
+    CHECK_INT(config_validate(&c, err, sizeof(err)), 0);
+    config_free(&c);
+}
+
+enum field_type { FT_STR, FT_UINT, FT_U64, FT_BOOL, FT_INT };
+
+struct good_case {
+    const char *section, *key, *value;
+    enum field_type type;
+    size_t offset;
+    const char *str; /* FT_STR; NULL: expect NULL */
+    uint64_t num;
+};
+
+#define GS(sec, key, val, field, expect) {sec, key, val, FT_STR, offsetof(struct config, field), expect, 0}
+#define GU(sec, key, val, field, expect) {sec, key, val, FT_UINT, offsetof(struct config, field), NULL, expect}
+#define GD(sec, key, val, field, expect) {sec, key, val, FT_U64, offsetof(struct config, field), NULL, expect}
+#define GB(sec, key, val, expect) {sec, key, val, FT_BOOL, offsetof(struct config, keep_secrets), NULL, expect}
+#define GL(val, expect) {"daemon", "log_level", val, FT_INT, offsetof(struct config, log_level), NULL, expect}
+
+static const struct good_case good_cases[] = {
+    GS("daemon", "database", "/srv/tokens.db", database, "/srv/tokens.db"),
+    GS("daemon", "database", "relative.db", database, "relative.db"),
+    GS("daemon", "socket", "/run/x/ctl.sock", socket, "/run/x/ctl.sock"),
+    GS("daemon", "control_group", "revokerd", control_group, "revokerd"),
+    GS("daemon", "control_group", "1234", control_group, "1234"),
+    GS("daemon", "control_group", "", control_group, NULL),
+    GU("daemon", "max_clients", "1", max_clients, 1),
+    GU("daemon", "max_clients", "65536", max_clients, 65536),
+    GU("daemon", "max_clients", "0010", max_clients, 10),
+    GD("daemon", "client_idle", "250ms", client_idle_ms, 250),
+    GD("daemon", "client_idle", "1d", client_idle_ms, 86400000),
+    GB("daemon", "keep_secrets", "true", 1),
+    GB("daemon", "keep_secrets", "yes", 1),
+    GB("daemon", "keep_secrets", "on", 1),
+    GB("daemon", "keep_secrets", "1", 1),
+    GB("daemon", "keep_secrets", "TRUE", 1),
+    GB("daemon", "keep_secrets", "false", 0),
+    GB("daemon", "keep_secrets", "no", 0),
+    GB("daemon", "keep_secrets", "off", 0),
+    GB("daemon", "keep_secrets", "0", 0),
+    GL("crit", LOG_CRIT),
+    GL("err", LOG_ERR),
+    GL("warning", LOG_WARNING),
+    GL("notice", LOG_NOTICE),
+    GL("info", LOG_INFO),
+    GL("debug", LOG_DEBUG),
+    GL("DEBUG", LOG_DEBUG),
+    GS("logout", "url", "https://api.example.com/v2/token/logout", url, "https://api.example.com/v2/token/logout"),
+    GS("logout", "url", "http://127.0.0.1:8080/v2/token/logout", url, "http://127.0.0.1:8080/v2/token/logout"),
+    GS("logout", "url", "http://localhost/x", url, "http://localhost/x"),
+    GS("logout", "url", "http://[::1]:9/x", url, "http://[::1]:9/x"),
+    GD("logout", "timeout", "1ms", timeout_ms, 1),
+    GD("logout", "timeout", "2.5s", timeout_ms, 2500),
+    GD("logout", "timeout", "1h", timeout_ms, 3600000),
+    GD("logout", "timeout", "30", timeout_ms, 30000),
+    GU("logout", "concurrency", "1", concurrency, 1),
+    GU("logout", "concurrency", "1024", concurrency, 1024),
+    GU("logout", "rate_limit", "0", rate_limit, 0),
+    GU("logout", "rate_limit", "1000000", rate_limit, 1000000),
+    GS("logout", "ca_file", "/etc/revokerd/ca.pem", ca_file, "/etc/revokerd/ca.pem"),
+    GS("logout", "ca_file", "", ca_file, NULL),
+    GU("logout", "down_after", "1", down_after, 1),
+    GU("logout", "down_after", "1000", down_after, 1000),
+    GS("logout", "credential_header", "X-Client-Key", credential_header, "X-Client-Key"),
+    GS("logout", "credential_header", "", credential_header, NULL),
+    GD("retry", "base", "1ms", retry_base_ms, 1),
+    GD("retry", "base", "1d", retry_base_ms, 86400000),
+    GD("retry", "max_delay", "30d", retry_max_delay_ms, 30ULL * 86400000),
+    GD("retry", "max_delay", "1h 30min", retry_max_delay_ms, 5400000),
+    GU("retry", "max_attempts", "1", max_attempts, 1),
+    GU("retry", "max_attempts", "1000", max_attempts, 1000),
+    GD("retry", "retry_after_max", "0", retry_after_max_ms, 0),
+    GD("retry", "retry_after_max", "2h", retry_after_max_ms, 7200000),
+};
+
+static void test_good_values(void)
+{
+    for (size_t i = 0; i < sizeof(good_cases) / sizeof(good_cases[0]); i++) {
+        const struct good_case *g = &good_cases[i];
+        char text[512], path[256], err[1024];
+        struct config c;
+        char *base;
+        int r;
+
+        config_defaults(&c);
+        /* start from a set string, so that "empty: unset" is seen to act */
+        free(c.control_group);
+        c.control_group = strdup("before");
+        free(c.ca_file);
+        c.ca_file = strdup("before");
+        free(c.credential_header);
+        c.credential_header = strdup("before");
+        /* the opposite of what the case sets, so that the change is seen */
+        c.keep_secrets = !g->num;
+        base = (char *)&c;
+        snprintf(text, sizeof(text), "[%s]\n%s = %s\n", g->section, g->key, g->value);
+        r = load_text(&c, text, path, err);
+        if (r != 0) {
+            fprintf(stderr, "case %zu ([%s] %s = %s): %s\n", i, g->section, g->key, g->value, err);
+            unit_failures++;
+            config_free(&c);
+            continue;
+        }
+        switch (g->type) {
+        case FT_STR: {
+            const char *got = *(char **)(void *)(base + g->offset);
+
+            if (!same_str(got, g->str)) {
+                fprintf(stderr, "case %zu ([%s] %s = %s): got \"%s\", expected \"%s\"\n", i, g->section,
+                        g->key, g->value, got ? got : "(null)", g->str ? g->str : "(null)");
+                unit_failures++;
+            }
+            break;
+        }
+        case FT_UINT:
+            CHECK_INT(*(unsigned *)(void *)(base + g->offset), g->num);
+            break;
+        case FT_U64:
+            CHECK_INT(*(uint64_t *)(void *)(base + g->offset), g->num);
+            break;
+        case FT_BOOL:
+            CHECK_INT(*(bool *)(void *)(base + g->offset), g->num);
+            break;
+        case FT_INT:
+            CHECK_INT(*(int *)(void *)(base + g->offset), g->num);
+            break;
+        }
+        config_free(&c);
+    }
+}
+
+struct bad_case {
+    const char *section, *key, *value;
+    const char *why; /* what follows "FILE:3: [section] key: " */
+};
+
+static const struct bad_case bad_cases[] = {
+    {"daemon", "database", "", "empty value (expected a path)"},
+    {"daemon", "socket", "", "empty value (expected a path)"},
+    {"daemon", "socket",
+     "/run/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock",
+     "path is 113 bytes long (expected at most 107 bytes, the limit of a UNIX socket address)"},
+    {"daemon", "control_group", "wheel:x",
+     "\"wheel:x\" is not a group name (expected a group name or number; empty: none)"},
+    {"daemon", "max_clients", "0", "\"0\" is out of range (expected a whole number from 1 to 65536)"},
+    {"daemon", "max_clients", "65537", "\"65537\" is out of range (expected a whole number from 1 to 65536)"},
+    {"daemon", "max_clients", "-1", "\"-1\" is not a whole number (expected a whole number from 1 to 65536)"},
+    {"daemon", "max_clients", "+5", "\"+5\" is not a whole number (expected a whole number from 1 to 65536)"},
+    {"daemon", "max_clients", "12x", "\"12x\" is not a whole number (expected a whole number from 1 to 65536)"},
+    {"daemon", "max_clients", "1 2", "\"1 2\" is not a whole number (expected a whole number from 1 to 65536)"},
+    {"daemon", "max_clients", "0x10", "\"0x10\" is not a whole number (expected a whole number from 1 to 65536)"},
+    {"daemon", "max_clients", "", "\"\" is not a whole number (expected a whole number from 1 to 65536)"},
+    {"daemon", "max_clients", "99999999999999999999999",
+     "\"99999999999999999999999\" is out of range (expected a whole number from 1 to 65536)"},
+    {"daemon", "max_clients", "4294967297",
+     "\"4294967297\" is out of range (expected a whole number from 1 to 65536)"},
+    {"daemon", "client_idle", "0", "0 is out of range (expected a time span from 1ms to 1d)"},
+    {"daemon", "client_idle", "2d", "2d is out of range (expected a time span from 1ms to 1d)"},
+    {"daemon", "client_idle", "soon",
+     "\"soon\" is not a time span (expected a number with a unit such as 500ms, 10s, 2min, 1h 30min; a bare "
+     "number is seconds)"},
+    {"daemon", "keep_secrets", "maybe",
+     "\"maybe\" is not a boolean (expected true, false, yes, no, on, off, 1 or 0)"},
+    {"daemon", "keep_secrets", "", "\"\" is not a boolean (expected true, false, yes, no, on, off, 1 or 0)"},
+    {"daemon", "keep_secrets", "2", "\"2\" is not a boolean (expected true, false, yes, no, on, off, 1 or 0)"},
+    {"daemon", "log_level", "loud",
+     "\"loud\" is not a log level (expected crit, err, warning, notice, info or debug)"},
+    {"daemon", "log_level", "7", "\"7\" is not a log level (expected crit, err, warning, notice, info or debug)"},
+    {"logout", "url", "", "empty value (expected https://HOST/PATH)"},
+    {"logout", "url", "http://example.com/v2/token/logout",
+     "plain http:// is refused for host \"example.com\": a bearer token must not cross a network in clear "
+     "text; use https:// or a loopback host (localhost, 127.0.0.0/8, ::1)"},
+    {"logout", "url", "ftp://example.com/x",
+     "scheme \"ftp\" is not supported (expected https://, or http:// for a loopback host)"},
+    {"logout", "url", "garbage", "not a valid URL: Bad scheme (CURLUcode 27) (expected https://HOST/PATH)"},
+    {"logout", "timeout", "0", "0 is out of range (expected a time span from 1ms to 1h)"},
+    {"logout", "timeout", "2h", "2h is out of range (expected a time span from 1ms to 1h)"},
+    {"logout", "timeout", "1h 1ms", "1h 1ms is out of range (expected a time span from 1ms to 1h)"},
+    {"logout", "timeout", "10x",
+     "\"10x\" is not a time span (expected a number with a unit such as 500ms, 10s, 2min, 1h 30min; a bare "
+     "number is seconds)"},
+    {"logout", "timeout", "-1s",
+     "\"-1s\" is not a time span (expected a number with a unit such as 500ms, 10s, 2min, 1h 30min; a bare "
+     "number is seconds)"},
+    {"logout", "concurrency", "0", "\"0\" is out of range (expected a whole number from 1 to 1024)"},
+    {"logout", "concurrency", "1025", "\"1025\" is out of range (expected a whole number from 1 to 1024)"},
+    {"logout", "rate_limit", "1000001", "\"1000001\" is out of range (expected a whole number from 0 to 1000000)"},
+    {"logout", "rate_limit", "-1", "\"-1\" is not a whole number (expected a whole number from 0 to 1000000)"},
+    {"logout", "down_after", "0", "\"0\" is out of range (expected a whole number from 1 to 1000)"},
+    {"logout", "down_after", "1001", "\"1001\" is out of range (expected a whole number from 1 to 1000)"},
+    {"logout", "credential_header", "X Key",
+     "\"X Key\" is not an HTTP header name (expected letters, digits and !#$%&'*+-.^_`|~ only; empty: none)"},
+    {"logout", "credential_header", "X:Key",
+     "\"X:Key\" is not an HTTP header name (expected letters, digits and !#$%&'*+-.^_`|~ only; empty: none)"},
+    {"logout", "credential_header", "authorization",
+     "Authorization carries the bearer token (expected another header name)"},
+    {"retry", "base", "0", "0 is out of range (expected a time span from 1ms to 1d)"},
+    {"retry", "base", "25h", "1d 1h is out of range (expected a time span from 1ms to 1d)"},
+    {"retry", "max_delay", "0", "0 is out of range (expected a time span from 1ms to 30d)"},
+    {"retry", "max_delay", "31d", "31d is out of range (expected a time span from 1ms to 30d)"},
+    {"retry", "max_attempts", "0", "\"0\" is out of range (expected a whole number from 1 to 1000)"},
+    {"retry", "max_attempts", "1001", "\"1001\" is out of range (expected a whole number from 1 to 1000)"},
+    {"retry", "retry_after_max", "31d", "31d is out of range (expected a time span from 0 to 30d)"},
+    {"retry", "retry_after_max", "x",
+     "\"x\" is not a time span (expected a number with a unit such as 500ms, 10s, 2min, 1h 30min; a bare "
+     "number is seconds)"},
+};
+
+static void test_bad_values(void)
+{
+    for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        const struct bad_case *b = &bad_cases[i];
+        char text[512], path[256], err[1024], expect[1024];
+        struct config c, before;
+
+        config_defaults(&c);
+        REQUIRE(config_copy(&before, &c) == 0);
+        /* line 3: after a comment and the section */
+        snprintf(text, sizeof(text), "# case %zu\n[%s]\n%s = %s\n", i, b->section, b->key, b->value);
+        CHECK_INT(load_text(&c, text, path, err), -EINVAL);
+        snprintf(expect, sizeof(expect), "%s:3: [%s] %s: %s", path, b->section, b->key, b->why);
+        CHECK_STR(err, expect);
+        CHECK(same_config(&c, &before));
+        config_free(&before);
+        config_free(&c);
+    }
+}
+
+/* Whole-file problems: each names the file and the line. */
+struct file_case {
+    const char *text;
+    unsigned line;
+    const char *what; /* after "FILE:LINE: " */
+};
+
+static const struct file_case file_cases[] = {
+    {"[logout]\ntmeout = 5s\n", 2,
+     "[logout] tmeout: unknown key (keys in [logout]: url, timeout, concurrency, rate_limit, ca_file, "
+     "down_after, credential_header)"},
+    {"[daemon]\ndatabase = /x\n\n[retry]\nbase_ms = 5\n", 5,
+     "[retry] base_ms: unknown key (keys in [retry]: base, max_delay, max_attempts, retry_after_max)"},
+    {"[daemon]\nurl = https://a.example/\n", 2,
+     "[daemon] url: unknown key (keys in [daemon]: database, socket, control_group, max_clients, client_idle, "
+     "keep_secrets, log_level)"},
+    {"[Logout]\ntimeout = 5s\n", 1, "[Logout]: unknown section (expected [daemon], [logout] or [retry])"},
+    {"; comment\n[daemon]\n[http]\n", 3, "[http]: unknown section (expected [daemon], [logout] or [retry])"},
+    {"timeout = 5s\n", 1,
+     "timeout: key outside any section (expected a [daemon], [logout] or [retry] line before it)"},
+    {"[logout\ntimeout = 5s\n", 1, "syntax error: section header without closing ']' (expected [section])"},
+    {"[logout] timeout = 5s\n", 1,
+     "syntax error: text after the section header (expected [section], optionally followed by a ; comment)"},
+    {"[logout]\ntimeout 5s\n", 2,
+     "syntax error (expected \"key = value\", \"[section]\", a comment or an empty line)"},
+    /* a syntax error before a bad value wins: the first error is reported */
+    {"[logout]\njunk\ntimeout = x\n", 2,
+     "syntax error (expected \"key = value\", \"[section]\", a comment or an empty line)"},
+    {"[logout]\ntimeout = x\njunk\n", 2,
+     "[logout] timeout: \"x\" is not a time span (expected a number with a unit such as 500ms, 10s, 2min, "
+     "1h 30min; a bare number is seconds)"},
+    {"[logout]\ntimeout = 5s\n[daemon]\n[logout]\ntimeout = 6s\n", 5,
+     "[logout] timeout: set a second time (first on line 2; expected each key once)"},
+    /* control bytes in names are not echoed */
+    {"[logout]\nti\033me = 5s\n", 2,
+     "[logout] ti?me: unknown key (keys in [logout]: url, timeout, concurrency, rate_limit, ca_file, "
+     "down_after, credential_header)"},
+};
+
+static void test_file_errors(void)
+{
+    for (size_t i = 0; i < sizeof(file_cases) / sizeof(file_cases[0]); i++) {
+        const struct file_case *fc = &file_cases[i];
+        char path[256], err[1024], expect[1024];
+        struct config c;
+
+        config_defaults(&c);
+        CHECK_INT(load_text(&c, fc->text, path, err), -EINVAL);
+        snprintf(expect, sizeof(expect), "%s:%u: %s", path, fc->line, fc->what);
+        CHECK_STR(err, expect);
+        config_free(&c);
+    }
+}
+
+static void test_syntax_accepted(void)
+{
+    struct config c;
+    char path[256], err[1024];
+
+    config_defaults(&c);
+    /* indented keys are keys, not continuations of the previous value;
+     * CRLF endings, a BOM, # and ; comments, ':' as separator */
+    CHECK_INT(load_text(&c,
+                        "\xef\xbb\xbf# x\r\n"
+                        "  [logout]  ; the endpoint\r\n"
+                        "    timeout = 7s ; inline\r\n"
+                        "    concurrency = 3\r\n"
+                        "\r\n"
+                        "; done\r\n"
+                        "\tdown_after: 9\r\n"
+                        "[retry]\n"
+                        "max_delay=2min",
+                        path, err),
+              0);
+    CHECK_STR(err, "");
+    CHECK_INT(c.timeout_ms, 7000);
+    CHECK_INT(c.concurrency, 3);
+    CHECK_INT(c.down_after, 9);
+    CHECK_INT(c.retry_max_delay_ms, 120000);
+    config_free(&c);
+
+    /* an empty file changes nothing */
+    config_defaults(&c);
+    CHECK_INT(load_text(&c, "", path, err), 0);
+    CHECK_INT(c.timeout_ms, 10000);
+    config_free(&c);
+}
+
+static void test_overlay(void)
+{
+    struct config c;
+    char path[256], err[1024];
+
+    config_defaults(&c);
+    CHECK_INT(load_text(&c, "[logout]\ntimeout = 3s\n", path, err), 0);
+    CHECK_INT(load_text(&c, "[logout]\nconcurrency = 4\n[daemon]\ndatabase = /d.db\n", path, err), 0);
+    CHECK_INT(c.timeout_ms, 3000);
+    CHECK_INT(c.concurrency, 4);
+    CHECK_STR(c.database, "/d.db");
+    config_free(&c);
+}
+
+static void test_long_line(void)
+{
+    char text[600], path[256], err[1024], expect[1024];
+    struct config c;
+    size_t n;
+
+    /* 197 bytes is the longest line: inih's buffer is 200 with "\r\n\0" */
+    config_defaults(&c);
+    n = (size_t)snprintf(text, sizeof(text), "[daemon]\ndatabase = /");
+    memset(text + n, 'a', 197 - 12);
+    n += 197 - 12;
+    memcpy(text + n, "\n", 2);
+    CHECK_INT(load_text(&c, text, path, err), 0);
+    CHECK_INT(strlen(c.database), 197 - 11);
+    config_free(&c);
+
+    config_defaults(&c);
+    n = (size_t)snprintf(text, sizeof(text), "[daemon]\n# x\ndatabase = /");
+    memset(text + n, 'a', 400);
+    n += 400;
+    snprintf(text + n, sizeof(text) - n, "\n[nope]\n");
+    CHECK_INT(load_text(&c, text, path, err), -EINVAL);
+    snprintf(expect, sizeof(expect), "%s:3: line too long: 412 bytes (expected at most 197)", path);
+    CHECK_STR(err, expect);
+    CHECK_STR(c.database, "/var/lib/revokerd/revokerd.db");
+    config_free(&c);
+
+    /* 198 bytes, without a final newline */
+    config_defaults(&c);
+    n = (size_t)snprintf(text, sizeof(text), "[daemon]\ndatabase = /");
+    memset(text + n, 'a', 198 - 12);
+    text[n + 198 - 12] = '\0';
+    CHECK_INT(load_text(&c, text, path, err), -EINVAL);
+    snprintf(expect, sizeof(expect), "%s:2: line too long: 198 bytes (expected at most 197)", path);
+    CHECK_STR(err, expect);
+    config_free(&c);
+}
+
+static void test_nul_byte(void)
+{
+    static const char text[] = "[logout]\ntimeout = 5s\0 junk\n";
+    char path[256], err[1024], expect[1024];
+    struct config c;
+
+    config_defaults(&c);
+    write_file_n(text, sizeof(text) - 1, path, sizeof(path));
+    CHECK_INT(config_load(&c, path, err, sizeof(err)), -EINVAL);
+    snprintf(expect, sizeof(expect), "%s:2: line contains a NUL byte (expected text)", path);
+    CHECK_STR(err, expect);
+    config_free(&c);
+}
+
+static void test_missing_and_unreadable(void)
+{
+    char path[300], err[1024], expect[1024];
+    struct config c, before;
+
+    setup_dir();
+    config_defaults(&c);
+    REQUIRE(config_copy(&before, &c) == 0);
+    snprintf(path, sizeof(path), "%s/does-not-exist.conf", dir);
+    CHECK_INT(config_load(&c, path, err, sizeof(err)), -ENOENT);
+    snprintf(expect, sizeof(expect), "%s: cannot open: No such file or directory", path);
+    CHECK_STR(err, expect);
+    CHECK(same_config(&c, &before));
+
+    /* a directory opens but does not read */
+    snprintf(path, sizeof(path), "%s/sub.d", dir);
+    REQUIRE(mkdir(path, 0700) == 0);
+    CHECK_INT(config_load(&c, path, err, sizeof(err)), -EISDIR);
+    snprintf(expect, sizeof(expect), "%s:1: cannot read: Is a directory", path);
+    CHECK_STR(err, expect);
+    CHECK(same_config(&c, &before));
+
+    /* no err buffer is fine */
+    CHECK_INT(config_load(&c, "/nonexistent/x.conf", NULL, 0), -ENOENT);
+    config_free(&before);
+    config_free(&c);
+}
+
+/* Every key of the file is valid but one: nothing of it may stick. */
+static void test_failed_load_keeps_struct(void)
+{
+    struct config c, before;
+    char path[256], err[1024];
+    char *db;
+
+    config_defaults(&c);
+    CHECK_INT(load_text(&c, "[daemon]\ndatabase = /first.db\ncontrol_group = ops\n", path, err), 0);
+    REQUIRE(config_copy(&before, &c) == 0);
+    db = c.database;
+    CHECK_INT(load_text(&c,
+                        "[daemon]\ndatabase = /second.db\ncontrol_group =\nmax_clients = 3\n"
+                        "[logout]\nurl = https://other.example/\nconcurrency = 2\ntimeout = 2h\n",
+                        path, err),
+              -EINVAL);
+    CHECK(same_config(&c, &before));
+    CHECK(c.database == db); /* not even reallocated */
+    CHECK_STR(c.database, "/first.db");
+    CHECK_STR(c.control_group, "ops");
+    config_free(&before);
+    config_free(&c);
+}
+
+static void test_copy(void)
+{
+    struct config a, b;
+
+    config_defaults(&a);
+    a.ca_file = strdup("/ca.pem");
+    REQUIRE(a.ca_file);
+    REQUIRE(config_copy(&b, &a) == 0);
+    CHECK(same_config(&a, &b));
+    CHECK(a.database != b.database);
+    CHECK(a.ca_file != b.ca_file);
+    CHECK(b.control_group == NULL);
+    config_free(&a);
+    CHECK_STR(b.database, "/var/lib/revokerd/revokerd.db");
+    CHECK_STR(b.ca_file, "/ca.pem");
+    config_free(&b);
+}
+
+struct duration_case {
+    const char *text;
+    int ret;
+    uint64_t ms;
+};
+
+static const struct duration_case duration_cases[] = {
+    {"50ms", 0, 50},
+    {"2s", 0, 2000},
+    {"15min", 0, 900000},
+    {"1h", 0, 3600000},
+    {"1h 30min", 0, 5400000},
+    {"1h30min", 0, 5400000},
+    {"1.5s", 0, 1500},
+    {"1.5h", 0, 5400000},
+    {"1.25min", 0, 75000},
+    {"0.001s", 0, 1},
+    {"5", 0, 5000},
+    {"0", 0, 0},
+    {"0s", 0, 0},
+    {" 3s ", 0, 3000},
+    {"2 s", 0, 2000},
+    {"1 week 2 days", 0, 9 * 86400000ULL},
+    {"1w", 0, 604800000},
+    {"1weeks", 0, 604800000},
+    {"1d", 0, 86400000},
+    {"1day", 0, 86400000},
+    {"3 hours", 0, 3 * 3600000},
+    {"1hr", 0, 3600000},
+    {"1hour", 0, 3600000},
+    {"1m", 0, 60000},
+    {"1minute", 0, 60000},
+    {"2minutes", 0, 120000},
+    {"10sec", 0, 10000},
+    {"1second", 0, 1000},
+    {"2seconds", 0, 2000},
+    {"7msec", 0, 7},
+    {"1000us", 0, 1},
+    {"1000usec", 0, 1},
+    {"1us", 0, 1},       /* rounded up: never 0 for a non-zero span */
+    {"1500us", 0, 2},
+    {"1.000001s", 0, 1001},
+    {"1.0000001s", 0, 1000}, /* below a microsecond is dropped, as systemd does */
+    {"1s 500ms", 0, 1500},
+    {"1h 1", 0, 3601000}, /* a bare component is seconds */
+    {"18446744073709551615us", 0, 18446744073709552ULL},
+    {"30000000w", 0, 18144000000000000ULL},
+    /* invalid */
+    {"", -EINVAL, 0},
+    {" ", -EINVAL, 0},
+    {"s", -EINVAL, 0},
+    {"ms", -EINVAL, 0},
+    {"-1s", -EINVAL, 0},
+    {"+1s", -EINVAL, 0},
+    {"5x", -EINVAL, 0},
+    {"5S", -EINVAL, 0},
+    {"5secs", -EINVAL, 0},
+    {"5 s s", -EINVAL, 0},
+    {"1.s", -EINVAL, 0},
+    {".5s", -EINVAL, 0},
+    {"1..5s", -EINVAL, 0},
+    {"1,5s", -EINVAL, 0},
+    {"5s,", -EINVAL, 0},
+    {"1h-30min", -EINVAL, 0},
+    {"0x10", -EINVAL, 0},
+    {"infinity", -EINVAL, 0},
+    {"1e3", -EINVAL, 0},
+    /* overflow */
+    {"18446744073709551616us", -EINVAL, 0},
+    {"99999999999999999999999", -EINVAL, 0},
+    {"18446744073709551615ms", -EINVAL, 0},
+    {"31000000w", -EINVAL, 0},
+    {"18446744073709551615us 1us", -EINVAL, 0},
+    {"18446744073709551615.5ms", -EINVAL, 0},
+};
+
+static void test_durations(void)
+{
+    for (size_t i = 0; i < sizeof(duration_cases) / sizeof(duration_cases[0]); i++) {
+        const struct duration_case *d = &duration_cases[i];
+        uint64_t ms = 12345;
+        int r = config_parse_duration(d->text, &ms);
+
+        if (r != d->ret || (r == 0 && ms != d->ms) || (r < 0 && ms != 12345)) {
+            fprintf(stderr, "duration \"%s\": got %d, %" PRIu64 "; expected %d, %" PRIu64 "\n", d->text, r, ms,
+                    d->ret, d->ms);
+            unit_failures++;
+        }
+    }
+    CHECK_INT(config_parse_duration(NULL, &(uint64_t){0}), -EINVAL);
+}
+
+static void test_format_duration(void)
+{
+    static const struct {
+        uint64_t ms;
+        const char *text;
+    } cases[] = {
+        {0, "0"},
+        {1, "1ms"},
+        {250, "250ms"},
+        {1000, "1s"},
+        {2500, "2s 500ms"},
+        {60000, "1min"},
+        {900000, "15min"},
+        {3600000, "1h"},
+        {5400000, "1h 30min"},
+        {90061001, "1d 1h 1min 1s 1ms"},
+        {30ULL * 86400000, "30d"},
+        {18446744073709551615ULL, "213503982334d 14h 25min 51s 615ms"},
+    };
+    char buf[64];
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        uint64_t back = 0;
+
+        config_format_duration(cases[i].ms, buf, sizeof(buf));
+        CHECK_STR(buf, cases[i].text);
+        /* what we print, we parse back */
+        if (cases[i].ms < 18446744073709551ULL) {
+            CHECK_INT(config_parse_duration(buf, &back), 0);
+            CHECK_INT(back, cases[i].ms);
+        }
+    }
+    /* a small buffer is cut, not overrun */
+    memset(buf, 'X', sizeof(buf));
+    config_format_duration(5400000, buf, 4);
+    CHECK_STR(buf, "1h ");
+    CHECK(buf[4] == 'X');
+    config_format_duration(1, NULL, 0);
+}
+
+struct url_case {
+    const char *url;
+    int ret;
+    const char *err; /* exact, for refusals */
+};
+
+static const struct url_case url_cases[] = {
+    {"https://api.loyalty.dog/v2/token/logout", 0, NULL},
+    {"https://10.0.0.1:8443/x", 0, NULL},
+    {"HTTPS://API.EXAMPLE.COM/x", 0, NULL},
+    {"http://127.0.0.1:8080/v2/token/logout", 0, NULL},
+    {"http://127.9.8.7/x", 0, NULL},
+    {"http://127.1/x", 0, NULL}, /* curl reads it as 127.0.0.1 */
+    {"http://localhost/x", 0, NULL},
+    {"http://LOCALHOST:1/x", 0, NULL},
+    {"http://[::1]/x", 0, NULL},
+    {"http://[::1]:8080/x", 0, NULL},
+    {"http://[::ffff:127.0.0.1]/x", 0, NULL},
+    {"http://example.com/v2/token/logout", -EINVAL,
+     "plain http:// is refused for host \"example.com\": a bearer token must not cross a network in clear text; "
+     "use https:// or a loopback host (localhost, 127.0.0.0/8, ::1)"},
+    {"http://128.0.0.1/x", -EINVAL,
+     "plain http:// is refused for host \"128.0.0.1\": a bearer token must not cross a network in clear text; "
+     "use https:// or a loopback host (localhost, 127.0.0.0/8, ::1)"},
+    {"http://10.0.0.1/x", -EINVAL, NULL},
+    {"http://localhost.example.com/x", -EINVAL, NULL},
+    {"http://127.0.0.1.nip.io/x", -EINVAL, NULL},
+    {"http://[::2]/x", -EINVAL, NULL},
+    {"http://[::ffff:10.0.0.1]/x", -EINVAL, NULL},
+    {"ftp://example.com/x", -EINVAL,
+     "scheme \"ftp\" is not supported (expected https://, or http:// for a loopback host)"},
+    {"file:///etc/passwd", -EINVAL,
+     "scheme \"file\" is not supported (expected https://, or http:// for a loopback host)"},
+    {"gopher://x/", -EINVAL, NULL},
+    {"garbage", -EINVAL, "not a valid URL: Bad scheme (CURLUcode 27) (expected https://HOST/PATH)"},
+    {"https://", -EINVAL, NULL},
+    {"https://a b/", -EINVAL, NULL},
+    {"", -EINVAL, "no URL (expected https://HOST/PATH)"},
+    {"https://user:secretpw@api.example.com/x", -EINVAL,
+     "the URL holds a user name or password, which would show in logs (expected https://HOST/PATH; a client "
+     "credential goes through credential_header)"},
+};
+
+static void test_urls(void)
+{
+    for (size_t i = 0; i < sizeof(url_cases) / sizeof(url_cases[0]); i++) {
+        char err[512] = "";
+        int r = config_check_url(url_cases[i].url, err, sizeof(err));
+
+        if (r != url_cases[i].ret) {
+            fprintf(stderr, "url \"%s\": got %d (%s), expected %d\n", url_cases[i].url, r, err,
+                    url_cases[i].ret);
+            unit_failures++;
+        }
+        if (r < 0)
+            CHECK(err[0] != '\0');
+        if (url_cases[i].err)
+            CHECK_STR(err, url_cases[i].err);
+        CHECK(!strstr(err, "secretpw")); /* the URL is never echoed */
+    }
+    CHECK_INT(config_check_url(NULL, NULL, 0), -EINVAL);
+}
+
+static void test_validate(void)
+{
+    struct config c;
+    char err[1024];
+
+    config_defaults(&c);
+    c.retry_base_ms = 2000;
+    c.retry_max_delay_ms = 1500;
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_STR(err, "[retry] max_delay: 1s 500ms is shorter than [retry] base 2s (expected max_delay >= base)");
+    c.retry_max_delay_ms = 2000; /* equal is fine */
+    CHECK_INT(config_validate(&c, err, sizeof(err)), 0);
+
+    /* a --url override is checked here */
+    free(c.url);
+    c.url = strdup("http://example.com/x");
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_PREFIX(err, "[logout] url: plain http:// is refused for host \"example.com\"");
+    free(c.url);
+    c.url = NULL;
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_STR(err, "[logout] url: not set (expected https://HOST/PATH)");
+    c.url = strdup("http://localhost:1/x");
+
+    c.credential_header = strdup("Bad Header");
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_PREFIX(err, "[logout] credential_header: \"Bad Header\" is not an HTTP header name");
+    free(c.credential_header);
+    c.credential_header = strdup("Authorization");
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_PREFIX(err, "[logout] credential_header: Authorization carries the bearer token");
+    free(c.credential_header);
+    c.credential_header = strdup("X-Api-Key");
+    CHECK_INT(config_validate(&c, err, sizeof(err)), 0);
+
+    free(c.database);
+    c.database = strdup("");
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_STR(err, "[daemon] database: not set (expected a path)");
+    free(c.database);
+    c.database = NULL;
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    c.database = strdup("/x.db");
+
+    c.concurrency = 0;
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_STR(err, "[logout] concurrency: 0 is out of range (expected a whole number from 1 to 1024)");
+    c.concurrency = 16;
+    c.timeout_ms = 0;
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_STR(err, "[logout] timeout: 0 is out of range (expected a time span from 1ms to 1h)");
+    c.timeout_ms = 1;
+    c.log_level = 9;
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_PREFIX(err, "[daemon] log_level: 9 is not a log level");
+    c.log_level = LOG_DEBUG;
+    CHECK_INT(config_validate(&c, err, sizeof(err)), 0);
+    CHECK_INT(config_validate(&c, NULL, 0), 0);
+    config_free(&c);
+}
+
+static void test_cleanup(void)
+{
+    cleanup_dir();
+    CHECK(access(dir, F_OK) < 0);
+}
+
+TEST_MAIN(CASE(test_defaults), CASE(test_example_file), CASE(test_good_values), CASE(test_bad_values),
+          CASE(test_file_errors), CASE(test_syntax_accepted), CASE(test_overlay), CASE(test_long_line),
+          CASE(test_nul_byte), CASE(test_missing_and_unreadable), CASE(test_failed_load_keeps_struct),
+          CASE(test_copy), CASE(test_durations), CASE(test_format_duration), CASE(test_urls), CASE(test_validate),
+          CASE(test_cleanup))
