@@ -183,6 +183,17 @@ static void idset_del(struct idset *s, int64_t id)
 
 /* ---- helpers ---- */
 
+/* snprintf that is meant to truncate: detail texts are capped on purpose. */
+static void set_text(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void set_text(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
 static int64_t wall_ms(struct revoke *r)
 {
     return r->clock ? r->clock(r->clock_data) : db_now_ms();
@@ -403,17 +414,17 @@ static void describe_rejection(const struct job *j, const struct http_result *re
         clean[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
     clean[n] = '\0';
     if (j->token_len >= 8 && strstr(clean, j->token))
-        snprintf(clean, sizeof(clean), "(the answer quoted the token; not recorded)");
-    snprintf(buf, len, "HTTP %ld: %s", res->status, n ? clean : "(no message)");
+        set_text(clean, sizeof(clean), "(the answer quoted the token; not recorded)");
+    set_text(buf, len, "HTTP %ld: %s", res->status, n ? clean : "(no message)");
     json_decref(root);
 }
 
 static void describe_failure(const struct http_result *res, char *buf, size_t len)
 {
     if (res->status)
-        snprintf(buf, len, "HTTP %ld", res->status);
+        set_text(buf, len, "HTTP %ld", res->status);
     else
-        snprintf(buf, len, "curl error %d (%s)", (int)res->curl_code,
+        set_text(buf, len, "curl error %d (%s)", (int)res->curl_code,
                  res->error[0] ? res->error : curl_easy_strerror(res->curl_code));
 }
 
@@ -457,24 +468,24 @@ static void build_outcome(struct revoke *r, struct job *j, const struct http_res
         rec->event = o == OUTCOME_REVOKED ? "revoked" : "already_invalid";
         rec->state = "revoked";
         rec->drop_secret = !r->cfg.keep_secrets;
-        snprintf(j->detail, sizeof(j->detail), "HTTP %ld%s", res->status,
+        set_text(j->detail, sizeof(j->detail), "HTTP %ld%s", res->status,
                  o == OUTCOME_ALREADY_INVALID ? ": the token was already invalid" : "");
         break;
     case OUTCOME_REJECTED:
         rec->event = "rejected";
         rec->state = "failed";
         describe_rejection(j, res, j->detail, sizeof(j->detail));
-        snprintf(j->last_error, sizeof(j->last_error), "%s", j->detail);
+        set_text(j->last_error, sizeof(j->last_error), "%s", j->detail);
         rec->last_error = j->last_error;
         break;
     case OUTCOME_TOKEN_RETRY:
         rec->attempts = j->attempts + 1;
-        snprintf(j->last_error, sizeof(j->last_error), "%s", why);
+        set_text(j->last_error, sizeof(j->last_error), "%s", why);
         rec->last_error = j->last_error;
         if (rec->attempts >= r->cfg.max_attempts) {
             rec->event = "gave_up";
             rec->state = "failed";
-            snprintf(j->detail, sizeof(j->detail), "%s on attempt %u of %u; giving up", why, rec->attempts,
+            set_text(j->detail, sizeof(j->detail), "%s on attempt %u of %u; giving up", why, rec->attempts,
                      r->cfg.max_attempts);
         } else {
             uint64_t wait = policy_backoff_ms(r->cfg.retry_base_ms, r->cfg.retry_max_delay_ms,
@@ -483,7 +494,7 @@ static void build_outcome(struct revoke *r, struct job *j, const struct http_res
             rec->state = "pending";
             rec->next_attempt_at = now + (int64_t)wait;
             config_format_duration(wait, span, sizeof(span));
-            snprintf(j->detail, sizeof(j->detail), "%s on attempt %u of %u; next attempt in %s", why,
+            set_text(j->detail, sizeof(j->detail), "%s on attempt %u of %u; next attempt in %s", why,
                      rec->attempts, r->cfg.max_attempts, span);
         }
         break;
@@ -494,14 +505,14 @@ static void build_outcome(struct revoke *r, struct job *j, const struct http_res
         rec->event = "retry";
         rec->state = "pending";
         rec->next_attempt_at = now + (int64_t)retry_after_ms;
-        snprintf(j->last_error, sizeof(j->last_error), "%s", why);
+        set_text(j->last_error, sizeof(j->last_error), "%s", why);
         rec->last_error = j->last_error;
         if (retry_after_ms) {
             config_format_duration(retry_after_ms, span, sizeof(span));
-            snprintf(j->detail, sizeof(j->detail), "endpoint: %s; every request paused for %s (Retry-After)",
+            set_text(j->detail, sizeof(j->detail), "endpoint: %s; every request paused for %s (Retry-After)",
                      why, span);
         } else {
-            snprintf(j->detail, sizeof(j->detail), "endpoint %s: %s; not counted towards attempts; retried when "
+            set_text(j->detail, sizeof(j->detail), "endpoint %s: %s; not counted towards attempts; retried when "
                      "the endpoint answers", o == OUTCOME_ENDPOINT_MISCONFIGURED ? "misconfigured" : "failure", why);
         }
         break;
