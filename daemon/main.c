@@ -1,1 +1,439 @@
-int main(void) { return 0; }
+/* revokerd: wires the modules together and owns the process: options,
+ * configuration, signals, systemd notification. Order at start: parse
+ * config, open and migrate the database, bind the control socket, set up the
+ * engine (curl), READY=1 right before uv_run. */
+#include <errno.h>
+#include <getopt.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "build-config.h"
+#include "config.h"
+#include "ctl.h"
+#include "db.h"
+#include "log.h"
+#include "notify.h"
+#include "proto.h"
+#include "revoke.h"
+#include "tokens.h"
+#include "watch.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+struct options {
+    const char *config_path; /* NULL: the default, if it exists */
+    const char *database, *url, *socket;
+    bool check_only;
+};
+
+struct daemon {
+    uv_loop_t loop;
+    struct options opts;
+    struct config cfg;
+    struct db *db;
+    struct revoke *revoke;
+    struct watch *watch;
+    struct ctl *ctl;
+    struct notify *notify;
+    struct proto_env env;
+    uv_signal_t sigterm, sigint, sighup;
+    uv_timer_t status_timer;
+    uint64_t status_sent_ms;
+    bool stopping;
+    int exit_code;
+};
+
+static const char usage[] =
+    "Usage: revokerd [OPTIONS]\n"
+    "\n"
+    "Revoke API session tokens recorded in a SQLite table: every token that expires, is\n"
+    "flagged, or is handed over on the control socket is sent to the API's logout endpoint\n"
+    "(POST with Authorization: Bearer), retried with backoff until it is dead, and every\n"
+    "outcome is written to an append-only audit log.\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config FILE    read the INI configuration FILE\n"
+    "                       (default " REVOKERD_DEFAULT_CONFIG ", if it exists)\n"
+    "  -d, --database PATH  the SQLite database (overrides daemon.database)\n"
+    "  -u, --url URL        the logout endpoint (overrides logout.url); https://, or\n"
+    "                       http:// to a loopback host only\n"
+    "  -s, --socket PATH    the control socket (overrides daemon.socket)\n"
+    "      --check-config   validate the configuration, print it, and exit\n"
+    "  -h, --help           show this help and exit\n"
+    "  -V, --version        show the version and exit\n"
+    "\n"
+    "Signals: SIGTERM/SIGINT stop after the requests in flight finish (at most\n"
+    "logout.timeout); SIGHUP reloads the configuration file.\n"
+    "\n"
+    "Exit status: 0 stopped cleanly, 1 runtime failure, 2 usage or configuration error.\n"
+    "The configuration keys are documented in the README and in the installed\n"
+    "revokerd.conf.\n";
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},   {"database", required_argument, NULL, 'd'},
+        {"url", required_argument, NULL, 'u'},      {"socket", required_argument, NULL, 's'},
+        {"check-config", no_argument, NULL, 'C'},   {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    while ((c = getopt_long(argc, argv, "c:d:u:s:hV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o->config_path = optarg; break;
+        case 'd': o->database = optarg; break;
+        case 'u': o->url = optarg; break;
+        case 's': o->socket = optarg; break;
+        case 'C': o->check_only = true; break;
+        case 'h': fputs(usage, stdout); exit(0);
+        case 'V': printf("revokerd %s\n", REVOKERD_VERSION); exit(0);
+        default: fputs("Try 'revokerd --help'.\n", stderr); return -EINVAL;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "revokerd: unexpected argument '%s'\nTry 'revokerd --help'.\n", argv[optind]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int replace_string(char **dst, const char *value)
+{
+    char *copy = strdup(value);
+
+    if (!copy)
+        return -ENOMEM;
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+/* Defaults, then the file, then the command line, then the whole checked. */
+static int read_config(const struct options *o, struct config *ret, char *err, size_t errlen)
+{
+    struct config c;
+    const char *path = o->config_path;
+    int rc = 0;
+
+    config_defaults(&c);
+    if (!path && access(REVOKERD_DEFAULT_CONFIG, F_OK) == 0)
+        path = REVOKERD_DEFAULT_CONFIG;
+    if (path)
+        rc = config_load(&c, path, err, errlen);
+    if (rc == 0 && o->database)
+        rc = replace_string(&c.database, o->database);
+    if (rc == 0 && o->url)
+        rc = replace_string(&c.url, o->url);
+    if (rc == 0 && o->socket)
+        rc = replace_string(&c.socket, o->socket);
+    if (rc == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    if (rc == 0)
+        rc = config_validate(&c, err, errlen);
+    if (rc == 0 && c.control_group && !getgrnam(c.control_group)) {
+        snprintf(err, errlen, "daemon.control_group: there is no group named '%s'", c.control_group);
+        rc = -EINVAL;
+    }
+    if (rc < 0) {
+        config_free(&c);
+        return rc;
+    }
+    *ret = c;
+    return 0;
+}
+
+static gid_t control_gid(const struct config *c)
+{
+    struct group *g = c->control_group ? getgrnam(c->control_group) : NULL;
+
+    return g ? g->gr_gid : (gid_t)-1;
+}
+
+static void print_config(const struct config *c)
+{
+    char a[64], b[64], d[64], e[64], f[64];
+
+    config_format_duration(c->client_idle_ms, a, sizeof(a));
+    config_format_duration(c->timeout_ms, b, sizeof(b));
+    config_format_duration(c->retry_base_ms, d, sizeof(d));
+    config_format_duration(c->retry_max_delay_ms, e, sizeof(e));
+    config_format_duration(c->retry_after_max_ms, f, sizeof(f));
+    printf("[daemon]\ndatabase = %s\nsocket = %s\ncontrol_group = %s\nmax_clients = %u\nclient_idle = %s\n"
+           "keep_secrets = %s\nlog_level = %s\n\n",
+           c->database, c->socket, c->control_group ? c->control_group : "", c->max_clients, a,
+           c->keep_secrets ? "true" : "false", log_level_name(c->log_level));
+    printf("[logout]\nurl = %s\ntimeout = %s\nconcurrency = %u\nrate_limit = %u\nca_file = %s\ndown_after = %u\n"
+           "credential_header = %s\n\n",
+           c->url, b, c->concurrency, c->rate_limit, c->ca_file ? c->ca_file : "", c->down_after,
+           c->credential_header ? c->credential_header : "");
+    printf("[retry]\nbase = %s\nmax_delay = %s\nmax_attempts = %u\nretry_after_max = %s\n", d, e, c->max_attempts,
+           f);
+}
+
+/* ---- status line ---- */
+
+static void send_status(struct daemon *d)
+{
+    struct revoke_stats s;
+    struct state_counts counts = {0};
+
+    revoke_get_stats(d->revoke, &s);
+    tokens_count(revoke_tokens(d->revoke), false, &counts);
+    notify_status(d->notify,
+                  "endpoint %s; %" PRId64 " pending, %u in flight, %" PRId64 " failed; since start %" PRIu64
+                  " revoked, %" PRIu64 " already invalid, %" PRIu64 " rejected, %" PRIu64 " gave up%s%s",
+                  s.health, counts.pending, s.in_flight, counts.failed, s.revoked, s.already_invalid, s.rejected,
+                  s.gave_up, s.db_error[0] ? "; database error: " : "", s.db_error);
+    d->status_sent_ms = uv_now(&d->loop);
+}
+
+static void on_status_timer(uv_timer_t *h)
+{
+    send_status(container_of(h, struct daemon, status_timer));
+}
+
+/* Counting pending rows costs a (small) index walk: do it at most once a
+ * second, and only after something changed. */
+static void on_engine_change(void *data)
+{
+    struct daemon *d = data;
+    uint64_t now = uv_now(&d->loop), next = d->status_sent_ms + 1000;
+
+    if (d->stopping || uv_is_active((uv_handle_t *)&d->status_timer))
+        return;
+    uv_timer_start(&d->status_timer, on_status_timer, next > now ? next - now : 0, 0);
+}
+
+static void on_table_changed(void *data)
+{
+    struct daemon *d = data;
+
+    if (!d->stopping)
+        revoke_kick(d->revoke);
+}
+
+static uint64_t uptime_ms(const struct proto_env *env)
+{
+    const struct daemon *d = container_of(env, struct daemon, env);
+
+    return uv_now((uv_loop_t *)&d->loop) - env->started_ms;
+}
+
+/* ---- reload and stop ---- */
+
+static void reload(struct daemon *d)
+{
+    struct config c;
+    char err[512];
+    int rc;
+
+    notify_reloading(d->notify);
+    rc = read_config(&d->opts, &c, err, sizeof(err));
+    if (rc < 0) {
+        log_err("reload refused, keeping the running configuration: %s", err);
+        notify_ready(d->notify);
+        return;
+    }
+    if (strcmp(c.database, d->cfg.database) != 0)
+        log_warning("daemon.database changed to %s: takes effect at the next restart", c.database);
+    if (strcmp(c.socket, d->cfg.socket) != 0)
+        log_warning("daemon.socket changed to %s: takes effect at the next restart", c.socket);
+    rc = revoke_configure(d->revoke, &c);
+    if (rc < 0) {
+        log_err("reload refused, keeping the running configuration: applying it failed: %s", strerror(-rc));
+        config_free(&c);
+        notify_ready(d->notify);
+        return;
+    }
+    ctl_configure(d->ctl, c.max_clients, c.client_idle_ms, control_gid(&c));
+    log_set_level(c.log_level);
+    config_free(&d->cfg);
+    d->cfg = c;
+    log_notice("configuration reloaded (endpoint %s, concurrency %u, rate limit %u/s)", c.url, c.concurrency,
+               c.rate_limit);
+    notify_ready(d->notify);
+    on_engine_change(d);
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void on_engine_stopped(void *data)
+{
+    struct daemon *d = data;
+
+    d->revoke = NULL;
+    uv_close((uv_handle_t *)&d->sigterm, on_closed);
+    uv_close((uv_handle_t *)&d->sigint, on_closed);
+    uv_close((uv_handle_t *)&d->sighup, on_closed);
+    uv_close((uv_handle_t *)&d->status_timer, on_closed);
+    notify_close(d->notify);
+    d->notify = NULL;
+}
+
+static void stop(struct daemon *d, const char *why)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    log_notice("%s: stopping", why);
+    notify_stopping(d->notify);
+    uv_timer_stop(&d->status_timer);
+    ctl_close(d->ctl, NULL, NULL);
+    d->ctl = NULL;
+    watch_close(d->watch);
+    d->watch = NULL;
+    revoke_stop(d->revoke, on_engine_stopped, d);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct daemon *d = h->data;
+
+    if (signum == SIGHUP)
+        reload(d);
+    else
+        stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+/* ---- start ---- */
+
+static int listen_fd_from_systemd(int *ret_fd)
+{
+    int n = sd_listen_fds(1);
+
+    *ret_fd = -1;
+    if (n < 0) {
+        log_crit("cannot take the sockets passed by systemd: %s", strerror(-n));
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    if (n > 1) {
+        log_crit("systemd passed %d sockets; revokerd takes exactly one (the control socket)", n);
+        return -EINVAL;
+    }
+    if (sd_is_socket_unix(SD_LISTEN_FDS_START, SOCK_STREAM, 1, NULL, 0) <= 0) {
+        log_crit("the socket systemd passed is not a listening UNIX stream socket");
+        return -EINVAL;
+    }
+    *ret_fd = SD_LISTEN_FDS_START;
+    return 0;
+}
+
+static int start(struct daemon *d)
+{
+    struct ctl_options co;
+    char err[512];
+    int rc;
+
+    rc = db_open(d->cfg.database, 0, &d->db);
+    if (rc < 0) {
+        log_crit("%s", db_open_error());
+        return rc;
+    }
+    rc = revoke_new(&d->loop, d->db, &d->cfg, &d->revoke);
+    if (rc < 0) {
+        log_crit("cannot set up the revocation engine: %s", strerror(-rc));
+        return rc;
+    }
+    revoke_on_change(d->revoke, on_engine_change, d);
+    d->env = (struct proto_env){
+        .db = d->db,
+        .tokens = revoke_tokens(d->revoke),
+        .audit = revoke_audit(d->revoke),
+        .revoke = d->revoke,
+        .started_ms = uv_now(&d->loop),
+        .uptime_ms = uptime_ms,
+    };
+    co = (struct ctl_options){
+        .path = d->cfg.socket,
+        .max_clients = d->cfg.max_clients,
+        .idle_ms = d->cfg.client_idle_ms,
+        .control_gid = control_gid(&d->cfg),
+    };
+    rc = listen_fd_from_systemd(&co.listen_fd);
+    if (rc < 0)
+        return rc;
+    rc = ctl_new(&d->loop, &co, &d->env, &d->ctl, err, sizeof(err));
+    if (rc < 0) {
+        log_crit("control socket: %s", err);
+        return rc;
+    }
+    rc = watch_new(&d->loop, d->db, on_table_changed, d, &d->watch);
+    if (rc < 0)
+        log_warning("cannot watch %s for changes (%s): other processes' writes are seen by the %d s rescan only",
+                    d->cfg.database, strerror(-rc), 30);
+    rc = notify_new(&d->loop, &d->notify);
+    if (rc < 0) {
+        log_crit("cannot set up systemd notification: %s", strerror(-rc));
+        return rc;
+    }
+    uv_signal_init(&d->loop, &d->sigterm);
+    uv_signal_init(&d->loop, &d->sigint);
+    uv_signal_init(&d->loop, &d->sighup);
+    d->sigterm.data = d->sigint.data = d->sighup.data = d;
+    uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d->sigint, on_signal, SIGINT);
+    uv_signal_start(&d->sighup, on_signal, SIGHUP);
+    uv_timer_init(&d->loop, &d->status_timer);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct daemon d;
+    char err[512];
+    int rc;
+
+    log_init("revokerd");
+    if (parse_options(argc, argv, &d.opts) < 0)
+        return 2;
+    if (read_config(&d.opts, &d.cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "revokerd: %s\n", err);
+        return 2;
+    }
+    if (d.opts.check_only) {
+        print_config(&d.cfg);
+        config_free(&d.cfg);
+        return 0;
+    }
+    log_set_level(d.cfg.log_level);
+    /* No core dump, no ptrace by other users: the process holds secrets. */
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    signal(SIGPIPE, SIG_IGN);
+
+    rc = uv_loop_init(&d.loop);
+    if (rc < 0) {
+        log_crit("cannot create the event loop: %s", uv_strerror(rc));
+        return 1;
+    }
+    rc = start(&d);
+    if (rc < 0) {
+        /* Nothing ran yet: exit without the orderly drain. */
+        return 1;
+    }
+    log_notice("revokerd %s ready: database %s, endpoint %s, concurrency %u", REVOKERD_VERSION, d.cfg.database,
+               d.cfg.url, d.cfg.concurrency);
+    notify_ready(d.notify);
+    on_engine_change(&d);
+    uv_run(&d.loop, UV_RUN_DEFAULT);
+
+    rc = uv_loop_close(&d.loop);
+    if (rc < 0)
+        log_err("event loop closed with handles still open: %s", uv_strerror(rc));
+    db_close(d.db);
+    config_free(&d.cfg);
+    log_notice("stopped");
+    return d.exit_code;
+}
