@@ -1,0 +1,169 @@
+/* revoke: the engine against a real database and the stand-in endpoint,
+ * with an injected wall clock: a clock jump neither revokes early nor
+ * leaves a due token behind, and stop drains cleanly. */
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "revoke.h"
+#include "unit.h"
+
+static int64_t fake_now_ms;
+
+static int64_t fake_clock(void *data)
+{
+    (void)data;
+    return fake_now_ms;
+}
+
+static pid_t endpoint_pid;
+static char dir[] = "/tmp/revokerd-revoke-XXXXXX";
+
+static int start_endpoint(void)
+{
+    char port_file[300], log_file[300], buf[32] = "";
+    const char *script = getenv("ENDPOINT");
+    FILE *f = NULL;
+
+    REQUIRE(script);
+    snprintf(port_file, sizeof(port_file), "%s/port", dir);
+    snprintf(log_file, sizeof(log_file), "%s/requests.jsonl", dir);
+    endpoint_pid = fork();
+    REQUIRE(endpoint_pid >= 0);
+    if (endpoint_pid == 0) {
+        execlp("python3", "python3", script, "--port", "0", "--port-file", port_file, "--log", log_file,
+               (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500 && !(f = fopen(port_file, "r")); i++)
+        usleep(10000);
+    REQUIRE(f);
+    REQUIRE(fgets(buf, sizeof(buf), f));
+    fclose(f);
+    return (int)strtol(buf, NULL, 10);
+}
+
+/* How many requests the endpoint saw for token. */
+static int requests_for(const char *token)
+{
+    char path[300], line[4096], needle[128];
+    int n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/requests.jsonl", dir);
+    snprintf(needle, sizeof(needle), "\"token\":\"%s\"", token);
+    f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (strstr(line, needle))
+            n++;
+    fclose(f);
+    return n;
+}
+
+static const char *state_of(struct db *db, const char *subject)
+{
+    static char state[16];
+    sqlite3_stmt *st;
+
+    REQUIRE(sqlite3_prepare_v2(db->conn, "SELECT state FROM tokens WHERE subject = ?", -1, &st, NULL) == SQLITE_OK);
+    sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
+    snprintf(state, sizeof(state), "%s", sqlite3_step(st) == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : "?");
+    sqlite3_finalize(st);
+    return state;
+}
+
+static void run_for(uv_loop_t *loop, uint64_t ms, struct db *db, const char *subject, const char *want)
+{
+    uint64_t end = uv_now(loop) + ms;
+
+    while (uv_now(loop) < end && !(want && !strcmp(state_of(db, subject), want))) {
+        uv_run(loop, UV_RUN_NOWAIT);
+        usleep(2000);
+        uv_update_time(loop);
+    }
+}
+
+static bool stopped;
+
+static void on_stopped(void *data)
+{
+    (void)data;
+    stopped = true;
+}
+
+static void test_clock_jumps(void)
+{
+    char path[300], url[128], sql[512];
+    struct config cfg;
+    uv_loop_t loop;
+    struct db *db;
+    struct revoke *r;
+    int port;
+
+    REQUIRE(mkdtemp(dir));
+    port = start_endpoint();
+    snprintf(path, sizeof(path), "%s/t.db", dir);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v2/token/logout", port);
+    config_defaults(&cfg);
+    free(cfg.url);
+    cfg.url = strdup(url);
+    cfg.retry_base_ms = 50;
+    REQUIRE(uv_loop_init(&loop) == 0);
+    REQUIRE(db_open(path, 0, &db) == 0);
+
+    fake_now_ms = db_now_ms();
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO tokens(token, subject, expires_at) VALUES "
+             "('tok-due', 'due', %lld), ('tok-later', 'later', %lld)",
+             (long long)(fake_now_ms / 1000 - 1), (long long)(fake_now_ms / 1000 + 3600));
+    REQUIRE(sqlite3_exec(db->conn, sql, NULL, NULL, NULL) == SQLITE_OK);
+
+    REQUIRE(revoke_new(&loop, db, &cfg, &r) == 0);
+    revoke_set_clock(r, fake_clock, NULL);
+    run_for(&loop, 5000, db, "due", "revoked");
+    CHECK_STR(state_of(db, "due"), "revoked");
+    CHECK_STR(state_of(db, "later"), "active");
+    CHECK_INT(requests_for("tok-due"), 1);
+
+    /* The wall clock jumps back a day: a timer may fire "early" in wall
+     * terms; kicking the engine must not send the token that is not due. */
+    fake_now_ms -= 86400 * 1000LL;
+    revoke_kick(r);
+    run_for(&loop, 300, db, "later", "revoked");
+    CHECK_STR(state_of(db, "later"), "active");
+    CHECK_INT(requests_for("tok-later"), 0);
+
+    /* One second before expiry in wall terms: still nothing. */
+    fake_now_ms += 86400 * 1000LL + 3599 * 1000LL;
+    revoke_kick(r);
+    run_for(&loop, 300, db, "later", "revoked");
+    CHECK_STR(state_of(db, "later"), "active");
+
+    /* Then the clock jumps past the expiry: the token goes at once. */
+    fake_now_ms += 2 * 3600 * 1000LL;
+    revoke_kick(r);
+    run_for(&loop, 5000, db, "later", "revoked");
+    CHECK_STR(state_of(db, "later"), "revoked");
+    CHECK_INT(requests_for("tok-later"), 1);
+
+    revoke_stop(r, on_stopped, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK(stopped);
+    CHECK_INT(uv_loop_close(&loop), 0);
+    db_close(db);
+    config_free(&cfg);
+    kill(endpoint_pid, SIGTERM);
+    waitpid(endpoint_pid, NULL, 0);
+    snprintf(sql, sizeof(sql), "rm -rf %s", dir);
+    CHECK_INT(system(sql), 0);
+}
+
+TEST_MAIN(CASE(test_clock_jumps))
