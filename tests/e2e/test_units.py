@@ -196,13 +196,18 @@ class UnitsTest(harness.E2ETestCase):
         src = os.path.join(SOURCE_DIR, "systemd", "revokerd.conf")
         with open(src) as f:
             text = f.read()
+        # The socket's group is the group the daemon lets in. revokerd checks
+        # that the group exists, and this machine need not have revokerd.
+        self.assertIn("\ncontrol_group = revokerd\n", text)
+        text = text.replace("\ncontrol_group = revokerd\n", "\ncontrol_group = root\n")
         uncommented = re.sub(r"(?m)^#(\w+ = .*)$", r"\1", text)
         uncommented = re.sub(r"(?m)^#(\w+ =)$", r"\1", uncommented)
         self.assertGreaterEqual(len(re.findall(r"(?m)^\w+ =", uncommented)), 18)
-        full = os.path.join(self.dir, "full.conf")
-        with open(full, "w") as f:
-            f.write(uncommented)
-        for path in (src, full):
+        shipped, full = os.path.join(self.dir, "shipped.conf"), os.path.join(self.dir, "full.conf")
+        for path, content in ((shipped, text), (full, uncommented)):
+            with open(path, "w") as f:
+                f.write(content)
+        for path in (shipped, full):
             rc, out, err = harness.run([self.revokerd, "--check-config", "--config", path])
             self.assertEqual(rc, 0, "%s: %s%s" % (path, out, err))
 
