@@ -329,11 +329,13 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *ret)
         /* Not realloc: the old block may hold a secret and must be wiped. */
         char *nb = malloc(cap);
         if (nb) {
-            if (c->len)
-                memcpy(nb, c->buf, c->len);
+            size_t len = c->len;
+            if (len)
+                memcpy(nb, c->buf, len);
             client_free_buf(c);
             c->buf = nb;
             c->cap = cap;
+            c->len = len;
         }
     }
     *ret = uv_buf_init(c->buf ? c->buf + c->len : NULL, (unsigned)(c->cap - c->len));
