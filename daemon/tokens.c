@@ -1,1 +1,806 @@
 #include "tokens.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Every statement on the hot path names its index (INDEXED BY): SQLite then
+ * refuses to prepare it, and tokens_open() fails, if a schema change ever
+ * leaves it without that index, instead of silently scanning ten million
+ * rows. Loops that move rows out of a partial index (promote, revoke by
+ * subject) look up one row at a time: each lookup is O(log n) and no
+ * statement reads an index while it is being changed. */
+
+struct tokens {
+    struct db *db;
+    sqlite3_stmt *first_flagged, *first_expired, *set_due, *set_no_token;
+    sqlite3_stmt *any_flagged, *next_expiry, *next_retry, *fetch;
+    sqlite3_stmt *outcome;
+    sqlite3_stmt *by_sha256, *by_secret, *set_hash, *insert_requested, *by_id, *first_of_subject;
+    sqlite3_stmt *status, *requeue, *next_failed;
+    sqlite3_stmt *count_pending, *count_failed, *count_all;
+    sqlite3_stmt *begin_read;
+};
+
+static const struct {
+    size_t offset;
+    const char *sql;
+} statements[] = {
+#define S(field) offsetof(struct tokens, field)
+    {S(first_flagged),
+     "SELECT id, token, fingerprint FROM tokens INDEXED BY tokens_flagged "
+     "WHERE state = 'active' AND flagged <> 0 ORDER BY id LIMIT 1"},
+    {S(first_expired),
+     "SELECT id, token, fingerprint FROM tokens INDEXED BY tokens_expiry "
+     "WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?1 "
+     "ORDER BY expires_at LIMIT 1"},
+    /* ?7: a secret handed over again refills a row whose token is gone. */
+    {S(set_due),
+     "UPDATE tokens SET state = 'pending', token_sha256 = ?2, fingerprint = ?3, "
+     "due_reason = ?4, due_at = ?5, next_attempt_at = ?5, attempts = 0, last_event = 'due', "
+     "last_error = NULL, finished_at = NULL, flag_reason = coalesce(?6, flag_reason), "
+     "token = coalesce(token, ?7) "
+     "WHERE id = ?1 AND state = 'active'"},
+    {S(set_no_token),
+     "UPDATE tokens SET state = 'failed', due_reason = ?2, due_at = ?3, finished_at = ?3, "
+     "next_attempt_at = NULL, last_event = 'rejected', last_error = 'no token to revoke', "
+     "flag_reason = coalesce(?4, flag_reason) "
+     "WHERE id = ?1 AND state = 'active'"},
+    {S(any_flagged),
+     "SELECT 1 FROM tokens INDEXED BY tokens_flagged "
+     "WHERE state = 'active' AND flagged <> 0 LIMIT 1"},
+    {S(next_expiry),
+     "SELECT expires_at FROM tokens INDEXED BY tokens_expiry "
+     "WHERE state = 'active' AND expires_at IS NOT NULL ORDER BY expires_at LIMIT 1"},
+    {S(next_retry),
+     "SELECT next_attempt_at FROM tokens INDEXED BY tokens_next "
+     "WHERE state = 'pending' AND next_attempt_at > ?1 ORDER BY next_attempt_at LIMIT 1"},
+    {S(fetch),
+     "SELECT id, token, fingerprint, attempts, next_attempt_at FROM tokens "
+     "INDEXED BY tokens_next "
+     "WHERE state = 'pending' AND next_attempt_at <= ?1 AND token IS NOT NULL "
+     "ORDER BY next_attempt_at, id LIMIT ?2"},
+    {S(outcome),
+     "UPDATE tokens SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_event = ?5, "
+     "last_error = ?6, finished_at = ?7, token = CASE WHEN ?8 THEN NULL ELSE token END "
+     "WHERE id = ?1 AND state = 'pending'"},
+    {S(by_sha256),
+     "SELECT id, state FROM tokens INDEXED BY tokens_sha256 "
+     "WHERE token_sha256 = ?1 ORDER BY id LIMIT 1"},
+    {S(by_secret),
+     "SELECT id, state FROM tokens INDEXED BY tokens_unhashed "
+     "WHERE token = ?1 AND token_sha256 IS NULL ORDER BY id LIMIT 1"},
+    {S(set_hash), "UPDATE tokens SET token_sha256 = ?2, fingerprint = ?3 WHERE id = ?1"},
+    {S(insert_requested),
+     "INSERT INTO tokens (token, subject, state, token_sha256, fingerprint, flag_reason, "
+     "due_reason, due_at, next_attempt_at, last_event) "
+     "VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 'requested', ?6, ?6, 'due')"},
+    {S(by_id), "SELECT id, token, fingerprint, state FROM tokens WHERE id = ?1"},
+    {S(first_of_subject),
+     "SELECT id, token, fingerprint FROM tokens INDEXED BY tokens_subject "
+     "WHERE state = 'active' AND subject = ?1 ORDER BY id LIMIT 1"},
+    {S(status),
+     "SELECT id, state, fingerprint, subject, attempts, last_event, last_error, "
+     "next_attempt_at, expires_at, due_at, finished_at FROM tokens WHERE id = ?1"},
+    {S(requeue),
+     "UPDATE tokens SET state = 'pending', attempts = 0, next_attempt_at = ?2, "
+     "last_event = 'requeued', last_error = NULL, finished_at = NULL, "
+     "token_sha256 = ?3, fingerprint = ?4 "
+     "WHERE id = ?1 AND state = 'failed' AND token IS NOT NULL"},
+    {S(next_failed),
+     "SELECT id, token FROM tokens INDEXED BY tokens_failed "
+     "WHERE state = 'failed' AND id > ?1 ORDER BY id LIMIT 1"},
+    {S(count_pending),
+     "SELECT count(*) FROM tokens INDEXED BY tokens_next WHERE state = 'pending'"},
+    {S(count_failed),
+     "SELECT count(*) FROM tokens INDEXED BY tokens_failed WHERE state = 'failed'"},
+    /* The one scan: for `stats`, never for the status line. */
+    {S(count_all), "SELECT state, count(*) FROM tokens GROUP BY state"},
+    /* Several reads in one transaction lock the WAL once, not per query. */
+    {S(begin_read), "BEGIN DEFERRED"},
+#undef S
+};
+
+/* A token's identity, computed from its bytes. */
+struct ident {
+    uint8_t sha[SECRET_SHA256_LEN];
+    char fp[SECRET_FP_LEN + 1];
+};
+
+static void ident_of(const void *token, size_t len, struct ident *ret)
+{
+    secret_sha256(token, len, ret->sha);
+    secret_fingerprint(ret->sha, ret->fp);
+}
+
+static void done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Step a statement that returns no row; reset it. */
+static int run(struct tokens *t, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    int err = rc == SQLITE_DONE ? 0 : db_fail(t->db, rc);
+    done(st);
+    return err;
+}
+
+/* Step a query expected to give at most one row: 1 (row, statement left on
+ * it: the caller reads and calls done()), 0 (no row, reset), or an error. */
+static int row(struct tokens *t, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    int err = rc == SQLITE_DONE ? 0 : db_fail(t->db, rc);
+    done(st);
+    return err;
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
+{
+    if (s)
+        sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, i);
+}
+
+static void copy_column(sqlite3_stmt *st, int i, char *buf, size_t len)
+{
+    const char *s = (const char *)sqlite3_column_text(st, i);
+    snprintf(buf, len, "%s", s ? s : "");
+}
+
+/* Unix seconds -> the first Unix ms at which expires_at counts as reached
+ * (expires_at * 1000 <= now_ms), from whatever numeric type an application
+ * stored. Text or blob never expires (SQLite orders it after any number). */
+static int64_t expiry_ms(sqlite3_stmt *st, int i)
+{
+    switch (sqlite3_column_type(st, i)) {
+    case SQLITE_INTEGER: {
+        int64_t s = sqlite3_column_int64(st, i);
+        if (s > INT64_MAX / 1000)
+            return INT64_MAX - 1;
+        return s < INT64_MIN / 1000 ? INT64_MIN / 1000 * 1000 : s * 1000;
+    }
+    case SQLITE_FLOAT: {
+        double d = sqlite3_column_double(st, i);
+        if (!(d < 9.2e15)) /* also NaN */
+            return INT64_MAX - 1;
+        if (d < -9.2e15)
+            return INT64_MIN / 1000 * 1000;
+        int64_t s = (int64_t)d;
+        if ((double)s < d) /* due once floor(now) reaches it */
+            s++;
+        return s * 1000;
+    }
+    default:
+        return INT64_MAX;
+    }
+}
+
+/* now_ms -> the Unix second compared with expires_at (floor, also for
+ * times before 1970). */
+static int64_t floor_seconds(int64_t ms)
+{
+    return ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+}
+
+struct due_args {
+    int64_t id;
+    const struct ident *ident; /* from its token; NULL: it has none */
+    const char *old_fp;        /* without a token: the fingerprint it had */
+    const char *reason;        /* flagged expired requested */
+    const char *flag_reason;   /* NULL: keep the row's */
+    const char *refill;        /* stored if the row's token is NULL */
+    size_t refill_len;
+    int64_t now_ms;
+};
+
+/* Move one active row to pending with a `due` audit row; a row without a
+ * token cannot be sent and goes to failed with a `rejected` one. */
+static int make_due(struct tokens *t, struct audit *a, const struct due_args *d)
+{
+    sqlite3_stmt *st;
+    int err;
+
+    if (d->ident) {
+        st = t->set_due;
+        sqlite3_bind_int64(st, 1, d->id);
+        sqlite3_bind_blob(st, 2, d->ident->sha, SECRET_SHA256_LEN, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, d->ident->fp, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, d->reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 5, d->now_ms);
+        bind_text_or_null(st, 6, d->flag_reason);
+        if (d->refill)
+            sqlite3_bind_text(st, 7, d->refill, (int)d->refill_len, SQLITE_STATIC);
+        else
+            sqlite3_bind_null(st, 7);
+    } else {
+        st = t->set_no_token;
+        sqlite3_bind_int64(st, 1, d->id);
+        sqlite3_bind_text(st, 2, d->reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, d->now_ms);
+        bind_text_or_null(st, 4, d->flag_reason);
+    }
+    err = run(t, st);
+    if (err < 0)
+        return err;
+    if (sqlite3_changes64(t->db->conn) != 1)
+        return -ESTALE;
+
+    char detail[64];
+    struct audit_event e = {
+        .at_ms = d->now_ms,
+        .token_id = d->id,
+        .fingerprint = d->ident ? d->ident->fp : d->old_fp,
+        .event = d->ident ? "due" : "rejected",
+        .detail = d->reason,
+        .duration_ms = -1,
+    };
+    if (!d->ident) {
+        snprintf(detail, sizeof(detail), "no token to revoke (%s)", d->reason);
+        e.detail = detail;
+    }
+    return audit_append(a, &e);
+}
+
+/* Read (id, token, fingerprint) from the current row of st, then reset it
+ * and make that row due. The secret is hashed before the reset, so it is
+ * never copied out of SQLite. */
+static int make_current_due(struct tokens *t, struct audit *a, sqlite3_stmt *st,
+                            const char *reason, const char *flag_reason, int64_t now_ms,
+                            int64_t *ret_id)
+{
+    struct ident ident;
+    char old_fp[SECRET_FP_LEN + 1];
+    int64_t id = sqlite3_column_int64(st, 0);
+    const void *token = sqlite3_column_text(st, 1);
+    size_t len = (size_t)sqlite3_column_bytes(st, 1);
+    bool has_token = token && len > 0;
+
+    if (has_token)
+        ident_of(token, len, &ident);
+    copy_column(st, 2, old_fp, sizeof(old_fp));
+    done(st);
+
+    struct due_args d = {
+        .id = id,
+        .ident = has_token ? &ident : NULL,
+        .old_fp = old_fp[0] ? old_fp : NULL,
+        .reason = reason,
+        .flag_reason = flag_reason,
+        .now_ms = now_ms,
+    };
+    int err = make_due(t, a, &d);
+    if (err == 0 && ret_id)
+        *ret_id = id;
+    return err;
+}
+
+/* Outside a transaction, open a read transaction for several queries:
+ * each autocommit query would take and drop the WAL read lock (four fcntl
+ * calls, most of the cost of a query that hits the cache). */
+static int read_begin(struct tokens *t, bool *ret_own)
+{
+    *ret_own = sqlite3_get_autocommit(t->db->conn) != 0;
+    return *ret_own ? run(t, t->begin_read) : 0;
+}
+
+static void read_end(struct tokens *t, bool own)
+{
+    if (own && sqlite3_get_autocommit(t->db->conn) == 0) {
+        char keep[sizeof(t->db->errmsg)];
+        memcpy(keep, t->db->errmsg, sizeof(keep)); /* the error that matters */
+        if (db_commit(t->db) < 0)
+            db_rollback(t->db);
+        memcpy(t->db->errmsg, keep, sizeof(keep));
+    }
+}
+
+static int count_one(struct tokens *t, sqlite3_stmt *st, int64_t *ret)
+{
+    int r = row(t, st);
+    if (r < 0)
+        return r;
+    *ret = r ? sqlite3_column_int64(st, 0) : 0;
+    done(st);
+    return 0;
+}
+
+/* failed -> pending for a row whose token hashes to ident. */
+static int requeue_row(struct tokens *t, struct audit *a, int64_t id, const struct ident *ident,
+                       int64_t now_ms)
+{
+    sqlite3_stmt *st = t->requeue;
+    int err;
+
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    sqlite3_bind_blob(st, 3, ident->sha, SECRET_SHA256_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, ident->fp, -1, SQLITE_STATIC);
+    err = run(t, st);
+    if (err < 0)
+        return err;
+    if (sqlite3_changes64(t->db->conn) != 1)
+        return -EIO;
+    struct audit_event e = {
+        .at_ms = now_ms,
+        .token_id = id,
+        .fingerprint = ident->fp,
+        .event = "requeued",
+        .duration_ms = -1,
+    };
+    return audit_append(a, &e);
+}
+
+int tokens_open(struct db *db, struct tokens **ret_tokens)
+{
+    struct tokens *t = calloc(1, sizeof(*t));
+    int err;
+
+    if (!t)
+        return -ENOMEM;
+    t->db = db;
+    for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
+        sqlite3_stmt **slot = (sqlite3_stmt **)((char *)t + statements[i].offset);
+        err = db_prepare(db, statements[i].sql, slot);
+        if (err < 0)
+            goto err_after_alloc;
+    }
+    *ret_tokens = t;
+    return 0;
+
+err_after_alloc:
+    tokens_close(t);
+    return err;
+}
+
+void tokens_close(struct tokens *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++)
+        sqlite3_finalize(*(sqlite3_stmt **)((char *)t + statements[i].offset));
+    free(t);
+}
+
+int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
+                       unsigned *ret_count)
+{
+    unsigned count = 0;
+    bool flagged_done = false;
+
+    while (count < limit) {
+        sqlite3_stmt *st = flagged_done ? t->first_expired : t->first_flagged;
+        if (flagged_done)
+            sqlite3_bind_int64(st, 1, floor_seconds(now_ms));
+        int r = row(t, st);
+        if (r < 0)
+            return r;
+        if (r == 0) {
+            if (flagged_done)
+                break;
+            flagged_done = true;
+            continue;
+        }
+        int err = make_current_due(t, a, st, flagged_done ? "expired" : "flagged", NULL,
+                                   now_ms, NULL);
+        if (err < 0)
+            return err == -ESTALE ? -EIO : err;
+        count++;
+    }
+    if (ret_count)
+        *ret_count = count;
+    return 0;
+}
+
+int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
+                     int (*cb)(void *ud, const struct pending_row *row), void *ud)
+{
+    sqlite3_stmt *st = t->fetch;
+    int rc, err = 0;
+
+    if (!cb)
+        return -EINVAL;
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t attempts = sqlite3_column_int64(st, 3);
+        struct pending_row p = {
+            .id = sqlite3_column_int64(st, 0),
+            .token = (const char *)sqlite3_column_text(st, 1),
+            .token_len = (size_t)sqlite3_column_bytes(st, 1),
+            .fingerprint = (const char *)sqlite3_column_text(st, 2),
+            .attempts = attempts < 0 ? 0 : (unsigned)attempts,
+            .next_attempt_at = sqlite3_column_int64(st, 4),
+        };
+        if (!p.token || p.token_len == 0)
+            continue;
+        if (cb(ud, &p) != 0)
+            break;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = db_fail(t->db, rc);
+    done(st);
+    return err;
+}
+
+static int next_events(struct tokens *t, int64_t now_ms, struct next_events *n)
+{
+    int r;
+
+    r = row(t, t->any_flagged);
+    if (r < 0)
+        return r;
+    if (r) {
+        n->flagged = true;
+        done(t->any_flagged);
+    }
+
+    r = row(t, t->next_expiry);
+    if (r < 0)
+        return r;
+    if (r) {
+        n->expiry_ms = expiry_ms(t->next_expiry, 0);
+        done(t->next_expiry);
+    }
+
+    sqlite3_bind_int64(t->next_retry, 1, now_ms);
+    r = row(t, t->next_retry);
+    if (r < 0)
+        return r;
+    if (r) {
+        n->retry_ms = sqlite3_column_int64(t->next_retry, 0);
+        done(t->next_retry);
+    }
+    return 0;
+}
+
+int tokens_next_events(struct tokens *t, int64_t now_ms, struct next_events *ret)
+{
+    struct next_events n = {false, INT64_MAX, INT64_MAX};
+    bool own;
+    int err;
+
+    err = read_begin(t, &own);
+    if (err < 0)
+        return err;
+    err = next_events(t, now_ms, &n);
+    read_end(t, own);
+    if (err < 0)
+        return err;
+    *ret = n;
+    return 0;
+}
+
+int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcome_record *r)
+{
+    sqlite3_stmt *st = t->outcome;
+    bool pending, final;
+    int err;
+
+    if (!r || !r->event || !r->state || r->token_id <= 0)
+        return -EINVAL;
+    pending = strcmp(r->state, "pending") == 0;
+    final = strcmp(r->state, "revoked") == 0 || strcmp(r->state, "failed") == 0;
+    /* A failed token keeps its secret so that it can be retried. */
+    if ((!pending && !final) || (r->drop_secret && strcmp(r->state, "revoked") != 0))
+        return -EINVAL;
+
+    sqlite3_bind_int64(st, 1, r->token_id);
+    sqlite3_bind_text(st, 2, r->state, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, r->attempts);
+    if (pending)
+        sqlite3_bind_int64(st, 4, r->next_attempt_at);
+    else
+        sqlite3_bind_null(st, 4);
+    sqlite3_bind_text(st, 5, r->event, -1, SQLITE_STATIC);
+    bind_text_or_null(st, 6, r->last_error);
+    if (final)
+        sqlite3_bind_int64(st, 7, r->at_ms);
+    else
+        sqlite3_bind_null(st, 7);
+    sqlite3_bind_int(st, 8, r->drop_secret);
+    err = run(t, st);
+    if (err < 0)
+        return err;
+    if (sqlite3_changes64(t->db->conn) != 1)
+        return -ESTALE;
+
+    struct audit_event e = {
+        .at_ms = r->at_ms,
+        .token_id = r->token_id,
+        .fingerprint = r->fingerprint,
+        .event = r->event,
+        .attempt = r->attempt,
+        .http_status = r->http_status,
+        .detail = r->detail,
+        .duration_ms = r->duration_ms,
+    };
+    return audit_append(a, &e);
+}
+
+int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, size_t len,
+                         const char *subject, const char *reason, int64_t now_ms,
+                         int64_t *ret_id, char ret_state[16])
+{
+    struct ident ident;
+    char state[16];
+    int64_t id;
+    bool found_unhashed = false;
+    sqlite3_stmt *st;
+    int r, err;
+
+    if (!token || len == 0 || len > SECRET_MAX_LEN || memchr(token, '\0', len))
+        return -EINVAL;
+    ident_of(token, len, &ident);
+
+    /* By hash: rows the daemon has seen, even after their secret is gone. */
+    st = t->by_sha256;
+    sqlite3_bind_blob(st, 1, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
+    r = row(t, st);
+    if (r < 0)
+        return r;
+    if (r == 0) {
+        /* By the secret: rows an application inserted and nobody hashed yet. */
+        st = t->by_secret;
+        sqlite3_bind_text(st, 1, token, (int)len, SQLITE_STATIC);
+        r = row(t, st);
+        if (r < 0)
+            return r;
+        found_unhashed = r == 1;
+    }
+
+    if (r == 1) {
+        id = sqlite3_column_int64(st, 0);
+        copy_column(st, 1, state, sizeof(state));
+        done(st);
+        if (strcmp(state, "active") == 0) {
+            struct due_args d = {
+                .id = id,
+                .ident = &ident,
+                .reason = "requested",
+                .flag_reason = reason,
+                .refill = token,
+                .refill_len = len,
+                .now_ms = now_ms,
+            };
+            err = make_due(t, a, &d);
+            if (err < 0)
+                return err == -ESTALE ? -EIO : err;
+            snprintf(state, sizeof(state), "pending");
+        } else if (found_unhashed) {
+            /* Not active (an application set its state): hash it anyway
+             * so that the next lookup is by hash. */
+            st = t->set_hash;
+            sqlite3_bind_int64(st, 1, id);
+            sqlite3_bind_blob(st, 2, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, ident.fp, -1, SQLITE_STATIC);
+            err = run(t, st);
+            if (err < 0)
+                return err;
+        }
+    } else {
+        st = t->insert_requested;
+        sqlite3_bind_text(st, 1, token, (int)len, SQLITE_STATIC);
+        bind_text_or_null(st, 2, subject);
+        sqlite3_bind_blob(st, 3, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, ident.fp, -1, SQLITE_STATIC);
+        bind_text_or_null(st, 5, reason);
+        sqlite3_bind_int64(st, 6, now_ms);
+        err = run(t, st);
+        if (err < 0)
+            return err;
+        id = sqlite3_last_insert_rowid(t->db->conn);
+        struct audit_event e = {
+            .at_ms = now_ms,
+            .token_id = id,
+            .fingerprint = ident.fp,
+            .event = "due",
+            .detail = "requested",
+            .duration_ms = -1,
+        };
+        err = audit_append(a, &e);
+        if (err < 0)
+            return err;
+        snprintf(state, sizeof(state), "pending");
+    }
+    if (ret_id)
+        *ret_id = id;
+    if (ret_state)
+        memcpy(ret_state, state, sizeof(state));
+    return 0;
+}
+
+int tokens_revoke_id(struct tokens *t, struct audit *a, int64_t id, const char *reason,
+                     int64_t now_ms, bool *ret_changed)
+{
+    sqlite3_stmt *st = t->by_id;
+    int r, err;
+
+    sqlite3_bind_int64(st, 1, id);
+    r = row(t, st);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return -ENOENT;
+    const char *state = (const char *)sqlite3_column_text(st, 3);
+    if (!state || strcmp(state, "active") != 0) {
+        done(st);
+        if (ret_changed)
+            *ret_changed = false;
+        return 0;
+    }
+    err = make_current_due(t, a, st, "requested", reason, now_ms, NULL);
+    if (err < 0)
+        return err == -ESTALE ? -EIO : err;
+    if (ret_changed)
+        *ret_changed = true;
+    return 0;
+}
+
+int tokens_revoke_subject(struct tokens *t, struct audit *a, const char *subject,
+                          const char *reason, int64_t now_ms, unsigned *ret_count,
+                          void (*cb)(void *ud, int64_t id), void *ud)
+{
+    sqlite3_stmt *st = t->first_of_subject;
+    unsigned count = 0;
+
+    if (!subject)
+        return -EINVAL;
+    for (;;) {
+        int64_t id;
+        sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
+        int r = row(t, st);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            break;
+        int err = make_current_due(t, a, st, "requested", reason, now_ms, &id);
+        if (err < 0)
+            return err == -ESTALE ? -EIO : err;
+        count++;
+        if (cb)
+            cb(ud, id);
+    }
+    if (ret_count)
+        *ret_count = count;
+    return 0;
+}
+
+int tokens_status(struct tokens *t, int64_t id, struct token_status *ret)
+{
+    sqlite3_stmt *st = t->status;
+    struct token_status s;
+    int r;
+
+    sqlite3_bind_int64(st, 1, id);
+    r = row(t, st);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return -ENOENT;
+    memset(&s, 0, sizeof(s));
+    s.id = sqlite3_column_int64(st, 0);
+    copy_column(st, 1, s.state, sizeof(s.state));
+    copy_column(st, 2, s.fingerprint, sizeof(s.fingerprint));
+    copy_column(st, 3, s.subject, sizeof(s.subject));
+    int64_t attempts = sqlite3_column_int64(st, 4);
+    s.attempts = attempts < 0 ? 0 : (unsigned)attempts;
+    copy_column(st, 5, s.last_event, sizeof(s.last_event));
+    copy_column(st, 6, s.last_error, sizeof(s.last_error));
+    s.next_attempt_at = sqlite3_column_int64(st, 7);
+    s.expires_at = sqlite3_column_int64(st, 8);
+    s.due_at = sqlite3_column_int64(st, 9);
+    s.finished_at = sqlite3_column_int64(st, 10);
+    done(st);
+    *ret = s;
+    return 0;
+}
+
+int tokens_requeue_id(struct tokens *t, struct audit *a, int64_t id, int64_t now_ms)
+{
+    sqlite3_stmt *st = t->by_id;
+    struct ident ident;
+    int r;
+
+    sqlite3_bind_int64(st, 1, id);
+    r = row(t, st);
+    if (r < 0)
+        return r;
+    if (r == 0)
+        return -ENOENT;
+    const void *token = sqlite3_column_text(st, 1);
+    size_t len = (size_t)sqlite3_column_bytes(st, 1);
+    const char *state = (const char *)sqlite3_column_text(st, 3);
+    if (!state || strcmp(state, "failed") != 0 || !token || len == 0) {
+        done(st);
+        return -EINVAL;
+    }
+    ident_of(token, len, &ident);
+    done(st);
+    return requeue_row(t, a, id, &ident, now_ms);
+}
+
+int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, unsigned *ret_count)
+{
+    sqlite3_stmt *st = t->next_failed;
+    int64_t after = 0;
+    unsigned count = 0;
+
+    for (;;) {
+        struct ident ident;
+        sqlite3_bind_int64(st, 1, after);
+        int r = row(t, st);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            break;
+        int64_t id = sqlite3_column_int64(st, 0);
+        const void *token = sqlite3_column_text(st, 1);
+        size_t len = (size_t)sqlite3_column_bytes(st, 1);
+        after = id;
+        bool has_token = token && len > 0; /* without, nothing can be sent */
+        if (has_token)
+            ident_of(token, len, &ident);
+        done(st);
+        if (!has_token)
+            continue;
+        int err = requeue_row(t, a, id, &ident, now_ms);
+        if (err < 0)
+            return err;
+        count++;
+    }
+    if (ret_count)
+        *ret_count = count;
+    return 0;
+}
+
+int tokens_count(struct tokens *t, bool full, struct state_counts *ret)
+{
+    struct state_counts c = {-1, 0, -1, 0};
+    int err;
+
+    if (!full) {
+        bool own;
+        err = read_begin(t, &own);
+        if (err < 0)
+            return err;
+        err = count_one(t, t->count_pending, &c.pending);
+        if (err == 0)
+            err = count_one(t, t->count_failed, &c.failed);
+        read_end(t, own);
+        if (err < 0)
+            return err;
+        *ret = c;
+        return 0;
+    }
+    sqlite3_stmt *st = t->count_all;
+    int rc;
+    c = (struct state_counts){0, 0, 0, 0};
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *state = (const char *)sqlite3_column_text(st, 0);
+        int64_t n = sqlite3_column_int64(st, 1);
+        if (!state)
+            continue;
+        if (!strcmp(state, "active"))
+            c.active = n;
+        else if (!strcmp(state, "pending"))
+            c.pending = n;
+        else if (!strcmp(state, "revoked"))
+            c.revoked = n;
+        else if (!strcmp(state, "failed"))
+            c.failed = n;
+    }
+    err = rc == SQLITE_DONE ? 0 : db_fail(t->db, rc);
+    done(st);
+    if (err < 0)
+        return err;
+    *ret = c;
+    return 0;
+}

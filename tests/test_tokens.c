@@ -1,0 +1,1128 @@
+/* test_tokens: the token state machine on a real SQLite file, with an
+ * injected clock; every statement's query plan; allocation failures. */
+#include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "db.h"
+#include "secret.h"
+#include "tokens.h"
+#include "unit.h"
+
+#define NOW 1700000000000LL /* Unix ms, a whole second */
+#define NOW_S (NOW / 1000)
+
+static char dir[64];
+static struct db *db;
+static struct audit *au;
+static struct tokens *tk;
+
+static int rm_entry(const char *p, const struct stat *st, int type, struct FTW *f)
+{
+    (void)st, (void)type, (void)f;
+    return remove(p);
+}
+
+static void fx_open(void)
+{
+    char path[128];
+    snprintf(dir, sizeof(dir), "/tmp/test_tokens.XXXXXX");
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/t.db", dir);
+    REQUIRE(db_open(path, 0, &db) == 0);
+    REQUIRE(audit_open(db, &au) == 0);
+    REQUIRE(tokens_open(db, &tk) == 0);
+}
+
+/* Every case ends with an intact audit chain. */
+static void fx_close(void)
+{
+    int64_t rows = 0, bad = 0;
+    char why[256] = "";
+    int rc = audit_verify(db, &rows, &bad, why, sizeof(why));
+    if (rc != 0)
+        fprintf(stderr, "audit chain broken at %lld: %s\n", (long long)bad, why);
+    CHECK_INT(rc, 0);
+    tokens_close(tk);
+    audit_close(au);
+    db_close(db);
+    tk = NULL, au = NULL, db = NULL;
+    nftw(dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static void exec(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void exec(const char *fmt, ...)
+{
+    char sql[4096];
+    char *msg = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    if (sqlite3_exec(db->conn, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        fprintf(stderr, "exec %s: %s\n", sql, msg);
+        exit(1);
+    }
+}
+
+static int64_t qint(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int64_t qint(const char *fmt, ...)
+{
+    char sql[1024];
+    sqlite3_stmt *st;
+    int64_t v = -999;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    REQUIRE(sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) == SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_type(st, 0) == SQLITE_NULL ? -888 : sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* The text of one value; "(null)" for NULL. */
+static const char *qtext(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *qtext(const char *fmt, ...)
+{
+    static char out[4][512];
+    static int n;
+    char *o = out[n++ % 4];
+    char sql[1024];
+    sqlite3_stmt *st;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof(sql), fmt, ap);
+    va_end(ap);
+    REQUIRE(sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) == SQLITE_OK);
+    snprintf(o, 512, "(none)");
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        const char *s = (const char *)sqlite3_column_text(st, 0);
+        snprintf(o, 512, "%s", s ? s : "(null)");
+    }
+    sqlite3_finalize(st);
+    return o;
+}
+
+static void fp_of(const char *token, char fp[SECRET_FP_LEN + 1], char hex[65])
+{
+    uint8_t d[SECRET_SHA256_LEN];
+    secret_sha256(token, strlen(token), d);
+    secret_fingerprint(d, fp);
+    if (hex)
+        secret_hex(d, hex);
+}
+
+static int64_t insert_token(const char *token, const char *subject, const char *expires_at,
+                            int flagged)
+{
+    char t[1024], s[1024];
+    snprintf(t, sizeof(t), token ? "'%s'" : "NULL", token);
+    snprintf(s, sizeof(s), subject ? "'%s'" : "NULL", subject);
+    exec("INSERT INTO tokens (token, subject, expires_at, flagged) VALUES (%s, %s, %s, %d)", t, s,
+         expires_at ? expires_at : "NULL", flagged);
+    return sqlite3_last_insert_rowid(db->conn);
+}
+
+static unsigned promote(int64_t now, unsigned limit)
+{
+    unsigned n = 12345;
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_promote_due(tk, au, now, limit, &n), 0);
+    REQUIRE(db_commit(db) == 0);
+    return n;
+}
+
+static int64_t audit_count(int64_t id, const char *event, const char *detail)
+{
+    if (detail)
+        return qint("SELECT count(*) FROM audit WHERE token_id = %lld AND event = '%s' AND "
+                    "detail = '%s'",
+                    (long long)id, event, detail);
+    return qint("SELECT count(*) FROM audit WHERE token_id = %lld AND event = '%s'",
+                (long long)id, event);
+}
+
+/* ---- promote ---- */
+
+static void test_promote_boundaries(void)
+{
+    static const struct {
+        const char *expires_at; /* SQL literal */
+        int flagged;
+        int64_t now;
+        const char *state, *reason; /* after promote_due(now) */
+    } cases[] = {
+        {"1700000000", 0, NOW, "pending", "expired"},         /* expires_at*1000 == now */
+        {"1700000000", 0, NOW - 1, "active", NULL},           /* 1 ms before */
+        {"1700000000", 0, NOW + 999, "pending", "expired"},
+        {"1700000001", 0, NOW + 999, "active", NULL},
+        {"1699999999", 0, NOW, "pending", "expired"},
+        {"0", 0, NOW, "pending", "expired"},
+        {"-5", 0, NOW, "pending", "expired"},
+        {"NULL", 0, NOW, "active", NULL},                     /* never expires */
+        {"NULL", 1, NOW, "pending", "flagged"},
+        {"1800000000", 1, NOW, "pending", "flagged"},          /* flagged wins */
+        {"1600000000", 1, NOW, "pending", "flagged"},
+        {"1800000000", 7, NOW, "pending", "flagged"},          /* any non-zero */
+        {"1699999999.5", 0, NOW - 1, "active", NULL},          /* REAL: due at ceil */
+        {"1699999999.5", 0, NOW, "pending", "expired"},
+        {"'tomorrow'", 0, NOW, "active", NULL},                /* text never expires */
+    };
+    fx_open();
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t id = insert_token("tok-boundary", "alice", cases[i].expires_at, cases[i].flagged);
+        bool due = strcmp(cases[i].state, "pending") == 0;
+        CHECK_INT(promote(cases[i].now, 10), due ? 1 : 0);
+        if (strcmp(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)id),
+                   cases[i].state) != 0)
+            fprintf(stderr, "promote case %zu\n", i);
+        CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)id),
+                  cases[i].state);
+        if (due) {
+            char fp[17], hex[65];
+            fp_of("tok-boundary", fp, hex);
+            CHECK_STR(qtext("SELECT due_reason FROM tokens WHERE id = %lld", (long long)id),
+                      cases[i].reason);
+            CHECK_STR(qtext("SELECT fingerprint FROM tokens WHERE id = %lld", (long long)id), fp);
+            CHECK_STR(qtext("SELECT lower(hex(token_sha256)) FROM tokens WHERE id = %lld",
+                            (long long)id),
+                      hex);
+            CHECK_INT(qint("SELECT due_at FROM tokens WHERE id = %lld", (long long)id),
+                      cases[i].now);
+            CHECK_INT(qint("SELECT next_attempt_at FROM tokens WHERE id = %lld", (long long)id),
+                      cases[i].now);
+            CHECK_STR(qtext("SELECT last_event FROM tokens WHERE id = %lld", (long long)id),
+                      "due");
+            CHECK_STR(qtext("SELECT token FROM tokens WHERE id = %lld", (long long)id),
+                      "tok-boundary");
+            CHECK_INT(audit_count(id, "due", cases[i].reason), 1);
+            CHECK_STR(qtext("SELECT fingerprint FROM audit WHERE token_id = %lld", (long long)id),
+                      fp);
+        } else {
+            CHECK_INT(qint("SELECT count(*) FROM audit WHERE token_id = %lld", (long long)id), 0);
+        }
+        /* Out of the way, keeping ids unique for the audit checks. */
+        exec("UPDATE tokens SET state = 'revoked', flagged = 0");
+    }
+    fx_close();
+}
+
+static void test_promote_order_limit_and_no_token(void)
+{
+    fx_open();
+    int64_t e3 = insert_token("e3", NULL, "1699999003", 0);
+    int64_t e1 = insert_token("e1", NULL, "1699999001", 0);
+    int64_t f1 = insert_token("f1", NULL, "NULL", 1);
+    int64_t e2 = insert_token("e2", NULL, "1699999002", 0);
+    int64_t f2 = insert_token("f2", NULL, "1800000000", 1);
+    int64_t later = insert_token("later", NULL, "1800000000", 0);
+    int64_t f3 = insert_token("f3", NULL, "NULL", 1);
+
+    /* Flagged first, by id; the limit holds. */
+    CHECK_INT(promote(NOW, 2), 2);
+    CHECK_STR(qtext("SELECT group_concat(id) FROM (SELECT id FROM tokens WHERE state = "
+                    "'pending' ORDER BY id)"),
+              qtext("SELECT '%lld,%lld'", (long long)f1, (long long)f2));
+    /* Then the rest: the last flagged, then expired by expires_at. */
+    CHECK_INT(promote(NOW, 100), 4);
+    CHECK_INT(promote(NOW, 100), 0);
+    CHECK_STR(qtext("SELECT group_concat(token_id) FROM (SELECT token_id FROM audit ORDER BY seq)"),
+              qtext("SELECT '%lld,%lld,%lld,%lld,%lld,%lld'", (long long)f1, (long long)f2,
+                    (long long)f3, (long long)e1, (long long)e2, (long long)e3));
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)later), "active");
+    CHECK_INT(promote(NOW, 0), 0);
+
+    /* A due row without a secret cannot be sent: failed, with `rejected`. */
+    int64_t none = insert_token(NULL, "bob", "NULL", 1);
+    int64_t empty = insert_token("", "bob", "1600000000", 0);
+    CHECK_INT(promote(NOW, 10), 2);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)none), "failed");
+    CHECK_STR(qtext("SELECT last_event FROM tokens WHERE id = %lld", (long long)none), "rejected");
+    CHECK_STR(qtext("SELECT last_error FROM tokens WHERE id = %lld", (long long)none),
+              "no token to revoke");
+    CHECK_INT(qint("SELECT finished_at FROM tokens WHERE id = %lld", (long long)none), NOW);
+    CHECK_INT(qint("SELECT next_attempt_at FROM tokens WHERE id = %lld", (long long)none), -888);
+    CHECK_INT(audit_count(none, "rejected", "no token to revoke (flagged)"), 1);
+    CHECK_INT(audit_count(none, "due", NULL), 0);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)empty), "failed");
+    CHECK_INT(audit_count(empty, "rejected", "no token to revoke (expired)"), 1);
+    fx_close();
+}
+
+/* ---- fetch ---- */
+
+struct fetched {
+    int n, stop_after;
+    int64_t id[32];
+    char token[32][32];
+    char fp[32][17];
+    unsigned attempts[32];
+    int64_t next[32];
+};
+
+static int on_row(void *ud, const struct pending_row *row)
+{
+    struct fetched *f = ud;
+    int i = f->n++;
+    if (i < 32) {
+        f->id[i] = row->id;
+        snprintf(f->token[i], sizeof(f->token[i]), "%.*s", (int)row->token_len, row->token);
+        snprintf(f->fp[i], sizeof(f->fp[i]), "%s", row->fingerprint ? row->fingerprint : "");
+        f->attempts[i] = row->attempts;
+        f->next[i] = row->next_attempt_at;
+    }
+    return f->stop_after && f->n >= f->stop_after;
+}
+
+static void test_fetch_order(void)
+{
+    fx_open();
+    static const struct {
+        const char *token;
+        int64_t next;
+        int attempts;
+    } rows[] = {
+        {"p-a", NOW - 10, 0}, {"p-b", NOW, 2},     {"p-c", NOW - 10, 1}, {"p-d", NOW + 1, 0},
+        {"p-e", NOW - 500, 3}, {NULL, NOW - 1000, 0}, {"p-g", NOW - 10, 0},
+    };
+    int64_t ids[8];
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        ids[i] = insert_token(rows[i].token, NULL, NULL, 0);
+        exec("UPDATE tokens SET state = 'pending', next_attempt_at = %lld, attempts = %d, "
+             "fingerprint = 'fp%zu' WHERE id = %lld",
+             (long long)rows[i].next, rows[i].attempts, i, (long long)ids[i]);
+    }
+    insert_token("active-one", NULL, "1600000000", 1); /* not pending: never fetched */
+
+    struct fetched f = {0};
+    CHECK_INT(tokens_fetch_due(tk, NOW, 16, on_row, &f), 0);
+    /* (next_attempt_at, id); p-d is in the future; the NULL token is skipped. */
+    CHECK_INT(f.n, 5);
+    CHECK_INT(f.id[0], ids[4]);
+    CHECK_INT(f.id[1], ids[0]);
+    CHECK_INT(f.id[2], ids[2]);
+    CHECK_INT(f.id[3], ids[6]);
+    CHECK_INT(f.id[4], ids[1]);
+    CHECK_STR(f.token[0], "p-e");
+    CHECK_STR(f.fp[0], "fp4");
+    CHECK_INT(f.attempts[0], 3);
+    CHECK_INT(f.next[0], NOW - 500);
+    CHECK_INT(f.attempts[4], 2);
+
+    struct fetched g = {0};
+    CHECK_INT(tokens_fetch_due(tk, NOW, 2, on_row, &g), 0); /* the limit */
+    CHECK_INT(g.n, 2);
+    CHECK_INT(g.id[1], ids[0]);
+    struct fetched h = {.stop_after = 3};
+    CHECK_INT(tokens_fetch_due(tk, NOW + 1, 16, on_row, &h), 0); /* the callback stops */
+    CHECK_INT(h.n, 3);
+    struct fetched k = {0};
+    CHECK_INT(tokens_fetch_due(tk, NOW - 501, 16, on_row, &k), 0);
+    CHECK_INT(k.n, 0);
+    CHECK_INT(tokens_fetch_due(tk, NOW, 16, NULL, NULL), -EINVAL);
+    fx_close();
+}
+
+/* ---- outcomes ---- */
+
+static int64_t make_pending(const char *token)
+{
+    int64_t id = insert_token(token, "carol", NULL, 1);
+    promote(NOW, 100);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)id), "pending");
+    return id;
+}
+
+static void test_outcomes(void)
+{
+    fx_open();
+    char fp[17];
+    int64_t a = make_pending("tok-a"), b = make_pending("tok-b"), c = make_pending("tok-c");
+    fp_of("tok-a", fp, NULL);
+
+    /* 2xx: revoked, the secret dropped, its hash kept. */
+    struct outcome_record r = {
+        .token_id = a, .fingerprint = fp, .event = "revoked", .state = "revoked",
+        .attempts = 0, .attempt = 1, .http_status = 200, .detail = NULL,
+        .last_error = NULL, .duration_ms = 37, .at_ms = NOW + 40, .drop_secret = true,
+    };
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)a), "revoked");
+    CHECK_STR(qtext("SELECT token FROM tokens WHERE id = %lld", (long long)a), "(null)");
+    CHECK_INT(qint("SELECT length(token_sha256) FROM tokens WHERE id = %lld", (long long)a), 32);
+    CHECK_STR(qtext("SELECT fingerprint FROM tokens WHERE id = %lld", (long long)a), fp);
+    CHECK_INT(qint("SELECT finished_at FROM tokens WHERE id = %lld", (long long)a), NOW + 40);
+    CHECK_INT(qint("SELECT next_attempt_at FROM tokens WHERE id = %lld", (long long)a), -888);
+    CHECK_STR(qtext("SELECT last_event FROM tokens WHERE id = %lld", (long long)a), "revoked");
+    CHECK_STR(qtext("SELECT attempt || ',' || http_status || ',' || duration_ms || ',' || at || "
+                    "',' || fingerprint || ',' || (detail IS NULL) FROM audit WHERE token_id = "
+                    "%lld AND event = 'revoked'",
+                    (long long)a),
+              qtext("SELECT '1,200,37,%lld,%s,1'", NOW + 40, fp));
+
+    /* 422: failed, the secret kept for a retry. */
+    r = (struct outcome_record){
+        .token_id = b, .fingerprint = "fpb", .event = "rejected", .state = "failed",
+        .attempts = 1, .attempt = 1, .http_status = 422, .detail = "token: malformed",
+        .last_error = "HTTP 422: token: malformed", .duration_ms = 5, .at_ms = NOW + 50,
+    };
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)b), "failed");
+    CHECK_STR(qtext("SELECT token FROM tokens WHERE id = %lld", (long long)b), "tok-b");
+    CHECK_STR(qtext("SELECT last_error FROM tokens WHERE id = %lld", (long long)b),
+              "HTTP 422: token: malformed");
+    CHECK_INT(qint("SELECT attempts FROM tokens WHERE id = %lld", (long long)b), 1);
+    CHECK_INT(audit_count(b, "rejected", "token: malformed"), 1);
+
+    /* retry: still pending, later. */
+    r = (struct outcome_record){
+        .token_id = c, .fingerprint = "fpc", .event = "retry", .state = "pending",
+        .attempts = 2, .attempt = 2, .http_status = 500, .detail = "HTTP 500; next in 2.0 s",
+        .last_error = "HTTP 500", .duration_ms = 9, .at_ms = NOW + 60,
+        .next_attempt_at = NOW + 2060,
+    };
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)c), "pending");
+    CHECK_INT(qint("SELECT next_attempt_at FROM tokens WHERE id = %lld", (long long)c), NOW + 2060);
+    CHECK_INT(qint("SELECT attempts FROM tokens WHERE id = %lld", (long long)c), 2);
+    CHECK_INT(qint("SELECT finished_at FROM tokens WHERE id = %lld", (long long)c), -888);
+    CHECK_STR(qtext("SELECT token FROM tokens WHERE id = %lld", (long long)c), "tok-c");
+    CHECK_INT(audit_count(c, "retry", NULL), 1);
+
+    /* No longer pending: -ESTALE, and no audit row. */
+    int64_t before = qint("SELECT count(*) FROM audit");
+    r.token_id = a; /* revoked already */
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r), -ESTALE);
+    exec("UPDATE tokens SET state = 'active' WHERE id = %lld", (long long)c); /* behind our back */
+    r.token_id = c;
+    CHECK_INT(tokens_record_outcome(tk, au, &r), -ESTALE);
+    r.token_id = 999999;
+    CHECK_INT(tokens_record_outcome(tk, au, &r), -ESTALE);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(qint("SELECT count(*) FROM audit"), before);
+
+    /* Nonsense is refused before it reaches the table. */
+    int64_t d = make_pending("tok-d");
+    before = qint("SELECT count(*) FROM audit");
+    r = (struct outcome_record){.token_id = d, .event = "rejected", .state = "failed",
+                                .drop_secret = true, .at_ms = NOW};
+    CHECK_INT(tokens_record_outcome(tk, au, &r), -EINVAL); /* failed keeps its secret */
+    r.state = "active";
+    r.drop_secret = false;
+    CHECK_INT(tokens_record_outcome(tk, au, &r), -EINVAL);
+    r.state = NULL;
+    CHECK_INT(tokens_record_outcome(tk, au, &r), -EINVAL);
+    CHECK_INT(qint("SELECT count(*) FROM audit"), before);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)d), "pending");
+    fx_close();
+}
+
+/* ---- next events ---- */
+
+static void test_next_events(void)
+{
+    fx_open();
+    struct next_events n;
+    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK(!n.flagged);
+    CHECK(n.expiry_ms == INT64_MAX);
+    CHECK(n.retry_ms == INT64_MAX);
+
+    insert_token("x1", NULL, "1700000300", 0);
+    insert_token("x2", NULL, "1700000200", 0);
+    insert_token("x3", NULL, "NULL", 0);
+    insert_token("x4", NULL, "'someday'", 0); /* text never counts */
+    int64_t gone = insert_token("x5", NULL, "1700000100", 0);
+    exec("UPDATE tokens SET state = 'revoked' WHERE id = %lld", (long long)gone); /* not active */
+    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK(!n.flagged);
+    CHECK_INT(n.expiry_ms, 1700000200000LL);
+    CHECK(n.retry_ms == INT64_MAX);
+
+    /* Pending: only next attempts strictly after now. */
+    static const int64_t next[] = {NOW - 5, NOW, NOW + 100, NOW + 50};
+    for (size_t i = 0; i < 4; i++) {
+        int64_t id = insert_token("p", NULL, NULL, 0);
+        exec("UPDATE tokens SET state = 'pending', next_attempt_at = %lld WHERE id = %lld",
+             (long long)next[i], (long long)id);
+    }
+    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(n.retry_ms, NOW + 50);
+    CHECK_INT(tokens_next_events(tk, NOW + 50, &n), 0);
+    CHECK_INT(n.retry_ms, NOW + 100);
+    CHECK_INT(tokens_next_events(tk, NOW + 100, &n), 0);
+    CHECK(n.retry_ms == INT64_MAX);
+
+    insert_token("f", NULL, NULL, 1);
+    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK(n.flagged);
+    /* Once promoted, neither the flag nor the earliest expiry remain. */
+    CHECK_INT(promote(1700000250000LL, 100), 2);
+    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK(!n.flagged);
+    CHECK_INT(n.expiry_ms, 1700000300000LL);
+    CHECK_INT(n.retry_ms, NOW + 50);
+    CHECK_INT(tokens_next_events(tk, NOW + 100, &n), 0);
+    CHECK_INT(n.retry_ms, 1700000250000LL); /* the promoted rows' next attempt */
+
+    /* A REAL expiry is due at the next whole second. */
+    insert_token("r", NULL, "1600000000.25", 0);
+    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(n.expiry_ms, 1600000001000LL);
+    fx_close();
+}
+
+/* ---- socket requests ---- */
+
+static void test_revoke_secret(void)
+{
+    fx_open();
+    int64_t id = 0, id2 = 0;
+    char state[16] = "";
+    char fp[17], hex[65];
+    static const char tok[] = "secret-token-alpha";
+    fp_of(tok, fp, hex);
+
+    /* New: inserted pending with its hash, its subject and the reason. */
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, tok, strlen(tok), "alice", "logout", NOW, &id, state),
+              0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK(id > 0);
+    CHECK_STR(state, "pending");
+    CHECK_STR(qtext("SELECT state || ',' || subject || ',' || flag_reason || ',' || due_reason || "
+                    "',' || fingerprint || ',' || lower(hex(token_sha256)) || ',' || token "
+                    "FROM tokens WHERE id = %lld",
+                    (long long)id),
+              qtext("SELECT 'pending,alice,logout,requested,%s,%s,%s'", fp, hex, tok));
+    CHECK_INT(qint("SELECT next_attempt_at FROM tokens WHERE id = %lld", (long long)id), NOW);
+    CHECK_INT(qint("SELECT due_at FROM tokens WHERE id = %lld", (long long)id), NOW);
+    CHECK_INT(audit_count(id, "due", "requested"), 1);
+
+    /* Again: the same row, no duplicate, no second audit row. */
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, tok, strlen(tok), "alice", "again", NOW + 1, &id2,
+                                   state),
+              0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(id2, id);
+    CHECK_STR(state, "pending");
+    CHECK_INT(qint("SELECT count(*) FROM tokens"), 1);
+    CHECK_INT(audit_count(id, "due", NULL), 1);
+
+    /* Revoked and its secret gone: still found, by hash. */
+    struct outcome_record r = {.token_id = id, .fingerprint = fp, .event = "revoked",
+                               .state = "revoked", .attempt = 1, .http_status = 200,
+                               .duration_ms = 3, .at_ms = NOW + 5, .drop_secret = true};
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, tok, strlen(tok), NULL, NULL, NOW + 9, &id2, state), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(id2, id);
+    CHECK_STR(state, "revoked");
+    CHECK_INT(qint("SELECT count(*) FROM tokens"), 1);
+
+    /* Inserted by an application, never hashed: found by the secret. */
+    int64_t app = insert_token("app-token-beta", "bob", "1800000000", 0);
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "app-token-beta", 14, "someone-else", "leaked", NOW,
+                                   &id2, state),
+              0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(id2, app);
+    CHECK_STR(state, "pending");
+    CHECK_INT(qint("SELECT count(*) FROM tokens"), 2);
+    CHECK_STR(qtext("SELECT subject || ',' || flag_reason FROM tokens WHERE id = %lld",
+                    (long long)app),
+              "bob,leaked");
+    fp_of("app-token-beta", fp, hex);
+    CHECK_STR(qtext("SELECT lower(hex(token_sha256)) FROM tokens WHERE id = %lld", (long long)app),
+              hex);
+    CHECK_INT(audit_count(app, "due", "requested"), 1);
+
+    /* Application-made rows in other states: found, hashed, left as they are. */
+    int64_t done_row = insert_token("app-token-gamma", NULL, NULL, 0);
+    exec("UPDATE tokens SET state = 'revoked' WHERE id = %lld", (long long)done_row);
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "app-token-gamma", 15, NULL, NULL, NOW, &id2, state), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(id2, done_row);
+    CHECK_STR(state, "revoked");
+    CHECK(qint("SELECT token_sha256 IS NOT NULL FROM tokens WHERE id = %lld", (long long)done_row)
+          == 1);
+    CHECK_INT(audit_count(done_row, "due", NULL), 0);
+
+    /* An active row that knows the hash but lost its secret gets it back. */
+    fp_of("lost-secret", fp, hex);
+    exec("INSERT INTO tokens (token, token_sha256, fingerprint) VALUES (NULL, x'%s', '%s')", hex,
+         fp);
+    int64_t lost = sqlite3_last_insert_rowid(db->conn);
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "lost-secret", 11, NULL, NULL, NOW, &id2, state), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(id2, lost);
+    CHECK_STR(state, "pending");
+    CHECK_STR(qtext("SELECT token FROM tokens WHERE id = %lld", (long long)lost), "lost-secret");
+
+    /* Refused input; the outputs are left alone. */
+    static char big[SECRET_MAX_LEN + 2];
+    memset(big, 'b', sizeof(big) - 1);
+    id2 = -7;
+    CHECK_INT(tokens_revoke_secret(tk, au, "", 0, NULL, NULL, NOW, &id2, state), -EINVAL);
+    CHECK_INT(tokens_revoke_secret(tk, au, "a\0b", 3, NULL, NULL, NOW, &id2, state), -EINVAL);
+    CHECK_INT(tokens_revoke_secret(tk, au, big, SECRET_MAX_LEN + 1, NULL, NULL, NOW, &id2, state),
+              -EINVAL);
+    CHECK_INT(tokens_revoke_secret(tk, au, NULL, 3, NULL, NULL, NOW, &id2, state), -EINVAL);
+    CHECK_INT(id2, -7);
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, big, SECRET_MAX_LEN, NULL, NULL, NOW, &id2, state), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(qint("SELECT length(token) FROM tokens WHERE id = %lld", (long long)id2),
+              SECRET_MAX_LEN);
+    fx_close();
+}
+
+static void test_revoke_id(void)
+{
+    fx_open();
+    bool changed = true;
+    int64_t act = insert_token("tok-id", NULL, "1800000000", 0);
+    int64_t none = insert_token(NULL, NULL, NULL, 0);
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_id(tk, au, 424242, "x", NOW, &changed), -ENOENT);
+    CHECK(changed); /* untouched */
+    CHECK_INT(tokens_revoke_id(tk, au, act, "user request", NOW, &changed), 0);
+    CHECK(changed);
+    CHECK_INT(tokens_revoke_id(tk, au, act, "twice", NOW, &changed), 0);
+    CHECK(!changed);
+    CHECK_INT(tokens_revoke_id(tk, au, none, NULL, NOW, &changed), 0);
+    CHECK(changed);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_STR(qtext("SELECT state || ',' || due_reason || ',' || flag_reason FROM tokens WHERE id "
+                    "= %lld",
+                    (long long)act),
+              "pending,requested,user request");
+    CHECK_INT(audit_count(act, "due", "requested"), 1);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)none), "failed");
+    CHECK_INT(audit_count(none, "rejected", "no token to revoke (requested)"), 1);
+    fx_close();
+}
+
+struct idlist {
+    int n;
+    int64_t ids[16];
+};
+
+static void on_id(void *ud, int64_t id)
+{
+    struct idlist *l = ud;
+    if (l->n < 16)
+        l->ids[l->n++] = id;
+}
+
+static void test_revoke_subject(void)
+{
+    fx_open();
+    int64_t a1 = insert_token("a1", "alice", NULL, 0);
+    int64_t b1 = insert_token("b1", "bob", NULL, 0);
+    int64_t a2 = insert_token("a2", "alice", "1800000000", 0);
+    int64_t a3 = insert_token("a3", "alice", NULL, 0);
+    int64_t a4 = insert_token("a4", "alice", NULL, 0);
+    exec("UPDATE tokens SET state = 'revoked' WHERE id = %lld", (long long)a4);
+    insert_token("x", "alice-2", NULL, 0);
+
+    struct idlist l = {0};
+    unsigned count = 99;
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_subject(tk, au, "alice", "offboarded", NOW, &count, on_id, &l), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(count, 3);
+    CHECK_INT(l.n, 3);
+    CHECK_INT(l.ids[0], a1);
+    CHECK_INT(l.ids[1], a2);
+    CHECK_INT(l.ids[2], a3);
+    CHECK_INT(qint("SELECT count(*) FROM tokens WHERE state = 'pending' AND subject = 'alice' "
+                   "AND flag_reason = 'offboarded'"),
+              3);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)b1), "active");
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)a4), "revoked");
+    CHECK_INT(qint("SELECT count(*) FROM audit WHERE event = 'due' AND detail = 'requested'"), 3);
+
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_subject(tk, au, "alice", NULL, NOW, &count, NULL, NULL), 0);
+    CHECK_INT(count, 0);
+    CHECK_INT(tokens_revoke_subject(tk, au, "nobody", NULL, NOW, &count, NULL, NULL), 0);
+    CHECK_INT(count, 0);
+    CHECK_INT(tokens_revoke_subject(tk, au, NULL, NULL, NOW, &count, NULL, NULL), -EINVAL);
+    REQUIRE(db_commit(db) == 0);
+    fx_close();
+}
+
+static void test_status(void)
+{
+    fx_open();
+    struct token_status s;
+    memset(&s, 0x55, sizeof(s));
+    CHECK_INT(tokens_status(tk, 77, &s), -ENOENT);
+    CHECK_INT(s.id, 0x5555555555555555LL); /* untouched */
+
+    char subject[301];
+    memset(subject, 's', 300);
+    subject[300] = '\0';
+    int64_t id = insert_token("tok-status", subject, "1700000500", 0);
+    CHECK_INT(tokens_status(tk, id, &s), 0);
+    CHECK_INT(s.id, id);
+    CHECK_STR(s.state, "active");
+    CHECK_STR(s.fingerprint, "");
+    CHECK_INT(strlen(s.subject), 255);
+    CHECK_INT(s.expires_at, 1700000500);
+    CHECK_INT(s.next_attempt_at, 0);
+    CHECK_INT(s.due_at, 0);
+    CHECK_STR(s.last_event, "");
+
+    exec("UPDATE tokens SET flagged = 1");
+    CHECK_INT(promote(NOW, 1), 1);
+    struct outcome_record r = {.token_id = id, .event = "retry", .state = "pending",
+                               .attempts = 1, .attempt = 1, .http_status = 500,
+                               .last_error = "HTTP 500", .duration_ms = 1, .at_ms = NOW + 1,
+                               .next_attempt_at = NOW + 1000};
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    REQUIRE(db_commit(db) == 0);
+    char fp[17];
+    fp_of("tok-status", fp, NULL);
+    CHECK_INT(tokens_status(tk, id, &s), 0);
+    CHECK_STR(s.state, "pending");
+    CHECK_STR(s.fingerprint, fp);
+    CHECK_INT(s.attempts, 1);
+    CHECK_STR(s.last_event, "retry");
+    CHECK_STR(s.last_error, "HTTP 500");
+    CHECK_INT(s.next_attempt_at, NOW + 1000);
+    CHECK_INT(s.due_at, NOW);
+    CHECK_INT(s.finished_at, 0);
+    fx_close();
+}
+
+static void test_requeue(void)
+{
+    fx_open();
+    int64_t f1 = make_pending("fail-1"), f2 = make_pending("fail-2"), f3 = make_pending("fail-3");
+    int64_t act = insert_token("still-active", NULL, NULL, 0);
+    for (int64_t id = f1; id <= f3; id++) {
+        struct outcome_record r = {.token_id = id, .event = "gave_up", .state = "failed",
+                                   .attempts = 8, .attempt = 8, .http_status = 500,
+                                   .last_error = "HTTP 500", .duration_ms = 1,
+                                   .at_ms = NOW + 10};
+        REQUIRE(db_begin(db) == 0);
+        CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+        REQUIRE(db_commit(db) == 0);
+    }
+    exec("UPDATE tokens SET token = NULL WHERE id = %lld", (long long)f3); /* secret gone */
+
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_requeue_id(tk, au, 999, NOW), -ENOENT);
+    CHECK_INT(tokens_requeue_id(tk, au, act, NOW), -EINVAL);
+    CHECK_INT(tokens_requeue_id(tk, au, f3, NOW), -EINVAL);
+    CHECK_INT(tokens_requeue_id(tk, au, f1, NOW + 100), 0);
+    CHECK_INT(tokens_requeue_id(tk, au, f1, NOW + 100), -EINVAL); /* pending now */
+    REQUIRE(db_commit(db) == 0);
+    CHECK_STR(qtext("SELECT state || ',' || attempts || ',' || next_attempt_at || ',' || "
+                    "last_event || ',' || (last_error IS NULL) || ',' || (finished_at IS NULL) "
+                    "FROM tokens WHERE id = %lld",
+                    (long long)f1),
+              qtext("SELECT 'pending,0,%lld,requeued,1,1'", NOW + 100));
+    CHECK_INT(audit_count(f1, "requeued", NULL), 1);
+    CHECK_INT(audit_count(f3, "requeued", NULL), 0);
+
+    /* Every failed row that still has its secret. */
+    unsigned count = 99;
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_requeue_failed(tk, au, NOW + 200, &count), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(count, 1);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)f2), "pending");
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)f3), "failed");
+    CHECK_INT(audit_count(f2, "requeued", NULL), 1);
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_requeue_failed(tk, au, NOW + 300, &count), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(count, 0);
+
+    /* Requeued rows are fetched again. */
+    struct fetched f = {0};
+    CHECK_INT(tokens_fetch_due(tk, NOW + 200, 16, on_row, &f), 0);
+    CHECK_INT(f.n, 2);
+    CHECK_INT(f.attempts[0], 0);
+    fx_close();
+}
+
+static void test_counts(void)
+{
+    fx_open();
+    struct state_counts c;
+    CHECK_INT(tokens_count(tk, true, &c), 0);
+    CHECK_INT(c.active + c.pending + c.revoked + c.failed, 0);
+    static const char *const states[] = {"active", "active", "active", "pending", "pending",
+                                         "revoked", "failed", "failed", "failed", "failed"};
+    for (size_t i = 0; i < 10; i++) {
+        int64_t id = insert_token("c", NULL, NULL, 0);
+        exec("UPDATE tokens SET state = '%s', next_attempt_at = 1 WHERE id = %lld", states[i],
+             (long long)id);
+    }
+    CHECK_INT(tokens_count(tk, false, &c), 0);
+    CHECK_INT(c.pending, 2);
+    CHECK_INT(c.failed, 4);
+    CHECK_INT(c.active, -1); /* not counted */
+    CHECK_INT(c.revoked, -1);
+    CHECK_INT(tokens_count(tk, true, &c), 0);
+    CHECK_INT(c.active, 3);
+    CHECK_INT(c.pending, 2);
+    CHECK_INT(c.revoked, 1);
+    CHECK_INT(c.failed, 4);
+    fx_close();
+}
+
+/* ---- query plans ---- */
+
+/* The plan of sql, one line per step, "|"-separated. */
+static void plan_of(sqlite3 *conn, const char *sql, char *out, size_t len)
+{
+    char eqp[4096];
+    sqlite3_stmt *st;
+    snprintf(eqp, sizeof(eqp), "EXPLAIN QUERY PLAN %s", sql);
+    REQUIRE(sqlite3_prepare_v2(conn, eqp, -1, &st, NULL) == SQLITE_OK);
+    size_t used = 0;
+    out[0] = '\0';
+    while (sqlite3_step(st) == SQLITE_ROW && used < len) {
+        int n = snprintf(out + used, len - used, "%s|", (const char *)sqlite3_column_text(st, 3));
+        used += n > 0 ? (size_t)n : 0;
+    }
+    sqlite3_finalize(st);
+}
+
+/* A plan that reads the whole table, or sorts what it read. */
+static bool plan_scans(const char *plan)
+{
+    const char *p = plan;
+    while ((p = strstr(p, "SCAN tokens")) != NULL) {
+        p += strlen("SCAN tokens");
+        if (strncmp(p, " USING ", 7) != 0) /* no index: a full table scan */
+            return true;
+    }
+    return strstr(plan, "TEMP B-TREE") != NULL;
+}
+
+static void test_query_plans(void)
+{
+    fx_open();
+    /* The checker itself sees a scan when there is one. */
+    char plan[1024];
+    plan_of(db->conn, "SELECT id FROM tokens WHERE subject = 'x'", plan, sizeof(plan));
+    CHECK(plan_scans(plan));
+    plan_of(db->conn, "SELECT id FROM tokens WHERE state = 'pending' ORDER BY due_at", plan,
+            sizeof(plan));
+    CHECK(plan_scans(plan));
+
+    /* Every statement tokens_open() prepared on this connection. */
+    int checked = 0, full = 0;
+    for (sqlite3_stmt *st = sqlite3_next_stmt(db->conn, NULL); st;
+         st = sqlite3_next_stmt(db->conn, st)) {
+        const char *sql = sqlite3_sql(st);
+        if (!strstr(sql, " tokens"))
+            continue; /* db's and audit's own */
+        plan_of(db->conn, sql, plan, sizeof(plan));
+        checked++;
+        if (strstr(sql, "GROUP BY state")) { /* the one scan, for `stats` only */
+            full++;
+            continue;
+        }
+        if (plan[0] == '\0') { /* nothing read: a plain INSERT */
+            CHECK(strncmp(sql, "INSERT INTO tokens", 18) == 0);
+            continue;
+        }
+        if (plan_scans(plan) || (!strstr(plan, "INDEX") && !strstr(plan, "PRIMARY KEY")))
+            fprintf(stderr, "scan: %s\n  plan: %s\n", sql, plan);
+        CHECK(!plan_scans(plan));
+        CHECK(strstr(plan, "INDEX") || strstr(plan, "PRIMARY KEY"));
+    }
+    CHECK(checked >= 20);
+    CHECK_INT(full, 1);
+
+    /* Without its index, tokens_open() refuses instead of scanning. */
+    struct tokens *t2 = (struct tokens *)&t2;
+    exec("DROP INDEX tokens_next");
+    CHECK(tokens_open(db, &t2) < 0);
+    CHECK(t2 == (struct tokens *)&t2);
+    CHECK(strstr(db_errmsg(db), "no such index: tokens_next") != NULL);
+    fx_close();
+}
+
+/* ---- timing with a million rows (printed, not asserted) ---- */
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int count_rows(void *ud, const struct pending_row *row)
+{
+    (void)row;
+    (*(unsigned *)ud)++;
+    return 0;
+}
+
+static void test_timing_million_rows(void)
+{
+    fx_open();
+    double t0 = now_us();
+    /* 94 % active (1,000 of them expired, 1 in 1,000 with a far expiry),
+     * 3 % pending (half of them due), 2 % revoked, 1 % failed. */
+    exec("BEGIN;"
+         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000) "
+         "INSERT INTO tokens (token, subject, expires_at, state, next_attempt_at, token_sha256, "
+         "fingerprint) "
+         "SELECT CASE WHEN x %% 100 IN (3, 4) THEN NULL ELSE 'tok-' || x END, "
+         "'user-' || (x %% 50000), "
+         "CASE WHEN x %% 1000 = 0 THEN NULL WHEN x <= 1000 THEN %lld - x ELSE %lld + x END, "
+         "CASE x %% 100 WHEN 0 THEN 'pending' WHEN 1 THEN 'pending' WHEN 2 THEN 'pending' "
+         "WHEN 3 THEN 'revoked' WHEN 4 THEN 'revoked' WHEN 5 THEN 'failed' ELSE 'active' END, "
+         "CASE WHEN x %% 100 < 3 THEN %lld + (x %% 2000 - 1000) * 1000 END, "
+         "CASE WHEN x %% 100 < 6 THEN randomblob(32) END, "
+         "CASE WHEN x %% 100 < 6 THEN lower(hex(randomblob(8))) END "
+         "FROM c;"
+         "COMMIT",
+         NOW_S, NOW_S + 3600, NOW);
+    double t1 = now_us();
+    printf("timing: built 1,000,000 rows in %.1f s\n", (t1 - t0) / 1e6);
+
+    struct next_events n;
+    int iters = 100000;
+    t0 = now_us();
+    for (int i = 0; i < iters; i++)
+        REQUIRE(tokens_next_events(tk, NOW, &n) == 0);
+    t1 = now_us();
+    printf("timing: tokens_next_events: %.2f us/call\n", (t1 - t0) / iters);
+    CHECK(!n.flagged);
+    CHECK(n.expiry_ms <= NOW);
+    CHECK(n.retry_ms > NOW && n.retry_ms <= NOW + 1000 * 1000);
+
+    /* One expired row per call, inside one transaction. */
+    unsigned moved = 0, c;
+    int64_t due_rows = qint("SELECT count(*) FROM tokens WHERE state = 'active' AND "
+                            "expires_at <= %lld", NOW_S);
+    CHECK_INT(due_rows, 940);
+    REQUIRE(db_begin(db) == 0);
+    iters = (int)due_rows;
+    t0 = now_us();
+    for (int i = 0; i < iters; i++) {
+        REQUIRE(tokens_promote_due(tk, au, NOW, 1, &c) == 0);
+        moved += c;
+    }
+    t1 = now_us();
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(moved, iters);
+    printf("timing: tokens_promote_due(limit 1), a row due: %.2f us/call\n", (t1 - t0) / iters);
+    REQUIRE(db_begin(db) == 0);
+    REQUIRE(tokens_promote_due(tk, au, NOW, 1000, &c) == 0);
+    CHECK_INT(c, 0);
+    iters = 100000;
+    t0 = now_us();
+    for (int i = 0; i < iters; i++)
+        REQUIRE(tokens_promote_due(tk, au, NOW, 1, &c) == 0);
+    t1 = now_us();
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(c, 0);
+    printf("timing: tokens_promote_due(limit 1), nothing due: %.2f us/call\n", (t1 - t0) / iters);
+
+    iters = 20000;
+    unsigned rows = 0;
+    t0 = now_us();
+    for (int i = 0; i < iters; i++)
+        REQUIRE(tokens_fetch_due(tk, NOW, 16, count_rows, &rows) == 0);
+    t1 = now_us();
+    CHECK_INT(rows, 16u * (unsigned)iters);
+    printf("timing: tokens_fetch_due(limit 16): %.2f us/call\n", (t1 - t0) / iters);
+
+    struct state_counts sc;
+    iters = 20;
+    t0 = now_us();
+    for (int i = 0; i < iters; i++)
+        REQUIRE(tokens_count(tk, false, &sc) == 0);
+    t1 = now_us();
+    CHECK_INT(sc.pending, 30000 + due_rows);
+    CHECK_INT(sc.failed, 10000);
+    printf("timing: tokens_count(pending %lld, failed %lld): %.0f us/call\n",
+           (long long)sc.pending, (long long)sc.failed, (t1 - t0) / iters);
+    iters = 3;
+    t0 = now_us();
+    for (int i = 0; i < iters; i++)
+        REQUIRE(tokens_count(tk, true, &sc) == 0);
+    t1 = now_us();
+    printf("timing: tokens_count(full, a scan): %.0f us/call\n", (t1 - t0) / iters);
+
+    char tok[32];
+    int64_t id;
+    char state[16];
+    iters = 4000;
+    REQUIRE(db_begin(db) == 0);
+    t0 = now_us();
+    for (int i = 0; i < iters; i++) {
+        int len = snprintf(tok, sizeof(tok), "new-%d", i);
+        REQUIRE(tokens_revoke_secret(tk, au, tok, (size_t)len, NULL, NULL, NOW, &id, state) == 0);
+    }
+    t1 = now_us();
+    REQUIRE(db_commit(db) == 0);
+    printf("timing: tokens_revoke_secret (new token): %.2f us/call\n", (t1 - t0) / iters);
+    int wrong = 0;
+    REQUIRE(db_begin(db) == 0);
+    t0 = now_us();
+    for (int i = 0; i < iters; i++) {
+        int len = snprintf(tok, sizeof(tok), "tok-%d", 500000 + 100 * i + 50);
+        REQUIRE(tokens_revoke_secret(tk, au, tok, (size_t)len, NULL, NULL, NOW, &id, state) == 0);
+        wrong += id != 500000 + 100 * i + 50; /* app row found by its secret */
+    }
+    t1 = now_us();
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(wrong, 0);
+    printf("timing: tokens_revoke_secret (unhashed app row): %.2f us/call\n", (t1 - t0) / iters);
+    fx_close();
+}
+
+/* ---- allocation failures ---- */
+
+static sqlite3_mem_methods real_mem;
+static int fail_countdown = -1; /* the n-th allocation from now fails; -1: none */
+static int failures;
+
+static void *fail_malloc(int n)
+{
+    if (fail_countdown == 0) {
+        fail_countdown = -1;
+        failures++;
+        return NULL;
+    }
+    if (fail_countdown > 0)
+        fail_countdown--;
+    return real_mem.xMalloc(n);
+}
+
+static void *fail_realloc(void *p, int n)
+{
+    if (fail_countdown == 0) {
+        fail_countdown = -1;
+        failures++;
+        return NULL;
+    }
+    if (fail_countdown > 0)
+        fail_countdown--;
+    return real_mem.xRealloc(p, n);
+}
+
+enum op { OP_REVOKE_SECRET, OP_PROMOTE, OP_OUTCOME, OP_REQUEUE_FAILED, OP_REVOKE_SUBJECT };
+
+static int run_op(enum op op)
+{
+    unsigned count;
+    int64_t id;
+    char state[16];
+    struct outcome_record r = {.token_id = 2, .event = "revoked", .state = "revoked",
+                               .attempt = 1, .http_status = 200, .duration_ms = 1,
+                               .at_ms = NOW, .drop_secret = true};
+    switch (op) {
+    case OP_REVOKE_SECRET:
+        return tokens_revoke_secret(tk, au, "alloc-new", 9, "s", "r", NOW, &id, state);
+    case OP_PROMOTE:
+        return tokens_promote_due(tk, au, NOW, 10, &count);
+    case OP_OUTCOME:
+        return tokens_record_outcome(tk, au, &r);
+    case OP_REQUEUE_FAILED:
+        return tokens_requeue_failed(tk, au, NOW, &count);
+    case OP_REVOKE_SUBJECT:
+        return tokens_revoke_subject(tk, au, "s", "r", NOW, &count, NULL, NULL);
+    }
+    return -EINVAL;
+}
+
+static void test_allocation_failures(void)
+{
+    REQUIRE(sqlite3_shutdown() == SQLITE_OK);
+    REQUIRE(sqlite3_config(SQLITE_CONFIG_GETMALLOC, &real_mem) == SQLITE_OK);
+    sqlite3_mem_methods m = real_mem;
+    m.xMalloc = fail_malloc;
+    m.xRealloc = fail_realloc;
+    REQUIRE(sqlite3_config(SQLITE_CONFIG_MALLOC, &m) == SQLITE_OK);
+    REQUIRE(sqlite3_initialize() == SQLITE_OK);
+
+    static const enum op ops[] = {OP_REVOKE_SECRET, OP_PROMOTE, OP_OUTCOME, OP_REQUEUE_FAILED,
+                                  OP_REVOKE_SUBJECT};
+    for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
+        int injected = 0;
+        for (int nth = 0; nth < 2000; nth++) {
+            fx_open();
+            /* 1: flagged, 2: pending, 3: failed, 4..5: active of subject s */
+            insert_token("a-1", "s", NULL, 1);
+            insert_token("a-2", NULL, NULL, 0);
+            exec("UPDATE tokens SET state = 'pending', next_attempt_at = %lld WHERE id = 2", NOW);
+            insert_token("a-3", NULL, NULL, 0);
+            exec("UPDATE tokens SET state = 'failed' WHERE id = 3");
+            insert_token("a-4", "s", NULL, 0);
+            int64_t audit_before = qint("SELECT count(*) FROM audit");
+
+            REQUIRE(db_begin(db) == 0);
+            int before = failures;
+            fail_countdown = nth;
+            int rc = run_op(ops[k]);
+            fail_countdown = -1;
+            bool hit = failures != before;
+            if (rc == 0)
+                rc = db_commit(db);
+            if (rc < 0) {
+                db_rollback(db);
+                audit_forget(au);
+            }
+            if (!hit) {
+                CHECK_INT(rc, 0);
+            } else {
+                injected++;
+                CHECK(rc == 0 || rc == -ENOMEM || rc == -EIO);
+                if (rc < 0) /* nothing half-done */
+                    CHECK_INT(qint("SELECT count(*) FROM audit"), audit_before);
+            }
+            if (rc < 0) { /* the connection still works afterwards */
+                REQUIRE(db_begin(db) == 0);
+                CHECK_INT(run_op(ops[k]), 0);
+                CHECK_INT(db_commit(db), 0);
+            }
+            fx_close();
+            if (!hit)
+                break;
+        }
+        printf("allocation failures: op %zu: %d allocation points failed one at a time\n", k,
+               injected);
+    }
+
+    REQUIRE(sqlite3_shutdown() == SQLITE_OK);
+    REQUIRE(sqlite3_config(SQLITE_CONFIG_MALLOC, &real_mem) == SQLITE_OK);
+    REQUIRE(sqlite3_initialize() == SQLITE_OK);
+}
+
+TEST_MAIN(CASE(test_promote_boundaries), CASE(test_promote_order_limit_and_no_token),
+          CASE(test_fetch_order), CASE(test_outcomes), CASE(test_next_events),
+          CASE(test_revoke_secret), CASE(test_revoke_id), CASE(test_revoke_subject),
+          CASE(test_status), CASE(test_requeue), CASE(test_counts), CASE(test_query_plans),
+          CASE(test_allocation_failures), CASE(test_timing_million_rows))
