@@ -524,7 +524,9 @@ static int call(struct ctx *x, json_t *req, char **ret_line, json_t **ret_reply)
     }
     r = send_all(fd, msg, tlen + 1, deadline);
     secret_free(msg);
-    if (r == 0)
+    /* A refusal (permission denied, too many clients) may arrive and the
+     * connection close before our request is written: read it anyway. */
+    if (r == 0 || r == -EPIPE || r == -ECONNRESET)
         r = read_line(fd, deadline, &line);
     close(fd);
     if (r == -ETIMEDOUT) {
