@@ -35,6 +35,7 @@ enum {
     DB_RETRY_MS = 250,       /* after a busy or failed transaction */
     RESCAN_MS = 30000,       /* the due timer never waits longer: safety rescan */
     SUMMARY_MS = 60000,      /* outcome summary line */
+    FLAG_RECHECK_MS = 5,     /* a flag seen while arming the due timer */
 };
 
 struct job {
@@ -670,8 +671,10 @@ static void arm_due_timer(struct revoke *r)
         return;
     }
     if (next.flagged) {
-        r->scan_due = true;
-        schedule_work(r);
+        /* Flagged since the last promotion: look again shortly (a timer,
+         * not the idle handle, so a row that cannot be promoted never
+         * spins the loop). */
+        uv_timer_start(&r->due_timer, on_due_timer, FLAG_RECHECK_MS, 0);
         return;
     }
     target = next.expiry_ms < next.retry_ms ? next.expiry_ms : next.retry_ms;
