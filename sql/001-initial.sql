@@ -4,7 +4,7 @@
 -- The daemon owns every other column of tokens, and all of audit.
 
 CREATE TABLE tokens (
-    id              INTEGER PRIMARY KEY,
+    id              INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused: audit rows name it
     token           TEXT,               -- the bearer secret; NULL once revoked
     subject         TEXT,               -- owner (user or client id)
     expires_at      INTEGER,            -- Unix seconds; NULL: never expires
