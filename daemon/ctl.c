@@ -80,6 +80,8 @@ struct ctl {
     struct client *clients; /* every client struct not yet freed */
     unsigned nclients;      /* accepted clients, not yet closing */
     bool warned_full;
+    uint64_t refusal_logged_ms;   /* uv_now of the last "permission denied" line */
+    unsigned refusals_unlogged;   /* refused since then, not logged one by one */
     bool closing;
     void (*close_cb)(void *data);
     void *close_data;
@@ -463,9 +465,22 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 || !peer_allowed(ctl, fd, &cred)) {
-        log_warning("control socket: permission denied for uid %ld (pid %ld): not root, "
-                    "not the daemon's user and not in its control group",
-                    cred.uid == (uid_t)-1 ? -1L : (long)cred.uid, (long)cred.pid);
+        /* At most one line a second: a local user connecting in a loop
+         * must not flood the journal. */
+        uint64_t now = uv_now(ctl->loop);
+        if (ctl->refusal_logged_ms == 0 || now - ctl->refusal_logged_ms >= 1000) {
+            char more[64] = "";
+            if (ctl->refusals_unlogged > 0)
+                snprintf(more, sizeof(more), " (and %u more refused in the last %" PRIu64 " ms)",
+                         ctl->refusals_unlogged, now - ctl->refusal_logged_ms);
+            log_warning("control socket: permission denied for uid %ld (pid %ld): not root, "
+                        "not the daemon's user and not in its control group%s",
+                        cred.uid == (uid_t)-1 ? -1L : (long)cred.uid, (long)cred.pid, more);
+            ctl->refusal_logged_ms = now ? now : 1;
+            ctl->refusals_unlogged = 0;
+        } else {
+            ctl->refusals_unlogged++;
+        }
         client_refuse(c, "permission denied");
         return;
     }

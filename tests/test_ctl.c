@@ -638,6 +638,31 @@ static void test_peer_credentials(void)
     a = foreign_ping(0, 0, (gid_t)-1);               /* root */
     CHECK(line_ok(a));
     free(a);
+
+    /* Refusals in a burst: each refused, but not one log line each. */
+    char logpath[128];
+    snprintf(logpath, sizeof(logpath), "%s/stderr.log", dir);
+    fflush(stderr);
+    int saved = dup(2), logfd = open(logpath, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+    REQUIRE(saved >= 0 && logfd >= 0 && dup2(logfd, 2) == 2);
+    for (int i = 0; i < 5; i++) {
+        a = foreign_ping(65534, 65534, (gid_t)-1);
+        CHECK(line_error_is(a, "permission denied"));
+        free(a);
+    }
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(logfd);
+    FILE *f = fopen(logpath, "r");
+    REQUIRE(f);
+    char line[512];
+    int logged = 0;
+    while (fgets(line, sizeof(line), f))
+        logged += strstr(line, "permission denied for uid 65534") != NULL;
+    fclose(f);
+    unlink(logpath);
+    CHECK(logged < 5); /* e2e_ctl checks that the first one is logged */
     spin(20);
     CHECK_INT(ctl_clients(ctl), 0);
     stop();
