@@ -320,6 +320,46 @@ static int fetch_page(struct revoke *r)
     return 0;
 }
 
+/* ---- the outcome batch ---- */
+
+static void batch_add(struct revoke *r, struct job *j)
+{
+    secret_wipe(j->token, j->token_len);
+    if (r->batch_tail)
+        r->batch_tail->next = j;
+    else
+        r->batch_head = j;
+    r->batch_tail = j;
+    r->uncommitted++;
+}
+
+/* A token that cannot go into an Authorization header (empty, too long,
+ * spaces or control characters) will never be accepted: fail it now rather
+ * than retry it forever. */
+static void reject_unsendable(struct revoke *r, struct job *j)
+{
+    struct outcome_record *rec = &j->rec;
+
+    memset(rec, 0, sizeof(*rec));
+    rec->token_id = j->id;
+    rec->fingerprint = j->fingerprint;
+    rec->event = "rejected";
+    rec->state = "failed";
+    rec->attempts = j->attempts;
+    rec->attempt = (int)j->attempts + 1;
+    rec->at_ms = wall_ms(r);
+    snprintf(j->detail, sizeof(j->detail), "not sent: the token is empty, longer than %d bytes, or holds "
+             "spaces or control characters", SECRET_MAX_LEN);
+    snprintf(j->last_error, sizeof(j->last_error), "%s", j->detail);
+    rec->detail = j->detail;
+    rec->last_error = j->last_error;
+    log_token(LOG_WARNING, j->id, j->fingerprint, rec->event, 0, "token %" PRId64 " (%s): rejected: %s", j->id,
+              j->fingerprint, j->detail);
+    batch_add(r, j);
+    if (!uv_is_active((uv_handle_t *)&r->flush_timer))
+        uv_timer_start(&r->flush_timer, on_flush_timer, FLUSH_DELAY_MS, 0);
+}
+
 /* ---- dispatch ---- */
 
 static void on_http_done(struct http_request *req, const struct http_result *res);
@@ -375,7 +415,7 @@ static void dispatch(struct revoke *r)
         j->req.token_len = j->token_len;
         j->req.done = on_http_done;
         rc = http_submit(r->http, &j->req);
-        if (rc < 0) {
+        if (rc < 0 && rc != -EINVAL) {
             log_err("cannot start a request for token %" PRId64 ": %s; retrying in %d ms", j->id,
                     strerror(-rc), DB_RETRY_MS);
             uv_timer_start(&r->gate_timer, on_gate_timer, DB_RETRY_MS, 0);
@@ -386,6 +426,10 @@ static void dispatch(struct revoke *r)
             r->queue_tail = NULL;
         j->next = NULL;
         r->queued--;
+        if (rc == -EINVAL) {
+            reject_unsendable(r, j);
+            continue;
+        }
         r->in_flight++;
         r->stats.sent++;
         if (r->cfg.rate_limit)
@@ -567,13 +611,7 @@ static void on_http_done(struct http_request *req, const struct http_result *res
     if (health_on_result(&r->health, now, o, retry_after_ms, rng_next(&r->rng), j->detail))
         log_health_change(r, now);
     log_outcome(j, o);
-    secret_wipe(j->token, j->token_len);
-    if (r->batch_tail)
-        r->batch_tail->next = j;
-    else
-        r->batch_head = j;
-    r->batch_tail = j;
-    r->uncommitted++;
+    batch_add(r, j);
 out:
     if (r->stopping) {
         if (r->in_flight == 0)

@@ -1,6 +1,7 @@
 /* revoke: the engine against a real database and the stand-in endpoint,
  * with an injected wall clock: a clock jump neither revokes early nor
- * leaves a due token behind, and stop drains cleanly. */
+ * leaves a due token behind, an unsendable token fails once, and stop
+ * drains cleanly. */
 #include <signal.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -153,6 +154,24 @@ static void test_clock_jumps(void)
     run_for(&loop, 5000, db, "later", "revoked");
     CHECK_STR(state_of(db, "later"), "revoked");
     CHECK_INT(requests_for("tok-later"), 1);
+
+    /* A token that cannot go into a header is failed once, never retried. */
+    REQUIRE(sqlite3_exec(db->conn, "INSERT INTO tokens(token, subject, flagged) VALUES ('has space', 'bad', 1)",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    revoke_kick(r);
+    run_for(&loop, 5000, db, "bad", "failed");
+    CHECK_STR(state_of(db, "bad"), "failed");
+    CHECK_INT(requests_for("has space"), 0);
+    {
+        sqlite3_stmt *st;
+        REQUIRE(sqlite3_prepare_v2(db->conn,
+                                   "SELECT group_concat(event, ',') FROM audit WHERE token_id = "
+                                   "(SELECT id FROM tokens WHERE subject = 'bad')",
+                                   -1, &st, NULL) == SQLITE_OK);
+        REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+        CHECK_STR((const char *)sqlite3_column_text(st, 0), "due,rejected");
+        sqlite3_finalize(st);
+    }
 
     revoke_stop(r, on_stopped, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
