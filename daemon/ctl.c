@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -222,9 +223,28 @@ static void client_refuse(struct client *c, const char *message)
         client_close(c);
 }
 
+static void idle_fired(uv_timer_t *t);
+
+static void idle_restart(struct client *c)
+{
+    if (c->idle_ms > 0)
+        uv_timer_start(&c->idle, idle_fired, c->idle_ms, 0);
+}
+
 static void idle_fired(uv_timer_t *t)
 {
     struct client *c = container_of(t, struct client, idle);
+    uv_os_fd_t fd;
+    int pending = 0;
+
+    /* Timers run before I/O in a loop iteration: after a stall of the loop
+     * a request may be waiting unread. It counts, unless the client is
+     * paused for not reading its replies (then it is closed as idle). */
+    if (c->reading && uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
+        ioctl(fd, FIONREAD, &pending) == 0 && pending > 0) {
+        idle_restart(c);
+        return;
+    }
     log_debug("control socket: closing a client idle for %" PRIu64 " ms", c->idle_ms);
     if (!c->draining && c->writes == 0) {
         /* Best effort, without queueing: the connection closes right after. */
@@ -234,12 +254,6 @@ static void idle_fired(uv_timer_t *t)
         (void)uv_try_write((uv_stream_t *)&c->pipe, &b, 1);
     }
     client_close(c);
-}
-
-static void idle_restart(struct client *c)
-{
-    if (c->idle_ms > 0)
-        uv_timer_start(&c->idle, idle_fired, c->idle_ms, 0);
 }
 
 static bool handle_line(struct client *c, char *line, size_t n)
