@@ -210,6 +210,14 @@ static int send_reply(struct client *c, char *reply)
     return 0;
 }
 
+static void idle_fired(uv_timer_t *t);
+
+static void idle_restart(struct client *c)
+{
+    if (c->idle_ms > 0)
+        uv_timer_start(&c->idle, idle_fired, c->idle_ms, 0);
+}
+
 /* A last error for the peer, then the connection is closed once it is
  * written (or when the idle timer fires, whichever comes first). */
 static void client_refuse(struct client *c, const char *message)
@@ -221,14 +229,8 @@ static void client_refuse(struct client *c, const char *message)
     client_free_buf(c);
     if (send_reply(c, proto_error(message)) < 0 || c->writes == 0)
         client_close(c);
-}
-
-static void idle_fired(uv_timer_t *t);
-
-static void idle_restart(struct client *c)
-{
-    if (c->idle_ms > 0)
-        uv_timer_start(&c->idle, idle_fired, c->idle_ms, 0);
+    else
+        idle_restart(c); /* a deadline for a peer that never reads */
 }
 
 static void idle_fired(uv_timer_t *t)
