@@ -406,6 +406,17 @@ void db_rollback(struct db *db)
     (void)run(db, impl_of(db)->rollback);
 }
 
+int db_checkpoint(struct db *db)
+{
+    int rc;
+
+    /* No busy handler: the loop must not wait for another process. */
+    sqlite3_busy_timeout(db->conn, 0);
+    rc = sqlite3_wal_checkpoint_v2(db->conn, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    sqlite3_busy_timeout(db->conn, DB_BUSY_TIMEOUT_MS);
+    return rc == SQLITE_OK ? 0 : db_fail(db, rc);
+}
+
 int db_data_version(struct db *db, int64_t *ret_version)
 {
     sqlite3_stmt *stmt = impl_of(db)->data_version;

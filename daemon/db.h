@@ -34,6 +34,12 @@ int db_begin(struct db *db);  /* BEGIN IMMEDIATE */
 int db_commit(struct db *db);
 void db_rollback(struct db *db); /* safe without an open transaction */
 
+/* Copy the whole WAL into the database file and cut the WAL to 0 bytes
+ * (TRUNCATE checkpoint), so that page images from before a secret was
+ * cleared leave the disk. Never waits: -EBUSY while another connection
+ * reads from or writes to the WAL; try again later. */
+int db_checkpoint(struct db *db);
+
 /* PRAGMA data_version: changes when another connection commits. */
 int db_data_version(struct db *db, int64_t *ret_version);
 

@@ -36,6 +36,7 @@ enum {
     RESCAN_MS = 30000,       /* the due timer never waits longer: safety rescan */
     SUMMARY_MS = 60000,      /* outcome summary line */
     FLAG_RECHECK_MS = 5,     /* a flag seen while arming the due timer */
+    SCRUB_DELAY_MS = 1000,   /* WAL checkpoint after secrets were cleared: at most once a second */
 };
 
 struct job {
@@ -75,6 +76,7 @@ struct revoke {
     uv_timer_t flush_timer;
     uv_timer_t db_timer;
     uv_timer_t summary_timer;
+    uv_timer_t scrub_timer;
     uv_check_t flush_check;
     unsigned open_handles;
 
@@ -109,6 +111,7 @@ static void on_flush_timer(uv_timer_t *h);
 static void on_db_timer(uv_timer_t *h);
 static void on_due_timer(uv_timer_t *h);
 static void on_summary_timer(uv_timer_t *h);
+static void on_scrub_timer(uv_timer_t *h);
 
 /* ---- id set ---- */
 
@@ -440,6 +443,20 @@ static void dispatch(struct revoke *r)
 
 /* ---- outcomes ---- */
 
+/* True when text (n bytes) holds the token, or ends with its first 8 bytes
+ * or more: the server quoted it and our cut fell inside it. */
+static bool quotes_token(const char *text, size_t n, const char *token, size_t token_len)
+{
+    if (token_len == 0)
+        return false;
+    if (strstr(text, token))
+        return true;
+    for (size_t k = 8; k < token_len && k <= n; k++)
+        if (memcmp(text + n - k, token, k) == 0)
+            return true;
+    return false;
+}
+
 /* The validation message of a FastAPI-style 422 body, else the body's start
  * with control characters dropped; never the token if the server echoed it. */
 static void describe_rejection(const struct job *j, const struct http_result *res, char *buf, size_t len)
@@ -458,7 +475,7 @@ static void describe_rejection(const struct job *j, const struct http_result *re
     for (const char *p = text; *p && n + 1 < sizeof(clean); p++)
         clean[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
     clean[n] = '\0';
-    if (j->token_len >= 8 && strstr(clean, j->token))
+    if (quotes_token(clean, n, j->token, j->token_len))
         set_text(clean, sizeof(clean), "(the answer quoted the token; not recorded)");
     set_text(buf, len, "HTTP %ld: %s", res->status, n ? clean : "(no message)");
     json_decref(root);
@@ -631,6 +648,7 @@ static void flush(struct revoke *r)
 {
     struct job *j, *next;
     unsigned n = 0;
+    bool scrub = false;
     int rc;
 
     if (!r->batch_head || r->db_blocked)
@@ -658,6 +676,7 @@ static void flush(struct revoke *r)
         count_outcome(r, &j->rec);
         if (!strcmp(j->rec.state, "pending"))
             r->fetch_due = true;
+        scrub |= j->rec.drop_secret;
         idset_del(&r->known, j->id);
         r->uncommitted--;
         job_free(j);
@@ -667,6 +686,8 @@ static void flush(struct revoke *r)
         r->batch_tail = NULL;
     if (!uv_is_active((uv_handle_t *)&r->summary_timer))
         uv_timer_start(&r->summary_timer, on_summary_timer, SUMMARY_MS, 0);
+    if (scrub && !uv_is_active((uv_handle_t *)&r->scrub_timer))
+        uv_timer_start(&r->scrub_timer, on_scrub_timer, SCRUB_DELAY_MS, 0);
     schedule_work(r);
     changed(r);
 }
@@ -808,6 +829,23 @@ static void on_summary_timer(uv_timer_t *h)
                    health_describe(&r->health, uv_now(r->loop)));
 }
 
+/* The rows of revoked tokens no longer hold their secrets (secure_delete
+ * zeroed the bytes in the pages), but the WAL still holds the page images
+ * written before: checkpoint them into the database file and cut the WAL. */
+static void on_scrub_timer(uv_timer_t *h)
+{
+    struct revoke *r = container_of(h, struct revoke, scrub_timer);
+    int rc = db_checkpoint(r->db);
+
+    if (rc == -EBUSY) {
+        uv_timer_start(h, on_scrub_timer, SCRUB_DELAY_MS, 0);
+    } else if (rc < 0) {
+        log_err("database: cannot checkpoint the WAL (%s): %s; cleared secrets may stay in it; retrying in %d s",
+                strerror(-rc), db_errmsg(r->db), RESCAN_MS / 1000);
+        uv_timer_start(h, on_scrub_timer, RESCAN_MS, 0);
+    }
+}
+
 /* ---- the optional client credential ---- */
 
 /* "Name: value" from $CREDENTIALS_DIRECTORY/logout-credential (systemd's
@@ -898,7 +936,7 @@ static void on_http_closed(void *data)
     uv_handle_t *handles[] = {
         (uv_handle_t *)&r->work,        (uv_handle_t *)&r->due_timer,    (uv_handle_t *)&r->gate_timer,
         (uv_handle_t *)&r->flush_timer, (uv_handle_t *)&r->db_timer,     (uv_handle_t *)&r->summary_timer,
-        (uv_handle_t *)&r->flush_check,
+        (uv_handle_t *)&r->flush_check, (uv_handle_t *)&r->scrub_timer,
     };
 
     r->http = NULL;
@@ -927,6 +965,10 @@ static void finish_stop(struct revoke *r)
     r->batch_tail = NULL;
     uv_timer_stop(&r->summary_timer);
     on_summary_timer(&r->summary_timer);
+    if (uv_is_active((uv_handle_t *)&r->scrub_timer)) {
+        uv_timer_stop(&r->scrub_timer);
+        (void)db_checkpoint(r->db); /* busy: the last connection's close does it */
+    }
     http_close(r->http, on_http_closed, r);
 }
 
@@ -976,13 +1018,17 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
     uv_timer_init(loop, &r->flush_timer);
     uv_timer_init(loop, &r->db_timer);
     uv_timer_init(loop, &r->summary_timer);
+    uv_timer_init(loop, &r->scrub_timer);
     uv_check_init(loop, &r->flush_check);
-    r->open_handles = 7;
+    r->open_handles = 8;
     r->work.data = r->due_timer.data = r->gate_timer.data = r->flush_timer.data = r;
-    r->db_timer.data = r->summary_timer.data = r->flush_check.data = r;
+    r->db_timer.data = r->summary_timer.data = r->flush_check.data = r->scrub_timer.data = r;
     /* The loop lives as long as main's own handles say; ours never keep it. */
     uv_unref((uv_handle_t *)&r->flush_check);
     uv_unref((uv_handle_t *)&r->summary_timer);
+    uv_unref((uv_handle_t *)&r->scrub_timer);
+    /* A run that was killed may have left cleared secrets in the WAL. */
+    uv_timer_start(&r->scrub_timer, on_scrub_timer, SCRUB_DELAY_MS, 0);
     uv_check_start(&r->flush_check, on_flush_check);
     uv_timer_start(&r->due_timer, on_due_timer, 0, 0);
     r->scan_due = r->fetch_due = true;
