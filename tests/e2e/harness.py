@@ -17,8 +17,9 @@ Every e2e test file does:
 What it gives:
 - E2ETestCase: a temp dir per test (self.dir), cleanup of every process it
   started (the daemon's whole process group is killed on failure), a dump of
-  the daemon's stderr and notify messages when a test fails, and
-  KEEP_E2E=1 to keep the temp dir.
+  the daemon's stderr and notify messages when a test fails, a failure when
+  any run's stderr holds an ASan/UBSan/LSan report, and KEEP_E2E=1 (or
+  KEEP_E2E_ON_FAILURE=1) to keep the temp dir.
 - Endpoint: tests/endpoint.py ($ENDPOINT) on a port fixed for the whole test,
   so stop()/start()/restart() make outages; requests() reads its JSON log.
 - NotifySocket: an AF_UNIX datagram socket with SO_PASSCRED playing systemd's
@@ -42,7 +43,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import select
+import shlex
 import shutil
 import signal
 import socket
@@ -72,6 +75,19 @@ TEST_CONFIG = {
     "retry.max_attempts": "8",
     "retry.retry_after_max": "1h",
 }
+
+# REVOKERD_WRAPPER: a command put before the daemon at every start, e.g.
+#   REVOKERD_WRAPPER="valgrind --error-exitcode=99 --leak-check=full
+#       --errors-for-leak-kinds=definite,indirect --track-fds=no -q"
+# It must run the daemon in its own process (valgrind does, as exec would):
+# signals, the notify pid and the exit code stay the daemon's. Exit code
+# WRAPPER_ERROR_EXIT from a wrapped daemon is the wrapper reporting errors.
+WRAPPER_ERROR_EXIT = 99
+
+
+def wrapper():
+    """$REVOKERD_WRAPPER as a list of words ([] when unset)."""
+    return shlex.split(os.environ.get("REVOKERD_WRAPPER", ""))
 
 
 # --------------------------------------------------------------------------
@@ -409,6 +425,7 @@ class Daemon:
         self.ready_mono = None
         self.start_mono = None
         self.exit_codes = []
+        self.wrapper = wrapper()
 
     def write_config(self, **overrides):
         """Write the INI config; overrides use "section.key" names given as
@@ -421,8 +438,9 @@ class Daemon:
         self.settings.update(settings)
         return self.write_config()
 
-    def start(self, args=(), env=None, wait_ready=True, timeout=15):
-        """Start revokerd --config <file> [args] in its own process group."""
+    def start(self, args=(), env=None, wait_ready=True, timeout=15, prefix=()):
+        """Start [prefix] [$REVOKERD_WRAPPER] revokerd --config <file> [args]
+        in its own process group. prefix must exec the daemon (setpriv)."""
         assert self.proc is None or self.proc.poll() is not None, "daemon already running"
         if not os.path.exists(self.config_path):
             self.write_config()
@@ -439,7 +457,7 @@ class Daemon:
         e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         if env:
             e.update(env)
-        cmd = [binary("REVOKERD"), "--config", self.config_path] + list(args)
+        cmd = list(prefix) + self.wrapper + [binary("REVOKERD"), "--config", self.config_path] + list(args)
         with open(path, "wb") as err:
             self.start_mono = time.monotonic()
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
@@ -492,6 +510,9 @@ class Daemon:
                 raise AssertionError("revokerd did not exit within %ss of signal %d" % (timeout, sig))
         rc = self.proc.returncode
         self.exit_codes.append(rc)
+        if self.wrapper and rc == WRAPPER_ERROR_EXIT:
+            raise AssertionError("%s reported errors (exit %d); stderr:\n%s"
+                                 % (self.wrapper[0], rc, self.stderr()[-6000:]))
         return rc
 
     def kill9(self):
@@ -522,7 +543,10 @@ class Daemon:
         text = self.stderr("all")
         marks = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                  "ERROR: UndefinedBehaviorSanitizer")
-        return [line for line in text.splitlines() if any(m in line for m in marks)]
+        # A wrapping valgrind -q prints its errors (and nothing else) as "==PID== ...".
+        valgrind = re.compile(r"^==\d+== (?!Warning|WARNING)\S") if self.wrapper else None
+        return [line for line in text.splitlines()
+                if any(m in line for m in marks) or (valgrind and valgrind.match(line))]
 
     def check_config(self, config_path=None, args=(), timeout=15):
         """revokerd --config F --check-config; returns (rc, stdout, stderr)."""
@@ -799,10 +823,14 @@ class E2ETestCase(unittest.TestCase):
                                      % (len(msgs), "\n".join(repr(m) for m in msgs)))
         for n in self._notifies:
             n.close()
+        # A sanitizer report in any run fails the test, whatever it checked.
+        reports = [line for d in self._daemons for line in d.sanitizer_errors()]
         if os.environ.get("KEEP_E2E") or (failed and os.environ.get("KEEP_E2E_ON_FAILURE")):
             sys.stderr.write("kept %s\n" % self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if reports and not failed:
+            raise AssertionError("sanitizer reports in revokerd's stderr:\n" + "\n".join(reports[:20]))
 
 
 def main():
