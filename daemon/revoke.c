@@ -562,11 +562,15 @@ static void build_outcome(struct revoke *r, struct job *j, const struct http_res
         break;
     case OUTCOME_ENDPOINT_DOWN:
     case OUTCOME_ENDPOINT_MISCONFIGURED:
-        /* The endpoint's fault, not the token's: attempts stay; the token is
-         * eligible again at once and the health gate decides when to send. */
+        /* The endpoint's fault, not the token's: attempts stay and the
+         * health gate decides when requests go out. The token itself waits
+         * at least retry.base: while other tokens keep the endpoint up, one
+         * that is always reset or timed out must not be re-sent at once,
+         * over and over. */
         rec->event = "retry";
         rec->state = "pending";
-        rec->next_attempt_at = now + (int64_t)retry_after_ms;
+        rec->next_attempt_at =
+            now + (int64_t)(retry_after_ms > r->cfg.retry_base_ms ? retry_after_ms : r->cfg.retry_base_ms);
         set_text(j->last_error, sizeof(j->last_error), "%s", why);
         rec->last_error = j->last_error;
         if (retry_after_ms) {
