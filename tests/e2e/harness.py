@@ -36,6 +36,9 @@ What it gives:
 
 Environment: REVOKERD, REVOKERCTL (binaries), ENDPOINT (tests/endpoint.py);
 meson sets them. Without ENDPOINT the endpoint next to this directory is used.
+REVOKERD_WRAPPER (optional) goes before the daemon at every start, e.g.
+valgrind (see WRAPPER_ERROR_EXIT); Daemon.stop() fails on the wrapper's
+error exit and assert_no_sanitizer_errors() on its "==PID==" reports.
 """
 
 import array
