@@ -512,10 +512,19 @@ static char *read_line(char *str, int num, void *stream)
         return NULL;
     }
     /* Indentation would make inih read this line as a continuation of the
-     * previous value; a leading-space line is just a line here. */
-    while (len > 0 && isspace((unsigned char)*s)) {
-        s++;
-        len--;
+     * previous value; a leading-space line is just a line here. On line 1
+     * BOMs go too: inih skips one wherever it starts reading, and a section
+     * header behind it must not escape check_section_line. */
+    for (;;) {
+        if (len > 0 && isspace((unsigned char)*s)) {
+            s++;
+            len--;
+        } else if (p->line == 1 && len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) {
+            s += 3;
+            len -= 3;
+        } else {
+            break;
+        }
     }
     if (len > 0 && *s == '[' && !check_section_line(p, s, len))
         return NULL;
