@@ -86,6 +86,7 @@ struct revoke {
     unsigned uncommitted;
     struct idset known;
 
+    int64_t fetched_at_ms; /* wall time of the last fetch of pending rows */
     bool scan_due;        /* active rows may be due: promote */
     bool fetch_due;       /* pending rows may be due and not held */
     bool db_blocked;      /* waiting for db_timer after a database error */
@@ -313,7 +314,8 @@ static int fetch_page(struct revoke *r)
     unsigned limit = FETCH_PAGE + (unsigned)r->known.len;
     int rc;
 
-    rc = tokens_fetch_due(r->tokens, wall_ms(r), limit, on_pending_row, &f);
+    r->fetched_at_ms = wall_ms(r);
+    rc = tokens_fetch_due(r->tokens, r->fetched_at_ms, limit, on_pending_row, &f);
     if (rc < 0)
         return rc;
     if (f.err < 0)
@@ -728,7 +730,9 @@ static void arm_due_timer(struct revoke *r)
     int64_t now = wall_ms(r), target;
     int rc;
 
-    rc = tokens_next_events(r->tokens, now, &next);
+    /* Retries that came due since the last fetch were neither fetched nor
+     * are they "after now": look from the fetch's time (they give 0 ms). */
+    rc = tokens_next_events(r->tokens, r->fetched_at_ms < now ? r->fetched_at_ms : now, &next);
     if (rc < 0) {
         db_trouble(r, "looking for the next due token", rc);
         return;
