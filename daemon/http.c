@@ -350,6 +350,8 @@ static void xfer_scrub(struct xfer *x)
             secret_wipe(l->data, strlen(l->data));
     curl_slist_free_all(x->headers);
     x->headers = NULL;
+    /* A server may quote the token in its answer (body, Retry-After). */
+    secret_wipe(&x->res, sizeof(x->res));
 }
 
 static void xfer_free(struct xfer *x)
@@ -537,6 +539,7 @@ static void xfer_finish(struct http *h, struct xfer *x, CURLcode code)
     xfer_put(h, x);
     req->priv = NULL;
     req->done(req, &res);
+    secret_wipe(&res, sizeof(res));
 }
 
 static void drain(struct http *h)
