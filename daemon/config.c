@@ -174,8 +174,14 @@ static const char *clean(const char *v, char *buf, size_t len)
 static const char *quote(const char *v, char *buf, size_t len)
 {
     char tmp[QUOTE_MAX + 8];
+    size_t n = strlen(clean(v, tmp, sizeof(tmp)));
 
-    snprintf(buf, len, "\"%s\"", clean(v, tmp, sizeof(tmp)));
+    if (n + 3 > len)
+        n = len - 3;
+    buf[0] = '"';
+    memcpy(buf + 1, tmp, n);
+    buf[n + 1] = '"';
+    buf[n + 2] = '\0';
     return buf;
 }
 

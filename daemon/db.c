@@ -129,7 +129,7 @@ static int set_wal(sqlite3 *conn, bool memory)
 static int migrate(sqlite3 *conn, const char *path)
 {
     for (;;) {
-        int64_t version;
+        int64_t version = 0;
         int rc = exec_simple(conn, "BEGIN IMMEDIATE");
         if (rc != SQLITE_OK)
             return open_fail(conn, "cannot migrate", path, rc);
@@ -198,7 +198,7 @@ static int configure(sqlite3 *conn, const char *path, int flags)
 
     sqlite3_busy_timeout(conn, DB_OPEN_BUSY_TIMEOUT_MS);
     if (flags & DB_READONLY) {
-        int64_t version;
+        int64_t version = 0;
         rc = pragma_int(conn, "PRAGMA user_version", &version);
         if (rc != SQLITE_OK)
             return open_fail(conn, "cannot open", path, rc);
