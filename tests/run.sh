@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: install what is missing, build twice
 # (plain, and with AddressSanitizer + UndefinedBehaviorSanitizer), run the
-# unit and end-to-end tests in both, and the fuzz targets for a bounded time.
+# unit and end-to-end tests in both, the benchmark's 5-second smoke run, and
+# the fuzz targets for a bounded time; check that a release build compiles.
 # Usage (as root on Debian 12): bash tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/deps.sh
+bash tests/bench/deps.sh   # nginx and wrk for the benchmark's smoke run
 
 results=()
 run_suite() { # name builddir meson-test-args...
@@ -17,6 +19,12 @@ run_suite() { # name builddir meson-test-args...
 meson setup build --reconfigure >/dev/null 2>&1 || meson setup build >/dev/null
 ninja -C build
 run_suite plain build --suite unit --suite e2e
+run_suite bench-smoke build --suite bench-smoke
+
+# A release build must compile warning-free too (-O3 finds other warnings).
+meson setup build-release --buildtype=release --reconfigure >/dev/null 2>&1 ||
+  meson setup build-release --buildtype=release >/dev/null
+ninja -C build-release
 
 meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false --reconfigure >/dev/null 2>&1 ||
   meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
