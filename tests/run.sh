@@ -10,10 +10,11 @@ bash tests/deps.sh
 bash tests/bench/deps.sh   # nginx and wrk for the benchmark's smoke run
 
 results=()
+rm -f build*/meson-logs/testlog-*.json   # the closing count covers this run only
 run_suite() { # name builddir meson-test-args...
   local name=$1 dir=$2; shift 2
   echo "=== $name"
-  if meson test -C "$dir" --print-errorlogs "$@"; then results+=("$name:ok"); else results+=("$name:FAIL"); fi
+  if meson test -C "$dir" --print-errorlogs --logbase "testlog-$name" "$@"; then results+=("$name:ok"); else results+=("$name:FAIL"); fi
 }
 
 meson setup build --reconfigure >/dev/null 2>&1 || meson setup build >/dev/null
@@ -40,7 +41,7 @@ if [ -f tests/fuzz/meson.build ]; then
 fi
 
 # One closing line over every suite run above, from meson's own logs.
-python3 - build/meson-logs/testlog.json build-asan/meson-logs/testlog.json build-fuzz/meson-logs/testlog.json <<'PY'
+python3 - build*/meson-logs/testlog-*.json <<'PY'
 import json, os, sys
 counts = {'passed': 0, 'failed': 0, 'skipped': 0}
 for path in sys.argv[1:]:
