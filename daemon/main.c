@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -178,6 +179,32 @@ static void print_config(const struct config *c)
            f);
 }
 
+/* Every control client holds a file descriptor: make the soft RLIMIT_NOFILE
+ * fit daemon.max_clients plus the database, curl's connections and the
+ * loop's own (systemd gives services a soft limit of 1024; past it libuv
+ * silently drops new connections). The loop uses epoll, so descriptors
+ * above 1024 are fine. */
+static void fit_fd_limit(const struct config *c)
+{
+    struct rlimit rl;
+    rlim_t need = (rlim_t)c->max_clients + 2 * (rlim_t)c->concurrency + 64;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+        return;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
+        log_warning("the file descriptor limit (RLIMIT_NOFILE hard %llu) is below the %llu that "
+                    "daemon.max_clients = %u needs: raise LimitNOFILE= or lower daemon.max_clients",
+                    (unsigned long long)rl.rlim_max, (unsigned long long)need, c->max_clients);
+        need = rl.rlim_max;
+    }
+    if (need <= rl.rlim_cur)
+        return;
+    rl.rlim_cur = need;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        log_warning("cannot raise the file descriptor limit to %llu: %s", (unsigned long long)need,
+                    strerror(errno));
+}
+
 /* ---- status line ---- */
 
 static void send_status(struct daemon *d)
@@ -253,6 +280,7 @@ static void reload(struct daemon *d)
         notify_ready(d->notify);
         return;
     }
+    fit_fd_limit(&c);
     ctl_configure(d->ctl, c.max_clients, c.client_idle_ms, control_gid(&c));
     log_set_level(c.log_level);
     config_free(&d->cfg);
@@ -365,6 +393,7 @@ static int start(struct daemon *d)
     rc = listen_fd_from_systemd(&co.listen_fd);
     if (rc < 0)
         return rc;
+    fit_fd_limit(&d->cfg);
     rc = ctl_new(&d->loop, &co, &d->env, &d->ctl, err, sizeof(err));
     if (rc < 0) {
         log_crit("control socket: %s", err);
