@@ -744,7 +744,12 @@ static void arm_due_timer(struct revoke *r)
         uv_timer_start(&r->due_timer, on_due_timer, FLAG_RECHECK_MS, 0);
         return;
     }
-    target = next.expiry_ms < next.retry_ms ? next.expiry_ms : next.retry_ms;
+    /* With a fetch deferred (the queue is full), retries are fetched when
+     * the queue drains; the timer is for expiries only then, or a retry
+     * that is due already would fire it at once, again and again. */
+    target = next.expiry_ms;
+    if (!r->fetch_due && next.retry_ms < target)
+        target = next.retry_ms;
     uv_timer_start(&r->due_timer, on_due_timer, policy_timer_delay_ms(target, now, RESCAN_MS), 0);
 }
 
@@ -785,7 +790,10 @@ static void on_work(uv_idle_t *h)
     if (more || (r->fetch_due && r->queued < 2 * r->cfg.concurrency && r->in_flight < r->cfg.concurrency))
         return;
     uv_idle_stop(h);
-    if (!r->fetch_due && !r->scan_due)
+    /* Also while a fetch waits for room in the queue (a long queue held
+     * back by a down endpoint): tokens that expire meanwhile must still be
+     * marked due on time. */
+    if (!r->scan_due)
         arm_due_timer(r);
 }
 
