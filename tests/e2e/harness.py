@@ -546,8 +546,10 @@ class Daemon:
         text = self.stderr("all")
         marks = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                  "ERROR: UndefinedBehaviorSanitizer")
-        # A wrapping valgrind -q prints its errors (and nothing else) as "==PID== ...".
-        valgrind = re.compile(r"^==\d+== (?!Warning|WARNING)\S") if self.wrapper else None
+        # A wrapping valgrind -q prints its errors as "==PID== ...", and also
+        # "possibly lost" records that --errors-for-leak-kinds does not count.
+        valgrind = re.compile(r"^==\d+== (?!Warning|WARNING)(?!.* are (possibly lost|still reachable) )\S") \
+            if self.wrapper else None
         return [line for line in text.splitlines()
                 if any(m in line for m in marks) or (valgrind and valgrind.match(line))]
 
