@@ -440,6 +440,7 @@ int main(int argc, char **argv)
     log_set_level(d.cfg.log_level);
     /* No core dump, no ptrace by other users: the process holds secrets. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    proto_wipe_json(); /* jansson wipes what it frees, from the first request on */
     signal(SIGPIPE, SIG_IGN);
 
     rc = uv_loop_init(&d.loop);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: install what is missing, build twice
 # (plain, and with AddressSanitizer + UndefinedBehaviorSanitizer), run the
+# end-to-end tests once more with the daemon under valgrind memcheck, run the
 # unit and end-to-end tests in both, the benchmark's 5-second smoke run, and
 # the fuzz targets for a bounded time; check that a release build compiles.
 # Usage (as root on Debian 12): bash tests/run.sh
@@ -21,6 +22,10 @@ meson setup build --reconfigure >/dev/null 2>&1 || meson setup build >/dev/null
 ninja -C build
 run_suite plain build --suite unit --suite e2e
 run_suite bench-smoke build --suite bench-smoke
+# The daemon of the e2e tests under valgrind memcheck: a memory error or a
+# definite/indirect leak at exit fails the test (exit 99, see harness.py).
+REVOKERD_WRAPPER="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --track-fds=no -q" \
+  run_suite valgrind build e2e_core e2e_outcomes e2e_secrets e2e_ctl e2e_revokerctl
 
 # A release build must compile warning-free too (-O3 finds other warnings).
 meson setup build-release --buildtype=release --reconfigure >/dev/null 2>&1 ||
