@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: install what is missing, build twice
-# (plain, and with AddressSanitizer + UndefinedBehaviorSanitizer), run the
-# end-to-end tests once more with the daemon under valgrind memcheck, run the
-# unit and end-to-end tests in both, the benchmark's 5-second smoke run, and
-# the fuzz targets for a bounded time; check that a release build compiles.
+# The whole test suite, as CI runs it: install what is missing; build twice
+# (plain, and with AddressSanitizer + UndefinedBehaviorSanitizer) and run the
+# unit and end-to-end tests in both; run the end-to-end tests once more with
+# the daemon under valgrind memcheck; the benchmark's 5-second smoke run; the
+# fuzz targets for a bounded time; and check that a release build compiles.
 # Usage (as root on Debian 12): bash tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
