@@ -28,7 +28,9 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 enum {
-    PROMOTE_PAGE = 512,      /* due rows moved to pending per transaction */
+    PROMOTE_PAGE = 512,      /* due rows moved to pending per transaction, at most */
+    PROMOTE_STEP = 16,       /* rows between two looks at the clock */
+    PROMOTE_BUDGET_US = 2000, /* a promotion transaction stops growing after this */
     FETCH_PAGE = 256,        /* pending rows read per query */
     BATCH_MAX = 128,         /* outcomes per commit */
     FLUSH_DELAY_MS = 2,      /* a small batch waits at most this long */
@@ -245,15 +247,34 @@ static void db_trouble(struct revoke *r, const char *what, int rc)
 
 /* ---- promote and fetch ---- */
 
-static int promote_page(struct revoke *r, unsigned *ret_count)
+/* One transaction of promotions, bounded by PROMOTE_PAGE rows and by time:
+ * a row costs tens of microseconds (three index pages at random places in a
+ * large table), and the loop must answer the socket within milliseconds.
+ * *ret_more: the page was cut short, more rows may be due. */
+static int promote_page(struct revoke *r, unsigned *ret_count, bool *ret_more)
 {
-    unsigned count = 0;
+    uint64_t start = uv_hrtime();
+    int64_t now = wall_ms(r);
+    unsigned count = 0, step;
+    bool more = false;
     int rc;
 
     rc = db_begin(r->db);
     if (rc < 0)
         return rc;
-    rc = tokens_promote_due(r->tokens, r->audit, wall_ms(r), PROMOTE_PAGE, &count);
+    for (;;) {
+        step = 0;
+        rc = tokens_promote_due(r->tokens, r->audit, now, PROMOTE_STEP, &step);
+        if (rc < 0)
+            break;
+        count += step;
+        if (step < PROMOTE_STEP)
+            break; /* nothing more is due */
+        if (count >= PROMOTE_PAGE || uv_hrtime() - start >= PROMOTE_BUDGET_US * 1000ull) {
+            more = true;
+            break;
+        }
+    }
     if (rc == 0)
         rc = db_commit(r->db);
     if (rc < 0) {
@@ -262,6 +283,7 @@ static int promote_page(struct revoke *r, unsigned *ret_count)
         return rc;
     }
     *ret_count = count;
+    *ret_more = more;
     return 0;
 }
 
@@ -712,11 +734,15 @@ static void on_flush_timer(uv_timer_t *h)
 {
     struct revoke *r = container_of(h, struct revoke, flush_timer);
 
-    while (r->batch_head && !r->db_blocked) {
+    /* One batch per call, the next after the loop looked at its sockets: a
+     * backlog never blocks it long. */
+    if (r->batch_head && !r->db_blocked) {
         unsigned before = r->uncommitted;
         flush(r);
-        if (r->uncommitted == before)
-            break;
+        if (r->batch_head && r->uncommitted != before) {
+            uv_timer_start(h, on_flush_timer, 0, 0);
+            return;
+        }
     }
     if (r->stopping && r->in_flight == 0 && (!r->batch_head || r->db_blocked))
         finish_stop(r);
@@ -765,7 +791,7 @@ static void on_work(uv_idle_t *h)
         return;
     }
     if (r->scan_due) {
-        rc = promote_page(r, &count);
+        rc = promote_page(r, &count, &more);
         if (rc < 0) {
             db_trouble(r, "marking due tokens", rc);
             return;
@@ -774,9 +800,7 @@ static void on_work(uv_idle_t *h)
             r->fetch_due = true;
             changed(r);
         }
-        if (count == PROMOTE_PAGE)
-            more = true;
-        else
+        if (!more)
             r->scan_due = false;
     }
     if (r->fetch_due && r->queued < 2 * r->cfg.concurrency) {
