@@ -9,7 +9,8 @@
 # token tables of 1 M rows (10 M with --big; cached in build-bench/bench/cache),
 # every scenario 3 times. Prints the table of medians with min and max beside
 # the issue's targets; writes build-bench/bench/results.{json,txt,png}
-# (and profile.txt with --profile). --quick is the 5-second smoke run.
+# (and profile.txt with --profile). --quick is the smoke run (about 10 s;
+# its results go to build-bench/bench-quick/).
 # Other arguments go to bench.py (see python3 tests/bench/bench.py --help).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,4 +22,6 @@ if [ ! -f build-bench/build.ninja ]; then
   meson setup build-bench --buildtype=release -Dwerror=false >/dev/null
 fi
 ninja -C build-bench daemon/revokerd >/dev/null
-exec python3 tests/bench/bench.py --revokerd build-bench/daemon/revokerd --out build-bench/bench "$@"
+out=build-bench/bench
+for a in "$@"; do [ "$a" = --quick ] && out=build-bench/bench-quick; done
+exec python3 tests/bench/bench.py --revokerd build-bench/daemon/revokerd --out "$out" "$@"
