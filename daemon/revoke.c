@@ -360,6 +360,20 @@ static void batch_add(struct revoke *r, struct job *j)
     r->uncommitted++;
 }
 
+/* The fields every outcome of job j shares; the caller fills in the rest. */
+static void record_init(struct job *j, int64_t now_ms)
+{
+    struct outcome_record *rec = &j->rec;
+
+    memset(rec, 0, sizeof(*rec));
+    rec->token_id = j->id;
+    rec->fingerprint = j->fingerprint;
+    rec->attempts = j->attempts;
+    rec->attempt = (int)j->attempts + 1;
+    rec->detail = j->detail;
+    rec->at_ms = now_ms;
+}
+
 /* A token that cannot go into an Authorization header (empty, too long,
  * spaces or control characters) will never be accepted: fail it now rather
  * than retry it forever. */
@@ -367,18 +381,12 @@ static void reject_unsendable(struct revoke *r, struct job *j)
 {
     struct outcome_record *rec = &j->rec;
 
-    memset(rec, 0, sizeof(*rec));
-    rec->token_id = j->id;
-    rec->fingerprint = j->fingerprint;
+    record_init(j, wall_ms(r));
     rec->event = "rejected";
     rec->state = "failed";
-    rec->attempts = j->attempts;
-    rec->attempt = (int)j->attempts + 1;
-    rec->at_ms = wall_ms(r);
     snprintf(j->detail, sizeof(j->detail), "not sent: the token is empty, longer than %d bytes, or holds "
              "spaces or control characters", SECRET_MAX_LEN);
     snprintf(j->last_error, sizeof(j->last_error), "%s", j->detail);
-    rec->detail = j->detail;
     rec->last_error = j->last_error;
     log_token(LOG_WARNING, j->id, j->fingerprint, rec->event, 0, "token %" PRId64 " (%s): rejected: %s", j->id,
               j->fingerprint, j->detail);
@@ -537,15 +545,9 @@ static void build_outcome(struct revoke *r, struct job *j, const struct http_res
     char why[200];
     char span[64];
 
-    memset(rec, 0, sizeof(*rec));
-    rec->token_id = j->id;
-    rec->fingerprint = j->fingerprint;
-    rec->attempts = j->attempts;
-    rec->attempt = (int)j->attempts + 1;
+    record_init(j, now);
     rec->http_status = res->status;
-    rec->detail = j->detail;
     rec->duration_ms = (int64_t)res->duration_ms;
-    rec->at_ms = now;
     describe_failure(res, why, sizeof(why));
 
     switch (o) {
