@@ -14,7 +14,7 @@
 
 struct tokens {
     struct db *db;
-    sqlite3_stmt *first_flagged, *first_expired, *set_due, *set_no_token;
+    sqlite3_stmt *first_flagged, *first_expired, *set_due, *set_due_refill, *set_no_token;
     sqlite3_stmt *any_flagged, *next_expiry, *next_retry, *fetch;
     sqlite3_stmt *outcome;
     sqlite3_stmt *by_sha256, *by_secret, *set_hash, *insert_requested, *by_id, *first_of_subject;
@@ -35,13 +35,21 @@ static const struct {
      "SELECT id, token, fingerprint FROM tokens INDEXED BY tokens_expiry "
      "WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?1 "
      "ORDER BY expires_at LIMIT 1"},
-    /* ?7: a secret handed over again refills a row whose token is gone. */
+    /* Not a word about token: an UPDATE that names an indexed column
+     * rewrites that index entry, a random page in a big table. */
     {S(set_due),
      "UPDATE tokens SET state = 'pending', token_sha256 = ?2, fingerprint = ?3, "
      "due_reason = ?4, due_at = ?5, next_attempt_at = ?5, attempts = 0, last_event = 'due', "
-     "last_error = NULL, finished_at = NULL, flag_reason = coalesce(?6, flag_reason), "
-     "token = coalesce(token, ?7) "
+     "last_error = NULL, finished_at = NULL, flag_reason = coalesce(?6, flag_reason) "
      "WHERE id = ?1 AND state = 'active'"},
+    /* The same, for a row whose token is gone: the secret handed over again
+     * (?7) refills it. */
+    {S(set_due_refill),
+     "UPDATE tokens SET state = 'pending', token_sha256 = ?2, fingerprint = ?3, "
+     "due_reason = ?4, due_at = ?5, next_attempt_at = ?5, attempts = 0, last_event = 'due', "
+     "last_error = NULL, finished_at = NULL, flag_reason = coalesce(?6, flag_reason), "
+     "token = ?7 "
+     "WHERE id = ?1 AND state = 'active' AND token IS NULL"},
     {S(set_no_token),
      "UPDATE tokens SET state = 'failed', due_reason = ?2, due_at = ?3, finished_at = ?3, "
      "next_attempt_at = NULL, last_event = 'rejected', last_error = 'no token to revoke', "
@@ -66,11 +74,11 @@ static const struct {
      "last_error = ?6, finished_at = ?7, token = CASE WHEN ?8 THEN NULL ELSE token END "
      "WHERE id = ?1 AND state = 'pending'"},
     {S(by_sha256),
-     "SELECT id, state FROM tokens INDEXED BY tokens_sha256 "
-     "WHERE token_sha256 = ?1 ORDER BY id LIMIT 1"},
+     "SELECT id, state, 0 FROM tokens INDEXED BY tokens_sha256 "
+     "WHERE token_sha256 = ?1 AND token IS NULL ORDER BY id LIMIT 1"},
     {S(by_secret),
-     "SELECT id, state FROM tokens INDEXED BY tokens_unhashed "
-     "WHERE token = ?1 AND token_sha256 IS NULL ORDER BY id LIMIT 1"},
+     "SELECT id, state, token_sha256 IS NULL FROM tokens INDEXED BY tokens_secret "
+     "WHERE token = ?1 ORDER BY id LIMIT 1"},
     {S(set_hash), "UPDATE tokens SET token_sha256 = ?2, fingerprint = ?3 WHERE id = ?1"},
     {S(insert_requested),
      "INSERT INTO tokens (token, subject, state, token_sha256, fingerprint, flag_reason, "
@@ -79,7 +87,7 @@ static const struct {
     {S(by_id), "SELECT id, token, fingerprint, state FROM tokens WHERE id = ?1"},
     {S(first_of_subject),
      "SELECT id, token, fingerprint FROM tokens INDEXED BY tokens_subject "
-     "WHERE state = 'active' AND subject = ?1 ORDER BY id LIMIT 1"},
+     "WHERE subject = ?1 AND id > ?2 AND state = 'active' ORDER BY id LIMIT 1"},
     {S(status),
      "SELECT id, state, fingerprint, subject, attempts, last_event, last_error, "
      "next_attempt_at, expires_at, due_at, finished_at FROM tokens WHERE id = ?1"},
@@ -91,10 +99,14 @@ static const struct {
     {S(next_failed),
      "SELECT id, token FROM tokens INDEXED BY tokens_failed "
      "WHERE state = 'failed' AND id > ?1 ORDER BY id LIMIT 1"},
+    /* Counted up to ?1: the status line is sent every second, and walking
+     * 100 k index entries takes milliseconds of the loop. */
     {S(count_pending),
-     "SELECT count(*) FROM tokens INDEXED BY tokens_next WHERE state = 'pending'"},
+     "SELECT count(*) FROM (SELECT 1 FROM tokens INDEXED BY tokens_next "
+     "WHERE state = 'pending' LIMIT ?1)"},
     {S(count_failed),
-     "SELECT count(*) FROM tokens INDEXED BY tokens_failed WHERE state = 'failed'"},
+     "SELECT count(*) FROM (SELECT 1 FROM tokens INDEXED BY tokens_failed "
+     "WHERE state = 'failed' LIMIT ?1)"},
     /* The one scan: for `stats`, never for the status line. */
     {S(count_all), "SELECT state, count(*) FROM tokens GROUP BY state"},
     /* Several reads in one transaction lock the WAL once, not per query. */
@@ -196,7 +208,7 @@ struct due_args {
     const char *old_fp;        /* without a token: the fingerprint it had */
     const char *reason;        /* flagged expired requested */
     const char *flag_reason;   /* NULL: keep the row's */
-    const char *refill;        /* stored if the row's token is NULL */
+    const char *refill;        /* the row's token is NULL: store this one */
     size_t refill_len;
     int64_t now_ms;
 };
@@ -209,7 +221,7 @@ static int make_due(struct tokens *t, struct audit *a, const struct due_args *d)
     int err;
 
     if (d->ident) {
-        st = t->set_due;
+        st = d->refill ? t->set_due_refill : t->set_due;
         sqlite3_bind_int64(st, 1, d->id);
         sqlite3_bind_blob(st, 2, d->ident->sha, SECRET_SHA256_LEN, SQLITE_STATIC);
         sqlite3_bind_text(st, 3, d->ident->fp, -1, SQLITE_STATIC);
@@ -218,8 +230,6 @@ static int make_due(struct tokens *t, struct audit *a, const struct due_args *d)
         bind_text_or_null(st, 6, d->flag_reason);
         if (d->refill)
             sqlite3_bind_text(st, 7, d->refill, (int)d->refill_len, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(st, 7);
     } else {
         st = t->set_no_token;
         sqlite3_bind_int64(st, 1, d->id);
@@ -304,6 +314,7 @@ static void read_end(struct tokens *t, bool own)
 
 static int count_one(struct tokens *t, sqlite3_stmt *st, int64_t *ret)
 {
+    sqlite3_bind_int64(st, 1, TOKENS_COUNT_CAP);
     int r = row(t, st);
     if (r < 0)
         return r;
@@ -540,25 +551,26 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
         return -EINVAL;
     ident_of(token, len, &ident);
 
-    /* By hash: rows the daemon has seen, even after their secret is gone. */
-    st = t->by_sha256;
-    sqlite3_bind_blob(st, 1, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
+    /* By the secret: rows that still hold it. */
+    st = t->by_secret;
+    sqlite3_bind_text(st, 1, token, (int)len, SQLITE_STATIC);
     r = row(t, st);
     if (r < 0)
         return r;
+    bool has_secret = r == 1;
     if (r == 0) {
-        /* By the secret: rows an application inserted and nobody hashed yet. */
-        st = t->by_secret;
-        sqlite3_bind_text(st, 1, token, (int)len, SQLITE_STATIC);
+        /* By hash: rows whose secret is gone since they were revoked. */
+        st = t->by_sha256;
+        sqlite3_bind_blob(st, 1, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
         r = row(t, st);
         if (r < 0)
             return r;
-        found_unhashed = r == 1;
     }
 
     if (r == 1) {
         id = sqlite3_column_int64(st, 0);
         copy_column(st, 1, state, sizeof(state));
+        found_unhashed = sqlite3_column_int(st, 2) != 0;
         done(st);
         if (strcmp(state, "active") == 0) {
             struct due_args d = {
@@ -566,7 +578,7 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
                 .ident = &ident,
                 .reason = "requested",
                 .flag_reason = reason,
-                .refill = token,
+                .refill = has_secret ? NULL : token,
                 .refill_len = len,
                 .now_ms = now_ms,
             };
@@ -576,7 +588,7 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
             snprintf(state, sizeof(state), "pending");
         } else if (found_unhashed) {
             /* Not active (an application set its state): hash it anyway
-             * so that the next lookup is by hash. */
+             * so that it stays findable once its secret is gone. */
             st = t->set_hash;
             sqlite3_bind_int64(st, 1, id);
             sqlite3_bind_blob(st, 2, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
@@ -650,12 +662,13 @@ int tokens_revoke_subject(struct tokens *t, struct audit *a, const char *subject
 {
     sqlite3_stmt *st = t->first_of_subject;
     unsigned count = 0;
+    int64_t id = 0; /* the index holds the subject's finished rows too: go past each once */
 
     if (!subject)
         return -EINVAL;
     for (;;) {
-        int64_t id;
         sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 2, id);
         int r = row(t, st);
         if (r < 0)
             return r;

@@ -113,6 +113,9 @@ int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, uns
 struct state_counts {
     int64_t active, pending, revoked, failed;
 };
-/* pending and failed through their partial indexes (cheap); active and
- * revoked only when full is true (a scan: for `stats`, not the status line). */
+/* pending and failed through their partial indexes, up to TOKENS_COUNT_CAP
+ * each (cheap: TOKENS_COUNT_CAP means at least that many); active and revoked
+ * too, all exact, only when full is true (a scan: for `stats`, not the
+ * status line). */
+#define TOKENS_COUNT_CAP 1000
 int tokens_count(struct tokens *t, bool full, struct state_counts *ret);

@@ -32,7 +32,7 @@ class Schema(E2ETestCase):
                 ("table", "tokens"), ("table", "audit"),
                 ("index", "tokens_expiry"), ("index", "tokens_flagged"), ("index", "tokens_next"),
                 ("index", "tokens_failed"), ("index", "tokens_subject"), ("index", "tokens_sha256"),
-                ("index", "tokens_unhashed"), ("index", "audit_token"), ("index", "audit_at"),
+                ("index", "tokens_secret"), ("index", "audit_token"), ("index", "audit_at"),
                 ("trigger", "audit_no_update"), ("trigger", "audit_no_delete"),
                 ("view", "audit_log"), ("view", "outcomes_per_hour"), ("view", "failed_tokens")]:
             self.assertIn((kind, name), objs)
