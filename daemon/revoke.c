@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "checkpoint.h"
 #include "http.h"
 #include "log.h"
 #include "policy.h"
@@ -68,6 +69,7 @@ struct revoke {
     struct tokens *tokens;
     struct audit *audit;
     struct http *http;
+    struct checkpoint *ckpt;
     struct config cfg;
     struct health health;
     struct rng rng;
@@ -115,6 +117,7 @@ static void on_db_timer(uv_timer_t *h);
 static void on_due_timer(uv_timer_t *h);
 static void on_summary_timer(uv_timer_t *h);
 static void on_scrub_timer(uv_timer_t *h);
+static void on_checkpoint(void *data, int err, const char *msg);
 
 /* ---- id set ---- */
 
@@ -877,14 +880,20 @@ static void on_summary_timer(uv_timer_t *h)
 static void on_scrub_timer(uv_timer_t *h)
 {
     struct revoke *r = container_of(h, struct revoke, scrub_timer);
-    int rc = db_checkpoint(r->db);
+    checkpoint_request(r->ckpt);
+}
 
-    if (rc == -EBUSY) {
-        uv_timer_start(h, on_scrub_timer, SCRUB_DELAY_MS, 0);
-    } else if (rc < 0) {
+/* After every checkpoint pass, the scrub's and the WAL size's. */
+static void on_checkpoint(void *data, int err, const char *msg)
+{
+    struct revoke *r = data;
+
+    if (err == -EBUSY) {
+        uv_timer_start(&r->scrub_timer, on_scrub_timer, SCRUB_DELAY_MS, 0);
+    } else if (err < 0) {
         log_err("database: cannot checkpoint the WAL (%s): %s; cleared secrets may stay in it; retrying in %d s",
-                strerror(-rc), db_errmsg(r->db), RESCAN_MS / 1000);
-        uv_timer_start(h, on_scrub_timer, RESCAN_MS, 0);
+                strerror(-err), msg, RESCAN_MS / 1000);
+        uv_timer_start(&r->scrub_timer, on_scrub_timer, RESCAN_MS, 0);
     }
 }
 
@@ -955,9 +964,9 @@ static int http_options_from(const struct config *cfg, struct http_options *o, c
 
 /* ---- lifecycle ---- */
 
-static void on_handle_closed(uv_handle_t *h)
+static void closed(void *revoke)
 {
-    struct revoke *r = h->data;
+    struct revoke *r = revoke;
     void (*cb)(void *) = r->stop_cb;
     void *data = r->stop_data;
 
@@ -972,6 +981,11 @@ static void on_handle_closed(uv_handle_t *h)
         cb(data);
 }
 
+static void on_handle_closed(uv_handle_t *h)
+{
+    closed(h->data);
+}
+
 static void on_http_closed(void *data)
 {
     struct revoke *r = data;
@@ -984,6 +998,7 @@ static void on_http_closed(void *data)
     r->http = NULL;
     for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++)
         uv_close(handles[i], on_handle_closed);
+    checkpoint_close(r->ckpt, closed, r);
 }
 
 static void finish_stop(struct revoke *r)
@@ -1041,13 +1056,16 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
     rc = audit_open(db, &r->audit);
     if (rc < 0)
         goto err_after_tokens;
-    rc = http_options_from(cfg, &ho, &header);
+    rc = checkpoint_new(loop, db, on_checkpoint, r, &r->ckpt);
     if (rc < 0)
         goto err_after_audit;
+    rc = http_options_from(cfg, &ho, &header);
+    if (rc < 0)
+        goto err_after_checkpoint;
     rc = http_new(loop, &ho, &r->http);
     secret_free(header);
     if (rc < 0)
-        goto err_after_audit;
+        goto err_after_checkpoint;
 
     health_init(&r->health, cfg->down_after, cfg->retry_base_ms, cfg->retry_max_delay_ms);
     rng_seed(&r->rng, 0);
@@ -1062,7 +1080,7 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
     uv_timer_init(loop, &r->summary_timer);
     uv_timer_init(loop, &r->scrub_timer);
     uv_check_init(loop, &r->flush_check);
-    r->open_handles = 8;
+    r->open_handles = 9; /* and the checkpointer */
     r->work.data = r->due_timer.data = r->gate_timer.data = r->flush_timer.data = r;
     r->db_timer.data = r->summary_timer.data = r->flush_check.data = r->scrub_timer.data = r;
     /* The loop lives as long as main's own handles say; ours never keep it. */
@@ -1077,6 +1095,8 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
     *ret = r;
     return 0;
 
+err_after_checkpoint:
+    checkpoint_close(r->ckpt, NULL, NULL); /* nothing running yet: freed now */
 err_after_audit:
     audit_close(r->audit);
 err_after_tokens:

@@ -1,0 +1,52 @@
+/* checkpoint: WAL checkpoints without a long fsync on the loop.
+ *
+ * SQLite's automatic checkpoint runs inside the COMMIT that crosses its
+ * threshold: it copies the WAL's pages into the database file and fsyncs
+ * it, on the loop (10-60 ms under load, during which no socket is served).
+ * checkpoint_new() turns it off for the loop's connection (its wal_hook
+ * takes over) and runs each checkpoint as a pass of two steps:
+ *  1. a PASSIVE checkpoint on libuv's threadpool, through a connection of
+ *     its own: it copies what the WAL held when it started and fsyncs, and
+ *     never takes the writer lock, so the loop keeps committing meanwhile;
+ *  2. back on the loop, a TRUNCATE checkpoint (db_checkpoint): it copies
+ *     only what was committed during step 1 and cuts the WAL to 0 bytes, so
+ *     that the WAL stays bounded under a steady stream of commits and page
+ *     images from before a secret was cleared leave the disk.
+ * A pass starts when the WAL reaches CHECKPOINT_FRAMES frames, or on
+ * checkpoint_request(); cb hears how each pass ended. After a pass that
+ * failed for another reason than readers in the way (-EBUSY), only
+ * checkpoint_request() starts the next one (the owner's retry timer).
+ * If one loop turn lasts so long that the WAL reaches CHECKPOINT_FRAMES_INLINE
+ * frames before step 2 runs, the commit checkpoints as SQLite would (PASSIVE),
+ * so that the WAL stays bounded whatever the loop does.
+ * An in-memory database has no WAL: nothing is done. */
+#pragma once
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "db.h"
+
+#define CHECKPOINT_FRAMES 1000        /* SQLite's own default threshold */
+#define CHECKPOINT_FRAMES_INLINE 4000 /* step 2 is late: checkpoint in the commit */
+
+struct checkpoint;
+/* err: 0, -EBUSY (readers or writers in the way: try again soon) or another
+ * negative errno; msg says what SQLite said. */
+typedef void (*checkpoint_cb)(void *data, int err, const char *msg);
+
+int checkpoint_new(uv_loop_t *loop, struct db *db, checkpoint_cb cb, void *data,
+                   struct checkpoint **ret);
+/* Start a pass, unless one is running: its step 2 serves this request. */
+void checkpoint_request(struct checkpoint *c);
+struct checkpoint_stats {
+    unsigned passes;          /* that ended well */
+    uint64_t frames_off_loop; /* WAL frames that step 1 copied (frames a later pass copies
+                               * again count again) */
+    unsigned inline_passes;   /* PASSIVE checkpoints in a commit, SQLite's way: the WAL
+                               * reached CHECKPOINT_FRAMES_INLINE before step 2 came */
+};
+void checkpoint_get_stats(const struct checkpoint *c, struct checkpoint_stats *ret);
+/* The loop's connection gets SQLite's automatic checkpoint back; c is freed
+ * now, or when a running step 1 returns; then closed(data). */
+void checkpoint_close(struct checkpoint *c, void (*closed)(void *data), void *data);
