@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -215,11 +216,16 @@ static void send_status(struct daemon *d)
     revoke_get_stats(d->revoke, &s);
     tokens_count(revoke_tokens(d->revoke), false, &counts);
     notify_status(d->notify,
-                  "endpoint %s; %" PRId64 " pending, %u in flight, %" PRId64 " failed; since start %" PRIu64
+                  "endpoint %s; %" PRId64 "%s pending, %u in flight, %" PRId64 "%s failed; since start %" PRIu64
                   " revoked, %" PRIu64 " already invalid, %" PRIu64 " rejected, %" PRIu64 " gave up%s%s",
-                  s.health, counts.pending, s.in_flight, counts.failed, s.revoked, s.already_invalid, s.rejected,
+                  s.health, counts.pending, counts.pending >= TOKENS_COUNT_CAP ? "+" : "", s.in_flight,
+                  counts.failed, counts.failed >= TOKENS_COUNT_CAP ? "+" : "", s.revoked, s.already_invalid, s.rejected,
                   s.gave_up, s.db_error[0] ? "; database error: " : "", s.db_error);
     d->status_sent_ms = uv_now(&d->loop);
+    /* Quiet again after a burst: give the memory it took back to the
+     * system (glibc keeps freed heap otherwise). At most once a second. */
+    if (s.queued + s.in_flight + s.uncommitted == 0 && ctl_clients(d->ctl) == 0)
+        malloc_trim(0);
 }
 
 static void on_status_timer(uv_timer_t *h)
@@ -442,6 +448,9 @@ int main(int argc, char **argv)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     proto_wipe_json(); /* jansson wipes what it frees, from the first request on */
     signal(SIGPIPE, SIG_IGN);
+    /* libuv's threadpool runs the WAL checkpoints and nothing else here:
+     * one thread is enough, and each thread would keep a malloc arena. */
+    setenv("UV_THREADPOOL_SIZE", "1", 0);
 
     rc = uv_loop_init(&d.loop);
     if (rc < 0) {

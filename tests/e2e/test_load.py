@@ -173,7 +173,7 @@ class Load(E2ETestCase):
         warm.close()
         self.wait_until(lambda: app.states().get("revoked", 0) == 50 * 20, 30, "warm-up revoked")
         self.wait_until(lambda: fd_count(pid) <= fds_initial + 16, 10, "warm-up clients gone")
-        time.sleep(1.0)  # let the once-a-second timers (status, checkpoint) run: not a synchronisation
+        time.sleep(2.0)  # let the once-a-second timers (status, checkpoint) run: not a synchronisation
         fds_before, rss_before, cpu_before = fd_count(pid), rss_kb(pid), cpu_s(pid)
 
         t0 = time.monotonic()
@@ -196,7 +196,7 @@ class Load(E2ETestCase):
                         "all %d tokens revoked" % total)
         t_revoked = time.monotonic()
         self.assertEqual(app.states(), {"revoked": total})
-        time.sleep(1.0)  # as for the baseline
+        time.sleep(2.0)  # as for the baseline, and for the status line (at most 1 s after the last change)
         fds_after, rss_after = fd_count(pid), rss_kb(pid)
         say("%d clients x %d requests: answered in %.1f s, all revoked in %.1f s (revokerd used %.1f s "
             "of CPU); fds %d -> %d (+%d clients) -> %d; RSS %d -> %d KiB (%+d KiB)",
