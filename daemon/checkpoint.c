@@ -162,6 +162,11 @@ void checkpoint_request(struct checkpoint *c)
         start(c);
 }
 
+bool checkpoint_copying(const struct checkpoint *c)
+{
+    return c && c->running;
+}
+
 void checkpoint_get_stats(const struct checkpoint *c, struct checkpoint_stats *ret)
 {
     static const struct checkpoint_stats none;

@@ -22,6 +22,7 @@
  * An in-memory database has no WAL: nothing is done. */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -37,6 +38,10 @@ typedef void (*checkpoint_cb)(void *data, int err, const char *msg);
 
 int checkpoint_new(uv_loop_t *loop, struct db *db, checkpoint_cb cb, void *data,
                    struct checkpoint **ret);
+/* Step 1 is running. A commit made now is left for step 2 to copy, with an
+ * fsync on the loop; the owner's writes that can wait should (cb says when
+ * the pass ended). */
+bool checkpoint_copying(const struct checkpoint *c);
 /* Start a pass, unless one is running: its step 2 serves this request. */
 void checkpoint_request(struct checkpoint *c);
 struct checkpoint_stats {

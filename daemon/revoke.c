@@ -684,7 +684,7 @@ static void flush(struct revoke *r)
     bool scrub = false;
     int rc;
 
-    if (!r->batch_head || r->db_blocked)
+    if (!r->batch_head || r->db_blocked || checkpoint_copying(r->ckpt))
         return;
     rc = db_begin(r->db);
     for (j = r->batch_head; rc == 0 && j && n < BATCH_MAX; j = j->next, n++) {
@@ -795,7 +795,7 @@ static void on_work(uv_idle_t *h)
         uv_idle_stop(h);
         return;
     }
-    if (r->scan_due) {
+    if (r->scan_due && !checkpoint_copying(r->ckpt)) {
         rc = promote_page(r, &count, &more);
         if (rc < 0) {
             db_trouble(r, "marking due tokens", rc);
@@ -888,6 +888,11 @@ static void on_checkpoint(void *data, int err, const char *msg)
 {
     struct revoke *r = data;
 
+    /* Writes held back while step 1 copied. */
+    if (r->batch_head)
+        uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
+    if (r->scan_due)
+        schedule_work(r);
     if (err == -EBUSY) {
         uv_timer_start(&r->scrub_timer, on_scrub_timer, SCRUB_DELAY_MS, 0);
     } else if (err < 0) {

@@ -142,7 +142,9 @@ static void test_threshold_pass(void)
     CHECK_INT(results, 0);
 
     /* The loop runs the pass the commits asked for: the WAL is cut. */
+    CHECK(checkpoint_copying(c)); /* step 1 is queued or running */
     run_until(1);
+    CHECK(!checkpoint_copying(c));
     CHECK_INT(results, 1);
     CHECK_INT(last_err, 0);
     CHECK_INT(passes(c), 1);
@@ -161,8 +163,9 @@ static void test_threshold_pass(void)
     }
     CHECK(passes(c) >= 3);
     /* step 1 runs (again) while commits go on; past CHECKPOINT_FRAMES_INLINE
-     * the commits checkpoint themselves */
-    CHECK(most < CHECKPOINT_FRAMES_INLINE + CHECKPOINT_FRAMES);
+     * the commits checkpoint themselves (unless step 1 holds the checkpoint
+     * lock just then) */
+    CHECK(most < 3 * CHECKPOINT_FRAMES_INLINE);
     printf("# steady stream: %u passes, WAL at most %lld frames\n", passes(c), most);
 
     /* A loop turn that never ends (a flood of requests): past
@@ -173,7 +176,7 @@ static void test_threshold_pass(void)
     struct checkpoint_stats cs;
     checkpoint_get_stats(c, &cs);
     CHECK(cs.inline_passes > 0);
-    CHECK(wal_frames() < 2 * CHECKPOINT_FRAMES_INLINE);
+    CHECK(wal_frames() < 3 * CHECKPOINT_FRAMES_INLINE);
     printf("# without the loop: %u inline checkpoints, WAL %lld frames\n", cs.inline_passes,
            wal_frames());
     run_until(results + 1);
