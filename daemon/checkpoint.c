@@ -57,11 +57,13 @@ static int on_commit(void *data, sqlite3 *conn, const char *schema, int frames)
     return SQLITE_OK;
 }
 
-/* Step 1, on the threadpool: touches c->conn and c->step1_rc only. */
+/* Step 1, on the threadpool: touches c->conn, c->step1_rc and
+ * c->step1_frames only. */
 static void step1(uv_work_t *w)
 {
     struct checkpoint *c = w->data;
     int log_frames = 0;
+
     c->step1_frames = 0;
     c->step1_rc = sqlite3_wal_checkpoint_v2(c->conn, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
                                             &c->step1_frames);
