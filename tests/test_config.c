@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_same.h"
 #include "unit.h"
 
 static char dir[64];
@@ -88,24 +89,6 @@ static bool starts_with(const char *s, const char *prefix)
             unit_failures++;                                                                 \
         }                                                                                    \
     } while (0)
-
-static bool same_str(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-static bool same_config(const struct config *a, const struct config *b)
-{
-    return same_str(a->database, b->database) && same_str(a->socket, b->socket) &&
-           same_str(a->control_group, b->control_group) && a->max_clients == b->max_clients &&
-           a->client_idle_ms == b->client_idle_ms && a->keep_secrets == b->keep_secrets &&
-           a->log_level == b->log_level && same_str(a->url, b->url) && a->timeout_ms == b->timeout_ms &&
-           a->concurrency == b->concurrency && a->rate_limit == b->rate_limit &&
-           same_str(a->ca_file, b->ca_file) && a->down_after == b->down_after &&
-           same_str(a->credential_header, b->credential_header) &&
-           a->retry_base_ms == b->retry_base_ms && a->retry_max_delay_ms == b->retry_max_delay_ms &&
-           a->max_attempts == b->max_attempts && a->retry_after_max_ms == b->retry_after_max_ms;
-}
 
 static void test_defaults(void)
 {
@@ -276,7 +259,7 @@ static void test_good_values(void)
         case FT_STR: {
             const char *got = *(char **)(void *)(base + g->offset);
 
-            if (!same_str(got, g->str)) {
+            if (!config_same_str(got, g->str)) {
                 fprintf(stderr, "case %zu ([%s] %s = %s): got \"%s\", expected \"%s\"\n", i, g->section,
                         g->key, g->value, got ? got : "(null)", g->str ? g->str : "(null)");
                 unit_failures++;
@@ -391,7 +374,7 @@ static void test_bad_values(void)
         CHECK_INT(load_text(&c, text, path, err), -EINVAL);
         snprintf(expect, sizeof(expect), "%s:3: [%s] %s: %s", path, b->section, b->key, b->why);
         CHECK_STR(err, expect);
-        CHECK(same_config(&c, &before));
+        CHECK(config_same(&c, &before));
         config_free(&before);
         config_free(&c);
     }
@@ -563,7 +546,7 @@ static void test_missing_and_unreadable(void)
     CHECK_INT(config_load(&c, path, err, sizeof(err)), -ENOENT);
     snprintf(expect, sizeof(expect), "%s: cannot open: No such file or directory", path);
     CHECK_STR(err, expect);
-    CHECK(same_config(&c, &before));
+    CHECK(config_same(&c, &before));
 
     /* a directory opens but does not read */
     snprintf(path, sizeof(path), "%s/sub.d", dir);
@@ -571,7 +554,7 @@ static void test_missing_and_unreadable(void)
     CHECK_INT(config_load(&c, path, err, sizeof(err)), -EISDIR);
     snprintf(expect, sizeof(expect), "%s:1: cannot read: Is a directory", path);
     CHECK_STR(err, expect);
-    CHECK(same_config(&c, &before));
+    CHECK(config_same(&c, &before));
 
     /* no err buffer is fine */
     CHECK_INT(config_load(&c, "/nonexistent/x.conf", NULL, 0), -ENOENT);
@@ -595,7 +578,7 @@ static void test_failed_load_keeps_struct(void)
                         "[logout]\nurl = https://other.example/\nconcurrency = 2\ntimeout = 2h\n",
                         path, err),
               -EINVAL);
-    CHECK(same_config(&c, &before));
+    CHECK(config_same(&c, &before));
     CHECK(c.database == db); /* not even reallocated */
     CHECK_STR(c.database, "/first.db");
     CHECK_STR(c.control_group, "ops");
@@ -611,7 +594,7 @@ static void test_copy(void)
     a.ca_file = strdup("/ca.pem");
     REQUIRE(a.ca_file);
     REQUIRE(config_copy(&b, &a) == 0);
-    CHECK(same_config(&a, &b));
+    CHECK(config_same(&a, &b));
     CHECK(a.database != b.database);
     CHECK(a.ca_file != b.ca_file);
     CHECK(b.control_group == NULL);

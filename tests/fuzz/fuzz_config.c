@@ -22,27 +22,10 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_same.h"
 
 static int fd = -1;
 static char path[64];
-
-static bool same_str(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-static bool same(const struct config *a, const struct config *b)
-{
-    return same_str(a->database, b->database) && same_str(a->socket, b->socket) &&
-           same_str(a->control_group, b->control_group) && a->max_clients == b->max_clients &&
-           a->client_idle_ms == b->client_idle_ms && a->keep_secrets == b->keep_secrets &&
-           a->log_level == b->log_level && same_str(a->url, b->url) && a->timeout_ms == b->timeout_ms &&
-           a->concurrency == b->concurrency && a->rate_limit == b->rate_limit &&
-           same_str(a->ca_file, b->ca_file) && a->down_after == b->down_after &&
-           same_str(a->credential_header, b->credential_header) && a->retry_base_ms == b->retry_base_ms &&
-           a->retry_max_delay_ms == b->retry_max_delay_ms && a->max_attempts == b->max_attempts &&
-           a->retry_after_max_ms == b->retry_after_max_ms;
-}
 
 /* A message for people: non-empty, no byte below 0x20 nor DEL. */
 static void check_message(const char *err, size_t errlen)
@@ -131,7 +114,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_message(err, sizeof(err));
         if (strncmp(err, path, strlen(path)) != 0 || err[strlen(path)] != ':')
             abort(); /* FILE:LINE: ... */
-        if (!same(&c, &before))
+        if (!config_same(&c, &before))
             abort(); /* a failed load leaves the config as it was */
     } else {
         r = config_validate(&c, err, sizeof(err));
@@ -140,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r < 0)
             check_message(err, sizeof(err));
         if (config_copy(&copy, &c) == 0) {
-            if (!same(&copy, &c))
+            if (!config_same(&copy, &c))
                 abort();
             config_free(&copy);
         }
