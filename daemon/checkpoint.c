@@ -92,16 +92,16 @@ static void after_step1(uv_work_t *w, int status)
     }
     if (status == 0 && c->step1_frames > 0)
         c->stats.frames_off_loop += (uint64_t)c->step1_frames;
-    /* BUSY: another process is checkpointing: step 2 waits for nobody. */
     if (status == 0 && c->step1_rc != SQLITE_OK && c->step1_rc != SQLITE_BUSY) {
         pass_ended(c, db_errno(c->step1_rc), sqlite3_errmsg(c->conn));
         return;
     }
     /* Much was committed while step 1 ran (its fsync takes long under
-     * load): copy that off the loop too, so that step 2's copy and fsync
-     * stay short. */
-    if (c->step1_rc == SQLITE_OK && c->wal_frames - c->step1_frames > STEP2_FRAMES &&
-        c->rounds < STEP1_ROUNDS) {
+     * load), or it was kept out (BUSY: a commit was rewriting the WAL index,
+     * or another process checkpoints): step 1 again, so that step 2's copy
+     * and fsync on the loop stay short. */
+    bool busy = c->step1_rc == SQLITE_BUSY;
+    if ((busy || c->wal_frames - c->step1_frames > STEP2_FRAMES) && c->rounds < STEP1_ROUNDS) {
         c->rounds++;
         start(c);
         return;
