@@ -2,7 +2,8 @@
  *
  * Work is done in bounded steps so the loop never blocks for long: an idle
  * handle runs one step per loop iteration (promote a page of due rows,
- * refill the queue, dispatch) while there is more to do, and stops itself
+ * refill the queue, dispatch, hash a page of new rows) while there is more
+ * to do, and stops itself
  * when there is not; then the due timer waits for the next event. Outcomes
  * are committed in groups from a check handle (after each poll phase) or a
  * short timer, never one transaction per request. */
@@ -29,9 +30,9 @@
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 enum {
-    PROMOTE_PAGE = 512,      /* due rows moved to pending per transaction, at most */
-    PROMOTE_STEP = 16,       /* rows between two looks at the clock */
-    PROMOTE_BUDGET_US = 2000, /* a promotion transaction stops growing after this */
+    PAGE_ROWS = 512,         /* due rows promoted or new rows hashed per transaction, at most */
+    PAGE_STEP = 16,          /* rows between two looks at the clock */
+    PAGE_BUDGET_US = 2000,   /* a promotion transaction stops growing after this */
     FETCH_PAGE = 256,        /* pending rows read per query */
     BATCH_MAX = 128,         /* outcomes per commit */
     FLUSH_DELAY_MS = 2,      /* a small batch waits at most this long */
@@ -40,6 +41,9 @@ enum {
     SUMMARY_MS = 60000,      /* outcome summary line */
     FLAG_RECHECK_MS = 5,     /* a flag seen while arming the due timer */
     SCRUB_DELAY_MS = 1000,   /* WAL checkpoint after secrets were cleared: at most once a second */
+    HASH_DELAY_MS = 1000,    /* new rows are hashed this long after a write is seen: in larger
+                              * transactions, which share the hash index's interior pages */
+    HASH_BUDGET_US = 4000,   /* a hashing transaction stops growing after this */
 };
 
 struct job {
@@ -81,6 +85,7 @@ struct revoke {
     uv_timer_t db_timer;
     uv_timer_t summary_timer;
     uv_timer_t scrub_timer;
+    uv_timer_t hash_timer;
     uv_check_t flush_check;
     unsigned open_handles;
 
@@ -92,6 +97,7 @@ struct revoke {
 
     int64_t fetched_at_ms; /* wall time of the last fetch of pending rows */
     bool scan_due;        /* active rows may be due: promote */
+    bool hash_due;        /* rows may have been written: hash them */
     bool fetch_due;       /* pending rows may be due and not held */
     bool db_blocked;      /* waiting for db_timer after a database error */
     bool stopping;
@@ -117,6 +123,7 @@ static void on_db_timer(uv_timer_t *h);
 static void on_due_timer(uv_timer_t *h);
 static void on_summary_timer(uv_timer_t *h);
 static void on_scrub_timer(uv_timer_t *h);
+static void on_hash_timer(uv_timer_t *h);
 static void on_checkpoint(void *data, int err, const char *msg);
 
 /* ---- id set ---- */
@@ -250,11 +257,24 @@ static void db_trouble(struct revoke *r, const char *what, int rc)
 
 /* ---- promote and fetch ---- */
 
-/* One transaction of promotions, bounded by PROMOTE_PAGE rows and by time:
- * a row costs tens of microseconds (three index pages at random places in a
- * large table), and the loop must answer the socket within milliseconds.
- * *ret_more: the page was cut short, more rows may be due. */
-static int promote_page(struct revoke *r, unsigned *ret_count, bool *ret_more)
+static int promote_step(struct revoke *r, int64_t now, unsigned *ret_count)
+{
+    return tokens_promote_due(r->tokens, r->audit, now, PAGE_STEP, ret_count);
+}
+
+static int hash_step(struct revoke *r, int64_t now, unsigned *ret_count)
+{
+    (void)now;
+    return tokens_hash_new(r->tokens, PAGE_STEP, ret_count);
+}
+
+/* One transaction of steps (promote due rows, or hash new ones), bounded by
+ * PAGE_ROWS rows and by time: a row costs up to tens of microseconds (index
+ * pages at random places in a large table), and the loop must answer the
+ * socket within milliseconds. *ret_more: the page was cut short, more rows
+ * may be waiting. */
+static int run_page(struct revoke *r, int (*step_fn)(struct revoke *, int64_t, unsigned *),
+                    unsigned budget_us, unsigned *ret_count, bool *ret_more)
 {
     uint64_t start = uv_hrtime();
     int64_t now = wall_ms(r);
@@ -267,13 +287,13 @@ static int promote_page(struct revoke *r, unsigned *ret_count, bool *ret_more)
         return rc;
     for (;;) {
         step = 0;
-        rc = tokens_promote_due(r->tokens, r->audit, now, PROMOTE_STEP, &step);
+        rc = step_fn(r, now, &step);
         if (rc < 0)
             break;
         count += step;
-        if (step < PROMOTE_STEP)
-            break; /* nothing more is due */
-        if (count >= PROMOTE_PAGE || uv_hrtime() - start >= PROMOTE_BUDGET_US * 1000ull) {
+        if (step < PAGE_STEP)
+            break; /* nothing more is waiting */
+        if (count >= PAGE_ROWS || uv_hrtime() - start >= budget_us * 1000ull) {
             more = true;
             break;
         }
@@ -796,7 +816,7 @@ static void on_work(uv_idle_t *h)
         return;
     }
     if (r->scan_due && !checkpoint_copying(r->ckpt)) {
-        rc = promote_page(r, &count, &more);
+        rc = run_page(r, promote_step, PAGE_BUDGET_US, &count, &more);
         if (rc < 0) {
             db_trouble(r, "marking due tokens", rc);
             return;
@@ -816,6 +836,19 @@ static void on_work(uv_idle_t *h)
         }
     }
     dispatch(r);
+    /* Last: nothing waits for it but a later lookup, which also finds a
+     * row that is not hashed yet. */
+    if (r->hash_due && !more && !checkpoint_copying(r->ckpt)) {
+        bool left = false;
+        rc = run_page(r, hash_step, HASH_BUDGET_US, &count, &left);
+        if (rc < 0) {
+            db_trouble(r, "hashing new tokens", rc);
+            return;
+        }
+        r->stats.hashed += count;
+        r->hash_due = left;
+        more = left;
+    }
     if (more || (r->fetch_due && r->queued < 2 * r->cfg.concurrency && r->in_flight < r->cfg.concurrency))
         return;
     uv_idle_stop(h);
@@ -850,6 +883,7 @@ static void on_db_timer(uv_timer_t *h)
 
     r->db_blocked = false;
     r->scan_due = true;
+    r->hash_due = true;
     r->fetch_due = true;
     if (r->batch_head)
         uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
@@ -877,6 +911,14 @@ static void on_summary_timer(uv_timer_t *h)
 /* The rows of revoked tokens no longer hold their secrets (secure_delete
  * zeroed the bytes in the pages), but the WAL still holds the page images
  * written before: checkpoint them into the database file and cut the WAL. */
+static void on_hash_timer(uv_timer_t *h)
+{
+    struct revoke *r = container_of(h, struct revoke, hash_timer);
+
+    r->hash_due = true;
+    schedule_work(r);
+}
+
 static void on_scrub_timer(uv_timer_t *h)
 {
     struct revoke *r = container_of(h, struct revoke, scrub_timer);
@@ -891,7 +933,7 @@ static void on_checkpoint(void *data, int err, const char *msg)
     /* Writes held back while step 1 copied. */
     if (r->batch_head)
         uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
-    if (r->scan_due)
+    if (r->scan_due || r->hash_due)
         schedule_work(r);
     if (err == -EBUSY) {
         uv_timer_start(&r->scrub_timer, on_scrub_timer, SCRUB_DELAY_MS, 0);
@@ -997,7 +1039,7 @@ static void on_http_closed(void *data)
     uv_handle_t *handles[] = {
         (uv_handle_t *)&r->work,        (uv_handle_t *)&r->due_timer,    (uv_handle_t *)&r->gate_timer,
         (uv_handle_t *)&r->flush_timer, (uv_handle_t *)&r->db_timer,     (uv_handle_t *)&r->summary_timer,
-        (uv_handle_t *)&r->flush_check, (uv_handle_t *)&r->scrub_timer,
+        (uv_handle_t *)&r->flush_check, (uv_handle_t *)&r->scrub_timer,  (uv_handle_t *)&r->hash_timer,
     };
 
     r->http = NULL;
@@ -1084,19 +1126,22 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
     uv_timer_init(loop, &r->db_timer);
     uv_timer_init(loop, &r->summary_timer);
     uv_timer_init(loop, &r->scrub_timer);
+    uv_timer_init(loop, &r->hash_timer);
     uv_check_init(loop, &r->flush_check);
-    r->open_handles = 9; /* and the checkpointer */
+    r->open_handles = 10; /* and the checkpointer */
     r->work.data = r->due_timer.data = r->gate_timer.data = r->flush_timer.data = r;
     r->db_timer.data = r->summary_timer.data = r->flush_check.data = r->scrub_timer.data = r;
+    r->hash_timer.data = r;
     /* The loop lives as long as main's own handles say; ours never keep it. */
     uv_unref((uv_handle_t *)&r->flush_check);
     uv_unref((uv_handle_t *)&r->summary_timer);
     uv_unref((uv_handle_t *)&r->scrub_timer);
+    uv_unref((uv_handle_t *)&r->hash_timer);
     /* A run that was killed may have left cleared secrets in the WAL. */
     uv_timer_start(&r->scrub_timer, on_scrub_timer, SCRUB_DELAY_MS, 0);
     uv_check_start(&r->flush_check, on_flush_check);
     uv_timer_start(&r->due_timer, on_due_timer, 0, 0);
-    r->scan_due = r->fetch_due = true;
+    r->scan_due = r->fetch_due = r->hash_due = true;
     *ret = r;
     return 0;
 
@@ -1143,6 +1188,8 @@ void revoke_kick(struct revoke *r)
 {
     r->scan_due = true;
     r->fetch_due = true;
+    if (!uv_is_active((uv_handle_t *)&r->hash_timer))
+        uv_timer_start(&r->hash_timer, on_hash_timer, HASH_DELAY_MS, 0);
     schedule_work(r);
 }
 

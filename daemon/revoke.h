@@ -32,6 +32,7 @@ struct revoke_stats {
     unsigned queued, in_flight, uncommitted;
     uint64_t sent;                /* requests started since start */
     uint64_t revoked, already_invalid, rejected, gave_up, retried; /* outcomes since start */
+    uint64_t hashed;              /* rows hashed since start (tokens_hash_new) */
     uint64_t db_errors;           /* failed commits (retried) */
     const char *health;           /* health_describe() */
     const char *last_error;       /* endpoint's last error, "" if none */

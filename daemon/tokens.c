@@ -17,7 +17,8 @@ struct tokens {
     sqlite3_stmt *first_flagged, *first_expired, *set_due, *set_due_refill, *set_no_token;
     sqlite3_stmt *any_flagged, *next_expiry, *next_retry, *fetch;
     sqlite3_stmt *outcome;
-    sqlite3_stmt *by_sha256, *by_secret, *set_hash, *insert_requested, *by_id, *first_of_subject;
+    sqlite3_stmt *by_sha256, *by_unhashed, *set_hash, *unhashed_page, *insert_requested;
+    sqlite3_stmt *by_id, *first_of_subject;
     sqlite3_stmt *status, *requeue, *next_failed;
     sqlite3_stmt *count_pending, *count_failed, *count_all;
     sqlite3_stmt *begin_read;
@@ -29,26 +30,27 @@ static const struct {
 } statements[] = {
 #define S(field) offsetof(struct tokens, field)
     {S(first_flagged),
-     "SELECT id, token, fingerprint FROM tokens INDEXED BY tokens_flagged "
+     "SELECT id, token, fingerprint, token_sha256 FROM tokens INDEXED BY tokens_flagged "
      "WHERE state = 'active' AND flagged <> 0 ORDER BY id LIMIT 1"},
     {S(first_expired),
-     "SELECT id, token, fingerprint FROM tokens INDEXED BY tokens_expiry "
+     "SELECT id, token, fingerprint, token_sha256 FROM tokens INDEXED BY tokens_expiry "
      "WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?1 "
      "ORDER BY expires_at LIMIT 1"},
-    /* Not a word about token: an UPDATE that names an indexed column
-     * rewrites that index entry, a random page in a big table. */
+    /* Not a word about token or token_sha256: an UPDATE that names an
+     * indexed column rewrites that index entry, a random page in a big
+     * table. A row not hashed yet gets set_hash first. */
     {S(set_due),
-     "UPDATE tokens SET state = 'pending', token_sha256 = ?2, fingerprint = ?3, "
-     "due_reason = ?4, due_at = ?5, next_attempt_at = ?5, attempts = 0, last_event = 'due', "
-     "last_error = NULL, finished_at = NULL, flag_reason = coalesce(?6, flag_reason) "
+     "UPDATE tokens SET state = 'pending', fingerprint = ?2, "
+     "due_reason = ?3, due_at = ?4, next_attempt_at = ?4, attempts = 0, last_event = 'due', "
+     "last_error = NULL, finished_at = NULL, flag_reason = coalesce(?5, flag_reason) "
      "WHERE id = ?1 AND state = 'active'"},
-    /* The same, for a row whose token is gone: the secret handed over again
-     * (?7) refills it. */
+    /* The same, for a row whose token is gone (found by its hash): the
+     * secret handed over again (?6) refills it. */
     {S(set_due_refill),
-     "UPDATE tokens SET state = 'pending', token_sha256 = ?2, fingerprint = ?3, "
-     "due_reason = ?4, due_at = ?5, next_attempt_at = ?5, attempts = 0, last_event = 'due', "
-     "last_error = NULL, finished_at = NULL, flag_reason = coalesce(?6, flag_reason), "
-     "token = ?7 "
+     "UPDATE tokens SET state = 'pending', fingerprint = ?2, "
+     "due_reason = ?3, due_at = ?4, next_attempt_at = ?4, attempts = 0, last_event = 'due', "
+     "last_error = NULL, finished_at = NULL, flag_reason = coalesce(?5, flag_reason), "
+     "token = ?6 "
      "WHERE id = ?1 AND state = 'active' AND token IS NULL"},
     {S(set_no_token),
      "UPDATE tokens SET state = 'failed', due_reason = ?2, due_at = ?3, finished_at = ?3, "
@@ -73,20 +75,30 @@ static const struct {
      "UPDATE tokens SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_event = ?5, "
      "last_error = ?6, finished_at = ?7, token = CASE WHEN ?8 THEN NULL ELSE token END "
      "WHERE id = ?1 AND state = 'pending'"},
+    /* Usually one row; more when the same token was written again after
+     * it was revoked. */
     {S(by_sha256),
-     "SELECT id, state, 0 FROM tokens INDEXED BY tokens_sha256 "
-     "WHERE token_sha256 = ?1 AND token IS NULL ORDER BY id LIMIT 1"},
-    {S(by_secret),
-     "SELECT id, state, token_sha256 IS NULL FROM tokens INDEXED BY tokens_secret "
-     "WHERE token = ?1 ORDER BY id LIMIT 1"},
-    {S(set_hash), "UPDATE tokens SET token_sha256 = ?2, fingerprint = ?3 WHERE id = ?1"},
+     "SELECT id, state, token IS NOT NULL FROM tokens INDEXED BY tokens_sha256 "
+     "WHERE token_sha256 = ?1 ORDER BY id"},
+    {S(by_unhashed),
+     "SELECT id, state FROM tokens INDEXED BY tokens_unhashed "
+     "WHERE token = ?1 AND token_sha256 IS NULL ORDER BY id LIMIT 1"},
+    /* Only the hash: a row that grows less splits fewer pages. The
+     * fingerprint comes with the `due` audit row. */
+    {S(set_hash), "UPDATE tokens SET token_sha256 = ?2 WHERE id = ?1"},
+    /* The hasher's work list. Any value but NULL is hashed (as text, like
+     * everywhere else), so that no row stays on the list for ever. */
+    {S(unhashed_page),
+     "SELECT id, token FROM tokens INDEXED BY tokens_unhashed "
+     "WHERE token_sha256 IS NULL AND token IS NOT NULL LIMIT ?1"},
     {S(insert_requested),
      "INSERT INTO tokens (token, subject, state, token_sha256, fingerprint, flag_reason, "
      "due_reason, due_at, next_attempt_at, last_event) "
      "VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 'requested', ?6, ?6, 'due')"},
-    {S(by_id), "SELECT id, token, fingerprint, state FROM tokens WHERE id = ?1"},
+    {S(by_id),
+     "SELECT id, token, fingerprint, token_sha256, state FROM tokens WHERE id = ?1"},
     {S(first_of_subject),
-     "SELECT id, token, fingerprint FROM tokens INDEXED BY tokens_subject "
+     "SELECT id, token, fingerprint, token_sha256 FROM tokens INDEXED BY tokens_subject "
      "WHERE subject = ?1 AND id > ?2 AND state = 'active' ORDER BY id LIMIT 1"},
     {S(status),
      "SELECT id, state, fingerprint, subject, attempts, last_event, last_error, "
@@ -205,6 +217,7 @@ static int64_t floor_seconds(int64_t ms)
 struct due_args {
     int64_t id;
     const struct ident *ident; /* from its token; NULL: it has none */
+    bool unhashed;             /* the row has no token_sha256 yet: store ident's */
     const char *old_fp;        /* without a token: the fingerprint it had */
     const char *reason;        /* flagged expired requested */
     const char *flag_reason;   /* NULL: keep the row's */
@@ -212,6 +225,15 @@ struct due_args {
     size_t refill_len;
     int64_t now_ms;
 };
+
+static int set_hash(struct tokens *t, int64_t id, const struct ident *ident)
+{
+    sqlite3_stmt *st = t->set_hash;
+
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_blob(st, 2, ident->sha, SECRET_SHA256_LEN, SQLITE_STATIC);
+    return run(t, st);
+}
 
 /* Move one active row to pending with a `due` audit row; a row without a
  * token cannot be sent and goes to failed with a `rejected` one. */
@@ -221,15 +243,19 @@ static int make_due(struct tokens *t, struct audit *a, const struct due_args *d)
     int err;
 
     if (d->ident) {
+        if (d->unhashed) {
+            err = set_hash(t, d->id, d->ident);
+            if (err < 0)
+                return err;
+        }
         st = d->refill ? t->set_due_refill : t->set_due;
         sqlite3_bind_int64(st, 1, d->id);
-        sqlite3_bind_blob(st, 2, d->ident->sha, SECRET_SHA256_LEN, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, d->ident->fp, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 4, d->reason, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 5, d->now_ms);
-        bind_text_or_null(st, 6, d->flag_reason);
+        sqlite3_bind_text(st, 2, d->ident->fp, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, d->reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, d->now_ms);
+        bind_text_or_null(st, 5, d->flag_reason);
         if (d->refill)
-            sqlite3_bind_text(st, 7, d->refill, (int)d->refill_len, SQLITE_STATIC);
+            sqlite3_bind_text(st, 6, d->refill, (int)d->refill_len, SQLITE_STATIC);
     } else {
         st = t->set_no_token;
         sqlite3_bind_int64(st, 1, d->id);
@@ -259,9 +285,11 @@ static int make_due(struct tokens *t, struct audit *a, const struct due_args *d)
     return audit_append(a, &e);
 }
 
-/* Read (id, token, fingerprint) from the current row of st, then reset it
- * and make that row due. The secret is hashed before the reset, so it is
- * never copied out of SQLite. */
+/* Read (id, token, fingerprint, token_sha256) from the current row of st,
+ * then reset it and make that row due. The secret is hashed before the
+ * reset, so it is never copied out of SQLite. A hash that is missing (the
+ * hasher has not been there) or stale (an application wrote a new secret
+ * into the row) is stored on the way. */
 static int make_current_due(struct tokens *t, struct audit *a, sqlite3_stmt *st,
                             const char *reason, const char *flag_reason, int64_t now_ms,
                             int64_t *ret_id)
@@ -272,15 +300,20 @@ static int make_current_due(struct tokens *t, struct audit *a, sqlite3_stmt *st,
     const void *token = sqlite3_column_text(st, 1);
     size_t len = (size_t)sqlite3_column_bytes(st, 1);
     bool has_token = token && len > 0;
+    bool unhashed = false;
 
-    if (has_token)
+    if (has_token) {
         ident_of(token, len, &ident);
+        unhashed = sqlite3_column_bytes(st, 3) != SECRET_SHA256_LEN ||
+                   memcmp(sqlite3_column_blob(st, 3), ident.sha, SECRET_SHA256_LEN) != 0;
+    }
     copy_column(st, 2, old_fp, sizeof(old_fp));
     done(st);
 
     struct due_args d = {
         .id = id,
         .ident = has_token ? &ident : NULL,
+        .unhashed = unhashed,
         .old_fp = old_fp[0] ? old_fp : NULL,
         .reason = reason,
         .flag_reason = flag_reason,
@@ -408,6 +441,36 @@ int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsign
     if (ret_count)
         *ret_count = count;
     return 0;
+}
+
+int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count)
+{
+    struct {
+        int64_t id;
+        struct ident ident;
+    } page[TOKENS_HASH_STEP];
+    sqlite3_stmt *st = t->unhashed_page;
+    unsigned n = 0;
+    int rc, err = 0;
+
+    if (limit > TOKENS_HASH_STEP)
+        limit = TOKENS_HASH_STEP;
+    /* Read the page first: the updates take the rows out of the index
+     * being read. */
+    sqlite3_bind_int(st, 1, (int)limit);
+    while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        page[n].id = sqlite3_column_int64(st, 0);
+        ident_of(sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1), &page[n].ident);
+        n++;
+    }
+    if (n < limit && rc != SQLITE_DONE)
+        err = db_fail(t->db, rc);
+    done(st);
+    for (unsigned i = 0; i < n && err == 0; i++)
+        err = set_hash(t, page[i].id, &page[i].ident);
+    if (err == 0 && ret_count)
+        *ret_count = n;
+    return err;
 }
 
 int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
@@ -542,8 +605,8 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
 {
     struct ident ident;
     char state[16];
-    int64_t id;
-    bool found_unhashed = false;
+    int64_t id = 0;
+    bool has_secret = false, unhashed = false;
     sqlite3_stmt *st;
     int r, err;
 
@@ -551,31 +614,47 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
         return -EINVAL;
     ident_of(token, len, &ident);
 
-    /* By the secret: rows that still hold it. */
-    st = t->by_secret;
-    sqlite3_bind_text(st, 1, token, (int)len, SQLITE_STATIC);
-    r = row(t, st);
+    /* By hash: every row the hasher has seen; the first that still holds
+     * its secret, else the first. */
+    st = t->by_sha256;
+    sqlite3_bind_blob(st, 1, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
+    while ((r = row(t, st)) == 1) {
+        bool live = sqlite3_column_int(st, 2) != 0;
+        if (id == 0 || live) {
+            id = sqlite3_column_int64(st, 0);
+            copy_column(st, 1, state, sizeof(state));
+            has_secret = live;
+        }
+        if (live)
+            break;
+    }
+    done(st);
     if (r < 0)
         return r;
-    bool has_secret = r == 1;
-    if (r == 0) {
-        /* By hash: rows whose secret is gone since they were revoked. */
-        st = t->by_sha256;
-        sqlite3_bind_blob(st, 1, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
-        r = row(t, st);
-        if (r < 0)
-            return r;
+    r = id != 0;
+    if (!has_secret) {
+        /* By the secret: a row written since the hasher last ran, which
+         * wins over a revoked row of the same token. */
+        st = t->by_unhashed;
+        sqlite3_bind_text(st, 1, token, (int)len, SQLITE_STATIC);
+        int u = row(t, st);
+        if (u < 0)
+            return u;
+        if (u == 1) {
+            id = sqlite3_column_int64(st, 0);
+            copy_column(st, 1, state, sizeof(state));
+            has_secret = unhashed = true;
+            done(st);
+            r = 1;
+        }
     }
 
     if (r == 1) {
-        id = sqlite3_column_int64(st, 0);
-        copy_column(st, 1, state, sizeof(state));
-        found_unhashed = sqlite3_column_int(st, 2) != 0;
-        done(st);
         if (strcmp(state, "active") == 0) {
             struct due_args d = {
                 .id = id,
                 .ident = &ident,
+                .unhashed = unhashed,
                 .reason = "requested",
                 .flag_reason = reason,
                 .refill = has_secret ? NULL : token,
@@ -586,14 +665,10 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
             if (err < 0)
                 return err == -ESTALE ? -EIO : err;
             snprintf(state, sizeof(state), "pending");
-        } else if (found_unhashed) {
-            /* Not active (an application set its state): hash it anyway
-             * so that it stays findable once its secret is gone. */
-            st = t->set_hash;
-            sqlite3_bind_int64(st, 1, id);
-            sqlite3_bind_blob(st, 2, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
-            sqlite3_bind_text(st, 3, ident.fp, -1, SQLITE_STATIC);
-            err = run(t, st);
+        } else if (unhashed) {
+            /* Not active (an application set its state): hash it now, as
+             * the hasher would have. */
+            err = set_hash(t, id, &ident);
             if (err < 0)
                 return err;
         }
@@ -641,7 +716,7 @@ int tokens_revoke_id(struct tokens *t, struct audit *a, int64_t id, const char *
         return r;
     if (r == 0)
         return -ENOENT;
-    const char *state = (const char *)sqlite3_column_text(st, 3);
+    const char *state = (const char *)sqlite3_column_text(st, 4);
     if (!state || strcmp(state, "active") != 0) {
         done(st);
         if (ret_changed)
@@ -730,7 +805,7 @@ int tokens_requeue_id(struct tokens *t, struct audit *a, int64_t id, int64_t now
         return -ENOENT;
     const void *token = sqlite3_column_text(st, 1);
     size_t len = (size_t)sqlite3_column_bytes(st, 1);
-    const char *state = (const char *)sqlite3_column_text(st, 3);
+    const char *state = (const char *)sqlite3_column_text(st, 4);
     if (!state || strcmp(state, "failed") != 0 || !token || len == 0) {
         done(st);
         return -EINVAL;

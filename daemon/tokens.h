@@ -23,12 +23,22 @@ struct tokens;
 int tokens_open(struct db *db, struct tokens **ret_tokens);
 void tokens_close(struct tokens *t); /* NULL is fine */
 
+/* Hash up to `limit` (at most TOKENS_HASH_STEP) rows that have a token but
+ * no token_sha256 yet: the rows applications wrote since the last call
+ * (the fingerprint is stored when the row is made due).
+ * Hashing them soon after they are written keeps the lookup indexes out of
+ * promotion and revocation (sql/003-hash-on-sight.sql). *ret_count: rows
+ * hashed (< limit means none is left). */
+#define TOKENS_HASH_STEP 64
+int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count);
+
 /* Move up to `limit` due active tokens to pending: flagged ones first, then
- * those whose expires_at * 1000 <= now_ms. Each gets token_sha256,
- * fingerprint, due_reason/due_at, next_attempt_at = now_ms and a `due` audit
- * row (detail "flagged" or "expired"). A row without a token goes straight
- * to failed with a `rejected` audit row. *ret_count: rows moved (< limit
- * means nothing more is due now). */
+ * those whose expires_at * 1000 <= now_ms. Each gets its fingerprint (and
+ * token_sha256 if the hasher has not been there), due_reason/due_at,
+ * next_attempt_at = now_ms and a `due` audit row (detail "flagged" or
+ * "expired"). A row without a token goes straight to failed with a
+ * `rejected` audit row. *ret_count: rows moved (< limit means nothing more
+ * is due now). */
 int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
                        unsigned *ret_count);
 

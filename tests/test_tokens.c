@@ -9,6 +9,7 @@
 
 #include "audit.h"
 #include "db.h"
+#include "schema.h"
 #include "secret.h"
 #include "tokens.h"
 #include "unit.h"
@@ -624,6 +625,246 @@ static void test_revoke_secret(void)
     fx_close();
 }
 
+/* ---- the hasher ---- */
+
+static unsigned hash_new(unsigned limit)
+{
+    unsigned n = 12345;
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_hash_new(tk, limit, &n), 0);
+    REQUIRE(db_commit(db) == 0);
+    return n;
+}
+
+static void test_hash_new(void)
+{
+    char fp[SECRET_FP_LEN + 1], hex[65];
+    fx_open();
+    int64_t a = insert_token("hash-alpha", "s", "1800000000", 0);
+    int64_t b = insert_token("hash-beta", NULL, NULL, 0);
+    int64_t none = insert_token(NULL, NULL, NULL, 0);
+    int64_t empty = insert_token("", NULL, NULL, 0);
+    exec("INSERT INTO tokens (token) VALUES (12345)"); /* not text: hashed as text */
+    int64_t num = sqlite3_last_insert_rowid(db->conn);
+    CHECK_INT(qint("SELECT count(*) FROM tokens WHERE token_sha256 IS NULL"), 5);
+
+    /* A page at a time; a row without a token is never on the list. */
+    CHECK_INT(hash_new(3), 3);
+    CHECK_INT(hash_new(3), 1);
+    CHECK_INT(hash_new(3), 0);
+    CHECK_INT(hash_new(TOKENS_HASH_STEP + 5), 0); /* capped, not overrun */
+    CHECK_INT(qint("SELECT count(*) FROM tokens WHERE token_sha256 IS NULL"), 1);
+    CHECK_INT(qint("SELECT token_sha256 IS NULL AND fingerprint IS NULL FROM tokens WHERE id = %lld",
+                   (long long)none),
+              1);
+    const struct {
+        int64_t id;
+        const char *text;
+    } want[] = {{a, "hash-alpha"}, {b, "hash-beta"}, {empty, ""}, {num, "12345"}};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        fp_of(want[i].text, fp, hex);
+        CHECK_STR(qtext("SELECT lower(hex(token_sha256)) || ',' || coalesce(fingerprint, '-') "
+                        "FROM tokens WHERE id = %lld",
+                        (long long)want[i].id),
+                  qtext("SELECT '%s,-'", hex));
+    }
+    /* Hashing changes nothing else: no state, no audit row. */
+    CHECK_INT(qint("SELECT count(*) FROM tokens WHERE state <> 'active'"), 0);
+    CHECK_INT(qint("SELECT count(*) FROM audit"), 0);
+
+    /* Found by its hash now, and made due without a second hash. */
+    int64_t id = 0;
+    char state[16];
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "hash-alpha", 10, NULL, NULL, NOW, &id, state), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(id, a);
+    CHECK_STR(state, "pending");
+    CHECK_INT(qint("SELECT count(*) FROM tokens"), 5);
+    fp_of("hash-alpha", fp, NULL);
+    CHECK_STR(qtext("SELECT fingerprint FROM tokens WHERE id = %lld", (long long)a), fp);
+
+    /* A promoted row that the hasher had not reached is hashed on the way. */
+    int64_t late = insert_token("hash-late", NULL, "1600000000", 0);
+    CHECK_INT(promote(NOW, 10), 1);
+    fp_of("hash-late", fp, hex);
+    CHECK_STR(qtext("SELECT lower(hex(token_sha256)) FROM tokens WHERE id = %lld", (long long)late),
+              hex);
+    CHECK_INT(hash_new(10), 0);
+    fx_close();
+}
+
+/* An application that writes a new secret into a hashed row leaves a stale
+ * hash: making the row due stores the right one (what it sends). */
+static void test_hash_secret_rewritten(void)
+{
+    char fp[SECRET_FP_LEN + 1], hex[65], state[16];
+    int64_t id = 0;
+    fx_open();
+    int64_t row = insert_token("first-secret", NULL, NULL, 0);
+    CHECK_INT(hash_new(10), 1);
+    exec("UPDATE tokens SET token = 'second-secret', flagged = 1 WHERE id = %lld", (long long)row);
+    CHECK_INT(hash_new(10), 0); /* not the hasher's: it has a hash */
+    CHECK_INT(promote(NOW, 10), 1);
+    fp_of("second-secret", fp, hex);
+    CHECK_STR(qtext("SELECT lower(hex(token_sha256)) || ',' || fingerprint FROM tokens "
+                    "WHERE id = %lld",
+                    (long long)row),
+              qtext("SELECT '%s,%s'", hex, fp));
+    CHECK_STR(qtext("SELECT fingerprint FROM audit WHERE token_id = %lld AND event = 'due'",
+                    (long long)row),
+              fp);
+    /* Found by the new secret now. */
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "second-secret", 13, NULL, NULL, NOW, &id, state), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(id, row);
+    CHECK_STR(state, "pending");
+
+    /* Two hashed rows of the same token: the one that still holds it wins. */
+    int64_t old_row = insert_token("twice", NULL, NULL, 0);
+    CHECK_INT(hash_new(10), 1);
+    exec("UPDATE tokens SET state = 'revoked', token = NULL WHERE id = %lld", (long long)old_row);
+    int64_t new_row = insert_token("twice", NULL, NULL, 0);
+    CHECK_INT(hash_new(10), 1);
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "twice", 5, NULL, NULL, NOW, &id, state), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(id, new_row);
+    CHECK_STR(state, "pending");
+    fx_close();
+}
+
+/* A schema-2 file (rows hashed when they were made due) is upgraded: its
+ * unhashed rows go on the hasher's list and stay findable meanwhile. */
+static void test_upgrade_from_schema_2(void)
+{
+    char path[128], state[16];
+    sqlite3 *raw;
+    int64_t id = 0;
+    snprintf(dir, sizeof(dir), "/tmp/test_tokens.XXXXXX");
+    REQUIRE(mkdtemp(dir) != NULL);
+    snprintf(path, sizeof(path), "%s/t.db", dir);
+    REQUIRE(sqlite3_open(path, &raw) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(raw, "PRAGMA journal_mode=WAL", NULL, NULL, NULL) == SQLITE_OK);
+    REQUIRE(schema_version >= 3);
+    for (unsigned i = 0; i < 2; i++)
+        REQUIRE(sqlite3_exec(raw, schema_migrations[i], NULL, NULL, NULL) == SQLITE_OK);
+    uint8_t sha[SECRET_SHA256_LEN];
+    char hex[65];
+    secret_sha256("was-revoked", 11, sha);
+    secret_hex(sha, hex);
+    char sql[512];
+    snprintf(sql, sizeof(sql),
+             "PRAGMA user_version = 2;"
+             "INSERT INTO tokens (id, token) VALUES (1, 'still-active');"
+             "INSERT INTO tokens (id, token, state, token_sha256) VALUES (2, NULL, 'revoked', x'%s');",
+             hex);
+    REQUIRE(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(raw);
+
+    snprintf(path, sizeof(path), "%s/t.db", dir);
+    REQUIRE(db_open(path, 0, &db) == 0);
+    REQUIRE(audit_open(db, &au) == 0);
+    REQUIRE(tokens_open(db, &tk) == 0);
+    CHECK_INT(qint("PRAGMA user_version"), schema_version);
+    CHECK_INT(qint("SELECT count(*) FROM sqlite_schema WHERE name = 'tokens_secret'"), 0);
+    /* Before the hasher: by its secret; the revoked one by its hash. */
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "was-revoked", 11, NULL, NULL, NOW, &id, state), 0);
+    CHECK_INT(id, 2);
+    CHECK_STR(state, "revoked");
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(hash_new(10), 1);
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "still-active", 12, NULL, NULL, NOW, &id, state), 0);
+    CHECK_INT(id, 1);
+    CHECK_STR(state, "pending");
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(qint("SELECT count(*) FROM tokens"), 2);
+    fx_close();
+}
+
+/* The names of the b-trees whose pages the WAL holds, as ",name,name,":
+ * what was written since the WAL was last cut, mapped with dbstat. */
+static const char *wal_btrees(void)
+{
+    static char names[1024];
+    char path[128];
+    unsigned char hdr[32], fh[24];
+    snprintf(path, sizeof(path), "%s/t.db-wal", dir);
+    FILE *f = fopen(path, "rb");
+    REQUIRE(f != NULL);
+    names[0] = '\0';
+    if (fread(hdr, 1, sizeof(hdr), f) == sizeof(hdr)) {
+        uint32_t page_size = (uint32_t)hdr[8] << 24 | hdr[9] << 16 | hdr[10] << 8 | hdr[11];
+        while (fread(fh, 1, sizeof(fh), f) == sizeof(fh)) {
+            uint32_t pgno = (uint32_t)fh[0] << 24 | fh[1] << 16 | fh[2] << 8 | fh[3];
+            REQUIRE(fseek(f, (long)page_size, SEEK_CUR) == 0);
+            const char *name = qtext("SELECT name FROM dbstat WHERE pageno = %u", pgno);
+            char item[80];
+            snprintf(item, sizeof(item), ",%s,", name);
+            if (!strstr(names, item)) /* ",a," + "b," */
+                snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s",
+                         names[0] ? item + 1 : item);
+        }
+    }
+    fclose(f);
+    return names;
+}
+
+static void cut_wal(void)
+{
+    REQUIRE(sqlite3_wal_checkpoint_v2(db->conn, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL) ==
+            SQLITE_OK);
+    CHECK_STR(wal_btrees(), "");
+}
+
+/* The point of schema 3: once a row is hashed, making it due and revoking
+ * it write no page of the lookup indexes, which are random pages in a large
+ * table. The WAL says which b-trees each step wrote. */
+static void test_hot_path_pages(void)
+{
+    fx_open();
+    exec("WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 3000) "
+         "INSERT INTO tokens (token, subject, expires_at) "
+         "SELECT printf('tok-%%08x-%%d', abs(random()), i), 'user-' || (i %% 97), 1800000000 FROM s");
+    int64_t due = insert_token("the-due-one", "user-1", "1600000000", 0);
+    /* The hasher writes the lookup indexes: the check below can see them. */
+    cut_wal();
+    while (hash_new(TOKENS_HASH_STEP) == TOKENS_HASH_STEP)
+        ;
+    const char *w = wal_btrees();
+    CHECK(strstr(w, ",tokens_sha256,") != NULL);
+    CHECK(strstr(w, ",tokens_unhashed,") != NULL);
+
+    cut_wal();
+    CHECK_INT(promote(NOW, 10), 1);
+    w = wal_btrees();
+    printf("promotion wrote: %s\n", w);
+    CHECK(strstr(w, ",tokens,") != NULL);
+    CHECK(strstr(w, ",tokens_sha256,") == NULL);
+    CHECK(strstr(w, ",tokens_unhashed,") == NULL);
+    CHECK(strstr(w, ",tokens_subject,") == NULL);
+
+    cut_wal();
+    struct outcome_record r = {.token_id = due, .fingerprint = "x", .event = "revoked",
+                               .state = "revoked", .attempt = 1, .http_status = 200,
+                               .duration_ms = 3, .at_ms = NOW + 5, .drop_secret = true};
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    REQUIRE(db_commit(db) == 0);
+    w = wal_btrees();
+    printf("revocation wrote: %s\n", w);
+    CHECK(strstr(w, ",tokens,") != NULL);
+    CHECK(strstr(w, ",tokens_sha256,") == NULL);
+    CHECK(strstr(w, ",tokens_unhashed,") == NULL);
+    CHECK(strstr(w, ",tokens_subject,") == NULL);
+    CHECK_STR(qtext("SELECT coalesce(token, 'gone') FROM tokens WHERE id = %lld", (long long)due),
+              "gone");
+    fx_close();
+}
+
 static void test_revoke_id(void)
 {
     fx_open();
@@ -1075,7 +1316,14 @@ static void *fail_realloc(void *p, int n)
     return real_mem.xRealloc(p, n);
 }
 
-enum op { OP_REVOKE_SECRET, OP_PROMOTE, OP_OUTCOME, OP_REQUEUE_FAILED, OP_REVOKE_SUBJECT };
+enum op {
+    OP_REVOKE_SECRET,
+    OP_PROMOTE,
+    OP_OUTCOME,
+    OP_REQUEUE_FAILED,
+    OP_REVOKE_SUBJECT,
+    OP_HASH_NEW
+};
 
 static int run_op(enum op op)
 {
@@ -1096,6 +1344,8 @@ static int run_op(enum op op)
         return tokens_requeue_failed(tk, au, NOW, &count);
     case OP_REVOKE_SUBJECT:
         return tokens_revoke_subject(tk, au, "s", "r", NOW, &count, NULL, NULL);
+    case OP_HASH_NEW:
+        return tokens_hash_new(tk, 10, &count);
     }
     return -EINVAL;
 }
@@ -1110,8 +1360,8 @@ static void test_allocation_failures(void)
     REQUIRE(sqlite3_config(SQLITE_CONFIG_MALLOC, &m) == SQLITE_OK);
     REQUIRE(sqlite3_initialize() == SQLITE_OK);
 
-    static const enum op ops[] = {OP_REVOKE_SECRET, OP_PROMOTE, OP_OUTCOME, OP_REQUEUE_FAILED,
-                                  OP_REVOKE_SUBJECT};
+    static const enum op ops[] = {OP_REVOKE_SECRET,  OP_PROMOTE,        OP_OUTCOME,
+                                  OP_REQUEUE_FAILED, OP_REVOKE_SUBJECT, OP_HASH_NEW};
     for (size_t k = 0; k < sizeof(ops) / sizeof(ops[0]); k++) {
         int injected = 0;
         for (int nth = 0; nth < 2000; nth++) {
@@ -1165,6 +1415,7 @@ static void test_allocation_failures(void)
 
 TEST_MAIN(CASE(test_promote_boundaries), CASE(test_promote_order_limit_and_no_token),
           CASE(test_fetch_order), CASE(test_outcomes), CASE(test_next_events),
-          CASE(test_revoke_secret), CASE(test_revoke_id), CASE(test_revoke_subject),
+          CASE(test_revoke_secret), CASE(test_hash_new), CASE(test_hash_secret_rewritten),
+          CASE(test_hot_path_pages), CASE(test_upgrade_from_schema_2), CASE(test_revoke_id), CASE(test_revoke_subject),
           CASE(test_status), CASE(test_requeue), CASE(test_counts), CASE(test_query_plans),
           CASE(test_allocation_failures), CASE(test_timing_million_rows))

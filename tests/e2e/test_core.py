@@ -32,7 +32,8 @@ class Schema(E2ETestCase):
                 ("table", "tokens"), ("table", "audit"),
                 ("index", "tokens_expiry"), ("index", "tokens_flagged"), ("index", "tokens_next"),
                 ("index", "tokens_failed"), ("index", "tokens_subject"), ("index", "tokens_sha256"),
-                ("index", "tokens_secret"), ("index", "audit_token"), ("index", "audit_at"),
+                ("index", "tokens_unhashed"),
+                ("index", "audit_token"), ("index", "audit_at"),
                 ("trigger", "audit_no_update"), ("trigger", "audit_no_delete"),
                 ("view", "audit_log"), ("view", "outcomes_per_hour"), ("view", "failed_tokens")]:
             self.assertIn((kind, name), objs)
@@ -116,13 +117,21 @@ class DueTokens(E2ETestCase):
         self.assertEqual(rev["http_status"], 200)
         self.assertIsNotNone(rev["duration_ms"])
 
-        # Tokens that are not due are not touched.
+        # Tokens that are not due are not revoked, only hashed (schema 3:
+        # soon after they are written, so that revoking them later touches
+        # no lookup index).
         for tid, secret in ((lid, later), (nid, never)):
             row = app.row(tid)
             self.assertEqual(row["state"], "active")
             self.assertEqual(row["token"], secret)
+            self.assertEqual(row["token_sha256"], sha256(secret))
             self.assertEqual(app.audit(tid), [])
             self.assertEqual(ep.requests(secret), [])
+        # One written while the daemon idles is hashed within moments.
+        idle = tok("idle")
+        iid = app.insert(idle, expires_at=int(now_s()) + 3600)
+        self.wait_until(lambda: app.row(iid)["token_sha256"] == sha256(idle), 5, "new token hashed")
+        self.assertEqual(app.state(iid), "active")
         self.assertEqual(d.stop(), 0)
         self.assert_no_secrets([expiring, later, never, past], d, app)
         self.assert_no_sanitizer_errors(d)
