@@ -17,6 +17,10 @@ scenario --reps times:
            db_commit when perf can; else n/a)
   startup  READY=1 time and RSS with 1 M (and with --big 10 M) rows, nothing due
   idle     CPU over 60 s with 1 M active tokens, nothing due
+  hashing  20,000 new tokens written by another process (2,000 a second, 100
+           per transaction) while the daemon runs: the daemon's CPU to hash
+           each one (what schema 3 moved off the revocation path), and how
+           long after the last write all of them are hashed
   latency  expiry -> request (tokens expiring spread over a minute),
            flag committed by another process -> request, socket revoke -> request
   storm    N tokens expiring in the same second while a client pings the
@@ -60,19 +64,19 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 CONCURRENCY = 16
 FAR_MARKED = 4000000000   # expires_at of the rows the scenarios make due (2096)
 FAR_OTHERS = 4100000000   # every other row: far in the future
-GEN_VERSION = "1"         # bump when the generated table changes
+GEN_VERSION = "3"         # bump when the generated table changes
 
 # Sizes and durations per mode. quick: a smoke run of about 5 s of scenarios.
 MODES = {
     "normal": dict(rows=1_000_000, due=100_000, big_rows=10_000_000, reps=3,
                    idle_s=60.0, expiry_window_s=60, expiry_tokens=600, flags=200,
                    flag_gap_s=0.05, socket_revokes=200, socket_gap_s=0.02,
-                   storm=100_000, outage_s=30.0, outage_tokens=20_000,
+                   storm=100_000, outage_s=30.0, outage_tokens=20_000, new_tokens=20_000,
                    retry_base="1s", retry_max="15min", wrk_s=5, lead_s=2),
     "quick": dict(rows=20_000, due=2_000, big_rows=200_000, reps=1,
                   idle_s=0.8, expiry_window_s=1, expiry_tokens=20, flags=10,
                   flag_gap_s=0.03, socket_revokes=10, socket_gap_s=0.01,
-                  storm=2_000, outage_s=1.0, outage_tokens=400,
+                  storm=2_000, outage_s=1.0, outage_tokens=400, new_tokens=2_000,
                   retry_base="100ms", retry_max="400ms", wrk_s=1, lead_s=1),
 }
 
@@ -595,12 +599,18 @@ def connect(path):
     return c
 
 
+def token_sha256(token):
+    return None if token is None else hashlib.sha256(str(token).encode()).digest()
+
+
 def build_base(bench, path, rows):
     """A table of `rows` active tokens: every 10th row (id % 10 == 0) expires
     at FAR_MARKED (the scenarios move those), the others far in the future.
     The schema is the daemon's own: revokerd creates the empty file. Rows are
     inserted in one transaction without the indexes, which are then built
-    (sorting once is much faster than a million b-tree inserts)."""
+    (sorting once is much faster than a million b-tree inserts). The rows
+    are hashed as a running daemon leaves them shortly after they are
+    written (scenario `hashing` measures that cost)."""
     tmp = path + ".tmp"
     for suffix in ("", "-wal", "-shm"):
         with contextlib.suppress(FileNotFoundError):
@@ -614,6 +624,7 @@ def build_base(bench, path, rows):
     c.execute("PRAGMA synchronous=OFF")
     c.execute("PRAGMA cache_size=-1000000")
     c.execute("PRAGMA threads=4")
+    c.create_function("token_sha256", 1, token_sha256, deterministic=True)
     indexes = c.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
                         "AND tbl_name = 'tokens' AND sql IS NOT NULL").fetchall()
     c.execute("BEGIN")
@@ -625,6 +636,7 @@ def build_base(bench, path, rows):
         SELECT i, printf('%s%08x', lower(hex(randomblob(12))), i), 'user-' || (i % 50000),
                CASE WHEN i % 10 = 0 THEN ?2 ELSE ?3 + i % 86400 END
           FROM s""", (rows, FAR_MARKED, FAR_OTHERS))
+    c.execute("UPDATE tokens SET token_sha256 = token_sha256(token)")
     for _, sql in indexes:
         c.execute(sql)
     c.execute("COMMIT")
@@ -778,6 +790,51 @@ def scenario_idle(b):
     d.stop()
     used_ms = (ns1 - ns0) / 1e6 if ns0 is not None and ns1 is not None else (cpu1 - cpu0) * 1000
     return {"seconds": t1 - t0, "cpu_ms": used_ms, "cpu_ms_per_60s": used_ms * 60.0 / (t1 - t0)}
+
+
+def unhashed(c):
+    return c.execute("SELECT count(*) FROM tokens INDEXED BY tokens_unhashed "
+                     "WHERE token_sha256 IS NULL AND token IS NOT NULL").fetchone()[0]
+
+
+ISSUE_RATE = 2000   # new tokens per second, written ...
+ISSUE_TXN = 100     # ... this many per transaction
+
+
+def scenario_hashing(b):
+    """Applications write new tokens into the base table while the daemon
+    runs: ISSUE_RATE a second, ISSUE_TXN per transaction."""
+    m = b.mode
+    db = fresh_copy(b, m["rows"], "hashing")
+    d = Daemon(b, "hashing", db)
+    d.start()
+    time.sleep(1.0)  # start-up settled
+    app = connect(db)
+    n, per_txn = m["new_tokens"], ISSUE_TXN
+    ns0, cpu0, t0 = d.sched_ns(), d.cpu_s(), time.monotonic()
+    for start in range(0, n, per_txn):
+        k = min(per_txn, n - start)
+        pause = t0 + start / ISSUE_RATE - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        with app:
+            app.executemany("INSERT INTO tokens (token, subject, expires_at) VALUES (?, ?, ?)",
+                            (("new-%s" % os.urandom(16).hex(), "user-%d" % (i % 50000), FAR_OTHERS)
+                             for i in range(start, start + k)))
+    t_written = time.monotonic()
+    wait_until(lambda: unhashed(app) == 0, 120, "new tokens hashed", interval=0.005)
+    t_hashed = time.monotonic()
+    ns1, cpu1 = d.sched_ns(), d.cpu_s()
+    app.create_function("token_sha256", 1, token_sha256, deterministic=True)
+    wrong = app.execute("SELECT count(*) FROM tokens WHERE id > ? AND "
+                        "token_sha256 IS NOT token_sha256(token)", (m["rows"],)).fetchone()[0]
+    app.close()
+    d.stop()
+    if wrong:
+        raise BenchError("%d new tokens hashed wrongly" % wrong)
+    used_s = (ns1 - ns0) / 1e9 if ns0 is not None and ns1 is not None else cpu1 - cpu0
+    return {"n": n, "write_rate": n / (t_written - t0), "cpu_us_per_token": used_s * 1e6 / n,
+            "lag_ms": (t_hashed - t_written) * 1000}
 
 
 def scenario_latency(b):
@@ -1092,6 +1149,8 @@ class Bench:
                                                           self.mode["big_rows"])
         if want("idle"):
             self.results["idle"] = self.repeat("idle", scenario_idle)
+        if want("hashing"):
+            self.results["hashing"] = self.repeat("hashing", scenario_hashing)
         if want("latency"):
             self.results["latency"] = self.repeat("latency", scenario_latency)
         if want("storm"):
@@ -1190,6 +1249,9 @@ ROWS = [
     ("start-up: READY, big table", "startup.big", "ready_ms", "ms"),
     ("start-up: RSS, big table", "startup.big", "rss_mib", "MiB"),
     ("idle: CPU per 60 s", "idle", "cpu_ms_per_60s", "ms"),
+    ("hashing: new tokens written/s", "hashing", "write_rate", "/s"),
+    ("hashing: daemon CPU per new token", "hashing", "cpu_us_per_token", "us"),
+    ("hashing: last write -> all hashed", "hashing", "lag_ms", "ms"),
     ("latency: expiry p50", "latency", "expiry_p50_ms", "ms"),
     ("latency: expiry p99", "latency", "expiry_p99_ms", "ms"),
     ("  expiry -> marked due, p50", "latency", "expiry_to_due_p50_ms", "ms"),
@@ -1353,7 +1415,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, one repetition")
     ap.add_argument("--big", action="store_true", help="also start-up with 10 M rows (a 1 GB file)")
     ap.add_argument("--reps", type=int, help="repetitions per scenario (default 3; quick 1)")
-    ap.add_argument("--only", help="comma-separated scenarios: wrk,drain,startup,idle,latency,storm,outage")
+    ap.add_argument("--only", help="comma-separated scenarios: wrk,drain,startup,idle,hashing,latency,storm,outage")
     ap.add_argument("--port", type=int, help="nginx port (default: a free one)")
     ap.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
