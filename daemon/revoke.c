@@ -35,7 +35,7 @@ enum {
     PAGE_BUDGET_US = 2000,   /* a promotion transaction stops growing after this */
     FETCH_PAGE = 256,        /* pending rows read per query */
     BATCH_MAX = 128,         /* outcomes per commit */
-    FLUSH_DELAY_MS = 2,      /* a small batch waits at most this long */
+    FLUSH_DELAY_MS = 5,      /* a small batch waits at most this long */
     DB_RETRY_MS = 250,       /* after a busy or failed transaction */
     RESCAN_MS = 30000,       /* the due timer never waits longer: safety rescan */
     SUMMARY_MS = 60000,      /* outcome summary line */
