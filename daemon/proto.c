@@ -524,10 +524,10 @@ static json_t *op_stats(const struct proto_env *env, json_t *req, struct perr *e
     put(&reply, "in_flight", json_integer(rs.in_flight));
     put(&reply, "uncommitted", json_integer(rs.uncommitted));
     put(&reply, "totals",
-        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I}", "sent", (json_int_t)rs.sent, "revoked",
+        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "sent", (json_int_t)rs.sent, "revoked",
                   (json_int_t)rs.revoked, "already_invalid", (json_int_t)rs.already_invalid,
                   "rejected", (json_int_t)rs.rejected, "gave_up", (json_int_t)rs.gave_up,
-                  "retried", (json_int_t)rs.retried));
+                  "retried", (json_int_t)rs.retried, "hashed", (json_int_t)rs.hashed));
     put(&reply, "endpoint",
         json_pack("{s:s,s:o}", "health", rs.health ? rs.health : "unknown", "last_error",
                   str_or_null(rs.last_error)));

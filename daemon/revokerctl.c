@@ -941,9 +941,9 @@ static int cmd_stats(struct ctx *x, int argc, char **argv)
         printf("%-12s %lld queued, %lld in flight, %lld outcomes not yet committed\n", "engine",
                jint(reply, "queued"), jint(reply, "in_flight"), jint(reply, "uncommitted"));
         printf("%-12s %lld requests: %lld revoked, %lld already invalid, %lld rejected, "
-               "%lld gave up, %lld retried\n",
+               "%lld gave up, %lld retried; %lld new tokens hashed\n",
                "since start", jint(tot, "sent"), jint(tot, "revoked"), jint(tot, "already_invalid"),
-               jint(tot, "rejected"), jint(tot, "gave_up"), jint(tot, "retried"));
+               jint(tot, "rejected"), jint(tot, "gave_up"), jint(tot, "retried"), jint(tot, "hashed"));
         const char *last = jstr(ep, "last_error", NULL);
         if (last)
             printf("%-12s %s (last error: %s)\n", "endpoint", jstr(ep, "health", "?"), last);

@@ -217,7 +217,7 @@ static int64_t floor_seconds(int64_t ms)
 struct due_args {
     int64_t id;
     const struct ident *ident; /* from its token; NULL: it has none */
-    bool unhashed;             /* the row has no token_sha256 yet: store ident's */
+    bool unhashed;             /* its token_sha256 is missing or stale: store ident's */
     const char *old_fp;        /* without a token: the fingerprint it had */
     const char *reason;        /* flagged expired requested */
     const char *flag_reason;   /* NULL: keep the row's */

@@ -194,7 +194,10 @@ class CtlTest(harness.E2ETestCase):
         self.assertEqual(r["error"], "token %d is revoked, not failed; only failed tokens can be "
                                      "retried" % tid)
 
-        # stats: counts as the table has them, totals since start
+        # stats: counts as the table has them, totals since start; rows
+        # only the hasher can have hashed (never due, never looked up)
+        fresh = [app.insert("e2e-ctl-fresh-%d" % i, expires_at=far) for i in range(3)]
+        self.wait_until(lambda: all(app.row(i)["token_sha256"] for i in fresh), 10, "new rows hashed")
         self.wait_until(lambda: app.state(bid) == "failed", 10, "failed again")
         r = c.request({"op": "stats"})
         self.assertTrue(r["ok"])
@@ -203,6 +206,7 @@ class CtlTest(harness.E2ETestCase):
             self.assertEqual(r["states"][state], n, state)
         self.assertGreaterEqual(r["totals"]["revoked"], 5)
         self.assertGreaterEqual(r["totals"]["rejected"], 2)
+        self.assertGreaterEqual(r["totals"]["hashed"], 3)
         self.assertEqual(r["endpoint"]["health"], "up")
         self.assertGreaterEqual(r["uptime_s"], 0)
         for key in ("queued", "in_flight", "uncommitted", "db_errors"):
