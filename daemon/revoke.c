@@ -44,6 +44,8 @@ enum {
     HASH_DELAY_MS = 1000,    /* new rows are hashed this long after a write is seen: in larger
                               * transactions, which share the hash index's interior pages */
     HASH_BUDGET_US = 4000,   /* a hashing transaction stops growing after this */
+    TURN_BUDGET_US = 2000,   /* database work in one loop turn stops growing after this: a
+                              * client's ping waits for at most a step or two */
 };
 
 struct job {
@@ -96,6 +98,7 @@ struct revoke {
     struct idset known;
 
     int64_t fetched_at_ms; /* wall time of the last fetch of pending rows */
+    uint64_t turn_db_ns;   /* database work done since the loop last polled */
     bool scan_due;        /* active rows may be due: promote */
     bool hash_due;        /* rows may have been written: hash them */
     bool fetch_due;       /* pending rows may be due and not held */
@@ -700,12 +703,14 @@ static void finish_stop(struct revoke *r);
 static void flush(struct revoke *r)
 {
     struct job *j, *next;
+    uint64_t start;
     unsigned n = 0;
     bool scrub = false;
     int rc;
 
     if (!r->batch_head || r->db_blocked || checkpoint_copying(r->ckpt))
         return;
+    start = uv_hrtime();
     rc = db_begin(r->db);
     for (j = r->batch_head; rc == 0 && j && n < BATCH_MAX; j = j->next, n++) {
         rc = tokens_record_outcome(r->tokens, r->audit, &j->rec);
@@ -743,12 +748,23 @@ static void flush(struct revoke *r)
         uv_timer_start(&r->scrub_timer, on_scrub_timer, SCRUB_DELAY_MS, 0);
     schedule_work(r);
     changed(r);
+    r->turn_db_ns += uv_hrtime() - start;
+}
+
+/* The loop has spent its turn's share on database work: leave the rest to
+ * the next turn, after the loop has looked at its sockets (a client's ping,
+ * curl's responses). Counted as work done, not time since the poll, so an
+ * embedder that sleeps between turns does not starve the engine. */
+static bool turn_spent(const struct revoke *r)
+{
+    return r->turn_db_ns >= TURN_BUDGET_US * 1000ull;
 }
 
 static void on_flush_check(uv_check_t *h)
 {
     struct revoke *r = container_of(h, struct revoke, flush_check);
 
+    r->turn_db_ns = 0;
     if (r->uncommitted >= BATCH_MAX)
         flush(r);
     else if (r->uncommitted && !uv_is_active((uv_handle_t *)&r->flush_timer))
@@ -760,12 +776,17 @@ static void on_flush_timer(uv_timer_t *h)
     struct revoke *r = container_of(h, struct revoke, flush_timer);
 
     /* One batch per call, the next after the loop looked at its sockets: a
-     * backlog never blocks it long. */
+     * backlog never blocks it long. Not 0 ms: libuv 1.44 runs a timer that
+     * restarts itself with 0 again in the same pass, before any poll. */
+    if (r->batch_head && !r->db_blocked && turn_spent(r)) {
+        uv_timer_start(h, on_flush_timer, 1, 0);
+        return;
+    }
     if (r->batch_head && !r->db_blocked) {
         unsigned before = r->uncommitted;
         flush(r);
         if (r->batch_head && r->uncommitted != before) {
-            uv_timer_start(h, on_flush_timer, 0, 0);
+            uv_timer_start(h, on_flush_timer, 1, 0);
             return;
         }
     }
@@ -804,17 +825,13 @@ static void arm_due_timer(struct revoke *r)
     uv_timer_start(&r->due_timer, on_due_timer, policy_timer_delay_ms(target, now, RESCAN_MS), 0);
 }
 
-static void on_work(uv_idle_t *h)
+/* One step of each: promote a page, fetch a page, dispatch, hash a page. */
+static void work_step(struct revoke *r, uv_idle_t *h)
 {
-    struct revoke *r = container_of(h, struct revoke, work);
     bool more = false;
     unsigned count;
     int rc;
 
-    if (r->stopping || r->db_blocked) {
-        uv_idle_stop(h);
-        return;
-    }
     if (r->scan_due && !checkpoint_copying(r->ckpt)) {
         rc = run_page(r, promote_step, PAGE_BUDGET_US, &count, &more);
         if (rc < 0) {
@@ -857,6 +874,22 @@ static void on_work(uv_idle_t *h)
      * marked due on time. */
     if (!r->scan_due)
         arm_due_timer(r);
+}
+
+static void on_work(uv_idle_t *h)
+{
+    struct revoke *r = container_of(h, struct revoke, work);
+    uint64_t start;
+
+    if (r->stopping || r->db_blocked) {
+        uv_idle_stop(h);
+        return;
+    }
+    if (turn_spent(r))
+        return; /* the idle handle runs again after the next poll */
+    start = uv_hrtime();
+    work_step(r, h);
+    r->turn_db_ns += uv_hrtime() - start;
 }
 
 static void on_due_timer(uv_timer_t *h)
