@@ -102,6 +102,24 @@ static void on_stopped(void *data)
     stopped = true;
 }
 
+/* A fresh directory, an endpoint answering after delay_ms, a configuration
+ * pointing at it, a loop and the database path in it, opened. */
+static void setup(const char *delay_ms, char *path, size_t path_size, struct config *cfg, uv_loop_t *loop,
+                  struct db **db)
+{
+    char url[128];
+
+    strcpy(dir, "/tmp/revokerd-revoke-XXXXXX");
+    REQUIRE(mkdtemp(dir));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v2/token/logout", start_endpoint(delay_ms));
+    snprintf(path, path_size, "%s/t.db", dir);
+    config_defaults(cfg);
+    free(cfg->url);
+    cfg->url = strdup(url);
+    REQUIRE(uv_loop_init(loop) == 0);
+    REQUIRE(db_open(path, 0, db) == 0);
+}
+
 /* Stop the engine, close everything and remove the test's directory. */
 static void finish(struct revoke *r, uv_loop_t *loop, struct db *db, struct config *cfg)
 {
@@ -122,23 +140,14 @@ static void finish(struct revoke *r, uv_loop_t *loop, struct db *db, struct conf
 
 static void test_clock_jumps(void)
 {
-    char path[300], url[128], sql[512];
+    char path[300], sql[512];
     struct config cfg;
     uv_loop_t loop;
     struct db *db;
     struct revoke *r;
-    int port;
 
-    REQUIRE(mkdtemp(dir));
-    port = start_endpoint("0");
-    snprintf(path, sizeof(path), "%s/t.db", dir);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v2/token/logout", port);
-    config_defaults(&cfg);
-    free(cfg.url);
-    cfg.url = strdup(url);
+    setup("0", path, sizeof(path), &cfg, &loop, &db);
     cfg.retry_base_ms = 50;
-    REQUIRE(uv_loop_init(&loop) == 0);
-    REQUIRE(db_open(path, 0, &db) == 0);
 
     fake_now_ms = db_now_ms();
     snprintf(sql, sizeof(sql),
@@ -233,25 +242,16 @@ static unsigned run_until_stat(uv_loop_t *loop, struct revoke *r, size_t field, 
 static void test_backlog_spans_turns(void)
 {
     enum { N = 400 };
-    char path[300], url[128], sql[512];
+    char path[300], sql[512];
     struct config cfg;
     uv_loop_t loop;
     sqlite3 *other;
     struct db *db;
     struct revoke *r;
-    int port, done = 0, most = 0, turns = 0;
+    int done = 0, most = 0, turns = 0;
 
-    strcpy(dir, "/tmp/revokerd-revoke-XXXXXX");
-    REQUIRE(mkdtemp(dir));
-    port = start_endpoint("2000");
-    snprintf(path, sizeof(path), "%s/t.db", dir);
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/v2/token/logout", port);
-    config_defaults(&cfg);
-    free(cfg.url);
-    cfg.url = strdup(url);
+    setup("2000", path, sizeof(path), &cfg, &loop, &db);
     cfg.concurrency = N;
-    REQUIRE(uv_loop_init(&loop) == 0);
-    REQUIRE(db_open(path, 0, &db) == 0);
     snprintf(sql, sizeof(sql),
              "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
              "INSERT INTO tokens(token, subject, flagged) SELECT 'bk-' || i, 'bk-' || i, 1 FROM n",
