@@ -2,10 +2,20 @@
  *
  * - Each socket curl tells us about gets a struct sock holding its uv_poll_t.
  *   There is at most one struct sock per fd number at any time, so two poll
- *   handles never watch one fd: when curl removes a socket its handle is
+ *   handles never watch one fd: when curl closes a socket its handle is
  *   closed, and if curl opens a new socket with the same number before the
  *   close callback ran, the closing sock takes the new socket over ("reborn")
  *   and its close callback initialises the handle again instead of freeing.
+ * - A handle lives as long as its socket, not as long as curl watches it:
+ *   curl stops watching a kept-alive connection between two requests
+ *   (CURL_POLL_REMOVE) and watches it again for the next one. Keeping the
+ *   handle and its read interest makes that cost no system call; libuv's
+ *   uv_poll_start always re-registers the fd (epoll DEL, then ADD), so it
+ *   is called only when the interest changed or the fd is a new socket.
+ *   curl tells us of every socket it opens (CURLOPT_OPENSOCKETFUNCTION) and
+ *   of every connected socket it closes (CURLOPT_CLOSESOCKETFUNCTION);
+ *   a failed connection attempt is closed without the callback, but it was
+ *   only ever watched for writing, which REMOVE stops at once.
  * - curl's timer becomes one uv_timer_t; a timeout of 0 is a 0 ms timer, so
  *   curl_multi_socket_action is never called from inside a curl callback.
  * - Finished transfers are drained after every socket action. A done
@@ -25,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "build-config.h"
 #include "secret.h"
@@ -43,7 +55,9 @@ struct sock {
     uv_poll_t poll;
     struct http *h;
     curl_socket_t fd;
-    int events;          /* UV_READABLE | UV_WRITABLE, what curl wants */
+    int wanted;          /* UV_READABLE | UV_WRITABLE, what curl wants; 0: curl does not watch */
+    int polled;          /* what the handle polls; 0: stopped */
+    bool stale;          /* the fd number is a new socket since the handle last polled it */
     enum sock_state state;
     bool reborn;         /* CLOSING, but curl uses the fd again: reopen when closed */
     struct sock *prev, *next;
@@ -221,16 +235,31 @@ static struct sock *sock_find(struct http *h, curl_socket_t fd)
     return NULL;
 }
 
-/* Open the handle if needed and poll for s->events. */
+/* Open the handle if needed and poll for what curl wants. */
 static int sock_watch(struct http *h, struct sock *s)
 {
     if (s->state == SOCK_UNOPENED) {
         if (uv_poll_init_socket(h->loop, &s->poll, s->fd) != 0)
             return -1;
         s->state = SOCK_ACTIVE;
+        s->polled = 0;
         h->open_handles++;
     }
-    return uv_poll_start(&s->poll, s->events, on_poll) == 0 ? 0 : -1;
+    if (s->polled == s->wanted && !s->stale)
+        return 0;
+    if (uv_poll_start(&s->poll, s->wanted, on_poll) != 0)
+        return -1;
+    s->polled = s->wanted;
+    s->stale = false;
+    return 0;
+}
+
+static void sock_stop(struct sock *s)
+{
+    if (s->state == SOCK_ACTIVE && s->polled) {
+        uv_poll_stop(&s->poll);
+        s->polled = 0;
+    }
 }
 
 static void on_sock_closed(uv_handle_t *handle)
@@ -242,9 +271,10 @@ static void on_sock_closed(uv_handle_t *handle)
         /* curl opened a socket with this number while we were closing:
          * only now may a new handle watch it. */
         s->reborn = false;
+        s->stale = false;
         s->state = SOCK_UNOPENED;
         h->open_handles--;
-        /* On failure the transfer ends at its timeout; curl's REMOVE frees s. */
+        /* On failure the transfer ends at its timeout; the socket's close frees s. */
         (void)sock_watch(h, s);
         return;
     }
@@ -253,7 +283,7 @@ static void on_sock_closed(uv_handle_t *handle)
     handle_closed(h);
 }
 
-/* curl is done with the socket (or we are done with curl). */
+/* The socket is closing (or we are done with curl). */
 static void sock_release(struct http *h, struct sock *s)
 {
     switch (s->state) {
@@ -282,9 +312,13 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
-        /* curl forgets the assignment itself. */
-        if (s)
-            sock_release(h, s);
+        /* curl forgets the assignment itself. The socket stays open (a
+         * kept-alive connection) or closes soon through on_close_socket. */
+        if (s) {
+            s->wanted = 0;
+            if (s->polled & UV_WRITABLE) /* would fire at once, for nobody */
+                sock_stop(s);
+        }
         return 0;
     }
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
@@ -293,7 +327,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         events |= UV_WRITABLE;
 
     if (!s) {
-        /* A new socket; its number may still belong to a closing sock. */
+        /* A new socket, or a kept-alive one watched again. */
         s = sock_find(h, fd);
         if (!s) {
             s = calloc(1, sizeof(*s));
@@ -310,12 +344,42 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
             return -1;
         }
     }
-    s->events = events;
+    s->wanted = events;
     if (s->state == SOCK_CLOSING) {
         s->reborn = true;
         return 0;
     }
     return sock_watch(h, s);
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: what curl would do, and a note that a handle
+ * still holding this fd number now holds a different socket. */
+static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct http *h = clientp;
+    struct sock *s;
+    int fd;
+
+    (void)purpose;
+    fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    if (fd < 0)
+        return CURL_SOCKET_BAD;
+    s = sock_find(h, fd);
+    if (s)
+        s->stale = true;
+    return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: the handle goes first, while the fd is
+ * still ours to take out of epoll. */
+static int on_close_socket(void *clientp, curl_socket_t fd)
+{
+    struct http *h = clientp;
+    struct sock *s = sock_find(h, fd);
+
+    if (s)
+        sock_release(h, s);
+    return close(fd);
 }
 
 /* ---- transfers ---- */
@@ -514,6 +578,10 @@ static int xfer_setup(struct http *h, struct xfer *x, struct http_request *req)
     SETOPT(e, CURLOPT_HEADERDATA, x);
     SETOPT(e, CURLOPT_WRITEFUNCTION, on_write);
     SETOPT(e, CURLOPT_WRITEDATA, x);
+    SETOPT(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    SETOPT(e, CURLOPT_OPENSOCKETDATA, h);
+    SETOPT(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    SETOPT(e, CURLOPT_CLOSESOCKETDATA, h);
     SETOPT(e, CURLOPT_PRIVATE, x);
     return 0;
 }
@@ -567,6 +635,12 @@ static void on_poll(uv_poll_t *poll, int status, int events)
     struct http *h = s->h;
     int flags = 0, running;
 
+    if (!s->wanted) {
+        /* An idle kept-alive connection: the server closed it or sent
+         * something. curl looks at it before it reuses it. */
+        sock_stop(s);
+        return;
+    }
     if (status < 0)
         flags = CURL_CSELECT_ERR;
     else {
@@ -777,8 +851,7 @@ void http_close(struct http *h, void (*cb)(void *data), void *data)
     }
     /* curl closes its cached connections now: stop watching them first. */
     for (s = h->socks; s; s = s->next)
-        if (s->state == SOCK_ACTIVE)
-            uv_poll_stop(&s->poll);
+        sock_stop(s);
     curl_multi_cleanup(h->multi);
     h->multi = NULL;
     for (s = h->socks; s; s = next) {

@@ -16,6 +16,8 @@ A threaded HTTP/1.1 server with keep-alive. `POST /v2/token/logout` with
                         client closes).
     reset-...           close the connection without an answer (RST).
     garbage-...         200 with a binary garbage body.
+    idleclose-...       200, then the connection is closed after 50 ms
+                        without a request (a short keep-alive timeout).
     anything else       200 with body `{}`.
 
 No or malformed Authorization: 401. Other paths: 404. Other methods on the
@@ -48,6 +50,7 @@ import time
 LOGOUT_PATH = "/v2/token/logout"
 HANG_SECONDS = 120.0
 IDLE_TIMEOUT = 300.0  # an idle keep-alive connection is closed after this
+SHORT_IDLE_TIMEOUT = 0.05  # after an idleclose- token
 
 TOKEN_RE = re.compile(r"^s(\d{3})(?:x(\d+))?(?:ra(\d+))?-")
 GARBAGE = bytes(range(256)) * 4 + b"\x00\xff\xfe{not json"
@@ -303,6 +306,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._reset(token)
         if token.startswith("garbage-"):
             return self._answer(token, 200, GARBAGE)
+        if token.startswith("idleclose-"):
+            # The next read times out and handle_one_request closes.
+            self.connection.settimeout(SHORT_IDLE_TIMEOUT)
+            return self._answer(token, 200, b"{}")
         m = TOKEN_RE.match(token)
         if m:
             return self._status_answer(token, m)

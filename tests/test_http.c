@@ -397,7 +397,34 @@ static void test_invalid(void)
     close_all(&loop, h);
 }
 
-/* Sequential requests reuse one kept-alive connection. */
+struct polls {
+    unsigned open;
+    uv_handle_t *last;
+};
+
+static void count_poll(uv_handle_t *handle, void *arg)
+{
+    struct polls *p = arg;
+
+    if (handle->type == UV_POLL && !uv_is_closing(handle)) {
+        p->open++;
+        p->last = handle;
+    }
+}
+
+/* The poll handles that are open and not closing; *ret_last one of them. */
+static unsigned open_polls(uv_loop_t *loop, uv_handle_t **ret_last)
+{
+    struct polls p = {0};
+
+    uv_walk(loop, count_poll, &p);
+    *ret_last = p.last;
+    return p.open;
+}
+
+/* Sequential requests reuse one kept-alive connection, and its poll
+ * handle: curl stops watching the socket between two requests, the handle
+ * stays (a new one costs five system calls a request). */
 static void test_keepalive(void)
 {
     enum { N = 50 };
@@ -405,6 +432,7 @@ static void test_keepalive(void)
     struct http *h;
     json_t *entries;
     char token[32];
+    uv_handle_t *first = NULL, *now = NULL;
 
     endpoint_start();
     REQUIRE(uv_loop_init(&loop) == 0);
@@ -412,6 +440,10 @@ static void test_keepalive(void)
     for (int i = 0; i < N; i++) {
         snprintf(token, sizeof(token), "ka-%d", i);
         CHECK_INT(run_one(&loop, h, token).status, 200);
+        CHECK_INT(open_polls(&loop, &now), 1);
+        if (i == 0)
+            first = now;
+        CHECK(now == first);
     }
     entries = log_wait("ka-", N);
     CHECK_INT(json_array_size(entries), N);
@@ -452,6 +484,50 @@ static void test_concurrency(void)
     printf("# %d concurrent requests used %zu connections (max %d)\n", N, conns, CONNS);
     CHECK(conns <= CONNS);
     CHECK(conns >= 2);
+    json_decref(entries);
+    close_all(&loop, h);
+}
+
+static unsigned turns;
+
+static void on_turn(uv_check_t *c)
+{
+    (void)c;
+    turns++;
+}
+
+/* The server closes an idle kept-alive connection whose handle still
+ * watches it: the handle stops (no busy loop on the readable EOF), and the
+ * next request opens a new connection. */
+static void test_idle_close(void)
+{
+    uv_loop_t loop;
+    uv_check_t check;
+    struct http *h;
+    json_t *entries;
+    uv_handle_t *poll;
+    unsigned zero = 0;
+
+    endpoint_start();
+    REQUIRE(uv_loop_init(&loop) == 0);
+    h = new_http(&loop, ep.url, 5000, 2, NULL);
+    CHECK_INT(run_one(&loop, h, "idleclose-1").status, 200);
+    CHECK_INT(open_polls(&loop, &poll), 1);
+
+    /* 300 ms: the server closes after 50; a loop woken by the EOF again
+     * and again would turn thousands of times, the guard timer 15. */
+    uv_check_init(&loop, &check);
+    uv_check_start(&check, on_turn);
+    turns = 0;
+    run_until(&loop, &zero, 1, 300);
+    printf("# 300 ms around an idle close: %u loop turns\n", turns);
+    CHECK(turns < 100);
+    uv_close((uv_handle_t *)&check, NULL);
+
+    CHECK_INT(run_one(&loop, h, "idleclose-2").status, 200);
+    entries = log_wait("idleclose-", 2);
+    CHECK_INT(json_array_size(entries), 2);
+    CHECK_INT(distinct_conns(entries), 2);
     json_decref(entries);
     close_all(&loop, h);
 }
@@ -729,5 +805,5 @@ static void test_throughput(void)
 }
 
 TEST_MAIN(CASE(test_invalid), CASE(test_outcomes), CASE(test_request_recorded), CASE(test_keepalive),
-          CASE(test_concurrency), CASE(test_timeout), CASE(test_refused), CASE(test_reset), CASE(test_configure),
-          CASE(test_close_in_flight), CASE(test_close_from_done), CASE(test_throughput))
+          CASE(test_idle_close), CASE(test_concurrency), CASE(test_timeout), CASE(test_refused), CASE(test_reset),
+          CASE(test_configure), CASE(test_close_in_flight), CASE(test_close_from_done), CASE(test_throughput))
