@@ -98,6 +98,8 @@ struct revoke {
     struct idset known;
 
     int64_t fetched_at_ms; /* wall time of the last fetch of pending rows */
+    int64_t cursor;        /* in a backlog, pending rows are read in id order after this id */
+    bool backlog;          /* the last fetch found more due rows than a page */
     uint64_t turn_db_ns;   /* database work done since the loop last polled */
     bool scan_due;        /* active rows may be due: promote */
     bool hash_due;        /* rows may have been written: hash them */
@@ -315,7 +317,10 @@ static int run_page(struct revoke *r, int (*step_fn)(struct revoke *, int64_t, u
 
 struct fetch_ctx {
     struct revoke *r;
+    int64_t now;
     unsigned seen, added;
+    unsigned want;   /* stop after adding this many; 0: no limit */
+    int64_t last_id; /* of the last row seen */
     int err;
 };
 
@@ -326,7 +331,8 @@ static int on_pending_row(void *ud, const struct pending_row *row)
     struct job *j;
 
     f->seen++;
-    if (idset_has(&r->known, row->id))
+    f->last_id = row->id;
+    if (!row->token || row->next_attempt_at > f->now || idset_has(&r->known, row->id))
         return 0;
     j = calloc(1, sizeof(*j));
     if (j)
@@ -350,26 +356,57 @@ static int on_pending_row(void *ud, const struct pending_row *row)
     r->queue_tail = j;
     r->queued++;
     f->added++;
-    return 0;
+    return f->want && f->added >= f->want;
 }
 
-/* Read due pending rows into the queue, skipping those we hold already.
- * Asking for FETCH_PAGE more than we hold means a short answer proves that
- * nothing else is due. */
-static int fetch_page(struct revoke *r)
+/* A backlog in id order: up to FETCH_PAGE due rows after the cursor, which
+ * wraps at the end. False when due rows are sparse among the pending ones
+ * (retries waiting for later): the retry-time index finds them faster. */
+static int fetch_backlog(struct revoke *r, struct fetch_ctx *f, bool *ret_dense)
 {
-    struct fetch_ctx f = {.r = r};
     unsigned limit = FETCH_PAGE + (unsigned)r->known.len;
     int rc;
 
-    r->fetched_at_ms = wall_ms(r);
-    rc = tokens_fetch_due(r->tokens, r->fetched_at_ms, limit, on_pending_row, &f);
+    f->want = FETCH_PAGE;
+    rc = tokens_fetch_from(r->tokens, r->cursor, limit, on_pending_row, f);
+    if (rc < 0)
+        return rc;
+    if (f->err < 0)
+        return f->err;
+    r->cursor = f->added < f->want && f->seen < limit ? 0 : f->last_id;
+    *ret_dense = f->added >= FETCH_PAGE / 4;
+    return 0;
+}
+
+/* Read due pending rows into the queue, skipping those we hold already, in
+ * retry-time order. Asking for FETCH_PAGE more than we hold means a short
+ * answer proves that nothing else is due; a full one means a backlog, read
+ * in id order from then on: neighbours share table pages and commits. */
+static int fetch_page(struct revoke *r)
+{
+    struct fetch_ctx f = {.r = r, .now = wall_ms(r)};
+    unsigned limit;
+    bool dense = false;
+    int rc;
+
+    r->fetched_at_ms = f.now;
+    if (r->backlog) {
+        rc = fetch_backlog(r, &f, &dense);
+        if (rc < 0 || dense)
+            return rc;
+        r->backlog = false;
+    }
+    f = (struct fetch_ctx){.r = r, .now = f.now};
+    limit = FETCH_PAGE + (unsigned)r->known.len;
+    rc = tokens_fetch_due(r->tokens, f.now, limit, on_pending_row, &f);
     if (rc < 0)
         return rc;
     if (f.err < 0)
         return f.err;
     if (f.seen < limit)
         r->fetch_due = false;
+    else
+        r->backlog = true;
     return 0;
 }
 

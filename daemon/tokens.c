@@ -15,7 +15,7 @@
 struct tokens {
     struct db *db;
     sqlite3_stmt *first_flagged, *first_expired, *set_due, *set_due_refill, *set_no_token;
-    sqlite3_stmt *any_flagged, *next_expiry, *next_retry, *fetch;
+    sqlite3_stmt *any_flagged, *next_expiry, *next_retry, *fetch, *fetch_from;
     sqlite3_stmt *outcome;
     sqlite3_stmt *by_sha256, *by_unhashed, *set_hash, *unhashed_page, *insert_requested;
     sqlite3_stmt *by_id, *first_of_subject;
@@ -71,6 +71,10 @@ static const struct {
      "INDEXED BY tokens_next "
      "WHERE state = 'pending' AND next_attempt_at <= ?1 AND token IS NOT NULL "
      "ORDER BY next_attempt_at, id LIMIT ?2"},
+    {S(fetch_from),
+     "SELECT id, token, fingerprint, attempts, next_attempt_at FROM tokens "
+     "INDEXED BY tokens_pending "
+     "WHERE state = 'pending' AND id > ?1 ORDER BY id LIMIT ?2"},
     {S(outcome),
      "UPDATE tokens SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_event = ?5, "
      "last_error = ?6, finished_at = ?7, token = CASE WHEN ?8 THEN NULL ELSE token END "
@@ -473,16 +477,12 @@ int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count)
     return err;
 }
 
-int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
-                     int (*cb)(void *ud, const struct pending_row *row), void *ud)
+/* Step a fetch statement, handing each row with a token to cb. */
+static int fetch_rows(struct tokens *t, sqlite3_stmt *st, int (*cb)(void *ud, const struct pending_row *row),
+                      void *ud)
 {
-    sqlite3_stmt *st = t->fetch;
     int rc, err = 0;
 
-    if (!cb)
-        return -EINVAL;
-    sqlite3_bind_int64(st, 1, now_ms);
-    sqlite3_bind_int64(st, 2, limit);
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t attempts = sqlite3_column_int64(st, 3);
         struct pending_row p = {
@@ -493,8 +493,10 @@ int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
             .attempts = attempts < 0 ? 0 : (unsigned)attempts,
             .next_attempt_at = sqlite3_column_int64(st, 4),
         };
-        if (!p.token || p.token_len == 0)
-            continue;
+        if (!p.token || p.token_len == 0) {
+            p.token = NULL;
+            p.token_len = 0;
+        }
         if (cb(ud, &p) != 0)
             break;
     }
@@ -502,6 +504,40 @@ int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
         err = db_fail(t->db, rc);
     done(st);
     return err;
+}
+
+struct skip_tokenless {
+    int (*cb)(void *ud, const struct pending_row *row);
+    void *ud;
+};
+
+static int unless_tokenless(void *ud, const struct pending_row *row)
+{
+    struct skip_tokenless *s = ud;
+
+    return row->token ? s->cb(s->ud, row) : 0;
+}
+
+int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
+                     int (*cb)(void *ud, const struct pending_row *row), void *ud)
+{
+    struct skip_tokenless s = {cb, ud};
+
+    if (!cb)
+        return -EINVAL;
+    sqlite3_bind_int64(t->fetch, 1, now_ms);
+    sqlite3_bind_int64(t->fetch, 2, limit);
+    return fetch_rows(t, t->fetch, unless_tokenless, &s);
+}
+
+int tokens_fetch_from(struct tokens *t, int64_t after_id, unsigned limit,
+                      int (*cb)(void *ud, const struct pending_row *row), void *ud)
+{
+    if (!cb)
+        return -EINVAL;
+    sqlite3_bind_int64(t->fetch_from, 1, after_id);
+    sqlite3_bind_int64(t->fetch_from, 2, limit);
+    return fetch_rows(t, t->fetch_from, cb, ud);
 }
 
 static int next_events(struct tokens *t, int64_t now_ms, struct next_events *n)

@@ -55,6 +55,11 @@ struct pending_row {
  * row whose token is NULL is skipped (it cannot be sent). */
 int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
                      int (*cb)(void *ud, const struct pending_row *row), void *ud);
+/* Pending rows with id > after_id, due or not, in id order, at most `limit`:
+ * a backlog of due rows read this way shares table pages (sql/004). A row
+ * whose token is NULL comes with row->token NULL. */
+int tokens_fetch_from(struct tokens *t, int64_t after_id, unsigned limit,
+                      int (*cb)(void *ud, const struct pending_row *row), void *ud);
 
 struct next_events {
     bool flagged;          /* an active token is flagged: due now */

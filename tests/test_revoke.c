@@ -288,4 +288,79 @@ static void test_backlog_spans_turns(void)
     finish(r, &loop, db, &cfg);
 }
 
-TEST_MAIN(CASE(test_clock_jumps), CASE(test_backlog_spans_turns))
+/* The ids in the endpoint's log, in the order the requests arrived. */
+static int logged_ids(const char *prefix, int *ids, int max)
+{
+    char path[300], line[4096], needle[64];
+    const char *p;
+    int n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/requests.jsonl", dir);
+    snprintf(needle, sizeof(needle), "\"token\":\"%s", prefix);
+    f = fopen(path, "r");
+    REQUIRE(f);
+    while (n < max && fgets(line, sizeof(line), f))
+        if ((p = strstr(line, needle)))
+            ids[n++] = atoi(p + strlen(needle));
+    fclose(f);
+    return n;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+}
+
+/* A backlog of overdue rows whose retry times run against the table's
+ * order (as after an outage, where they follow no order at all): the first
+ * page goes in retry-time order, which is full and so reveals the backlog;
+ * the rest go in id order, so that neighbours share table pages. */
+static void test_backlog_in_id_order(void)
+{
+    enum { N = 1000, PAGE = 256 };
+    static int ids[N + 1];
+    char path[300], sql[512];
+    struct config cfg;
+    struct revoke_stats st = {0};
+    uv_loop_t loop;
+    uv_timer_t tick;
+    struct db *db;
+    struct revoke *r;
+    uint64_t end;
+    int n, descents = 0;
+
+    setup("0", path, sizeof(path), &cfg, &loop, &db);
+    cfg.concurrency = 1; /* the endpoint sees the order of the queue */
+    snprintf(sql, sizeof(sql),
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
+             "INSERT INTO tokens(id, token, subject, state, due_reason, due_at, next_attempt_at) "
+             "SELECT i, 'ord-' || i, 'ord', 'pending', 'flagged', %lld - i, %lld - i FROM n",
+             N, (long long)db_now_ms(), (long long)db_now_ms());
+    REQUIRE(sqlite3_exec(db->conn, sql, NULL, NULL, NULL) == SQLITE_OK);
+    REQUIRE(revoke_new(&loop, db, &cfg, &r) == 0);
+
+    uv_timer_init(&loop, &tick);
+    uv_timer_start(&tick, on_tick, 10, 10);
+    end = uv_hrtime() + 60 * 1000000000ull;
+    while (st.revoked < N && uv_hrtime() < end) {
+        uv_run(&loop, UV_RUN_ONCE);
+        revoke_get_stats(r, &st);
+    }
+    uv_close((uv_handle_t *)&tick, NULL);
+    CHECK_INT(st.revoked, N);
+
+    n = logged_ids("ord-", ids, N + 1);
+    CHECK_INT(n, N);
+    for (int i = PAGE + 1; i < n; i++)
+        descents += ids[i] < ids[i - 1];
+    printf("# %d overdue rows: the first sent %d, then %d, %d, %d ...; %d descents after the first page\n", N,
+           ids[0], ids[PAGE], ids[PAGE + 1], ids[PAGE + 2], descents);
+    CHECK_INT(ids[0], N);     /* the longest overdue first */
+    CHECK_INT(ids[PAGE], 1);  /* then from the start of the table */
+    CHECK_INT(descents, 0);
+
+    finish(r, &loop, db, &cfg);
+}
+
+TEST_MAIN(CASE(test_clock_jumps), CASE(test_backlog_spans_turns), CASE(test_backlog_in_id_order))

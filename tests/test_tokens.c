@@ -327,6 +327,26 @@ static void test_fetch_order(void)
     CHECK_INT(tokens_fetch_due(tk, NOW - 501, 16, on_row, &k), 0);
     CHECK_INT(k.n, 0);
     CHECK_INT(tokens_fetch_due(tk, NOW, 16, NULL, NULL), -EINVAL);
+
+    /* In id order after a cursor, due or not, tokenless too (the caller
+     * decides; its cursor moves past them). */
+    struct fetched m = {0};
+    CHECK_INT(tokens_fetch_from(tk, ids[1], 16, on_row, &m), 0);
+    CHECK_INT(m.n, 5);
+    for (int i = 0; i < 5; i++)
+        CHECK_INT(m.id[i], ids[i + 2]);
+    CHECK_STR(m.token[1], "p-d");
+    CHECK_INT(m.next[1], NOW + 1);
+    CHECK_STR(m.token[3], "");
+    struct fetched q = {0};
+    CHECK_INT(tokens_fetch_from(tk, 0, 2, on_row, &q), 0); /* the limit */
+    CHECK_INT(q.n, 2);
+    CHECK_INT(q.id[0], ids[0]);
+    CHECK_INT(q.id[1], ids[1]);
+    struct fetched e = {0};
+    CHECK_INT(tokens_fetch_from(tk, ids[6], 16, on_row, &e), 0); /* past the last */
+    CHECK_INT(e.n, 0);
+    CHECK_INT(tokens_fetch_from(tk, 0, 16, NULL, NULL), -EINVAL);
     fx_close();
 }
 

@@ -1006,7 +1006,9 @@ def scenario_outage(b):
     time.sleep(max(0.0, t_down + outage - time.time()))
     t_return = b.nginx.start()
     mono_return = time.monotonic()
+    cpu0, io0 = d.cpu_s(), proc_io(d.pid)
     t_end = prog.wait(n, 2, timeout=600 + max_ms / 1000)
+    cpu1, io1 = d.cpu_s(), proc_io(d.pid)
     events = prog.events()
     d.stop()
     prog.close()
@@ -1033,6 +1035,9 @@ def scenario_outage(b):
             "probes": len(probes), "min_probe_gap_ms": min_gap_ms, "failed_after_return": len(after),
             "interval_in_force_ms": in_force_ms, "first_ok_after_return_ms": wait_ms,
             "return_to_last_s": t_end - mono_return, "post_return_rate": post_rate,
+            # What the revocations after the return cost, less noisy than their rate.
+            "post_cpu_us_per_rev": (cpu1 - cpu0) * 1e6 / n,
+            "post_written_kib_per_rev": (io1.get("wchar", 0) - io0.get("wchar", 0)) / 1024 / n,
             "probe_gap_ok": int(probe_gap_ok),
             "_recovery_wait_ok": int(wait_ms is not None and wait_ms <= in_force_ms + 100)}
 
@@ -1282,6 +1287,8 @@ ROWS = [
     ("outage: return -> first revocation", "outage", "first_ok_after_return_ms", "ms"),
     ("outage: return -> last revocation", "outage", "return_to_last_s", "s"),
     ("outage: rate after return", "outage", "post_return_rate", "/s"),
+    ("outage: CPU per revocation after", "outage", "post_cpu_us_per_rev", "us"),
+    ("outage: written per revocation after", "outage", "post_written_kib_per_rev", "KiB"),
 ]
 
 TARGET_OF = {
