@@ -360,8 +360,8 @@ static int on_pending_row(void *ud, const struct pending_row *row)
 }
 
 /* A backlog in id order: up to FETCH_PAGE due rows after the cursor, which
- * wraps at the end. False when due rows are sparse among the pending ones
- * (retries waiting for later): the retry-time index finds them faster. */
+ * wraps at the end. *ret_dense false: due rows are sparse among the pending
+ * ones (retries waiting for later), the retry-time index finds them faster. */
 static int fetch_backlog(struct revoke *r, struct fetch_ctx *f, bool *ret_dense)
 {
     unsigned limit = FETCH_PAGE + (unsigned)r->known.len;

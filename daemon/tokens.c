@@ -477,9 +477,10 @@ int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count)
     return err;
 }
 
-/* Step a fetch statement, handing each row with a token to cb. */
-static int fetch_rows(struct tokens *t, sqlite3_stmt *st, int (*cb)(void *ud, const struct pending_row *row),
-                      void *ud)
+/* Step a fetch statement, handing its rows to cb; a row without a token
+ * comes with row->token NULL, or not at all unless with_tokenless. */
+static int fetch_rows(struct tokens *t, sqlite3_stmt *st, bool with_tokenless,
+                      int (*cb)(void *ud, const struct pending_row *row), void *ud)
 {
     int rc, err = 0;
 
@@ -494,6 +495,8 @@ static int fetch_rows(struct tokens *t, sqlite3_stmt *st, int (*cb)(void *ud, co
             .next_attempt_at = sqlite3_column_int64(st, 4),
         };
         if (!p.token || p.token_len == 0) {
+            if (!with_tokenless)
+                continue;
             p.token = NULL;
             p.token_len = 0;
         }
@@ -506,28 +509,14 @@ static int fetch_rows(struct tokens *t, sqlite3_stmt *st, int (*cb)(void *ud, co
     return err;
 }
 
-struct skip_tokenless {
-    int (*cb)(void *ud, const struct pending_row *row);
-    void *ud;
-};
-
-static int unless_tokenless(void *ud, const struct pending_row *row)
-{
-    struct skip_tokenless *s = ud;
-
-    return row->token ? s->cb(s->ud, row) : 0;
-}
-
 int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
                      int (*cb)(void *ud, const struct pending_row *row), void *ud)
 {
-    struct skip_tokenless s = {cb, ud};
-
     if (!cb)
         return -EINVAL;
     sqlite3_bind_int64(t->fetch, 1, now_ms);
     sqlite3_bind_int64(t->fetch, 2, limit);
-    return fetch_rows(t, t->fetch, unless_tokenless, &s);
+    return fetch_rows(t, t->fetch, false, cb, ud);
 }
 
 int tokens_fetch_from(struct tokens *t, int64_t after_id, unsigned limit,
@@ -537,7 +526,7 @@ int tokens_fetch_from(struct tokens *t, int64_t after_id, unsigned limit,
         return -EINVAL;
     sqlite3_bind_int64(t->fetch_from, 1, after_id);
     sqlite3_bind_int64(t->fetch_from, 2, limit);
-    return fetch_rows(t, t->fetch_from, cb, ud);
+    return fetch_rows(t, t->fetch_from, true, cb, ud);
 }
 
 static int next_events(struct tokens *t, int64_t now_ms, struct next_events *n)
