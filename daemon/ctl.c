@@ -54,6 +54,7 @@ struct client {
     size_t len, cap;
     uint64_t idle_ms;
     bool reading;           /* uv_read_start in force */
+    bool unread_seen;       /* the idle timer found bytes waiting that were not read since */
     bool eof;               /* the peer shut down its side */
     bool draining;          /* final reply queued: close once writes are done */
     bool closing;           /* uv_close called */
@@ -240,10 +241,12 @@ static void idle_fired(uv_timer_t *t)
     int pending = 0;
 
     /* Timers run before I/O in a loop iteration: after a stall of the loop
-     * a request may be waiting unread. It counts, unless the client is
-     * paused for not reading its replies (then it is closed as idle). */
-    if (c->reading && uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
+     * a request may be waiting unread. It counts once, unless the client is
+     * paused for not reading its replies (then it is closed as idle). Bytes
+     * still unread a whole idle period later will never be read: close. */
+    if (c->reading && !c->unread_seen && uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0 &&
         ioctl(fd, FIONREAD, &pending) == 0 && pending > 0) {
+        c->unread_seen = true;
         idle_restart(c);
         return;
     }
@@ -365,6 +368,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
     (void)b;
     if (nread == 0 || c->closing)
         return;
+    c->unread_seen = false;
     if (nread == UV_EOF) {
         c->eof = true;
         c->reading = false;

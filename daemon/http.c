@@ -6,16 +6,27 @@
  *   closed, and if curl opens a new socket with the same number before the
  *   close callback ran, the closing sock takes the new socket over ("reborn")
  *   and its close callback initialises the handle again instead of freeing.
- * - A handle lives as long as its socket, not as long as curl watches it:
- *   curl stops watching a kept-alive connection between two requests
- *   (CURL_POLL_REMOVE) and watches it again for the next one. Keeping the
- *   handle and its read interest makes that cost no system call; libuv's
- *   uv_poll_start always re-registers the fd (epoll DEL, then ADD), so it
- *   is called only when the interest changed or the fd is a new socket.
- *   curl tells us of every socket it opens (CURLOPT_OPENSOCKETFUNCTION) and
- *   of every connected socket it closes (CURLOPT_CLOSESOCKETFUNCTION);
- *   a failed connection attempt is closed without the callback, but it was
- *   only ever watched for writing, which REMOVE stops at once.
+ * - No handle outlives its fd. A libuv handle left on a closed fd keeps the
+ *   fd number's slot in the loop: the next socket given that number (a
+ *   control client, say) has its events delivered to the old handle, and
+ *   stopping that handle takes the new socket out of epoll. So a handle is
+ *   kept after curl stops watching (CURL_POLL_REMOVE) only for a connection
+ *   whose close we are sure to hear of: a socket we opened
+ *   (CURLOPT_OPENSOCKETFUNCTION) that got connected (curl asked to read it),
+ *   which curl closes through CURLOPT_CLOSESOCKETFUNCTION. Every other
+ *   socket's handle is closed at REMOVE: the threaded resolver's socketpair
+ *   (curl closes it right after the REMOVE, without our callback) and a
+ *   connection attempt that failed (curl closes those without the callback,
+ *   and tells REMOVE only afterwards).
+ * - Keeping a connection's handle and its read interest between requests
+ *   costs no system call; libuv's uv_poll_start always re-registers the fd
+ *   (epoll DEL, then ADD), so it is called only when the interest changed or
+ *   the fd is a new socket.
+ * - Each handle remembers the inode of the socket it was opened on. A fd
+ *   number that curl hands us again is checked against it (fstat, once per
+ *   new socket, not per request), and builds with assertions check it at
+ *   every event and before every stop: a handle on a fd that is no longer its
+ *   socket aborts there, not as a silent control socket later.
  * - curl's timer becomes one uv_timer_t; a timeout of 0 is a 0 ms timer, so
  *   curl_multi_socket_action is never called from inside a curl callback.
  * - Finished transfers are drained after every socket action. A done
@@ -35,7 +46,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <assert.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "build-config.h"
@@ -58,6 +71,9 @@ struct sock {
     int wanted;          /* UV_READABLE | UV_WRITABLE, what curl wants; 0: curl does not watch */
     int polled;          /* what the handle polls; 0: stopped */
     bool stale;          /* the fd number is a new socket since the handle last polled it */
+    bool ours;           /* opened by on_open_socket: its close reaches on_close_socket */
+    bool connected;      /* ours, and curl asked to read it: a connection curl may keep */
+    ino_t ino;           /* the socket's inode when the handle (or struct) was made; 0: unknown */
     enum sock_state state;
     bool reborn;         /* CLOSING, but curl uses the fd again: reopen when closed */
     struct sock *prev, *next;
@@ -235,6 +251,28 @@ static struct sock *sock_find(struct http *h, curl_socket_t fd)
     return NULL;
 }
 
+/* The inode of the socket at fd, 0 if fd is not open. */
+static ino_t fd_inode(curl_socket_t fd)
+{
+    struct stat st;
+
+    return fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+/* Builds with assertions: a handle only ever touches the socket it was
+ * opened on (see the top of the file). */
+static void sock_assert_owned(const struct sock *s)
+{
+#ifndef NDEBUG
+    if (s->state == SOCK_ACTIVE && s->ino != 0 && fd_inode(s->fd) != s->ino) {
+        fprintf(stderr, "http: the poll handle of fd %d outlived its socket\n", (int)s->fd);
+        assert(!"a poll handle outlived its socket");
+    }
+#else
+    (void)s;
+#endif
+}
+
 /* Open the handle if needed and poll for what curl wants. */
 static int sock_watch(struct http *h, struct sock *s)
 {
@@ -257,6 +295,7 @@ static int sock_watch(struct http *h, struct sock *s)
 static void sock_stop(struct sock *s)
 {
     if (s->state == SOCK_ACTIVE && s->polled) {
+        sock_assert_owned(s);
         uv_poll_stop(&s->poll);
         s->polled = 0;
     }
@@ -288,6 +327,7 @@ static void sock_release(struct http *h, struct sock *s)
 {
     switch (s->state) {
     case SOCK_ACTIVE:
+        sock_assert_owned(s);
         uv_poll_stop(&s->poll);
         s->state = SOCK_CLOSING;
         s->reborn = false;
@@ -312,13 +352,18 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 
     (void)easy;
     if (what == CURL_POLL_REMOVE) {
-        /* curl forgets the assignment itself. The socket stays open (a
-         * kept-alive connection) or closes soon through on_close_socket. */
-        if (s) {
-            s->wanted = 0;
-            if (s->polled & UV_WRITABLE) /* would fire at once, for nobody */
-                sock_stop(s);
+        /* curl forgets the assignment itself. */
+        if (!s)
+            return 0;
+        s->wanted = 0;
+        if (!s->connected) {
+            /* We would not hear of its close: the handle goes now. */
+            sock_release(h, s);
+            return 0;
         }
+        /* A kept-alive connection; it closes through on_close_socket. */
+        if (s->polled & UV_WRITABLE) /* would fire at once, for nobody */
+            sock_stop(s);
         return 0;
     }
     if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
@@ -327,7 +372,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         events |= UV_WRITABLE;
 
     if (!s) {
-        /* A new socket, or a kept-alive one watched again. */
+        /* A new socket, or a kept-alive connection watched again. */
         s = sock_find(h, fd);
         if (!s) {
             s = calloc(1, sizeof(*s));
@@ -336,7 +381,17 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
             s->h = h;
             s->fd = fd;
             s->state = SOCK_UNOPENED;
+            s->ino = fd_inode(fd);
             sock_link(h, s);
+        } else if (!(s->connected && s->state == SOCK_ACTIVE)) {
+            /* Only a kept connection's number is known to hold its socket. */
+            ino_t ino = fd_inode(fd);
+
+            if (ino != s->ino) { /* not the socket we opened: curl's own */
+                s->ours = false;
+                s->ino = ino;
+                s->stale = true;
+            }
         }
         if (curl_multi_assign(h->multi, fd, s) != CURLM_OK) {
             if (s->state == SOCK_UNOPENED)
@@ -345,6 +400,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
         }
     }
     s->wanted = events;
+    if (s->ours && (events & UV_READABLE))
+        s->connected = true;
     if (s->state == SOCK_CLOSING) {
         s->reborn = true;
         return 0;
@@ -352,8 +409,8 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
     return sock_watch(h, s);
 }
 
-/* CURLOPT_OPENSOCKETFUNCTION: what curl would do, and a note that a handle
- * still holding this fd number now holds a different socket. */
+/* CURLOPT_OPENSOCKETFUNCTION: what curl would do, and the socket recorded as
+ * ours. A struct still holding this fd number now holds a different socket. */
 static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct curl_sockaddr *a)
 {
     struct http *h = clientp;
@@ -365,8 +422,21 @@ static curl_socket_t on_open_socket(void *clientp, curlsocktype purpose, struct 
     if (fd < 0)
         return CURL_SOCKET_BAD;
     s = sock_find(h, fd);
-    if (s)
-        s->stale = true;
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s) {
+            close(fd);
+            return CURL_SOCKET_BAD;
+        }
+        s->h = h;
+        s->fd = fd;
+        s->state = SOCK_UNOPENED;
+        sock_link(h, s);
+    }
+    s->stale = s->state == SOCK_ACTIVE;
+    s->ours = true;
+    s->connected = false;
+    s->ino = fd_inode(fd);
     return fd;
 }
 
@@ -568,6 +638,10 @@ static int xfer_setup(struct http *h, struct xfer *x, struct http_request *req)
     SETOPT(e, CURLOPT_USERAGENT, "revokerd/" REVOKERD_VERSION);
     SETOPT(e, CURLOPT_TIMEOUT_MS, timeout);
     SETOPT(e, CURLOPT_NOSIGNAL, 1L);
+    /* A transfer that ends while its name is still being resolved must not
+     * wait for the resolver thread (curl would block the loop until
+     * getaddrinfo returns): the thread is left to finish on its own. */
+    SETOPT(e, CURLOPT_QUICK_EXIT, 1L);
     SETOPT(e, CURLOPT_TCP_KEEPALIVE, 1L);
     SETOPT(e, CURLOPT_SSL_VERIFYPEER, 1L);
     SETOPT(e, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -634,6 +708,8 @@ static void on_poll(uv_poll_t *poll, int status, int events)
     struct sock *s = container_of(poll, struct sock, poll);
     struct http *h = s->h;
     int flags = 0, running;
+
+    sock_assert_owned(s);
 
     if (!s->wanted) {
         /* An idle kept-alive connection: the server closed it or sent

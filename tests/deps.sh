@@ -3,7 +3,7 @@
 # Quiet when everything is already there.
 set -euo pipefail
 packages=(
-  meson ninja-build gcc pkg-config python3 sqlite3            # build, tests
+  meson ninja-build gcc pkg-config python3 sqlite3 openssl    # build, tests (openssl: test certificates)
   libuv1-dev libcurl4-openssl-dev libsqlite3-dev libsystemd-dev libinih-dev
   libjansson-dev libssl-dev                                   # libraries
   clang libclang-rt-14-dev                                    # libFuzzer

@@ -3,6 +3,7 @@
 
     python3 tests/endpoint.py [--port N] [--port-file F] [--log F.jsonl]
                               [--delay-ms N] [--bind 127.0.0.1]
+                              [--tls-cert F --tls-key F]
 
 A threaded HTTP/1.1 server with keep-alive. `POST /v2/token/logout` with
 `Authorization: Bearer <token>` answers according to the token's prefix:
@@ -26,6 +27,9 @@ path: 405. Every request is appended (and flushed) to --log as one JSON line:
 when nothing was answered (hang, reset). The line is written before the
 answer is sent (and before --delay-ms), so a client that has seen the answer
 finds the line, and a test sees requests that are still in flight.
+
+With --tls-cert and --tls-key it speaks HTTPS (TLS through Python's ssl
+module; the handshake runs in the connection's thread).
 
 --port 0 (the default) picks a free port; the port is written atomically to
 --port-file once listening, and `listening on 127.0.0.1:PORT` is printed.
@@ -95,11 +99,19 @@ class Server(http.server.ThreadingHTTPServer):
     block_on_close = False  # do not keep a list of every thread ever started
     request_queue_size = 1024
 
-    def __init__(self, addr, handler, state):
+    def __init__(self, addr, handler, state, tls=None):
         if ":" in addr[0]:
             self.address_family = socket.AF_INET6
         self.state = state
+        self.tls = tls
         super().__init__(addr, handler)
+
+    def get_request(self):
+        sock, addr = super().get_request()
+        if self.tls:
+            # The handshake happens at the first read, in the handler's thread.
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, addr
 
     def handle_error(self, request, client_address):
         # A client that goes away mid-request is normal here; anything else
@@ -336,10 +348,17 @@ def main(argv=None):
     p.add_argument("--log")
     p.add_argument("--delay-ms", type=int, default=0)
     p.add_argument("--bind", default="127.0.0.1")
+    p.add_argument("--tls-cert")
+    p.add_argument("--tls-key")
     args = p.parse_args(argv)
 
+    tls = None
+    if args.tls_cert:
+        import ssl
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     state = State(args.log, args.delay_ms)
-    server = Server((args.bind, args.port), Handler, state)
+    server = Server((args.bind, args.port), Handler, state, tls)
     port = server.server_address[1]
     if args.port_file:
         tmp = "%s.tmp.%d" % (args.port_file, os.getpid())

@@ -131,6 +131,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def tls_certificate(workdir, host):
+    """A throwaway self-signed certificate for host (its own CA, so it is
+    also the daemon's ca_file): returns (cert file, key file)."""
+    cert, key = os.path.join(workdir, host + ".crt"), os.path.join(workdir, host + ".key")
+    rc, out, err = run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-days", "2", "-subj", "/CN=" + host, "-addext", "subjectAltName=DNS:" + host,
+                        "-keyout", key, "-out", cert])
+    assert rc == 0, "openssl req failed: " + err
+    return cert, key
+
+
 def wait_until(predicate, timeout, what="condition", interval=0.02):
     """Poll predicate() until it returns something truthy; return that value.
     Raise AssertionError naming `what` after `timeout` seconds. Exceptions
@@ -167,8 +178,9 @@ class Endpoint:
     The port is chosen at construction (or given) and kept across restarts,
     so a stopped endpoint is "connection refused" at the daemon's URL."""
 
-    def __init__(self, workdir, port=None, delay_ms=0, name="endpoint"):
+    def __init__(self, workdir, port=None, delay_ms=0, name="endpoint", tls=None):
         self.workdir = workdir
+        self.tls = tls  # (cert file, key file): HTTPS
         self.port = port or free_port()
         self.delay_ms = delay_ms
         self.name = name
@@ -193,6 +205,8 @@ class Endpoint:
         cmd = [sys.executable, ENDPOINT_SCRIPT, "--port", str(self.port),
                "--port-file", self.port_file, "--log", self.log_path,
                "--delay-ms", str(self.delay_ms)]
+        if self.tls:
+            cmd += ["--tls-cert", self.tls[0], "--tls-key", self.tls[1]]
         deadline = time.monotonic() + timeout
         while True:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
