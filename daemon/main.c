@@ -20,6 +20,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "db.h"
+#include "dbfile.h"
 #include "log.h"
 #include "notify.h"
 #include "proto.h"
@@ -39,6 +40,7 @@ struct daemon {
     uv_loop_t loop;
     struct options opts;
     struct config cfg;
+    struct dbfile *file;
     struct db *db;
     struct revoke *revoke;
     struct watch *watch;
@@ -47,8 +49,10 @@ struct daemon {
     struct proto_env env;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t status_timer;
+    uv_timer_t file_timer;
     uint64_t status_sent_ms;
     bool stopping;
+    bool file_lost;
     int exit_code;
 };
 
@@ -260,6 +264,53 @@ static uint64_t uptime_ms(const struct proto_env *env)
     return uv_now((uv_loop_t *)&d->loop) - env->started_ms;
 }
 
+/* ---- the database file ---- */
+
+static void stop(struct daemon *d, const char *why);
+static void on_file_timer(uv_timer_t *h);
+
+#define FILE_CHECK_MS 2000
+
+/* The path must keep naming the file we write: a removed or replaced
+ * database would take every write from now on and lose it at exit. The
+ * stop waits for the next loop turn, so that the request that noticed it
+ * gets its refusal. */
+static int file_check(struct daemon *d)
+{
+    const char *what = NULL;
+    int rc;
+
+    if (d->file_lost)
+        return -ESTALE;
+    rc = dbfile_check(d->file, &what);
+    if (rc == 0)
+        return 0;
+    d->file_lost = true;
+    log_crit("%s was %s while revokerd ran (%s): stopping, so that a restart opens the file that is there now; "
+             "revocations acknowledged in the last %d s may be only in the old file; socket requests are refused "
+             "from now on",
+             what, rc == -ENOENT ? "removed" : "replaced", strerror(-rc), FILE_CHECK_MS / 1000);
+    notify_status(d->notify, "database file was removed or replaced: stopping");
+    d->exit_code = 1;
+    uv_timer_start(&d->file_timer, on_file_timer, 0, 0);
+    return rc;
+}
+
+static int env_file_check(const struct proto_env *env)
+{
+    return file_check(container_of(env, struct daemon, env));
+}
+
+static void on_file_timer(uv_timer_t *h)
+{
+    struct daemon *d = container_of(h, struct daemon, file_timer);
+
+    if (d->file_lost)
+        stop(d, "database file removed or replaced");
+    else
+        (void)file_check(d);
+}
+
 /* ---- reload and stop ---- */
 
 static void reload(struct daemon *d)
@@ -311,6 +362,7 @@ static void on_engine_stopped(void *data)
     uv_close((uv_handle_t *)&d->sigint, on_closed);
     uv_close((uv_handle_t *)&d->sighup, on_closed);
     uv_close((uv_handle_t *)&d->status_timer, on_closed);
+    uv_close((uv_handle_t *)&d->file_timer, on_closed);
     notify_close(d->notify);
     d->notify = NULL;
 }
@@ -323,6 +375,7 @@ static void stop(struct daemon *d, const char *why)
     log_notice("%s: stopping", why);
     notify_stopping(d->notify);
     uv_timer_stop(&d->status_timer);
+    uv_timer_stop(&d->file_timer);
     ctl_close(d->ctl, NULL, NULL);
     d->ctl = NULL;
     watch_close(d->watch);
@@ -369,11 +422,30 @@ static int start(struct daemon *d)
 {
     struct ctl_options co;
     char err[512];
+    pid_t owner = 0;
     int rc;
 
+    /* Before the database is touched: a second daemon changes nothing. */
+    rc = dbfile_lock(d->cfg.database, &d->file, &owner);
+    if (rc == -EBUSY) {
+        if (owner > 0)
+            log_crit("another revokerd (pid %ld) is using %s", (long)owner, d->cfg.database);
+        else
+            log_crit("another revokerd is using %s", d->cfg.database);
+        return rc;
+    }
+    if (rc < 0) {
+        log_crit("cannot lock %s.lock: %s", d->cfg.database, strerror(-rc));
+        return rc;
+    }
     rc = db_open(d->cfg.database, 0, &d->db);
     if (rc < 0) {
         log_crit("%s", db_open_error());
+        return rc;
+    }
+    rc = dbfile_remember(d->file);
+    if (rc < 0) {
+        log_crit("cannot stat %s: %s", d->cfg.database, strerror(-rc));
         return rc;
     }
     rc = revoke_new(&d->loop, d->db, &d->cfg, &d->revoke);
@@ -389,6 +461,7 @@ static int start(struct daemon *d)
         .revoke = d->revoke,
         .started_ms = uv_now(&d->loop),
         .uptime_ms = uptime_ms,
+        .file_check = env_file_check,
     };
     co = (struct ctl_options){
         .path = d->cfg.socket,
@@ -422,6 +495,8 @@ static int start(struct daemon *d)
     uv_signal_start(&d->sigint, on_signal, SIGINT);
     uv_signal_start(&d->sighup, on_signal, SIGHUP);
     uv_timer_init(&d->loop, &d->status_timer);
+    uv_timer_init(&d->loop, &d->file_timer);
+    uv_timer_start(&d->file_timer, on_file_timer, FILE_CHECK_MS, FILE_CHECK_MS);
     return 0;
 }
 
@@ -472,6 +547,7 @@ int main(int argc, char **argv)
     if (rc < 0)
         log_err("event loop closed with handles still open: %s", uv_strerror(rc));
     db_close(d.db);
+    dbfile_close(d.file);
     config_free(&d.cfg);
     log_notice("stopped");
     return d.exit_code;

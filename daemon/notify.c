@@ -156,8 +156,15 @@ void notify_reloading(struct notify *n)
 
 void notify_stopping(struct notify *n)
 {
-    if (n && n->enabled)
-        send_line(n, "STOPPING=1");
+    if (!n || !n->enabled)
+        return;
+    /* A status line held back by the rate limit is the last word: say it. */
+    if (n->status_pending) {
+        n->status_pending = false;
+        uv_timer_stop(&n->status_timer);
+        send_status(n, n->pending);
+    }
+    send_line(n, "STOPPING=1");
 }
 
 void notify_status(struct notify *n, const char *fmt, ...)

@@ -218,13 +218,26 @@ static void db_failure(const struct proto_env *env, int r, struct perr *e)
         perr_set(e, "database disk is full; nothing was recorded");
     else if (r == -ENOMEM)
         e->msg[0] = '\0';
+    else if (r == -ESTALE)
+        perr_set(e, "database file was removed or replaced; revokerd is stopping and this request is not "
+                    "recorded: send it again once revokerd is back");
     else
         perr_set(e, "database error (%s); nothing was changed", db_errmsg(env->db));
 }
 
+static int file_check(const struct proto_env *env)
+{
+    return env->file_check && env->file_check(env) < 0 ? -ESTALE : 0;
+}
+
 static int tx_begin(const struct proto_env *env, struct perr *e)
 {
-    int r = db_begin(env->db);
+    int r = file_check(env);
+    if (r < 0) {
+        db_failure(env, r, e);
+        return r;
+    }
+    r = db_begin(env->db);
     if (r < 0) {
         db_rollback(env->db);
         audit_forget(env->audit);
@@ -234,7 +247,8 @@ static int tx_begin(const struct proto_env *env, struct perr *e)
 }
 
 /* r: the result of the work inside the transaction. Commits when it is 0,
- * rolls back otherwise (or when the commit fails). */
+ * rolls back otherwise (or when the commit fails). A commit into a file that
+ * is no longer at the path is not acknowledged. */
 static int tx_end(const struct proto_env *env, int r)
 {
     if (r == 0)
@@ -243,6 +257,8 @@ static int tx_end(const struct proto_env *env, int r)
         db_rollback(env->db);
         audit_forget(env->audit);
     }
+    if (r == 0)
+        r = file_check(env);
     return r;
 }
 

@@ -24,6 +24,10 @@ struct proto_env {
     struct revoke *revoke;     /* NULL in tests: no kick, stats without the engine */
     uint64_t started_ms;       /* for uptime: uv_now at start */
     uint64_t (*uptime_ms)(const struct proto_env *env); /* NULL: 0 */
+    /* 0 while the database path still names the file that is open; a
+     * negative errno once it was removed or replaced (see dbfile.h). Asked
+     * before and after every write. NULL: always 0. */
+    int (*file_check)(const struct proto_env *env);
 };
 
 /* Returns a malloc'd reply without the trailing newline, or NULL on ENOMEM. */

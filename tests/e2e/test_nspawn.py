@@ -354,9 +354,18 @@ class NspawnTest(harness.E2ETestCase):
         self.assertIn('Status: "%s"' % status, out)
         print("status: %s" % status)
 
+        # reload of a bad file: systemctl reload fails and says why; the
+        # daemon runs on with the old configuration.
+        pid = self.show("MainPID")
+        self.C(["sh", "-c", "printf '[logout]\\ntimeout = banana\\n' >> /etc/revokerd/revokerd.conf"])
+        rc, out, err = self.ct.run(["systemctl", "reload", "revokerd.service"])
+        self.assertNotEqual(rc, 0, "systemctl reload of a bad file succeeded: " + out + err)
+        self.assertEqual((self.show("MainPID"), self.show("ActiveState")), (pid, "active"))
+        journal = self.C(["journalctl", "-u", "revokerd.service", "--no-pager", "-o", "cat"])
+        self.assertIn("banana", journal, "the reason is in the journal")
+
         # reload: same process, new endpoint.
         self.start_endpoint(1)
-        pid = self.show("MainPID")
         self.C(["cp", GUEST + "/revokerd-reload.conf", "/etc/revokerd/revokerd.conf"])
         self.C(["systemctl", "reload", "revokerd.service"])
         self.wait_active("reload")
