@@ -25,6 +25,7 @@
 #include "notify.h"
 #include "proto.h"
 #include "revoke.h"
+#include "schemacheck.h"
 #include "tokens.h"
 #include "watch.h"
 
@@ -42,6 +43,7 @@ struct daemon {
     struct config cfg;
     struct dbfile *file;
     struct db *db;
+    struct schemacheck *schema;
     struct revoke *revoke;
     struct watch *watch;
     struct ctl *ctl;
@@ -249,12 +251,15 @@ static void on_engine_change(void *data)
     uv_timer_start(&d->status_timer, on_status_timer, next > now ? next - now : 0, 0);
 }
 
+static int schema_check(struct daemon *d);
+
 static void on_table_changed(void *data)
 {
     struct daemon *d = data;
 
-    if (!d->stopping)
-        revoke_kick(d->revoke);
+    if (d->stopping || schema_check(d) < 0)
+        return;
+    revoke_kick(d->revoke);
 }
 
 static uint64_t uptime_ms(const struct proto_env *env)
@@ -296,6 +301,37 @@ static int file_check(struct daemon *d)
     return rc;
 }
 
+static void schema_note(void *data, const char *type, const char *name, const char *how)
+{
+    (void)data;
+    log_warning("%s %s was %s (dropped or changed by another process: an application's connection or the sqlite3 "
+                "command line); recreated as revokerd's migrations create it",
+                type, name, how);
+}
+
+/* After every commit of another process that changed the schema: recreate
+ * a dropped index, trigger or view at once; a dropped or altered table ends
+ * the daemon (exit 1), and a restart refuses to start on it. -EBADMSG then. */
+static int schema_check(struct daemon *d)
+{
+    char err[512];
+    int rc;
+
+    if (!schemacheck_changed(d->schema, d->db->conn))
+        return 0;
+    rc = schemacheck_run(d->schema, d->db->conn, schema_note, d, err, sizeof(err));
+    if (rc == -EBADMSG) {
+        log_crit("%s", err);
+        notify_status(d->notify, "the database's schema was damaged by another process: stopping");
+        d->exit_code = 1;
+        stop(d, "schema damaged");
+        return rc;
+    }
+    if (rc < 0) /* busy, or a passing error: the next commit or the file timer tries again */
+        log_debug("%s", err);
+    return 0;
+}
+
 static int env_file_check(const struct proto_env *env)
 {
     return file_check(container_of(env, struct daemon, env));
@@ -307,8 +343,8 @@ static void on_file_timer(uv_timer_t *h)
 
     if (d->file_lost)
         stop(d, "database file removed or replaced");
-    else
-        (void)file_check(d);
+    else if (file_check(d) == 0 && !d->stopping)
+        (void)schema_check(d);
 }
 
 /* ---- reload and stop ---- */
@@ -448,6 +484,19 @@ static int start(struct daemon *d)
         log_crit("cannot stat %s: %s", d->cfg.database, strerror(-rc));
         return rc;
     }
+    rc = schemacheck_new(&d->schema);
+    if (rc == 0) {
+        rc = schemacheck_run(d->schema, d->db->conn, schema_note, d, err, sizeof(err));
+        if (rc == -EBADMSG) {
+            log_crit("cannot start on %s: %s", d->cfg.database, err);
+            return rc;
+        }
+        if (rc < 0) /* busy: checked again at the first change or tick */
+            log_warning("%s; checked again in %d s", err, FILE_CHECK_MS / 1000);
+    } else {
+        log_crit("cannot build the reference schema: %s", strerror(-rc));
+        return rc;
+    }
     rc = revoke_new(&d->loop, d->db, &d->cfg, &d->revoke);
     if (rc < 0) {
         log_crit("cannot set up the revocation engine: %s", strerror(-rc));
@@ -546,6 +595,7 @@ int main(int argc, char **argv)
     rc = uv_loop_close(&d.loop);
     if (rc < 0)
         log_err("event loop closed with handles still open: %s", uv_strerror(rc));
+    schemacheck_free(d.schema);
     db_close(d.db);
     dbfile_close(d.file);
     config_free(&d.cfg);
