@@ -1,12 +1,14 @@
 /* config: defaults, the INI file, and the checks, all driven by the key
  * table in config-keys.h.
  *
- * The INI reader is our own, some 100 lines, and not inih: Debian builds
- * libinih with multi-line values on, no section callback and no line
+ * The INI reader is our own, a few short functions, and not inih: Debian
+ * builds libinih with multi-line values on, no section callback and no line
  * numbers for the handler, all fixed at its compile time, so that inih
  * would glue an indented line to the previous value, split a line longer
- * than 200 bytes in two, skip unknown or empty sections without a word and
- * could not say on which line a key was first set. The syntax is inih's
+ * than 200 bytes in two, name an unknown section only at its first key (an
+ * empty one never) and could not say on which line a key was first set;
+ * the old config.c fed it one line at a time to work around all that. The
+ * syntax is inih's
  * (which the shipped files were written for): "[section]", "key = value"
  * or "key: value", ';' and '#' comment lines, " ;" inline comments, a BOM
  * and CRLF endings; any line may be indented, and each line is checked
