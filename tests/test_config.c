@@ -941,6 +941,7 @@ static char *print_to_string(const struct config *c)
     REQUIRE(f);
     config_print(f, c);
     REQUIRE(fclose(f) == 0);
+    REQUIRE(text);
     return text;
 }
 
@@ -1080,8 +1081,8 @@ static void test_print_reads_back(void)
     config_defaults(&back);
     CHECK_INT(load_text(&back, printed, path, err), 0);
     CHECK(config_same(&c, &back));
-    CHECK_CONTAINS(printed, "\nclient_idle = 1h 30min 250ms\n");
-    CHECK_CONTAINS(printed, "\nkeep_secrets = true\n");
+    CHECK(strstr(printed, "\nclient_idle = 1h 30min 250ms\n"));
+    CHECK(strstr(printed, "\nkeep_secrets = true\n"));
     free(printed);
     /* and each member on its own makes a difference to config_equal */
     for (size_t i = 0; i < N_ROWS; i++) {
