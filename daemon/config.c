@@ -1,17 +1,26 @@
-/* config: defaults, the INI file (through inih), and the checks.
+/* config: defaults, the INI file, and the checks, all driven by the key
+ * table in config-keys.h.
  *
- * inih does the INI syntax; our reader feeds it one physical line at a time
- * so that we always know the line number, and it refuses what inih would
- * silently mangle: lines longer than inih's buffer (inih splits them),
- * indented lines (inih glues them to the previous key as a continuation),
- * NUL bytes and unknown sections (inih does not report section headers). */
+ * The INI reader is our own, a few short functions, and not inih: Debian
+ * builds libinih with multi-line values on, no section callback and no line
+ * numbers for the handler, all fixed at its compile time, so that inih
+ * would glue an indented line to the previous value, split a line longer
+ * than 200 bytes in two, name an unknown section only at its first key (an
+ * empty one never) and could not say on which line a key was first set;
+ * the old config.c fed it one line at a time to work around all that. The
+ * syntax is inih's
+ * (which the shipped files were written for): "[section]", "key = value"
+ * or "key: value", ';' and '#' comment lines, " ;" inline comments, a BOM
+ * and CRLF endings; any line may be indented, and each line is checked
+ * whole: a NUL byte, more than LINE_MAX_BYTES bytes, an unknown section,
+ * text after a section header, an unknown or repeated key and a bad value
+ * each stop the load with FILE:LINE and what was expected. */
 #include "config.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <ini.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,28 +32,31 @@
 
 #include "log.h"
 
-#define MS_PER_S UINT64_C(1000)
-#define MS_PER_MIN (60 * MS_PER_S)
-#define MS_PER_H (60 * MS_PER_MIN)
-#define MS_PER_D (24 * MS_PER_H)
+#define MS_PER_S CONFIG_S
+#define MS_PER_MIN CONFIG_MIN
+#define MS_PER_H CONFIG_H
+#define MS_PER_D CONFIG_D
 #define USEC_PER_S UINT64_C(1000000)
 
 #define WHY_MAX 512 /* "what is wrong (what is expected)" */
 #define QUOTE_MAX 64 /* a value echoed in a message is cut here */
 #define SOCKET_PATH_MAX (sizeof(((struct sockaddr_un *)0)->sun_path) - 1)
 #define GROUP_NAME_MAX 64
+/* inih's limit (200 with "\r\n\0"), which the files were written for */
+#define LINE_MAX_BYTES 197
+#define BOM "\xef\xbb\xbf"
 
 enum key_type {
-    KEY_PATH,      /* non-empty string */
-    KEY_SOCKET,    /* non-empty string that fits sun_path */
-    KEY_GROUP,     /* group name or gid; empty: unset */
-    KEY_CA_FILE,   /* any string; empty: unset */
-    KEY_HEADER,    /* HTTP header name; empty: unset */
-    KEY_URL,       /* config_check_url */
-    KEY_UINT,      /* unsigned, min..max */
+    KEY_PATH,
+    KEY_SOCKET,
+    KEY_OPT_PATH,
+    KEY_GROUP,
+    KEY_HEADER,
+    KEY_URL,
+    KEY_UINT,
     KEY_BOOL,
-    KEY_DURATION,  /* uint64_t ms, min..max */
-    KEY_LOG_LEVEL, /* int, log_level_parse */
+    KEY_DURATION,
+    KEY_LOG_LEVEL,
 };
 
 struct key {
@@ -52,43 +64,15 @@ struct key {
     const char *name;
     enum key_type type;
     size_t offset;
+    const char *def; /* as written in the file */
     uint64_t min, max;
 };
 
-#define KEY(sec, nm, ty, field, lo, hi) {sec, nm, ty, offsetof(struct config, field), lo, hi}
+#define KEY_ROW(sec, nm, ty, member, def, lo, hi, what) \
+    {sec, nm, KEY_##ty, offsetof(struct config, member), def, lo, hi},
 
-/* The order here is the order in "known keys" lists. */
-static const struct key keys[] = {
-    KEY("daemon", "database", KEY_PATH, database, 0, 0),
-    KEY("daemon", "socket", KEY_SOCKET, socket, 0, 0),
-    KEY("daemon", "control_group", KEY_GROUP, control_group, 0, 0),
-    KEY("daemon", "max_clients", KEY_UINT, max_clients, 1, 65536),
-    KEY("daemon", "client_idle", KEY_DURATION, client_idle_ms, 1, MS_PER_D),
-    KEY("daemon", "keep_secrets", KEY_BOOL, keep_secrets, 0, 0),
-    KEY("daemon", "log_level", KEY_LOG_LEVEL, log_level, 0, 0),
-    KEY("logout", "url", KEY_URL, url, 0, 0),
-    KEY("logout", "timeout", KEY_DURATION, timeout_ms, 1, MS_PER_H),
-    KEY("logout", "concurrency", KEY_UINT, concurrency, 1, 1024),
-    KEY("logout", "rate_limit", KEY_UINT, rate_limit, 0, 1000000),
-    KEY("logout", "ca_file", KEY_CA_FILE, ca_file, 0, 0),
-    KEY("logout", "down_after", KEY_UINT, down_after, 1, 1000),
-    KEY("logout", "credential_header", KEY_HEADER, credential_header, 0, 0),
-    KEY("retry", "base", KEY_DURATION, retry_base_ms, 1, MS_PER_D),
-    KEY("retry", "max_delay", KEY_DURATION, retry_max_delay_ms, 1, 30 * MS_PER_D),
-    KEY("retry", "max_attempts", KEY_UINT, max_attempts, 1, 1000),
-    KEY("retry", "retry_after_max", KEY_DURATION, retry_after_max_ms, 0, 30 * MS_PER_D),
-};
+static const struct key keys[] = {CONFIG_KEYS(KEY_ROW)};
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
-
-static const char *const sections[] = {"daemon", "logout", "retry"};
-#define SECTIONS_EXPECTED "expected [daemon], [logout] or [retry]"
-
-static const size_t string_fields[] = {
-    offsetof(struct config, database),      offsetof(struct config, socket),
-    offsetof(struct config, control_group), offsetof(struct config, url),
-    offsetof(struct config, ca_file),       offsetof(struct config, credential_header),
-};
-#define N_STRINGS (sizeof(string_fields) / sizeof(string_fields[0]))
 
 static const struct unit {
     const char *name;
@@ -116,21 +100,6 @@ static const struct unit {
     {"w", 604800 * USEC_PER_S},
     {"week", 604800 * USEC_PER_S},
     {"weeks", 604800 * USEC_PER_S},
-};
-
-/* The state of one config_load(). */
-struct parse {
-    FILE *f;
-    const char *path;
-    struct config *c;   /* the copy being filled */
-    unsigned line;      /* of the line last handed to inih */
-    unsigned seen[N_KEYS]; /* line where each key was set, 0: not yet */
-    char *buf;          /* getline's */
-    size_t cap;
-    int error;          /* first error, negative errno; 0: none */
-    unsigned error_line;
-    char *err;
-    size_t errlen;
 };
 
 static char **str_field(struct config *c, size_t offset)
@@ -292,7 +261,7 @@ static int check_value(const struct config *c, const struct key *k, char *why, s
             return -EINVAL;
         }
         return 0;
-    case KEY_CA_FILE:
+    case KEY_OPT_PATH:
         return 0;
     case KEY_HEADER:
         s = *(char *const *)field(c, k);
@@ -353,8 +322,11 @@ static int check_value(const struct config *c, const struct key *k, char *why, s
     return 0;
 }
 
-/* Parses value into c's field for k. 0, -EINVAL (why says why), -ENOMEM. */
-static int set_value(struct config *c, const struct key *k, const char *value, char *why, size_t whylen)
+/* Parses value into c's field for k, and checks it unless !check (the
+ * table's defaults: the URL check needs curl, and test_config checks them).
+ * 0, -EINVAL (why says why), -ENOMEM. */
+static int set_value(struct config *c, const struct key *k, const char *value, bool check, char *why,
+                     size_t whylen)
 {
     char q[QUOTE_MAX + 8];
     char **sp;
@@ -368,7 +340,7 @@ static int set_value(struct config *c, const struct key *k, const char *value, c
     case KEY_SOCKET:
     case KEY_URL:
     case KEY_GROUP:
-    case KEY_CA_FILE:
+    case KEY_OPT_PATH:
     case KEY_HEADER:
         if (!*value && (k->type == KEY_PATH || k->type == KEY_SOCKET || k->type == KEY_URL)) {
             set_err(why, whylen, "empty value (expected %s)",
@@ -384,7 +356,7 @@ static int set_value(struct config *c, const struct key *k, const char *value, c
         sp = str_field(c, k->offset);
         free(*sp);
         *sp = copy;
-        return check_value(c, k, why, whylen);
+        return check ? check_value(c, k, why, whylen) : 0;
     case KEY_UINT:
         r = parse_u64(value, &v);
         if (r == -EINVAL) {
@@ -392,7 +364,7 @@ static int set_value(struct config *c, const struct key *k, const char *value, c
                     " to %" PRIu64 ")", quote(value, q, sizeof(q)), k->min, k->max);
             return -EINVAL;
         }
-        if (r < 0 || v < k->min || v > k->max) {
+        if (r < 0 || (check && (v < k->min || v > k->max))) {
             set_err(why, whylen, "%s is out of range (expected a whole number from %" PRIu64
                     " to %" PRIu64 ")", quote(value, q, sizeof(q)), k->min, k->max);
             return -EINVAL;
@@ -416,7 +388,7 @@ static int set_value(struct config *c, const struct key *k, const char *value, c
             return -EINVAL;
         }
         *(uint64_t *)field(c, k) = v;
-        return check_value(c, k, why, whylen);
+        return check ? check_value(c, k, why, whylen) : 0;
     case KEY_LOG_LEVEL:
         if (log_level_parse(value, &level) < 0) {
             set_err(why, whylen,
@@ -430,116 +402,39 @@ static int set_value(struct config *c, const struct key *k, const char *value, c
     return -EINVAL;
 }
 
-/* Records the first error of a parse, prefixed with FILE:LINE. */
-static void parse_fail(struct parse *p, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void parse_fail(struct parse *p, int error, const char *fmt, ...)
-{
-    char msg[WHY_MAX + 256];
-    va_list ap;
 
-    if (p->error)
-        return;
-    p->error = error;
-    p->error_line = p->line;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    set_err(p->err, p->errlen, "%s:%u: %s", p->path, p->line, msg);
+static bool is_string(enum key_type t)
+{
+    return t == KEY_PATH || t == KEY_SOCKET || t == KEY_OPT_PATH || t == KEY_GROUP || t == KEY_HEADER ||
+           t == KEY_URL;
 }
 
-/* "[name]" on a line: known section, nothing but a comment after it. */
-static bool check_section_line(struct parse *p, const char *s, size_t len)
+/* Rows are grouped by section: a section starts where the name changes. */
+static bool starts_section(size_t i)
 {
-    char q[QUOTE_MAX + 8], name[QUOTE_MAX + 1];
-    const char *close = memchr(s, ']', len);
-    size_t n, rest;
-
-    if (!close) {
-        parse_fail(p, -EINVAL, "syntax error: section header without closing ']' (expected [section])");
-        return false;
-    }
-    for (rest = (size_t)(close + 1 - s); rest < len && isspace((unsigned char)s[rest]); rest++)
-        ;
-    if (rest < len && s[rest] != ';' && s[rest] != '#') {
-        parse_fail(p, -EINVAL, "syntax error: text after the section header (expected [section], "
-                               "optionally followed by a ; comment)");
-        return false;
-    }
-    n = (size_t)(close - s - 1);
-    for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
-        if (strlen(sections[i]) == n && memcmp(sections[i], s + 1, n) == 0)
-            return true;
-    if (n > QUOTE_MAX)
-        n = QUOTE_MAX;
-    memcpy(name, s + 1, n);
-    name[n] = '\0';
-    parse_fail(p, -EINVAL, "[%s]: unknown section (" SECTIONS_EXPECTED ")", clean(name, q, sizeof(q)));
-    return false;
+    return i == 0 || strcmp(keys[i].section, keys[i - 1].section) != 0;
 }
 
-/* inih's reader: one physical line per call, checked and left-trimmed. */
-static char *read_line(char *str, int num, void *stream)
+/* "[daemon], [logout] or [retry]" */
+static void list_sections(char *buf, size_t len)
 {
-    struct parse *p = stream;
-    ssize_t n;
-    size_t len, max;
-    const char *s;
+    size_t n = 0, seen = 0, o = 0;
 
-    if (p->error || num < 3)
-        return NULL;
-    errno = 0;
-    n = getline(&p->buf, &p->cap, p->f);
-    if (n < 0) {
-        int e = errno ? errno : EIO;
-
-        if (ferror(p->f) || errno == ENOMEM) {
-            p->line++;
-            parse_fail(p, -e, "cannot read: %s", strerror(e));
-        }
-        return NULL;
-    }
-    p->line++;
-    len = (size_t)n;
-    s = p->buf;
-    if (memchr(s, '\0', len)) {
-        parse_fail(p, -EINVAL, "line contains a NUL byte (expected text)");
-        return NULL;
-    }
-    while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
-        len--;
-    if (p->line == 1 && len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) {
-        s += 3;
-        len -= 3;
-    }
-    /* inih needs room for "\r\n\0" (its buffer holds num bytes) */
-    max = (size_t)num - 3;
-    if (len > max) {
-        parse_fail(p, -EINVAL, "line too long: %zu bytes (expected at most %zu)", len, max);
-        return NULL;
-    }
-    /* Indentation would make inih read this line as a continuation of the
-     * previous value; a leading-space line is just a line here. On line 1
-     * BOMs go too: inih skips one wherever it starts reading, and a section
-     * header behind it must not escape check_section_line. */
-    for (;;) {
-        if (len > 0 && isspace((unsigned char)*s)) {
-            s++;
-            len--;
-        } else if (p->line == 1 && len >= 3 && memcmp(s, "\xef\xbb\xbf", 3) == 0) {
-            s += 3;
-            len -= 3;
-        } else {
+    for (size_t i = 0; i < N_KEYS; i++)
+        n += starts_section(i);
+    buf[0] = '\0';
+    for (size_t i = 0; i < N_KEYS && o < len; i++) {
+        if (!starts_section(i))
+            continue;
+        seen++;
+        int w = snprintf(buf + o, len - o, "%s[%s]", seen == 1 ? "" : seen == n ? " or " : ", ", keys[i].section);
+        if (w < 0)
             break;
-        }
+        o += (size_t)w;
     }
-    if (len > 0 && *s == '[' && !check_section_line(p, s, len))
-        return NULL;
-    memcpy(str, s, len);
-    str[len] = '\n';
-    str[len + 1] = '\0';
-    return str;
 }
 
+/* "url, timeout, ...": the keys of a section */
 static void list_keys(const char *section, char *buf, size_t len)
 {
     size_t o = 0;
@@ -555,45 +450,156 @@ static void list_keys(const char *section, char *buf, size_t len)
     }
 }
 
-static int handle_key(void *user, const char *section, const char *name, const char *value)
+/* The state of one config_load(). */
+struct parse {
+    FILE *f;
+    const char *path;
+    struct config *c;      /* the copy being filled */
+    unsigned line;         /* of the line being read */
+    const char *section;   /* the table's name of the current one; NULL: none yet */
+    unsigned seen[N_KEYS]; /* line where each key was set, 0: not yet */
+    char *buf;             /* getline's */
+    size_t cap;
+    int error;             /* negative errno; 0: none */
+    char *err;
+    size_t errlen;
+};
+
+/* Records the error that ends the parse, prefixed with FILE:LINE. */
+static int parse_fail(struct parse *p, int error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int parse_fail(struct parse *p, int error, const char *fmt, ...)
 {
-    struct parse *p = user;
+    char msg[WHY_MAX + 256];
+    va_list ap;
+
+    p->error = error;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    set_err(p->err, p->errlen, "%s:%u: %s", p->path, p->line, msg);
+    return error;
+}
+
+static char *rstrip(char *s, char *end)
+{
+    while (end > s && isspace((unsigned char)end[-1]))
+        end--;
+    *end = '\0';
+    return s;
+}
+
+/* Where chars (or an inline comment: ';' after a space) start in s. */
+static char *find_chars_or_comment(char *s, const char *chars)
+{
+    bool was_space = false;
+
+    for (; *s && !(chars && strchr(chars, *s)) && !(was_space && *s == ';'); s++)
+        was_space = isspace((unsigned char)*s);
+    return s;
+}
+
+/* "[name]": a known section, nothing but a comment after it. */
+static int section_line(struct parse *p, const char *s, size_t len)
+{
+    char q[QUOTE_MAX + 8], name[QUOTE_MAX + 1], expected[WHY_MAX];
+    const char *close = memchr(s, ']', len);
+    size_t n, rest;
+
+    if (!close)
+        return parse_fail(p, -EINVAL, "syntax error: section header without closing ']' (expected [section])");
+    for (rest = (size_t)(close + 1 - s); rest < len && isspace((unsigned char)s[rest]); rest++)
+        ;
+    if (rest < len && s[rest] != ';' && s[rest] != '#')
+        return parse_fail(p, -EINVAL, "syntax error: text after the section header (expected [section], "
+                                      "optionally followed by a ; comment)");
+    n = (size_t)(close - s - 1);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (starts_section(i) && strlen(keys[i].section) == n && memcmp(keys[i].section, s + 1, n) == 0) {
+            p->section = keys[i].section;
+            return 0;
+        }
+    }
+    if (n > QUOTE_MAX)
+        n = QUOTE_MAX;
+    memcpy(name, s + 1, n);
+    name[n] = '\0';
+    list_sections(expected, sizeof(expected));
+    return parse_fail(p, -EINVAL, "[%s]: unknown section (expected %s)", clean(name, q, sizeof(q)), expected);
+}
+
+/* "name = value" (or "name: value"), trimmed, in the current section. */
+static int key_line(struct parse *p, char *s)
+{
     char why[WHY_MAX], q[QUOTE_MAX + 8];
+    char *end = find_chars_or_comment(s, "=:"), *name, *value;
     size_t i;
     int r;
 
-    if (p->error)
-        return 1; /* the reader stops at the next line */
-    if (!*section) {
-        parse_fail(p, -EINVAL, "%s: key outside any section (expected a [daemon], [logout] or [retry] "
-                               "line before it)", clean(name, q, sizeof(q)));
-        return 0;
+    if (*end != '=' && *end != ':')
+        return parse_fail(p, -EINVAL, "syntax error (expected \"key = value\", \"[section]\", a comment or "
+                                      "an empty line)");
+    name = rstrip(s, end);
+    value = end + 1;
+    end = find_chars_or_comment(value, NULL);
+    while (isspace((unsigned char)*value))
+        value++;
+    value = rstrip(value, end); /* value <= end: end is at ';' or '\0' */
+    if (!p->section) {
+        list_sections(why, sizeof(why));
+        return parse_fail(p, -EINVAL, "%s: key outside any section (expected a %s line before it)",
+                          clean(name, q, sizeof(q)), why);
     }
     for (i = 0; i < N_KEYS; i++)
-        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].name, name) == 0)
+        if (strcmp(keys[i].section, p->section) == 0 && strcmp(keys[i].name, name) == 0)
             break;
     if (i == N_KEYS) {
-        list_keys(section, why, sizeof(why));
-        parse_fail(p, -EINVAL, "[%s] %s: unknown key (keys in [%s]: %s)", section, clean(name, q, sizeof(q)),
-                   section, why);
-        return 0;
+        list_keys(p->section, why, sizeof(why));
+        return parse_fail(p, -EINVAL, "[%s] %s: unknown key (keys in [%s]: %s)", p->section,
+                          clean(name, q, sizeof(q)), p->section, why);
     }
-    if (p->seen[i]) {
-        parse_fail(p, -EINVAL, "[%s] %s: set a second time (first on line %u; expected each key once)",
-                   section, name, p->seen[i]);
-        return 0;
-    }
+    if (p->seen[i])
+        return parse_fail(p, -EINVAL, "[%s] %s: set a second time (first on line %u; expected each key once)",
+                          p->section, name, p->seen[i]);
     p->seen[i] = p->line;
-    r = set_value(p->c, &keys[i], value, why, sizeof(why));
-    if (r == -ENOMEM) {
-        parse_fail(p, r, "[%s] %s: out of memory", section, name);
-        return 0;
+    r = set_value(p->c, &keys[i], value, true, why, sizeof(why));
+    if (r == -ENOMEM)
+        return parse_fail(p, r, "[%s] %s: out of memory", p->section, name);
+    if (r < 0)
+        return parse_fail(p, r, "[%s] %s: %s", p->section, name, why);
+    return 0;
+}
+
+/* One physical line: checked whole, then a comment, a section or a key. */
+static int parse_line(struct parse *p, char *s, size_t len)
+{
+    if (memchr(s, '\0', len))
+        return parse_fail(p, -EINVAL, "line contains a NUL byte (expected text)");
+    while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
+        len--;
+    s[len] = '\0';
+    if (p->line == 1 && len >= 3 && memcmp(s, BOM, 3) == 0) {
+        s += 3;
+        len -= 3;
     }
-    if (r < 0) {
-        parse_fail(p, r, "[%s] %s: %s", section, name, why);
-        return 0;
+    if (len > LINE_MAX_BYTES)
+        return parse_fail(p, -EINVAL, "line too long: %zu bytes (expected at most %d)", len, LINE_MAX_BYTES);
+    /* any indentation, and on line 1 any further BOMs */
+    for (;;) {
+        if (len > 0 && isspace((unsigned char)*s)) {
+            s++;
+            len--;
+        } else if (p->line == 1 && len >= 3 && memcmp(s, BOM, 3) == 0) {
+            s += 3;
+            len -= 3;
+        } else {
+            break;
+        }
     }
-    return 1;
+    if (len == 0 || *s == ';' || *s == '#')
+        return 0;
+    if (*s == '[')
+        return section_line(p, s, len);
+    return key_line(p, s);
 }
 
 static void append(char *buf, size_t len, size_t *o, const char *fmt, uint64_t v)
@@ -607,37 +613,70 @@ static void append(char *buf, size_t len, size_t *o, const char *fmt, uint64_t v
         *o += (size_t)w;
 }
 
+
+/* The value of c's field for k as the file writes it; buf for numbers. */
+static const char *format_value(const struct config *c, const struct key *k, char *buf, size_t len)
+{
+    const char *s;
+
+    if (is_string(k->type)) {
+        s = *(char *const *)field(c, k);
+        return s ? s : "";
+    }
+    switch (k->type) {
+    case KEY_UINT:
+        snprintf(buf, len, "%u", *(const unsigned *)field(c, k));
+        return buf;
+    case KEY_BOOL:
+        return *(const bool *)field(c, k) ? "true" : "false";
+    case KEY_DURATION:
+        config_format_duration(*(const uint64_t *)field(c, k), buf, len);
+        return buf;
+    case KEY_LOG_LEVEL:
+        return log_level_name(*(const int *)field(c, k));
+    default:
+        return "";
+    }
+}
+
+static bool same_value(const struct config *a, const struct config *b, const struct key *k)
+{
+    const char *x, *y;
+
+    if (is_string(k->type)) {
+        x = *(char *const *)field(a, k);
+        y = *(char *const *)field(b, k);
+        return (!x && !y) || (x && y && strcmp(x, y) == 0);
+    }
+    switch (k->type) {
+    case KEY_UINT:
+        return *(const unsigned *)field(a, k) == *(const unsigned *)field(b, k);
+    case KEY_BOOL:
+        return *(const bool *)field(a, k) == *(const bool *)field(b, k);
+    case KEY_DURATION:
+        return *(const uint64_t *)field(a, k) == *(const uint64_t *)field(b, k);
+    case KEY_LOG_LEVEL:
+        return *(const int *)field(a, k) == *(const int *)field(b, k);
+    default:
+        return false;
+    }
+}
+
 /* ---- exported ---- */
 
 void config_defaults(struct config *c)
 {
+    *c = (struct config){0};
     /* An allocation failure leaves a string NULL, which config_validate refuses. */
-    *c = (struct config){
-        .database = strdup("/var/lib/revokerd/revokerd.db"),
-        .socket = strdup("/run/revokerd.sock"),
-        .control_group = NULL,
-        .max_clients = 64,
-        .client_idle_ms = 30 * MS_PER_S,
-        .keep_secrets = false,
-        .log_level = LOG_INFO,
-        .url = strdup("https://api.loyalty.dog/v2/token/logout"),
-        .timeout_ms = 10 * MS_PER_S,
-        .concurrency = 16,
-        .rate_limit = 0,
-        .ca_file = NULL,
-        .down_after = 5,
-        .credential_header = NULL,
-        .retry_base_ms = 1 * MS_PER_S,
-        .retry_max_delay_ms = 15 * MS_PER_MIN,
-        .max_attempts = 8,
-        .retry_after_max_ms = 1 * MS_PER_H,
-    };
+    for (size_t i = 0; i < N_KEYS; i++)
+        set_value(c, &keys[i], keys[i].def, false, NULL, 0);
 }
 
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
     struct parse p = {.path = path, .err = err, .errlen = errlen};
     struct config tmp;
+    ssize_t n;
     int r;
 
     p.f = fopen(path, "re");
@@ -652,15 +691,19 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
         goto err_after_open;
     }
     p.c = &tmp;
-    r = ini_parse_stream(read_line, &p, handle_key, &p);
-    if (r > 0 && (!p.error || (unsigned)r < p.error_line)) {
-        /* inih found a line it cannot read, before any error of ours */
-        p.error = 0;
-        p.line = (unsigned)r;
-        parse_fail(&p, -EINVAL, "syntax error (expected \"key = value\", \"[section]\", a comment or "
-                                "an empty line)");
-    } else if (r < 0 && !p.error) {
-        parse_fail(&p, -ENOMEM, "out of memory");
+    for (;;) {
+        errno = 0;
+        n = getline(&p.buf, &p.cap, p.f);
+        p.line++;
+        if (n < 0) {
+            int e = errno ? errno : EIO;
+
+            if (ferror(p.f) || errno == ENOMEM)
+                parse_fail(&p, -e, "cannot read: %s", strerror(e));
+            break;
+        }
+        if (parse_line(&p, p.buf, (size_t)n) < 0)
+            break;
     }
     free(p.buf);
     if (p.error) {
@@ -698,15 +741,18 @@ int config_validate(const struct config *c, char *err, size_t errlen)
     return 0;
 }
 
+
 void config_free(struct config *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < N_STRINGS; i++) {
-        char **sp = str_field(c, string_fields[i]);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (is_string(keys[i].type)) {
+            char **sp = str_field(c, keys[i].offset);
 
-        free(*sp);
-        *sp = NULL;
+            free(*sp);
+            *sp = NULL;
+        }
     }
 }
 
@@ -714,22 +760,42 @@ int config_copy(struct config *dst, const struct config *src)
 {
     struct config tmp = *src;
 
-    for (size_t i = 0; i < N_STRINGS; i++) {
-        char **sp = str_field(&tmp, string_fields[i]);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        char **sp = str_field(&tmp, keys[i].offset);
 
-        if (!*sp)
+        if (!is_string(keys[i].type) || !*sp)
             continue;
         *sp = strdup(*sp);
         if (!*sp) {
-            /* the fields after i still point into src */
-            for (size_t j = i + 1; j < N_STRINGS; j++)
-                *str_field(&tmp, string_fields[j]) = NULL;
+            /* the strings after i still point into src */
+            for (size_t j = i + 1; j < N_KEYS; j++)
+                if (is_string(keys[j].type))
+                    *str_field(&tmp, keys[j].offset) = NULL;
             config_free(&tmp);
             return -ENOMEM;
         }
     }
     *dst = tmp;
     return 0;
+}
+
+bool config_equal(const struct config *a, const struct config *b)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (!same_value(a, b, &keys[i]))
+            return false;
+    return true;
+}
+
+void config_print(FILE *f, const struct config *c)
+{
+    char buf[64];
+
+    for (size_t i = 0; i < N_KEYS; i++) {
+        if (starts_section(i))
+            fprintf(f, "%s[%s]\n", i ? "\n" : "", keys[i].section);
+        fprintf(f, "%s = %s\n", keys[i].name, format_value(c, &keys[i], buf, sizeof(buf)));
+    }
 }
 
 int config_parse_duration(const char *s, uint64_t *ret_ms)

@@ -1,38 +1,24 @@
 /* config: revokerd's settings, from defaults, the INI file and the command line.
  *
- * config_defaults() fills a struct, config_load() overlays a file on it,
- * config_validate() checks the whole, config_free() frees the strings.
- * Every string member is heap-allocated (or NULL) and owned by the struct.
+ * The keys, their types, defaults and limits are the table in config-keys.h;
+ * struct config has one member per row, in its order. config_defaults()
+ * fills a struct, config_load() overlays a file on it, config_validate()
+ * checks the whole, config_free() frees the strings. Every string member is
+ * heap-allocated (or NULL) and owned by the struct.
  * Errors are written to err as "FILE:LINE: [section] key: what is wrong". */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include "config-keys.h"
+
+#define CONFIG_MEMBER(section, name, type, member, ...) CONFIG_CTYPE_##type member;
 
 struct config {
-    /* [daemon] */
-    char *database;           /* /var/lib/revokerd/revokerd.db */
-    char *socket;             /* /run/revokerd.sock */
-    char *control_group;      /* NULL: only root and the daemon's user */
-    unsigned max_clients;     /* 64 */
-    uint64_t client_idle_ms;  /* 30s: an idle control client is closed */
-    bool keep_secrets;        /* false: NULL the token once revoked */
-    int log_level;            /* LOG_INFO */
-    /* [logout] */
-    char *url;                /* https://api.loyalty.dog/v2/token/logout */
-    uint64_t timeout_ms;      /* 10s */
-    unsigned concurrency;     /* 16 */
-    unsigned rate_limit;      /* 0: no limit; requests per second */
-    char *ca_file;            /* NULL: the system's CA store */
-    unsigned down_after;      /* 5 endpoint-level failures in a row */
-    char *credential_header;  /* NULL; a header name whose value is read from
-                                 $CREDENTIALS_DIRECTORY/logout-credential */
-    /* [retry] */
-    uint64_t retry_base_ms;        /* 1s */
-    uint64_t retry_max_delay_ms;   /* 15min */
-    unsigned max_attempts;         /* 8 */
-    uint64_t retry_after_max_ms;   /* 1h */
+    CONFIG_KEYS(CONFIG_MEMBER)
 };
 
 void config_defaults(struct config *c);
@@ -44,6 +30,12 @@ int config_validate(const struct config *c, char *err, size_t errlen);
 void config_free(struct config *c);
 /* Deep copy. 0 or -ENOMEM. */
 int config_copy(struct config *dst, const struct config *src);
+/* Whether every key holds the same value in both (strings by content). */
+bool config_equal(const struct config *a, const struct config *b);
+/* Writes c as an INI file that config_load reads back: every key, in table
+ * order, "key = value" with durations in units and unset strings empty
+ * (what --check-config prints). */
+void config_print(FILE *f, const struct config *c);
 
 /* A systemd time span: "50ms", "2s", "15min", "1h 30min", bare number = s.
  * Units: us usec ms msec s sec second(s) m min minute(s) h hr hour(s)

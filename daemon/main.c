@@ -165,27 +165,6 @@ static gid_t control_gid(const struct config *c)
     return g ? g->gr_gid : (gid_t)-1;
 }
 
-static void print_config(const struct config *c)
-{
-    char a[64], b[64], d[64], e[64], f[64];
-
-    config_format_duration(c->client_idle_ms, a, sizeof(a));
-    config_format_duration(c->timeout_ms, b, sizeof(b));
-    config_format_duration(c->retry_base_ms, d, sizeof(d));
-    config_format_duration(c->retry_max_delay_ms, e, sizeof(e));
-    config_format_duration(c->retry_after_max_ms, f, sizeof(f));
-    printf("[daemon]\ndatabase = %s\nsocket = %s\ncontrol_group = %s\nmax_clients = %u\nclient_idle = %s\n"
-           "keep_secrets = %s\nlog_level = %s\n\n",
-           c->database, c->socket, c->control_group ? c->control_group : "", c->max_clients, a,
-           c->keep_secrets ? "true" : "false", log_level_name(c->log_level));
-    printf("[logout]\nurl = %s\ntimeout = %s\nconcurrency = %u\nrate_limit = %u\nca_file = %s\ndown_after = %u\n"
-           "credential_header = %s\n\n",
-           c->url, b, c->concurrency, c->rate_limit, c->ca_file ? c->ca_file : "", c->down_after,
-           c->credential_header ? c->credential_header : "");
-    printf("[retry]\nbase = %s\nmax_delay = %s\nmax_attempts = %u\nretry_after_max = %s\n", d, e, c->max_attempts,
-           f);
-}
-
 /* Every control client holds a file descriptor: make the soft RLIMIT_NOFILE
  * fit daemon.max_clients plus the database, curl's connections and the
  * loop's own (systemd gives services a soft limit of 1024; past it libuv
@@ -563,7 +542,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (d.opts.check_only) {
-        print_config(&d.cfg);
+        config_print(stdout, &d.cfg);
         config_free(&d.cfg);
         return 0;
     }

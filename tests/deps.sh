@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   meson ninja-build gcc pkg-config python3 sqlite3 openssl    # build, tests (openssl: test certificates)
-  libuv1-dev libcurl4-openssl-dev libsqlite3-dev libsystemd-dev libinih-dev
+  libuv1-dev libcurl4-openssl-dev libsqlite3-dev libsystemd-dev
   libjansson-dev libssl-dev                                   # libraries
   clang libclang-rt-14-dev                                    # libFuzzer
   systemd systemd-container util-linux                        # unit checks, nspawn, setpriv

@@ -1,4 +1,7 @@
-/* test_config: the INI file, its error messages, durations, URLs, validation. */
+/* test_config: the INI file, its error messages, durations, URLs, validation;
+ * and, row by row, the key table of config-keys.h: each default, each limit,
+ * --check-config's output, and the shipped revokerd.conf and README's table
+ * against it (both found under $SOURCE_ROOT, which meson test sets). */
 #include <dirent.h>
 #include <errno.h>
 #include <stddef.h>
@@ -860,6 +863,391 @@ static void test_validate(void)
     config_free(&c);
 }
 
+/* ---- the key table (config-keys.h), row by row ---- */
+
+struct row {
+    const char *section, *name, *type, *def;
+    size_t offset;
+    uint64_t min, max;
+    const char *what;
+};
+
+#define ROW(sec, nm, ty, member, def, lo, hi, what) {sec, nm, #ty, def, offsetof(struct config, member), lo, hi, what},
+static const struct row rows[] = {CONFIG_KEYS(ROW)};
+#define N_ROWS (sizeof(rows) / sizeof(rows[0]))
+
+static bool row_is(const struct row *r, const char *type)
+{
+    return strcmp(r->type, type) == 0;
+}
+
+static uint64_t member_u64(const struct row *r, const struct config *c)
+{
+    const char *p = (const char *)c + r->offset;
+
+    return row_is(r, "UINT") ? *(const unsigned *)(const void *)p : *(const uint64_t *)(const void *)p;
+}
+
+static void set_member(const struct row *r, struct config *c, uint64_t v)
+{
+    char *p = (char *)c + r->offset;
+
+    if (row_is(r, "UINT"))
+        *(unsigned *)(void *)p = (unsigned)v;
+    else
+        *(uint64_t *)(void *)p = v;
+}
+
+/* Gives r's member another value than it has. */
+static void perturb(const struct row *r, struct config *c)
+{
+    char *p = (char *)c + r->offset;
+
+    if (row_is(r, "UINT") || row_is(r, "DURATION")) {
+        set_member(r, c, member_u64(r, c) + 1);
+    } else if (row_is(r, "BOOL")) {
+        *(bool *)(void *)p = !*(bool *)(void *)p;
+    } else if (row_is(r, "LOG_LEVEL")) {
+        *(int *)(void *)p = *(int *)(void *)p == LOG_CRIT ? LOG_DEBUG : *(int *)(void *)p - 1;
+    } else {
+        char **sp = (char **)(void *)p;
+        char *other = strdup(*sp && strcmp(*sp, "other") == 0 ? "another" : "other");
+
+        REQUIRE(other);
+        free(*sp);
+        *sp = other;
+    }
+}
+
+/* What config_print writes for the defaults, made from the rows alone. */
+static void expected_print(char *buf, size_t len)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < N_ROWS; i++) {
+        if (i == 0 || strcmp(rows[i].section, rows[i - 1].section) != 0)
+            o += (size_t)snprintf(buf + o, len - o, "%s[%s]\n", i ? "\n" : "", rows[i].section);
+        o += (size_t)snprintf(buf + o, len - o, "%s = %s\n", rows[i].name, rows[i].def);
+        REQUIRE(o < len);
+    }
+}
+
+static char *print_to_string(const struct config *c)
+{
+    char *text = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&text, &n);
+
+    REQUIRE(f);
+    config_print(f, c);
+    REQUIRE(fclose(f) == 0);
+    REQUIRE(text);
+    return text;
+}
+
+/* Each key's default, as the table writes it, is what --check-config prints
+ * and what the file means: "[s]\nkey = default" loads to the defaults. */
+static void test_table_defaults(void)
+{
+    char expect[4096], text[512], path[256], err[1024];
+    struct config d, c;
+    char *printed;
+
+    /* rows are grouped by section: config.c finds sections where the name changes */
+    for (size_t i = 1; i < N_ROWS; i++)
+        for (size_t j = 0; j + 1 < i; j++)
+            if (strcmp(rows[i].section, rows[i - 1].section) != 0 && strcmp(rows[i].section, rows[j].section) == 0) {
+                fprintf(stderr, "[%s] %s: its section's rows are not together\n", rows[i].section, rows[i].name);
+                unit_failures++;
+                break;
+            }
+    config_defaults(&d);
+    CHECK_INT(config_validate(&d, err, sizeof(err)), 0);
+    expected_print(expect, sizeof(expect));
+    printed = print_to_string(&d);
+    CHECK_STR(printed, expect);
+    free(printed);
+    for (size_t i = 0; i < N_ROWS; i++) {
+        const struct row *r = &rows[i];
+
+        config_defaults(&c);
+        perturb(r, &c); /* so that the default is seen to be set */
+        snprintf(text, sizeof(text), "[%s]\n%s = %s\n", r->section, r->name, r->def);
+        if (load_text(&c, text, path, err) != 0) {
+            fprintf(stderr, "[%s] %s: the default \"%s\" is refused: %s\n", r->section, r->name, r->def, err);
+            unit_failures++;
+        }
+        if (!config_same(&c, &d)) {
+            fprintf(stderr, "[%s] %s: the default \"%s\" read from a file is not config_defaults()'s\n",
+                    r->section, r->name, r->def);
+            unit_failures++;
+        }
+        config_free(&c);
+    }
+    config_free(&d);
+}
+
+/* Loads "[s]\nkey = value" over the defaults; 0, or -EINVAL and in msg
+ * (1024 bytes) what follows "FILE:2: ". */
+static int load_one(const struct row *r, const char *value, struct config *c, char *msg)
+{
+    char text[512], path[256], all[1024];
+
+    config_defaults(c);
+    snprintf(text, sizeof(text), "[%s]\n%s = %s\n", r->section, r->name, value);
+    if (load_text(c, text, path, all) == 0)
+        return 0;
+    REQUIRE(strstr(all, ":2: "));
+    snprintf(msg, 1024, "%s", strstr(all, ":2: ") + 4);
+    return -EINVAL;
+}
+
+/* Every limit of every number and time span: the bounds are taken, one
+ * past them is refused with the table's range, by the file and by
+ * config_validate (a value set by code). */
+static void test_table_limits(void)
+{
+    for (size_t i = 0; i < N_ROWS; i++) {
+        const struct row *r = &rows[i];
+        bool uint = row_is(r, "UINT");
+        char lo[64], hi[64], val[64], range[256], expect[1024], err[1024];
+        uint64_t bounds[2] = {r->min, r->max}, outside[2] = {r->min - 1, r->max + 1};
+        struct config c;
+
+        if (!uint && !row_is(r, "DURATION"))
+            continue;
+        CHECK(r->min <= r->max && r->max > 0);
+        config_format_duration(r->min, lo, sizeof(lo));
+        config_format_duration(r->max, hi, sizeof(hi));
+        if (uint)
+            snprintf(range, sizeof(range), "(expected a whole number from %" PRIu64 " to %" PRIu64 ")", r->min,
+                     r->max);
+        else
+            snprintf(range, sizeof(range), "(expected a time span from %s to %s)", lo, hi);
+        for (int b = 0; b < 2; b++) {
+            if (uint)
+                snprintf(val, sizeof(val), "%" PRIu64, bounds[b]);
+            else
+                config_format_duration(bounds[b], val, sizeof(val));
+            if (load_one(r, val, &c, err) != 0) {
+                fprintf(stderr, "[%s] %s = %s (a bound) refused: %s\n", r->section, r->name, val, err);
+                unit_failures++;
+            }
+            CHECK_INT(member_u64(r, &c), bounds[b]);
+            config_free(&c);
+        }
+        for (int b = 0; b < 2; b++) {
+            if (b == 0 && r->min == 0)
+                continue;
+            if (uint)
+                snprintf(val, sizeof(val), "%" PRIu64, outside[b]);
+            else
+                config_format_duration(outside[b], val, sizeof(val));
+            CHECK_INT(load_one(r, val, &c, err), -EINVAL);
+            if (uint)
+                snprintf(expect, sizeof(expect), "[%s] %s: \"%s\" is out of range %s", r->section, r->name, val,
+                         range);
+            else
+                snprintf(expect, sizeof(expect), "[%s] %s: %s is out of range %s", r->section, r->name, val, range);
+            CHECK_STR(err, expect);
+            config_free(&c);
+
+            config_defaults(&c);
+            /* max_delay >= base is checked after the limits */
+            set_member(r, &c, outside[b]);
+            CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+            snprintf(expect, sizeof(expect), "[%s] %s: %s is out of range %s", r->section, r->name, val, range);
+            CHECK_STR(err, expect);
+            config_free(&c);
+        }
+    }
+}
+
+/* What --check-config prints is a file that reads back the same. */
+static void test_print_reads_back(void)
+{
+    static const char text[] = "[daemon]\ndatabase = /srv/t.db\ncontrol_group = ops\nmax_clients = 7\n"
+                               "client_idle = 1h 30min 250ms\nkeep_secrets = yes\nlog_level = debug\n"
+                               "[logout]\nurl = http://127.0.0.1:9/x\ntimeout = 2.5s\nrate_limit = 9\n"
+                               "ca_file = /ca.pem\ncredential_header = X-Key\n"
+                               "[retry]\nmax_delay = 2d\nmax_attempts = 3\nretry_after_max = 0\n";
+    struct config c, back;
+    char path[256], err[1024];
+    char *printed;
+
+    config_defaults(&c);
+    CHECK_INT(load_text(&c, text, path, err), 0);
+    printed = print_to_string(&c);
+    config_defaults(&back);
+    CHECK_INT(load_text(&back, printed, path, err), 0);
+    CHECK(config_same(&c, &back));
+    CHECK(strstr(printed, "\nclient_idle = 1h 30min 250ms\n"));
+    CHECK(strstr(printed, "\nkeep_secrets = true\n"));
+    free(printed);
+    /* and each member on its own makes a difference to config_equal */
+    for (size_t i = 0; i < N_ROWS; i++) {
+        config_free(&back);
+        REQUIRE(config_copy(&back, &c) == 0);
+        perturb(&rows[i], &back);
+        if (config_same(&c, &back)) {
+            fprintf(stderr, "[%s] %s: config_equal does not see a change\n", rows[i].section, rows[i].name);
+            unit_failures++;
+        }
+    }
+    config_free(&back);
+    config_free(&c);
+}
+
+static FILE *open_source(const char *rel, char *path, size_t len)
+{
+    const char *root = getenv("SOURCE_ROOT");
+    FILE *f;
+
+    if (!root) {
+        fprintf(stderr, "SOURCE_ROOT is not set (meson test sets it to the source tree)\n");
+        exit(1);
+    }
+    snprintf(path, len, "%s/%s", root, rel);
+    f = fopen(path, "re");
+    REQUIRE(f);
+    return f;
+}
+
+static const struct row *find_row(const char *section, const char *name, size_t n)
+{
+    for (size_t i = 0; i < N_ROWS; i++)
+        if (section && strcmp(rows[i].section, section) == 0 && strlen(rows[i].name) == n &&
+            strncmp(rows[i].name, name, n) == 0)
+            return &rows[i];
+    return NULL;
+}
+
+/* The shipped systemd/revokerd.conf shows every key of the table once, in
+ * table order: "#key = default" commented out, or "key = value" set to
+ * something else on purpose (control_group = revokerd). */
+static void test_shipped_conf(void)
+{
+    char path[512], err[1024], section[64] = "";
+    unsigned found[N_ROWS] = {0}, lineno = 0;
+    size_t cap = 0, last = 0;
+    char *line = NULL;
+    bool any = false;
+    struct config c;
+    ssize_t n;
+    FILE *f = open_source("systemd/revokerd.conf", path, sizeof(path));
+
+    while ((n = getline(&line, &cap, f)) > 0) {
+        const char *s = line, *value;
+        const struct row *r;
+        bool commented;
+        size_t len;
+
+        lineno++;
+        line[strcspn(line, "\n")] = '\0';
+        if (line[0] == '[') {
+            snprintf(section, sizeof(section), "%.*s", (int)strcspn(line + 1, "]"), line + 1);
+            bool known = false;
+            for (size_t i = 0; i < N_ROWS; i++)
+                known = known || strcmp(rows[i].section, section) == 0;
+            if (!known) {
+                fprintf(stderr, "%s:%u: [%s] is not a section of the table\n", path, lineno, section);
+                unit_failures++;
+            }
+            continue;
+        }
+        commented = *s == '#';
+        s += commented;
+        len = strspn(s, "abcdefghijklmnopqrstuvwxyz_");
+        if (len == 0 || strncmp(s + len, " =", 2) != 0 || (s[len + 2] && s[len + 2] != ' '))
+            continue; /* prose */
+        value = s[len + 2] ? s + len + 3 : "";
+        r = find_row(section, s, len);
+        if (!r) {
+            fprintf(stderr, "%s:%u: \"%.*s\" in [%s] is not in the table of config-keys.h\n", path, lineno, (int)len,
+                    s, section);
+            unit_failures++;
+            continue;
+        }
+        size_t i = (size_t)(r - rows);
+        if (found[i]) {
+            fprintf(stderr, "%s:%u: [%s] %s again (first on line %u)\n", path, lineno, r->section, r->name, found[i]);
+            unit_failures++;
+        }
+        if (any && i < last) {
+            fprintf(stderr, "%s:%u: [%s] %s is out of the table's order\n", path, lineno, r->section, r->name);
+            unit_failures++;
+        }
+        found[i] = lineno;
+        last = i;
+        any = true;
+        if (commented && strcmp(value, r->def) != 0) {
+            fprintf(stderr, "%s:%u: [%s] %s: shows \"%s\", the table's default is \"%s\"\n", path, lineno, r->section,
+                    r->name, value, r->def);
+            unit_failures++;
+        }
+        if (!commented && strcmp(value, r->def) == 0) {
+            fprintf(stderr, "%s:%u: [%s] %s is set to its default: comment it out\n", path, lineno, r->section,
+                    r->name);
+            unit_failures++;
+        }
+    }
+    free(line);
+    fclose(f);
+    for (size_t i = 0; i < N_ROWS; i++) {
+        if (!found[i]) {
+            fprintf(stderr, "%s: [%s] %s is missing (expected a line \"#%s =%s%s\" with a comment above it)\n",
+                    path, rows[i].section, rows[i].name, rows[i].name, rows[i].def[0] ? " " : "", rows[i].def);
+            unit_failures++;
+        }
+    }
+    config_defaults(&c);
+    CHECK_INT(config_load(&c, path, err, sizeof(err)), 0);
+    CHECK_INT(config_validate(&c, err, sizeof(err)), 0);
+    config_free(&c);
+}
+
+/* README's table of keys: one row per key of the table, in its order. */
+static void test_readme_table(void)
+{
+    char path[512], expect[1024], lo[64], hi[64], range[160];
+    size_t cap = 0, i = 0;
+    char *line = NULL;
+    FILE *f = open_source("README.md", path, sizeof(path));
+
+    while (getline(&line, &cap, f) > 0) {
+        if (strncmp(line, "| `[", 4) != 0)
+            continue;
+        line[strcspn(line, "\n")] = '\0';
+        if (i == N_ROWS) {
+            fprintf(stderr, "%s: a row for a key that is not in the table: %s\n", path, line);
+            unit_failures++;
+            continue;
+        }
+        const struct row *r = &rows[i++];
+        range[0] = '\0';
+        if (row_is(r, "UINT"))
+            snprintf(range, sizeof(range), "%" PRIu64 "\xe2\x80\x93%" PRIu64, r->min, r->max);
+        if (row_is(r, "DURATION")) {
+            config_format_duration(r->min, lo, sizeof(lo));
+            config_format_duration(r->max, hi, sizeof(hi));
+            snprintf(range, sizeof(range), "%s\xe2\x80\x93%s", lo, hi);
+        }
+        snprintf(expect, sizeof(expect), "| `[%s] %s` | %s%s%s | %s | %s |", r->section, r->name,
+                 r->def[0] ? "`" : "(none)", r->def, r->def[0] ? "`" : "", range, r->what);
+        if (strcmp(line, expect) != 0) {
+            fprintf(stderr, "%s: the row for [%s] %s is\n  %s\nexpected\n  %s\n", path, r->section, r->name, line,
+                    expect);
+            unit_failures++;
+        }
+    }
+    for (; i < N_ROWS; i++) {
+        fprintf(stderr, "%s: no row for [%s] %s\n", path, rows[i].section, rows[i].name);
+        unit_failures++;
+    }
+    free(line);
+    fclose(f);
+}
+
 static void test_cleanup(void)
 {
     cleanup_dir();
@@ -870,4 +1258,5 @@ TEST_MAIN(CASE(test_defaults), CASE(test_example_file), CASE(test_good_values), 
           CASE(test_file_errors), CASE(test_syntax_accepted), CASE(test_overlay), CASE(test_long_line),
           CASE(test_nul_byte), CASE(test_missing_and_unreadable), CASE(test_failed_load_keeps_struct),
           CASE(test_copy), CASE(test_durations), CASE(test_format_duration), CASE(test_urls), CASE(test_validate),
-          CASE(test_cleanup))
+          CASE(test_table_defaults), CASE(test_table_limits), CASE(test_print_reads_back), CASE(test_shipped_conf),
+          CASE(test_readme_table), CASE(test_cleanup))

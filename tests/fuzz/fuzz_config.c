@@ -14,6 +14,7 @@
  * Run long: fuzz_config -max_total_time=3600 -jobs=4 WORKDIR tests/fuzz/corpus/config */
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +27,13 @@
 
 static int fd = -1;
 static char path[64];
+
+/* Each key's type and member, from the table: the durations are checked. */
+#define KEY_MEMBER(sec, name, type, member, ...) {#type, offsetof(struct config, member)},
+static const struct {
+    const char *type;
+    size_t offset;
+} members[] = {CONFIG_KEYS(KEY_MEMBER)};
 
 /* A message for people: non-empty, no byte below 0x20 nor DEL. */
 static void check_message(const char *err, size_t errlen)
@@ -127,11 +135,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 abort();
             config_free(&copy);
         }
-        check_duration(c.client_idle_ms);
-        check_duration(c.timeout_ms);
-        check_duration(c.retry_base_ms);
-        check_duration(c.retry_max_delay_ms);
-        check_duration(c.retry_after_max_ms);
+        for (size_t i = 0; i < sizeof(members) / sizeof(members[0]); i++)
+            if (strcmp(members[i].type, "DURATION") == 0)
+                check_duration(*(const uint64_t *)(const void *)((const char *)&c + members[i].offset));
     }
     config_free(&before);
     config_free(&c);
