@@ -19,12 +19,11 @@
 #include "build-config.h"
 #include "config.h"
 #include "ctl.h"
-#include "db.h"
 #include "log.h"
 #include "notify.h"
 #include "proto.h"
 #include "revoke.h"
-#include "tokens.h"
+#include "store.h"
 #include "watch.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -39,7 +38,7 @@ struct daemon {
     uv_loop_t loop;
     struct options opts;
     struct config cfg;
-    struct db *db;
+    struct store *store;
     struct revoke *revoke;
     struct watch *watch;
     struct ctl *ctl;
@@ -214,7 +213,7 @@ static void send_status(struct daemon *d)
     struct state_counts counts = {0};
 
     revoke_get_stats(d->revoke, &s);
-    tokens_count(revoke_tokens(d->revoke), false, &counts);
+    store_count(d->store, false, &counts);
     notify_status(d->notify,
                   "endpoint %s; %" PRId64 "%s pending, %u in flight, %" PRId64 "%s failed; since start %" PRIu64
                   " revoked, %" PRIu64 " already invalid, %" PRIu64 " rejected, %" PRIu64 " gave up%s%s",
@@ -307,6 +306,8 @@ static void on_engine_stopped(void *data)
     struct daemon *d = data;
 
     d->revoke = NULL;
+    store_close(d->store, NULL, NULL);
+    d->store = NULL;
     uv_close((uv_handle_t *)&d->sigterm, on_closed);
     uv_close((uv_handle_t *)&d->sigint, on_closed);
     uv_close((uv_handle_t *)&d->sighup, on_closed);
@@ -371,21 +372,19 @@ static int start(struct daemon *d)
     char err[512];
     int rc;
 
-    rc = db_open(d->cfg.database, 0, &d->db);
+    rc = store_open(&d->loop, d->cfg.database, &d->store, err, sizeof(err));
     if (rc < 0) {
-        log_crit("%s", db_open_error());
+        log_crit("%s", err);
         return rc;
     }
-    rc = revoke_new(&d->loop, d->db, &d->cfg, &d->revoke);
+    rc = revoke_new(&d->loop, d->store, &d->cfg, &d->revoke);
     if (rc < 0) {
         log_crit("cannot set up the revocation engine: %s", strerror(-rc));
         return rc;
     }
     revoke_on_change(d->revoke, on_engine_change, d);
     d->env = (struct proto_env){
-        .db = d->db,
-        .tokens = revoke_tokens(d->revoke),
-        .audit = revoke_audit(d->revoke),
+        .store = d->store,
         .revoke = d->revoke,
         .started_ms = uv_now(&d->loop),
         .uptime_ms = uptime_ms,
@@ -405,7 +404,7 @@ static int start(struct daemon *d)
         log_crit("control socket: %s", err);
         return rc;
     }
-    rc = watch_new(&d->loop, d->db, on_table_changed, d, &d->watch);
+    rc = watch_new(&d->loop, store_db(d->store), on_table_changed, d, &d->watch);
     if (rc < 0)
         log_warning("cannot watch %s for changes (%s): other processes' writes are seen by the %d s rescan only",
                     d->cfg.database, strerror(-rc), 30);
@@ -471,7 +470,6 @@ int main(int argc, char **argv)
     rc = uv_loop_close(&d.loop);
     if (rc < 0)
         log_err("event loop closed with handles still open: %s", uv_strerror(rc));
-    db_close(d.db);
     config_free(&d.cfg);
     log_notice("stopped");
     return d.exit_code;
