@@ -19,14 +19,11 @@
 #include "build-config.h"
 #include "config.h"
 #include "ctl.h"
-#include "db.h"
-#include "dbfile.h"
 #include "log.h"
 #include "notify.h"
 #include "proto.h"
 #include "revoke.h"
-#include "schemacheck.h"
-#include "tokens.h"
+#include "store.h"
 #include "watch.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -41,9 +38,7 @@ struct daemon {
     uv_loop_t loop;
     struct options opts;
     struct config cfg;
-    struct dbfile *file;
-    struct db *db;
-    struct schemacheck *schema;
+    struct store *store;
     struct revoke *revoke;
     struct watch *watch;
     struct ctl *ctl;
@@ -199,7 +194,7 @@ static void send_status(struct daemon *d)
     struct state_counts counts = {0};
 
     revoke_get_stats(d->revoke, &s);
-    tokens_count(revoke_tokens(d->revoke), false, &counts);
+    store_count(d->store, false, &counts);
     notify_status(d->notify,
                   "endpoint %s; %" PRId64 "%s pending, %u in flight, %" PRId64 "%s failed; since start %" PRIu64
                   " revoked, %" PRIu64 " already invalid, %" PRIu64 " rejected, %" PRIu64 " gave up%s%s",
@@ -266,7 +261,7 @@ static int file_check(struct daemon *d)
 
     if (d->file_lost)
         return -ESTALE;
-    rc = dbfile_check(d->file, &what);
+    rc = store_check_file(d->store, &what);
     if (rc == 0)
         return 0;
     d->file_lost = true;
@@ -296,9 +291,7 @@ static int schema_check(struct daemon *d)
     char err[512];
     int rc;
 
-    if (!schemacheck_changed(d->schema, d->db->conn))
-        return 0;
-    rc = schemacheck_run(d->schema, d->db->conn, schema_note, d, err, sizeof(err));
+    rc = store_check_schema(d->store, err, sizeof(err));
     if (rc == -EBADMSG) {
         log_crit("%s", err);
         notify_status(d->notify, "the database's schema was damaged by another process: stopping");
@@ -373,6 +366,8 @@ static void on_engine_stopped(void *data)
     struct daemon *d = data;
 
     d->revoke = NULL;
+    store_close(d->store, NULL, NULL);
+    d->store = NULL;
     uv_close((uv_handle_t *)&d->sigterm, on_closed);
     uv_close((uv_handle_t *)&d->sigint, on_closed);
     uv_close((uv_handle_t *)&d->sighup, on_closed);
@@ -437,55 +432,21 @@ static int start(struct daemon *d)
 {
     struct ctl_options co;
     char err[512];
-    pid_t owner = 0;
     int rc;
 
-    /* Before the database is touched: a second daemon changes nothing. */
-    rc = dbfile_lock(d->cfg.database, &d->file, &owner);
-    if (rc == -EBUSY) {
-        if (owner > 0)
-            log_crit("another revokerd (pid %ld) is using %s", (long)owner, d->cfg.database);
-        else
-            log_crit("another revokerd is using %s", d->cfg.database);
-        return rc;
-    }
+    rc = store_open(&d->loop, d->cfg.database, schema_note, d, &d->store, err, sizeof(err));
     if (rc < 0) {
-        log_crit("cannot lock %s.lock: %s", d->cfg.database, strerror(-rc));
+        log_crit("%s", err);
         return rc;
     }
-    rc = db_open(d->cfg.database, 0, &d->db);
-    if (rc < 0) {
-        log_crit("%s", db_open_error());
-        return rc;
-    }
-    rc = dbfile_remember(d->file);
-    if (rc < 0) {
-        log_crit("cannot stat %s: %s", d->cfg.database, strerror(-rc));
-        return rc;
-    }
-    rc = schemacheck_new(&d->schema);
-    if (rc == 0) {
-        rc = schemacheck_run(d->schema, d->db->conn, schema_note, d, err, sizeof(err));
-        if (rc == -EBADMSG) {
-            log_crit("cannot start on %s: %s", d->cfg.database, err);
-            return rc;
-        }
-        if (rc < 0) /* busy: checked again at the first change or tick */
-            log_warning("%s; checked again in %d s", err, FILE_CHECK_MS / 1000);
-    } else {
-        log_crit("cannot build the reference schema: %s", strerror(-rc));
-        return rc;
-    }
-    rc = revoke_new(&d->loop, d->db, &d->cfg, &d->revoke);
+    rc = revoke_new(&d->loop, d->store, &d->cfg, &d->revoke);
     if (rc < 0) {
         log_crit("cannot set up the revocation engine: %s", strerror(-rc));
         return rc;
     }
     revoke_on_change(d->revoke, on_engine_change, d);
     d->env = (struct proto_env){
-        .db = d->db,
-        .tokens = revoke_tokens(d->revoke),
-        .audit = revoke_audit(d->revoke),
+        .store = d->store,
         .revoke = d->revoke,
         .started_ms = uv_now(&d->loop),
         .uptime_ms = uptime_ms,
@@ -506,7 +467,7 @@ static int start(struct daemon *d)
         log_crit("control socket: %s", err);
         return rc;
     }
-    rc = watch_new(&d->loop, d->db, on_table_changed, d, &d->watch);
+    rc = watch_new(&d->loop, store_db(d->store), on_table_changed, d, &d->watch);
     if (rc < 0)
         log_warning("cannot watch %s for changes (%s): other processes' writes are seen by the %d s rescan only",
                     d->cfg.database, strerror(-rc), 30);
@@ -574,9 +535,6 @@ int main(int argc, char **argv)
     rc = uv_loop_close(&d.loop);
     if (rc < 0)
         log_err("event loop closed with handles still open: %s", uv_strerror(rc));
-    schemacheck_free(d.schema);
-    db_close(d.db);
-    dbfile_close(d.file);
     config_free(&d.cfg);
     log_notice("stopped");
     return d.exit_code;

@@ -222,7 +222,7 @@ static void db_failure(const struct proto_env *env, int r, struct perr *e)
         perr_set(e, "database file was removed or replaced; revokerd is stopping and this request is not "
                     "recorded: send it again once revokerd is back");
     else
-        perr_set(e, "database error (%s); nothing was changed", db_errmsg(env->db));
+        perr_set(e, "database error (%s); nothing was changed", store_errmsg(env->store));
 }
 
 static int file_check(const struct proto_env *env)
@@ -230,33 +230,22 @@ static int file_check(const struct proto_env *env)
     return env->file_check && env->file_check(env) < 0 ? -ESTALE : 0;
 }
 
+/* A client waits for the reply: the write goes now (STORE_WRITE_NOW). */
 static int tx_begin(const struct proto_env *env, struct perr *e)
 {
     int r = file_check(env);
-    if (r < 0) {
+    if (r == 0)
+        r = store_begin(env->store, STORE_WRITE_NOW);
+    if (r < 0)
         db_failure(env, r, e);
-        return r;
-    }
-    r = db_begin(env->db);
-    if (r < 0) {
-        db_rollback(env->db);
-        audit_forget(env->audit);
-        db_failure(env, r, e);
-    }
     return r;
 }
 
-/* r: the result of the work inside the transaction. Commits when it is 0,
- * rolls back otherwise (or when the commit fails). A commit into a file that
- * is no longer at the path is not acknowledged. */
+/* Commits when r is 0, rolls back otherwise. A commit into a file that is
+ * no longer at the path is not acknowledged. */
 static int tx_end(const struct proto_env *env, int r)
 {
-    if (r == 0)
-        r = db_commit(env->db);
-    if (r < 0) {
-        db_rollback(env->db);
-        audit_forget(env->audit);
-    }
+    r = store_end(env->store, r);
     if (r == 0)
         r = file_check(env);
     return r;
@@ -308,8 +297,8 @@ static json_t *op_revoke_token(const struct proto_env *env, const char *token, s
     }
     if (tx_begin(env, e) < 0)
         return NULL;
-    int r = tokens_revoke_secret(env->tokens, env->audit, token, len, subject, reason,
-                                 db_now_ms(), &id, state);
+    int r = store_revoke_secret(env->store, token, len, subject, reason, db_now_ms(), &id,
+                                state);
     r = tx_end(env, r);
     if (r < 0) {
         db_failure(env, r, e);
@@ -331,9 +320,9 @@ static json_t *op_revoke_id(const struct proto_env *env, int64_t id, const char 
 
     if (tx_begin(env, e) < 0)
         return NULL;
-    int r = tokens_revoke_id(env->tokens, env->audit, id, reason, db_now_ms(), &changed);
+    int r = store_revoke_id(env->store, id, reason, db_now_ms(), &changed);
     if (r == 0)
-        r = tokens_status(env->tokens, id, &st);
+        r = store_status(env->store, id, &st);
     r = tx_end(env, r);
     if (r == -ENOENT) {
         perr_set(e, "no token with id %" PRId64, id);
@@ -370,8 +359,8 @@ static json_t *op_revoke_subject(const struct proto_env *env, const char *subjec
         json_decref(ids);
         return NULL;
     }
-    int r = tokens_revoke_subject(env->tokens, env->audit, subject, reason, db_now_ms(),
-                                  &count, collect_id, &ids);
+    int r = store_revoke_subject(env->store, subject, reason, db_now_ms(), &count, collect_id,
+                                 &ids);
     if (r == 0 && !ids)
         r = -ENOMEM;
     r = tx_end(env, r);
@@ -433,7 +422,7 @@ static json_t *op_status(const struct proto_env *env, json_t *req, struct perr *
         return NULL;
     }
     memset(&st, 0, sizeof(st));
-    r = tokens_status(env->tokens, id, &st);
+    r = store_status(env->store, id, &st);
     if (r == -ENOENT) {
         perr_set(e, "no token with id %" PRId64, id);
         return NULL;
@@ -479,10 +468,10 @@ static json_t *op_retry(const struct proto_env *env, json_t *req, struct perr *e
         return NULL;
     int r;
     if (has_id) {
-        r = tokens_requeue_id(env->tokens, env->audit, id, db_now_ms());
+        r = store_requeue_id(env->store, id, db_now_ms());
         count = r == 0 ? 1 : 0;
     } else {
-        r = tokens_requeue_failed(env->tokens, env->audit, db_now_ms(), &count);
+        r = store_requeue_failed(env->store, db_now_ms(), &count);
     }
     r = tx_end(env, r);
     if (r == -ENOENT) {
@@ -491,7 +480,7 @@ static json_t *op_retry(const struct proto_env *env, json_t *req, struct perr *e
     }
     if (r == -EINVAL && has_id) {
         struct token_status st;
-        if (tokens_status(env->tokens, id, &st) == 0 && strcmp(st.state, "failed") != 0)
+        if (store_status(env->store, id, &st) == 0 && strcmp(st.state, "failed") != 0)
             perr_set(e, "token %" PRId64 " is %s, not failed; only failed tokens can be retried",
                      id, st.state);
         else
@@ -513,7 +502,7 @@ static json_t *op_retry(const struct proto_env *env, json_t *req, struct perr *e
     return reply;
 }
 
-/* stats counts every state with tokens_count(full = true): a scan of the
+/* stats counts every state with store_count(full = true): a scan of the
  * table, acceptable for an operator's request (not for a status line that
  * is refreshed all the time). */
 static json_t *op_stats(const struct proto_env *env, json_t *req, struct perr *e)
@@ -521,7 +510,7 @@ static json_t *op_stats(const struct proto_env *env, json_t *req, struct perr *e
     (void)req;
     struct state_counts sc;
     struct revoke_stats rs;
-    int r = tokens_count(env->tokens, true, &sc);
+    int r = store_count(env->store, true, &sc);
     if (r < 0) {
         db_failure(env, r, e);
         return NULL;

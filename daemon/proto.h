@@ -10,17 +10,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "audit.h"
-#include "db.h"
 #include "revoke.h"
-#include "tokens.h"
+#include "store.h"
 
 #define PROTO_MAX_LINE (64 * 1024)
 
 struct proto_env {
-    struct db *db;
-    struct tokens *tokens;
-    struct audit *audit;
+    struct store *store;
     struct revoke *revoke;     /* NULL in tests: no kick, stats without the engine */
     uint64_t started_ms;       /* for uptime: uv_now at start */
     uint64_t (*uptime_ms)(const struct proto_env *env); /* NULL: 0 */

@@ -19,12 +19,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "audit.h"
-#include "checkpoint.h"
 #include "http.h"
 #include "log.h"
 #include "policy.h"
 #include "secret.h"
+#include "store.h"
 #include "tokens.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
@@ -71,11 +70,8 @@ struct idset {
 
 struct revoke {
     uv_loop_t *loop;
-    struct db *db;
-    struct tokens *tokens;
-    struct audit *audit;
+    struct store *store;
     struct http *http;
-    struct checkpoint *ckpt;
     struct config cfg;
     struct health health;
     struct rng rng;
@@ -249,8 +245,8 @@ static void schedule_work(struct revoke *r)
 static void db_trouble(struct revoke *r, const char *what, int rc)
 {
     r->stats.db_errors++;
-    snprintf(r->stats.db_error, sizeof(r->stats.db_error), "%s: %s", what, db_errmsg(r->db));
-    log_err("database: %s failed (%s): %s; retrying in %d ms", what, strerror(-rc), db_errmsg(r->db),
+    snprintf(r->stats.db_error, sizeof(r->stats.db_error), "%s: %s", what, store_errmsg(r->store));
+    log_err("database: %s failed (%s): %s; retrying in %d ms", what, strerror(-rc), store_errmsg(r->store),
             DB_RETRY_MS);
     if (!r->db_blocked) {
         r->db_blocked = true;
@@ -264,13 +260,13 @@ static void db_trouble(struct revoke *r, const char *what, int rc)
 
 static int promote_step(struct revoke *r, int64_t now, unsigned *ret_count)
 {
-    return tokens_promote_due(r->tokens, r->audit, now, PAGE_STEP, ret_count);
+    return store_promote_due(r->store, now, PAGE_STEP, ret_count);
 }
 
 static int hash_step(struct revoke *r, int64_t now, unsigned *ret_count)
 {
     (void)now;
-    return tokens_hash_new(r->tokens, PAGE_STEP, ret_count);
+    return store_hash_new(r->store, PAGE_STEP, ret_count);
 }
 
 /* One transaction of steps (promote due rows, or hash new ones), bounded by
@@ -287,7 +283,7 @@ static int run_page(struct revoke *r, int (*step_fn)(struct revoke *, int64_t, u
     bool more = false;
     int rc;
 
-    rc = db_begin(r->db);
+    rc = store_begin(r->store, STORE_WRITE_CAN_WAIT);
     if (rc < 0)
         return rc;
     for (;;) {
@@ -303,13 +299,9 @@ static int run_page(struct revoke *r, int (*step_fn)(struct revoke *, int64_t, u
             break;
         }
     }
-    if (rc == 0)
-        rc = db_commit(r->db);
-    if (rc < 0) {
-        db_rollback(r->db);
-        audit_forget(r->audit);
+    rc = store_end(r->store, rc);
+    if (rc < 0)
         return rc;
-    }
     *ret_count = count;
     *ret_more = more;
     return 0;
@@ -368,7 +360,7 @@ static int fetch_backlog(struct revoke *r, struct fetch_ctx *f, bool *ret_dense)
     int rc;
 
     f->want = FETCH_PAGE;
-    rc = tokens_fetch_from(r->tokens, r->cursor, limit, on_pending_row, f);
+    rc = store_fetch_from(r->store, r->cursor, limit, on_pending_row, f);
     if (rc < 0)
         return rc;
     if (f->err < 0)
@@ -398,7 +390,7 @@ static int fetch_page(struct revoke *r)
     }
     f = (struct fetch_ctx){.r = r, .now = f.now};
     limit = FETCH_PAGE + (unsigned)r->known.len;
-    rc = tokens_fetch_due(r->tokens, f.now, limit, on_pending_row, &f);
+    rc = store_fetch_due(r->store, f.now, limit, on_pending_row, &f);
     if (rc < 0)
         return rc;
     if (f.err < 0)
@@ -745,23 +737,20 @@ static void flush(struct revoke *r)
     bool scrub = false;
     int rc;
 
-    if (!r->batch_head || r->db_blocked || checkpoint_copying(r->ckpt))
+    if (!r->batch_head || r->db_blocked || !store_may_write(r->store, STORE_WRITE_CAN_WAIT))
         return;
     start = uv_hrtime();
-    rc = db_begin(r->db);
+    rc = store_begin(r->store, STORE_WRITE_CAN_WAIT);
     for (j = r->batch_head; rc == 0 && j && n < BATCH_MAX; j = j->next, n++) {
-        rc = tokens_record_outcome(r->tokens, r->audit, &j->rec);
+        rc = store_record_outcome(r->store, &j->rec);
         if (rc == -ESTALE) {
             log_notice("token %" PRId64 " (%s) changed state behind revokerd's back; outcome %s not recorded",
                        j->id, j->fingerprint, j->rec.event);
             rc = 0;
         }
     }
-    if (rc == 0)
-        rc = db_commit(r->db);
+    rc = store_end(r->store, rc);
     if (rc < 0) {
-        db_rollback(r->db);
-        audit_forget(r->audit);
         db_trouble(r, "recording outcomes", rc);
         return;
     }
@@ -841,7 +830,7 @@ static void arm_due_timer(struct revoke *r)
 
     /* Retries that came due since the last fetch were neither fetched nor
      * are they "after now": look from the fetch's time (they give 0 ms). */
-    rc = tokens_next_events(r->tokens, r->fetched_at_ms < now ? r->fetched_at_ms : now, &next);
+    rc = store_next_events(r->store, r->fetched_at_ms < now ? r->fetched_at_ms : now, &next);
     if (rc < 0) {
         db_trouble(r, "looking for the next due token", rc);
         return;
@@ -869,7 +858,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
     unsigned count;
     int rc;
 
-    if (r->scan_due && !checkpoint_copying(r->ckpt)) {
+    if (r->scan_due && store_may_write(r->store, STORE_WRITE_CAN_WAIT)) {
         rc = run_page(r, promote_step, PAGE_BUDGET_US, &count, &more);
         if (rc < 0) {
             db_trouble(r, "marking due tokens", rc);
@@ -892,7 +881,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
     dispatch(r);
     /* Last: nothing waits for it but a later lookup, which also finds a
      * row that is not hashed yet. */
-    if (r->hash_due && !more && !checkpoint_copying(r->ckpt)) {
+    if (r->hash_due && !more && store_may_write(r->store, STORE_WRITE_CAN_WAIT)) {
         bool left = false;
         rc = run_page(r, hash_step, HASH_BUDGET_US, &count, &left);
         if (rc < 0) {
@@ -992,7 +981,7 @@ static void on_hash_timer(uv_timer_t *h)
 static void on_scrub_timer(uv_timer_t *h)
 {
     struct revoke *r = container_of(h, struct revoke, scrub_timer);
-    checkpoint_request(r->ckpt);
+    store_checkpoint_request(r->store);
 }
 
 /* After every checkpoint pass, the scrub's and the WAL size's. */
@@ -1089,8 +1078,6 @@ static void closed(void *revoke)
 
     if (--r->open_handles > 0)
         return;
-    tokens_close(r->tokens);
-    audit_close(r->audit);
     config_free(&r->cfg);
     free(r->known.slots);
     free(r);
@@ -1115,7 +1102,7 @@ static void on_http_closed(void *data)
     r->http = NULL;
     for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++)
         uv_close(handles[i], on_handle_closed);
-    checkpoint_close(r->ckpt, closed, r);
+    store_on_checkpoint(r->store, NULL, NULL); /* a pass that ends now finds nothing to resume */
 }
 
 static void finish_stop(struct revoke *r)
@@ -1141,12 +1128,12 @@ static void finish_stop(struct revoke *r)
     on_summary_timer(&r->summary_timer);
     if (uv_is_active((uv_handle_t *)&r->scrub_timer)) {
         uv_timer_stop(&r->scrub_timer);
-        (void)db_checkpoint(r->db); /* busy: the last connection's close does it */
+        (void)store_checkpoint_now(r->store); /* busy: the last connection's close does it */
     }
     http_close(r->http, on_http_closed, r);
 }
 
-int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct revoke **ret)
+int revoke_new(uv_loop_t *loop, struct store *store, const struct config *cfg, struct revoke **ret)
 {
     struct http_options ho;
     char *header = NULL;
@@ -1157,7 +1144,7 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
     if (!r)
         return -ENOMEM;
     r->loop = loop;
-    r->db = db;
+    r->store = store;
     r->known.cap = 1024;
     r->known.slots = calloc(r->known.cap, sizeof(*r->known.slots));
     if (!r->known.slots) {
@@ -1167,22 +1154,14 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
     rc = config_copy(&r->cfg, cfg);
     if (rc < 0)
         goto err_after_alloc;
-    rc = tokens_open(db, &r->tokens);
-    if (rc < 0)
-        goto err_after_config;
-    rc = audit_open(db, &r->audit);
-    if (rc < 0)
-        goto err_after_tokens;
-    rc = checkpoint_new(loop, db, on_checkpoint, r, &r->ckpt);
-    if (rc < 0)
-        goto err_after_audit;
     rc = http_options_from(cfg, &ho, &header);
     if (rc < 0)
-        goto err_after_checkpoint;
+        goto err_after_config;
     rc = http_new(loop, &ho, &r->http);
     secret_free(header);
     if (rc < 0)
-        goto err_after_checkpoint;
+        goto err_after_config;
+    store_on_checkpoint(store, on_checkpoint, r);
 
     health_init(&r->health, cfg->down_after, cfg->retry_base_ms, cfg->retry_max_delay_ms);
     rng_seed(&r->rng, 0);
@@ -1198,7 +1177,7 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
     uv_timer_init(loop, &r->scrub_timer);
     uv_timer_init(loop, &r->hash_timer);
     uv_check_init(loop, &r->flush_check);
-    r->open_handles = 10; /* and the checkpointer */
+    r->open_handles = 9;
     r->work.data = r->due_timer.data = r->gate_timer.data = r->flush_timer.data = r;
     r->db_timer.data = r->summary_timer.data = r->flush_check.data = r->scrub_timer.data = r;
     r->hash_timer.data = r;
@@ -1215,12 +1194,6 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
     *ret = r;
     return 0;
 
-err_after_checkpoint:
-    checkpoint_close(r->ckpt, NULL, NULL); /* nothing running yet: freed now */
-err_after_audit:
-    audit_close(r->audit);
-err_after_tokens:
-    tokens_close(r->tokens);
 err_after_config:
     config_free(&r->cfg);
 err_after_alloc:
@@ -1271,16 +1244,6 @@ void revoke_get_stats(struct revoke *r, struct revoke_stats *ret)
     ret->uncommitted = r->uncommitted;
     ret->health = health_describe(&r->health, uv_now(r->loop));
     ret->last_error = r->health.last_error;
-}
-
-struct tokens *revoke_tokens(struct revoke *r)
-{
-    return r->tokens;
-}
-
-struct audit *revoke_audit(struct revoke *r)
-{
-    return r->audit;
 }
 
 void revoke_set_clock(struct revoke *r, int64_t (*now_ms)(void *), void *data)

@@ -22,8 +22,8 @@
 #include <uv.h>
 
 #include "config.h"
-#include "db.h"
 #include "health.h"
+#include "store.h"
 
 struct revoke;
 
@@ -39,8 +39,9 @@ struct revoke_stats {
     char db_error[160];           /* the last database error while it persists, "" if none */
 };
 
-/* The engine reads cfg's [logout] and [retry] settings; it keeps a copy. */
-int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct revoke **ret);
+/* The engine reads cfg's [logout] and [retry] settings; it keeps a copy.
+ * It writes through store (which must outlive it) and hears its checkpoints. */
+int revoke_new(uv_loop_t *loop, struct store *store, const struct config *cfg, struct revoke **ret);
 /* Apply reloadable settings (endpoint, timeouts, concurrency, rate limit,
  * retry policy, keep_secrets). In-flight requests are kept. */
 int revoke_configure(struct revoke *r, const struct config *cfg);
@@ -48,10 +49,6 @@ int revoke_configure(struct revoke *r, const struct config *cfg);
  * look at the table again soon, on the loop. Cheap; may be called often. */
 void revoke_kick(struct revoke *r);
 void revoke_get_stats(struct revoke *r, struct revoke_stats *ret);
-/* The connection's prepared queries and audit log, shared with the control
- * socket so that both write through one connection. */
-struct tokens *revoke_tokens(struct revoke *r);
-struct audit *revoke_audit(struct revoke *r);
 /* Wall clock for tests (Unix ms); NULL restores db_now_ms. */
 void revoke_set_clock(struct revoke *r, int64_t (*now_ms)(void *), void *data);
 /* Called whenever counts change, at most as often as the caller throttles:

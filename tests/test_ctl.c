@@ -20,11 +20,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "audit.h"
 #include "ctl.h"
 #include "db.h"
 #include "proto.h"
-#include "tokens.h"
+#include "store.h"
 #include "unit.h"
 
 static char dir[64];
@@ -39,26 +38,20 @@ static bool closed;
 
 static void open_db(void)
 {
-    struct db *db;
-    struct tokens *t;
-    struct audit *a;
+    struct store *s;
     snprintf(dir, sizeof(dir), "/tmp/test_ctl.XXXXXX");
     REQUIRE(mkdtemp(dir));
     REQUIRE(chmod(dir, 0755) == 0); /* forked clients under other uids reach the socket */
     snprintf(sock_path, sizeof(sock_path), "%s/ctl.sock", dir);
     snprintf(db_path, sizeof(db_path), "%s/revokerd.db", dir);
-    REQUIRE(db_open(db_path, 0, &db) == 0);
-    REQUIRE(tokens_open(db, &t) == 0);
-    REQUIRE(audit_open(db, &a) == 0);
-    env = (struct proto_env){.db = db, .tokens = t, .audit = a};
+    REQUIRE(store_open(NULL, db_path, NULL, NULL, &s, NULL, 0) == 0);
+    env = (struct proto_env){.store = s};
 }
 
 static void close_db(void)
 {
     char p[160];
-    tokens_close(env.tokens);
-    audit_close(env.audit);
-    db_close(env.db);
+    store_close(env.store, NULL, NULL);
     unlink(db_path);
     snprintf(p, sizeof(p), "%s-wal", db_path);
     unlink(p);
@@ -549,7 +542,7 @@ static void test_gone_before_reply(void)
     cl_close(&c);
     spin(50);
     sqlite3_stmt *st;
-    REQUIRE(sqlite3_prepare_v2(env.db->conn,
+    REQUIRE(sqlite3_prepare_v2(store_db(env.store)->conn,
                                "SELECT count(*) FROM tokens WHERE token = 'tok-SECRET-gone' AND "
                                "state = 'pending'", -1, &st, NULL) == SQLITE_OK);
     REQUIRE(sqlite3_step(st) == SQLITE_ROW);

@@ -1,5 +1,5 @@
 /* test_proto: every request and every bad input of the control protocol,
- * against a real database file (db + tokens + audit, no engine). After each
+ * against a real database file (a store without a loop, no engine). After each
  * request the database is checked: a row and its audit row after ok:true,
  * nothing written after an error. No reply ever contains a token. */
 #include <errno.h>
@@ -15,14 +15,13 @@
 #include "db.h"
 #include "proto.h"
 #include "secret.h"
-#include "tokens.h"
+#include "store.h"
 #include "unit.h"
 
 static char dir[64];
 static char path[128];
+static struct store *store;
 static struct db *db;
-static struct tokens *tokens;
-static struct audit *audit;
 static struct proto_env env;
 
 static uint64_t fixed_uptime(const struct proto_env *e)
@@ -36,19 +35,15 @@ static void setup(void)
     snprintf(dir, sizeof(dir), "/tmp/test_proto.XXXXXX");
     REQUIRE(mkdtemp(dir));
     snprintf(path, sizeof(path), "%s/revokerd.db", dir);
-    REQUIRE(db_open(path, 0, &db) == 0);
-    REQUIRE(tokens_open(db, &tokens) == 0);
-    REQUIRE(audit_open(db, &audit) == 0);
-    env = (struct proto_env){.db = db, .tokens = tokens, .audit = audit, .revoke = NULL,
-                             .uptime_ms = fixed_uptime};
+    REQUIRE(store_open(NULL, path, NULL, NULL, &store, NULL, 0) == 0);
+    db = store_db(store);
+    env = (struct proto_env){.store = store, .revoke = NULL, .uptime_ms = fixed_uptime};
 }
 
 static void teardown(void)
 {
     char wal[160], shm[160];
-    tokens_close(tokens);
-    audit_close(audit);
-    db_close(db);
+    store_close(store, NULL, NULL);
     snprintf(wal, sizeof(wal), "%s-wal", path);
     snprintf(shm, sizeof(shm), "%s-shm", path);
     unlink(path);

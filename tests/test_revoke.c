@@ -15,6 +15,7 @@
 #include "db.h"
 #include "log.h"
 #include "revoke.h"
+#include "store.h"
 #include "unit.h"
 
 static int64_t fake_now_ms;
@@ -103,9 +104,10 @@ static void on_stopped(void *data)
 }
 
 /* A fresh directory, an endpoint answering after delay_ms, a configuration
- * pointing at it, a loop and the database path in it, opened. */
+ * pointing at it, a loop and the database path in it, opened as a store
+ * (*db: its connection). */
 static void setup(const char *delay_ms, char *path, size_t path_size, struct config *cfg, uv_loop_t *loop,
-                  struct db **db)
+                  struct store **store, struct db **db)
 {
     char url[128];
 
@@ -117,11 +119,12 @@ static void setup(const char *delay_ms, char *path, size_t path_size, struct con
     free(cfg->url);
     cfg->url = strdup(url);
     REQUIRE(uv_loop_init(loop) == 0);
-    REQUIRE(db_open(path, 0, db) == 0);
+    REQUIRE(store_open(loop, path, NULL, NULL, store, NULL, 0) == 0);
+    *db = store_db(*store);
 }
 
 /* Stop the engine, close everything and remove the test's directory. */
-static void finish(struct revoke *r, uv_loop_t *loop, struct db *db, struct config *cfg)
+static void finish(struct revoke *r, uv_loop_t *loop, struct store *store, struct config *cfg)
 {
     char cmd[320];
 
@@ -129,8 +132,9 @@ static void finish(struct revoke *r, uv_loop_t *loop, struct db *db, struct conf
     revoke_stop(r, on_stopped, NULL);
     uv_run(loop, UV_RUN_DEFAULT);
     CHECK(stopped);
+    store_close(store, NULL, NULL);
+    uv_run(loop, UV_RUN_DEFAULT);
     CHECK_INT(uv_loop_close(loop), 0);
-    db_close(db);
     config_free(cfg);
     kill(endpoint_pid, SIGTERM);
     waitpid(endpoint_pid, NULL, 0);
@@ -143,10 +147,11 @@ static void test_clock_jumps(void)
     char path[300], sql[512];
     struct config cfg;
     uv_loop_t loop;
+    struct store *store;
     struct db *db;
     struct revoke *r;
 
-    setup("0", path, sizeof(path), &cfg, &loop, &db);
+    setup("0", path, sizeof(path), &cfg, &loop, &store, &db);
     cfg.retry_base_ms = 50;
 
     fake_now_ms = db_now_ms();
@@ -156,7 +161,7 @@ static void test_clock_jumps(void)
              (long long)(fake_now_ms / 1000 - 1), (long long)(fake_now_ms / 1000 + 3600));
     REQUIRE(sqlite3_exec(db->conn, sql, NULL, NULL, NULL) == SQLITE_OK);
 
-    REQUIRE(revoke_new(&loop, db, &cfg, &r) == 0);
+    REQUIRE(revoke_new(&loop, store, &cfg, &r) == 0);
     revoke_set_clock(r, fake_clock, NULL);
     run_for(&loop, 5000, db, "due", "revoked");
     CHECK_STR(state_of(db, "due"), "revoked");
@@ -202,7 +207,7 @@ static void test_clock_jumps(void)
         sqlite3_finalize(st);
     }
 
-    finish(r, &loop, db, &cfg);
+    finish(r, &loop, store, &cfg);
 }
 
 static int count_rows(struct db *db, const char *sql)
@@ -246,18 +251,19 @@ static void test_backlog_spans_turns(void)
     struct config cfg;
     uv_loop_t loop;
     sqlite3 *other;
+    struct store *store;
     struct db *db;
     struct revoke *r;
     int done = 0, most = 0, turns = 0;
 
-    setup("2000", path, sizeof(path), &cfg, &loop, &db);
+    setup("2000", path, sizeof(path), &cfg, &loop, &store, &db);
     cfg.concurrency = N;
     snprintf(sql, sizeof(sql),
              "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
              "INSERT INTO tokens(token, subject, flagged) SELECT 'bk-' || i, 'bk-' || i, 1 FROM n",
              N);
     REQUIRE(sqlite3_exec(db->conn, sql, NULL, NULL, NULL) == SQLITE_OK);
-    REQUIRE(revoke_new(&loop, db, &cfg, &r) == 0);
+    REQUIRE(revoke_new(&loop, store, &cfg, &r) == 0);
 
     /* Every request is out (the endpoint answers 2 s later): lock the
      * database and let the answers pile up. */
@@ -285,7 +291,7 @@ static void test_backlog_spans_turns(void)
     CHECK(most > 0 && most < N);
     CHECK(most <= 2 * 128); /* the timer's batch and the check's */
 
-    finish(r, &loop, db, &cfg);
+    finish(r, &loop, store, &cfg);
 }
 
 /* The ids in the endpoint's log, in the order the requests arrived. */
@@ -325,12 +331,13 @@ static void test_backlog_in_id_order(void)
     struct revoke_stats st = {0};
     uv_loop_t loop;
     uv_timer_t tick;
+    struct store *store;
     struct db *db;
     struct revoke *r;
     uint64_t end;
     int n, descents = 0;
 
-    setup("0", path, sizeof(path), &cfg, &loop, &db);
+    setup("0", path, sizeof(path), &cfg, &loop, &store, &db);
     cfg.concurrency = 1; /* the endpoint sees the order of the queue */
     snprintf(sql, sizeof(sql),
              "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
@@ -338,7 +345,7 @@ static void test_backlog_in_id_order(void)
              "SELECT i, 'ord-' || i, 'ord', 'pending', 'flagged', %lld - i, %lld - i FROM n",
              N, (long long)db_now_ms(), (long long)db_now_ms());
     REQUIRE(sqlite3_exec(db->conn, sql, NULL, NULL, NULL) == SQLITE_OK);
-    REQUIRE(revoke_new(&loop, db, &cfg, &r) == 0);
+    REQUIRE(revoke_new(&loop, store, &cfg, &r) == 0);
 
     uv_timer_init(&loop, &tick);
     uv_timer_start(&tick, on_tick, 10, 10);
@@ -360,7 +367,7 @@ static void test_backlog_in_id_order(void)
     CHECK_INT(ids[PAGE], 1);  /* then from the start of the table */
     CHECK_INT(descents, 0);
 
-    finish(r, &loop, db, &cfg);
+    finish(r, &loop, store, &cfg);
 }
 
 TEST_MAIN(CASE(test_clock_jumps), CASE(test_backlog_spans_turns), CASE(test_backlog_in_id_order))

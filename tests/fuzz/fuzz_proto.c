@@ -1,6 +1,6 @@
 /* libFuzzer target for the control protocol: each input is one request line
- * handed to proto_handle() against a real database (db + tokens + audit, no
- * engine), exactly as ctl does after cutting a line. Invariants, each an
+ * handed to proto_handle() against a real database (a store without a loop,
+ * no engine), exactly as ctl does after cutting a line. Invariants, each an
  * abort():
  *   - there is always a reply: one JSON object, no newline, "ok" a boolean,
  *     and ok:false carries a non-empty "error" string;
@@ -21,7 +21,7 @@
 #include "log.h"
 #include "proto.h"
 #include "secret.h"
-#include "tokens.h"
+#include "store.h"
 
 static char dir[64];
 static char path[128];
@@ -32,7 +32,7 @@ static void check_chain(void)
 {
     int64_t rows = 0, bad = 0;
     char why[256];
-    if (audit_verify(env.db, &rows, &bad, why, sizeof(why)) != 0) {
+    if (audit_verify(store_db(env.store), &rows, &bad, why, sizeof(why)) != 0) {
         fprintf(stderr, "audit chain broken at %lld: %s\n", (long long)bad, why);
         abort();
     }
@@ -41,13 +41,11 @@ static void check_chain(void)
 static void cleanup(void)
 {
     char p[160];
-    if (!env.db)
+    if (!env.store)
         return;
     check_chain();
-    tokens_close(env.tokens);
-    audit_close(env.audit);
-    db_close(env.db);
-    env.db = NULL;
+    store_close(env.store, NULL, NULL);
+    env.store = NULL;
     unlink(path);
     snprintf(p, sizeof(p), "%s-wal", path);
     unlink(p);
@@ -65,16 +63,14 @@ static void seed_rows(void)
         "('seed-pending-3', 'bob', 'pending'), ('seed-revoked-4', 'bob', 'revoked'), "
         "('seed-failed-5', 'carol', 'failed'), (NULL, 'carol', 'failed'), "
         "('seed-active-7', NULL, 'active'), ('seed-active-8', 'dave', 'active');";
-    if (sqlite3_exec(env.db->conn, sql, NULL, NULL, NULL) != SQLITE_OK)
+    if (sqlite3_exec(store_db(env.store)->conn, sql, NULL, NULL, NULL) != SQLITE_OK)
         abort();
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    struct db *db;
-    struct tokens *t;
-    struct audit *a;
+    struct store *s;
     (void)argc;
     (void)argv;
 
@@ -83,9 +79,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (!mkdtemp(dir))
         abort();
     snprintf(path, sizeof(path), "%s/fuzz.db", dir);
-    if (db_open(path, 0, &db) < 0 || tokens_open(db, &t) < 0 || audit_open(db, &a) < 0)
+    if (store_open(NULL, path, NULL, NULL, &s, NULL, 0) < 0)
         abort();
-    env = (struct proto_env){.db = db, .tokens = t, .audit = a, .revoke = NULL};
+    env = (struct proto_env){.store = s, .revoke = NULL};
     seed_rows();
     /* libcrypto registers its own exit handler at first use; it must run
      * after ours (handlers run in reverse order), so use it first. */

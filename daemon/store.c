@@ -1,0 +1,312 @@
+/* store: the storage owner (see store.h). The token calls pass the audit
+ * log along themselves, so that no caller holds either object. */
+#include "store.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+#include "checkpoint.h"
+#include "dbfile.h"
+
+struct store {
+    struct dbfile *file;     /* NULL for an in-memory database */
+    struct schemacheck *schema;
+    schemacheck_note_fn note;
+    void *note_data;
+    struct db *db;
+    struct tokens *tokens;
+    struct audit *audit;
+    struct checkpoint *ckpt; /* NULL without a loop */
+    void (*ckpt_cb)(void *data, int err, const char *msg);
+    void *ckpt_data;
+    void (*closed)(void *data);
+    void *closed_data;
+};
+
+static void on_checkpoint(void *data, int err, const char *msg)
+{
+    struct store *s = data;
+
+    if (s->ckpt_cb)
+        s->ckpt_cb(s->ckpt_data, err, msg);
+}
+
+/* After the checkpointer: it gives the connection SQLite's own checkpoints
+ * back, then the connection goes. */
+static void free_store(void *data)
+{
+    struct store *s = data;
+    void (*closed)(void *) = s->closed;
+    void *closed_data = s->closed_data;
+
+    tokens_close(s->tokens);
+    audit_close(s->audit);
+    db_close(s->db);
+    schemacheck_free(s->schema);
+    dbfile_close(s->file);
+    free(s);
+    if (closed)
+        closed(closed_data);
+}
+
+static bool is_memory(const char *path)
+{
+    return path[0] == '\0' || strcmp(path, ":memory:") == 0;
+}
+
+/* Before the database is touched: a second daemon changes nothing. */
+static int lock_file(struct store *s, const char *path, char *err, size_t errlen)
+{
+    pid_t owner = 0;
+    int rc;
+
+    if (is_memory(path))
+        return 0;
+    rc = dbfile_lock(path, &s->file, &owner);
+    if (rc == -EBUSY && owner > 0)
+        snprintf(err, errlen, "another revokerd (pid %ld) is using %s", (long)owner, path);
+    else if (rc == -EBUSY)
+        snprintf(err, errlen, "another revokerd is using %s", path);
+    else if (rc < 0)
+        snprintf(err, errlen, "cannot lock %s.lock: %s", path, strerror(-rc));
+    return rc;
+}
+
+int store_open(uv_loop_t *loop, const char *path, schemacheck_note_fn note, void *note_data,
+               struct store **ret_store, char *err, size_t errlen)
+{
+    struct store *s = calloc(1, sizeof(*s));
+    char why[512];
+    int rc;
+
+    if (!s) {
+        snprintf(err, errlen, "cannot open %s: out of memory", path);
+        return -ENOMEM;
+    }
+    s->note = note;
+    s->note_data = note_data;
+    rc = lock_file(s, path, err, errlen);
+    if (rc < 0)
+        goto err_after_alloc;
+    rc = db_open(path, 0, &s->db);
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", db_open_error());
+        goto err_after_alloc;
+    }
+    rc = s->file ? dbfile_remember(s->file) : 0;
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot stat %s: %s", path, strerror(-rc));
+        goto err_after_open;
+    }
+    /* Before the queries are prepared: they name what may be missing. */
+    rc = schemacheck_new(&s->schema);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot build the reference schema: %s", strerror(-rc));
+        goto err_after_open;
+    }
+    rc = schemacheck_run(s->schema, s->db->conn, s->note, s->note_data, why, sizeof(why));
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot start on %s: %s", path, why);
+        goto err_after_open;
+    }
+    rc = tokens_open(s->db, &s->tokens);
+    if (rc == 0)
+        rc = audit_open(s->db, &s->audit);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot prepare the queries on %s (%s): %s", path, strerror(-rc),
+                 db_errmsg(s->db));
+        goto err_after_open;
+    }
+    if (loop) {
+        rc = checkpoint_new(loop, s->db, on_checkpoint, s, &s->ckpt);
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot set up WAL checkpoints for %s: %s", path, strerror(-rc));
+            goto err_after_open;
+        }
+    }
+    *ret_store = s;
+    return 0;
+
+err_after_open:
+    tokens_close(s->tokens);
+    audit_close(s->audit);
+    db_close(s->db);
+err_after_alloc:
+    schemacheck_free(s->schema);
+    dbfile_close(s->file);
+    free(s);
+    return rc;
+}
+
+void store_close(struct store *s, void (*closed)(void *data), void *data)
+{
+    if (!s) {
+        if (closed)
+            closed(data);
+        return;
+    }
+    s->ckpt_cb = NULL;
+    s->closed = closed;
+    s->closed_data = data;
+    checkpoint_close(s->ckpt, free_store, s); /* NULL: free_store now */
+}
+
+struct db *store_db(struct store *s)
+{
+    return s->db;
+}
+
+int store_check_file(const struct store *s, const char **ret_what)
+{
+    return s->file ? dbfile_check(s->file, ret_what) : 0;
+}
+
+int store_check_schema(struct store *s, char *err, size_t errlen)
+{
+    if (!schemacheck_changed(s->schema, s->db->conn))
+        return 0;
+    return schemacheck_run(s->schema, s->db->conn, s->note, s->note_data, err, errlen);
+}
+
+const char *store_errmsg(const struct store *s)
+{
+    return db_errmsg(s->db);
+}
+
+/* ---- transactions ---- */
+
+bool store_may_write(const struct store *s, enum store_write kind)
+{
+    /* A commit made while step 1 copies is left for step 2 to copy, with an
+     * fsync on the loop; a client's request is small and cannot wait. */
+    return kind == STORE_WRITE_NOW || !checkpoint_copying(s->ckpt);
+}
+
+int store_begin(struct store *s, enum store_write kind)
+{
+    int rc;
+
+    if (!store_may_write(s, kind))
+        return -EAGAIN;
+    rc = db_begin(s->db);
+    if (rc < 0)
+        store_rollback(s);
+    return rc;
+}
+
+int store_commit(struct store *s)
+{
+    int rc = db_commit(s->db);
+
+    if (rc < 0)
+        store_rollback(s);
+    return rc;
+}
+
+void store_rollback(struct store *s)
+{
+    db_rollback(s->db);
+    /* The rows behind the cached chain head may be gone with it. */
+    audit_forget(s->audit);
+}
+
+int store_end(struct store *s, int rc)
+{
+    if (rc == 0)
+        return store_commit(s);
+    store_rollback(s);
+    return rc;
+}
+
+/* ---- the tokens ---- */
+
+int store_hash_new(struct store *s, unsigned limit, unsigned *ret_count)
+{
+    return tokens_hash_new(s->tokens, limit, ret_count);
+}
+
+int store_promote_due(struct store *s, int64_t now_ms, unsigned limit, unsigned *ret_count)
+{
+    return tokens_promote_due(s->tokens, s->audit, now_ms, limit, ret_count);
+}
+
+int store_fetch_due(struct store *s, int64_t now_ms, unsigned limit,
+                    int (*cb)(void *ud, const struct pending_row *row), void *ud)
+{
+    return tokens_fetch_due(s->tokens, now_ms, limit, cb, ud);
+}
+
+int store_fetch_from(struct store *s, int64_t after_id, unsigned limit,
+                     int (*cb)(void *ud, const struct pending_row *row), void *ud)
+{
+    return tokens_fetch_from(s->tokens, after_id, limit, cb, ud);
+}
+
+int store_next_events(struct store *s, int64_t now_ms, struct next_events *ret)
+{
+    return tokens_next_events(s->tokens, now_ms, ret);
+}
+
+int store_record_outcome(struct store *s, const struct outcome_record *r)
+{
+    return tokens_record_outcome(s->tokens, s->audit, r);
+}
+
+int store_revoke_secret(struct store *s, const char *token, size_t len, const char *subject,
+                        const char *reason, int64_t now_ms, int64_t *ret_id, char ret_state[16])
+{
+    return tokens_revoke_secret(s->tokens, s->audit, token, len, subject, reason, now_ms, ret_id,
+                                ret_state);
+}
+
+int store_revoke_id(struct store *s, int64_t id, const char *reason, int64_t now_ms, bool *ret_changed)
+{
+    return tokens_revoke_id(s->tokens, s->audit, id, reason, now_ms, ret_changed);
+}
+
+int store_revoke_subject(struct store *s, const char *subject, const char *reason, int64_t now_ms,
+                         unsigned *ret_count, void (*cb)(void *ud, int64_t id), void *ud)
+{
+    return tokens_revoke_subject(s->tokens, s->audit, subject, reason, now_ms, ret_count, cb, ud);
+}
+
+int store_status(struct store *s, int64_t id, struct token_status *ret)
+{
+    return tokens_status(s->tokens, id, ret);
+}
+
+int store_requeue_id(struct store *s, int64_t id, int64_t now_ms)
+{
+    return tokens_requeue_id(s->tokens, s->audit, id, now_ms);
+}
+
+int store_requeue_failed(struct store *s, int64_t now_ms, unsigned *ret_count)
+{
+    return tokens_requeue_failed(s->tokens, s->audit, now_ms, ret_count);
+}
+
+int store_count(struct store *s, bool full, struct state_counts *ret)
+{
+    return tokens_count(s->tokens, full, ret);
+}
+
+/* ---- checkpoints ---- */
+
+void store_on_checkpoint(struct store *s, void (*cb)(void *data, int err, const char *msg), void *data)
+{
+    s->ckpt_cb = cb;
+    s->ckpt_data = data;
+}
+
+void store_checkpoint_request(struct store *s)
+{
+    checkpoint_request(s->ckpt);
+}
+
+int store_checkpoint_now(struct store *s)
+{
+    return db_checkpoint(s->db);
+}

@@ -1,0 +1,106 @@
+/* store: the one owner of the daemon's storage. It holds the SQLite
+ * connection (db), the prepared queries on tokens, the audit log and the WAL
+ * checkpoints, and it is the only way the engine and the control socket
+ * reach them: they never see the tokens or audit objects.
+ *
+ * A write is store_begin() -> store_* calls -> store_end() (or
+ * store_commit() / store_rollback()). These own two rules that callers used
+ * to repeat: a rollback also forgets the audit log's cached chain head (the
+ * rolled-back rows are gone, so the next append must read the head again),
+ * and "may we write now": while a checkpoint's step 1 copies the WAL, a
+ * write that can wait does (see checkpoint.h); one a client waits for goes.
+ *
+ * Lifecycle: main opens one store with store_open() after the configuration
+ * and before the engine and the socket, hands it to both, and closes it with
+ * store_close() after they stopped. This is where a second backend would go;
+ * there is one, so it is concrete. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "db.h"
+#include "schemacheck.h"
+#include "tokens.h"
+
+struct store;
+
+/* Opens the database at path: takes its lock (one daemon per database,
+ * dbfile.h: -EBUSY, err names the other's pid), creates and migrates it,
+ * checks its schema against the migrations' (schemacheck.h: each repair is
+ * told to note(note_data, ...), NULL for none; a damaged table is -EBADMSG)
+ * and prepares its queries. With a loop, WAL checkpoints run off the loop
+ * (checkpoint.h); without one (NULL: tests, tools) SQLite checkpoints in
+ * the commit as it does by default. On failure err says what for the
+ * operator. */
+int store_open(uv_loop_t *loop, const char *path, schemacheck_note_fn note, void *note_data,
+               struct store **ret_store, char *err, size_t errlen);
+/* Frees s once a running checkpoint step has returned (at once without
+ * one), then closed(data). NULL is fine (closed still runs). */
+void store_close(struct store *s, void (*closed)(void *data), void *data);
+
+/* The connection itself, for what works on the file rather than on the
+ * tables (watch's data_version) and for tests that seed rows. */
+struct db *store_db(struct store *s);
+/* 0 while the path (and the lock file beside it) still name the files that
+ * are open; -ENOENT (removed) or -ESTALE (replaced), *ret_what the path. */
+int store_check_file(const struct store *s, const char **ret_what);
+/* When another process changed the schema since the last check: check and
+ * repair it as store_open() does. 0; -EBADMSG with err saying what to do; or
+ * a passing error (busy) with err set: try again later. */
+int store_check_schema(struct store *s, char *err, size_t errlen);
+/* The last database error, "sqlite3 code N (name): message", for a log line. */
+const char *store_errmsg(const struct store *s);
+
+/* ---- transactions ---- */
+
+enum store_write {
+    STORE_WRITE_CAN_WAIT, /* the engine's pages and batches: held while a checkpoint copies */
+    STORE_WRITE_NOW,      /* a client waits for the reply: always goes */
+};
+/* May a write of this kind start now? */
+bool store_may_write(const struct store *s, enum store_write kind);
+/* BEGIN IMMEDIATE. -EAGAIN when store_may_write() says no (nothing is
+ * opened); on any failure no transaction is left open. */
+int store_begin(struct store *s, enum store_write kind);
+/* On failure the transaction is rolled back (store_rollback). */
+int store_commit(struct store *s);
+/* Safe without an open transaction. */
+void store_rollback(struct store *s);
+/* rc: the result of the work inside the transaction. Commits when it is 0,
+ * rolls back otherwise; returns rc or the commit's failure. */
+int store_end(struct store *s, int rc);
+
+/* ---- the tokens and their audit rows (tokens.h says what each does) ---- */
+
+int store_hash_new(struct store *s, unsigned limit, unsigned *ret_count);
+int store_promote_due(struct store *s, int64_t now_ms, unsigned limit, unsigned *ret_count);
+int store_fetch_due(struct store *s, int64_t now_ms, unsigned limit,
+                    int (*cb)(void *ud, const struct pending_row *row), void *ud);
+int store_fetch_from(struct store *s, int64_t after_id, unsigned limit,
+                     int (*cb)(void *ud, const struct pending_row *row), void *ud);
+int store_next_events(struct store *s, int64_t now_ms, struct next_events *ret);
+int store_record_outcome(struct store *s, const struct outcome_record *r);
+int store_revoke_secret(struct store *s, const char *token, size_t len, const char *subject,
+                        const char *reason, int64_t now_ms, int64_t *ret_id, char ret_state[16]);
+int store_revoke_id(struct store *s, int64_t id, const char *reason, int64_t now_ms, bool *ret_changed);
+int store_revoke_subject(struct store *s, const char *subject, const char *reason, int64_t now_ms,
+                         unsigned *ret_count, void (*cb)(void *ud, int64_t id), void *ud);
+int store_status(struct store *s, int64_t id, struct token_status *ret);
+int store_requeue_id(struct store *s, int64_t id, int64_t now_ms);
+int store_requeue_failed(struct store *s, int64_t now_ms, unsigned *ret_count);
+int store_count(struct store *s, bool full, struct state_counts *ret);
+
+/* ---- checkpoints ---- */
+
+/* cb hears how each checkpoint pass ended (checkpoint_cb in checkpoint.h):
+ * the owner of the writes that waited. NULL stops it (before that owner
+ * goes away). */
+void store_on_checkpoint(struct store *s, void (*cb)(void *data, int err, const char *msg), void *data);
+/* Start a checkpoint pass, unless one is running (checkpoint_request). */
+void store_checkpoint_request(struct store *s);
+/* A TRUNCATE checkpoint now, on the loop (db_checkpoint): -EBUSY when
+ * readers or writers are in the way. */
+int store_checkpoint_now(struct store *s);
