@@ -22,6 +22,7 @@
 #include "audit.h"
 #include "checkpoint.h"
 #include "http.h"
+#include "idset.h"
 #include "log.h"
 #include "policy.h"
 #include "secret.h"
@@ -62,13 +63,6 @@ struct job {
     char last_error[256];
 };
 
-/* The ids the engine holds (queued, in flight, uncommitted): open
- * addressing with linear probing, backward-shift deletion. */
-struct idset {
-    int64_t *slots; /* 0: empty (ids are > 0) */
-    size_t cap, len;
-};
-
 struct revoke {
     uv_loop_t *loop;
     struct db *db;
@@ -95,7 +89,7 @@ struct revoke {
     unsigned queued, in_flight;
     struct job *batch_head, *batch_tail;
     unsigned uncommitted;
-    struct idset known;
+    struct idset known; /* the ids held: queued, in flight, uncommitted */
 
     int64_t fetched_at_ms; /* wall time of the last fetch of pending rows */
     int64_t cursor;        /* in a backlog, pending rows are read in id order after this id */
@@ -130,78 +124,6 @@ static void on_summary_timer(uv_timer_t *h);
 static void on_scrub_timer(uv_timer_t *h);
 static void on_hash_timer(uv_timer_t *h);
 static void on_checkpoint(void *data, int err, const char *msg);
-
-/* ---- id set ---- */
-
-static size_t idset_slot(const struct idset *s, int64_t id)
-{
-    uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h >> 7) & (s->cap - 1);
-}
-
-static bool idset_has(const struct idset *s, int64_t id)
-{
-    for (size_t i = idset_slot(s, id);; i = (i + 1) & (s->cap - 1)) {
-        if (s->slots[i] == id)
-            return true;
-        if (s->slots[i] == 0)
-            return false;
-    }
-}
-
-static int idset_add(struct idset *s, int64_t id);
-
-static int idset_grow(struct idset *s)
-{
-    struct idset bigger = {.cap = s->cap * 2};
-
-    bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots));
-    if (!bigger.slots)
-        return -ENOMEM;
-    for (size_t i = 0; i < s->cap; i++)
-        if (s->slots[i])
-            idset_add(&bigger, s->slots[i]);
-    free(s->slots);
-    *s = bigger;
-    return 0;
-}
-
-static int idset_add(struct idset *s, int64_t id)
-{
-    size_t i;
-
-    if ((s->len + 1) * 2 > s->cap && idset_grow(s) < 0)
-        return -ENOMEM;
-    for (i = idset_slot(s, id); s->slots[i] != 0; i = (i + 1) & (s->cap - 1))
-        if (s->slots[i] == id)
-            return 0;
-    s->slots[i] = id;
-    s->len++;
-    return 0;
-}
-
-static void idset_del(struct idset *s, int64_t id)
-{
-    size_t i = idset_slot(s, id), j;
-
-    while (s->slots[i] != id) {
-        if (s->slots[i] == 0)
-            return;
-        i = (i + 1) & (s->cap - 1);
-    }
-    s->slots[i] = 0;
-    s->len--;
-    /* Backward shift: move later members of the run into the hole. */
-    for (j = (i + 1) & (s->cap - 1); s->slots[j] != 0; j = (j + 1) & (s->cap - 1)) {
-        size_t home = idset_slot(s, s->slots[j]);
-        bool between = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-        if (!between) {
-            s->slots[i] = s->slots[j];
-            s->slots[j] = 0;
-            i = j;
-        }
-    }
-}
 
 /* ---- helpers ---- */
 
@@ -332,7 +254,9 @@ static int on_pending_row(void *ud, const struct pending_row *row)
 
     f->seen++;
     f->last_id = row->id;
-    if (!row->token || row->next_attempt_at > f->now || idset_has(&r->known, row->id))
+    /* Id 0 cannot be held (the set's empty slot): such a row was always
+     * skipped, as if held. */
+    if (!row->token || row->next_attempt_at > f->now || row->id == 0 || idset_has(&r->known, row->id))
         return 0;
     j = calloc(1, sizeof(*j));
     if (j)
@@ -1092,7 +1016,7 @@ static void closed(void *revoke)
     tokens_close(r->tokens);
     audit_close(r->audit);
     config_free(&r->cfg);
-    free(r->known.slots);
+    idset_free(&r->known);
     free(r);
     if (cb)
         cb(data);
@@ -1158,12 +1082,9 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
         return -ENOMEM;
     r->loop = loop;
     r->db = db;
-    r->known.cap = 1024;
-    r->known.slots = calloc(r->known.cap, sizeof(*r->known.slots));
-    if (!r->known.slots) {
-        rc = -ENOMEM;
+    rc = idset_init(&r->known, 1024);
+    if (rc < 0)
         goto err_after_alloc;
-    }
     rc = config_copy(&r->cfg, cfg);
     if (rc < 0)
         goto err_after_alloc;
@@ -1224,7 +1145,7 @@ err_after_tokens:
 err_after_config:
     config_free(&r->cfg);
 err_after_alloc:
-    free(r->known.slots);
+    idset_free(&r->known);
     free(r);
     return rc;
 }
