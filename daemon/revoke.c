@@ -103,8 +103,7 @@ struct revoke {
     void (*stop_cb)(void *);
     void *stop_data;
 
-    double bucket;        /* rate limit tokens */
-    uint64_t bucket_ns;
+    struct health_rate rate;
 
     int64_t (*clock)(void *);
     void *clock_data;
@@ -386,27 +385,6 @@ static void reject_unsendable(struct revoke *r, struct job *j)
 
 static void on_http_done(struct http_request *req, const struct http_result *res);
 
-/* Rate limit: a token bucket refilled continuously, holding at most 10 ms
- * worth of requests (at least one), so bursts stay small. */
-static bool rate_allows(struct revoke *r, uint64_t *ret_wait_ms)
-{
-    double rate = r->cfg.rate_limit, cap;
-    uint64_t now;
-
-    if (rate <= 0)
-        return true;
-    cap = rate / 100 > 1 ? rate / 100 : 1;
-    now = uv_hrtime();
-    r->bucket += (double)(now - r->bucket_ns) * rate / 1e9;
-    if (r->bucket > cap)
-        r->bucket = cap;
-    r->bucket_ns = now;
-    if (r->bucket >= 1)
-        return true;
-    *ret_wait_ms = (uint64_t)((1 - r->bucket) * 1000 / rate) + 1;
-    return false;
-}
-
 static unsigned uncommitted_cap(const struct revoke *r)
 {
     return 4 * r->cfg.concurrency + 1024;
@@ -428,7 +406,7 @@ static void dispatch(struct revoke *r)
                 uv_timer_start(&r->gate_timer, on_gate_timer, wake > now ? wake - now : 0, 0);
             return;
         }
-        if (!rate_allows(r, &wait_ms)) {
+        if (!health_rate_allows(&r->rate, r->cfg.rate_limit, uv_hrtime(), &wait_ms)) {
             uv_timer_start(&r->gate_timer, on_gate_timer, wait_ms, 0);
             return;
         }
@@ -454,8 +432,7 @@ static void dispatch(struct revoke *r)
         }
         r->in_flight++;
         r->stats.sent++;
-        if (r->cfg.rate_limit)
-            r->bucket -= 1;
+        health_rate_take(&r->rate, r->cfg.rate_limit);
         health_on_send(&r->health);
     }
 }
@@ -1107,8 +1084,7 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
 
     health_init(&r->health, cfg->down_after, cfg->retry_base_ms, cfg->retry_max_delay_ms);
     rng_seed(&r->rng, 0);
-    r->bucket = 1;
-    r->bucket_ns = uv_hrtime();
+    health_rate_init(&r->rate, uv_hrtime());
     r->stats.started_ms = uv_now(loop);
     uv_idle_init(loop, &r->work);
     uv_timer_init(loop, &r->due_timer);
