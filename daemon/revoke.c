@@ -10,14 +10,12 @@
 #include "revoke.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "audit.h"
 #include "checkpoint.h"
@@ -915,69 +913,15 @@ static void on_checkpoint(void *data, int err, const char *msg)
     }
 }
 
-/* ---- the optional client credential ---- */
-
-/* "Name: value" from $CREDENTIALS_DIRECTORY/logout-credential (systemd's
- * LoadCredential=), never from the environment or argv. */
-static int load_credential(const struct config *cfg, char **ret_header)
+static struct http_options http_options_from(const struct config *cfg, const char *credential)
 {
-    const char *dir = getenv("CREDENTIALS_DIRECTORY");
-    char path[4096], value[4096], *header;
-    ssize_t n;
-    size_t len;
-    int fd;
-
-    *ret_header = NULL;
-    if (!cfg->credential_header)
-        return 0;
-    if (!dir) {
-        log_err("logout.credential_header is set but $CREDENTIALS_DIRECTORY is not (use LoadCredential=logout-credential:...)");
-        return -ENOENT;
-    }
-    snprintf(path, sizeof(path), "%s/logout-credential", dir);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        log_err("cannot read the logout credential %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    n = read(fd, value, sizeof(value) - 1);
-    close(fd);
-    if (n < 0)
-        return -EIO;
-    len = (size_t)n;
-    while (len && (value[len - 1] == '\n' || value[len - 1] == '\r'))
-        len--;
-    value[len] = '\0';
-    if (len == 0 || memchr(value, '\n', len) || memchr(value, '\r', len)) {
-        secret_wipe(value, sizeof(value));
-        log_err("the logout credential in %s is empty or spans several lines", path);
-        return -EINVAL;
-    }
-    len = strlen(cfg->credential_header) + 2 + len + 1;
-    header = malloc(len);
-    if (header)
-        snprintf(header, len, "%s: %s", cfg->credential_header, value);
-    secret_wipe(value, sizeof(value));
-    if (!header)
-        return -ENOMEM;
-    *ret_header = header;
-    return 0;
-}
-
-static int http_options_from(const struct config *cfg, struct http_options *o, char **ret_header)
-{
-    int rc = load_credential(cfg, ret_header);
-
-    if (rc < 0)
-        return rc;
-    *o = (struct http_options){
+    return (struct http_options){
         .url = cfg->url,
         .timeout_ms = cfg->timeout_ms,
         .ca_file = cfg->ca_file,
-        .extra_header = *ret_header,
+        .extra_header = credential,
         .max_connections = cfg->concurrency,
     };
-    return 0;
 }
 
 /* ---- lifecycle ---- */
@@ -1047,10 +991,10 @@ static void finish_stop(struct revoke *r)
     http_close(r->http, on_http_closed, r);
 }
 
-int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct revoke **ret)
+int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, const char *credential,
+               struct revoke **ret)
 {
-    struct http_options ho;
-    char *header = NULL;
+    struct http_options ho = http_options_from(cfg, credential);
     struct revoke *r;
     int rc;
 
@@ -1074,11 +1018,7 @@ int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct 
     rc = checkpoint_new(loop, db, on_checkpoint, r, &r->ckpt);
     if (rc < 0)
         goto err_after_audit;
-    rc = http_options_from(cfg, &ho, &header);
-    if (rc < 0)
-        goto err_after_checkpoint;
     rc = http_new(loop, &ho, &r->http);
-    secret_free(header);
     if (rc < 0)
         goto err_after_checkpoint;
 
@@ -1126,20 +1066,17 @@ err_after_alloc:
     return rc;
 }
 
-int revoke_configure(struct revoke *r, const struct config *cfg)
+int revoke_configure(struct revoke *r, const struct config *cfg, const char *credential)
 {
-    struct config copy;
     struct http_options ho;
-    char *header = NULL;
+    struct config copy;
     int rc;
 
     rc = config_copy(&copy, cfg);
     if (rc < 0)
         return rc;
-    rc = http_options_from(&copy, &ho, &header);
-    if (rc == 0)
-        rc = http_configure(r->http, &ho);
-    secret_free(header);
+    ho = http_options_from(&copy, credential);
+    rc = http_configure(r->http, &ho);
     if (rc < 0) {
         config_free(&copy);
         return rc;

@@ -39,11 +39,15 @@ struct revoke_stats {
     char db_error[160];           /* the last database error while it persists, "" if none */
 };
 
-/* The engine reads cfg's [logout] and [retry] settings; it keeps a copy. */
-int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, struct revoke **ret);
+/* The engine reads cfg's [logout] and [retry] settings; it keeps a copy.
+ * credential: NULL or the "Name: value" header sent with every request
+ * (main loads it); copied, the caller wipes its own. */
+int revoke_new(uv_loop_t *loop, struct db *db, const struct config *cfg, const char *credential,
+               struct revoke **ret);
 /* Apply reloadable settings (endpoint, timeouts, concurrency, rate limit,
- * retry policy, keep_secrets). In-flight requests are kept. */
-int revoke_configure(struct revoke *r, const struct config *cfg);
+ * retry policy, keep_secrets) and the credential as in revoke_new().
+ * In-flight requests are kept. */
+int revoke_configure(struct revoke *r, const struct config *cfg, const char *credential);
 /* Something may be due (a commit by another process, a socket request):
  * look at the table again soon, on the loop. Cheap; may be called often. */
 void revoke_kick(struct revoke *r);
