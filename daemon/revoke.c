@@ -22,6 +22,7 @@
 #include "http.h"
 #include "idset.h"
 #include "log.h"
+#include "outcome.h"
 #include "policy.h"
 #include "secret.h"
 #include "tokens.h"
@@ -56,9 +57,7 @@ struct job {
     size_t token_len;
     char fingerprint[SECRET_FP_LEN + 1];
     unsigned attempts;
-    struct outcome_record rec;
-    char detail[256];
-    char last_error[256];
+    struct outcome_result out;
 };
 
 struct revoke {
@@ -123,17 +122,6 @@ static void on_hash_timer(uv_timer_t *h);
 static void on_checkpoint(void *data, int err, const char *msg);
 
 /* ---- helpers ---- */
-
-/* snprintf that is meant to truncate: detail texts are capped on purpose. */
-static void set_text(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_text(char *buf, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
 
 static int64_t wall_ms(struct revoke *r)
 {
@@ -344,36 +332,25 @@ static void batch_add(struct revoke *r, struct job *j)
     r->uncommitted++;
 }
 
-/* The fields every outcome of job j shares; the caller fills in the rest. */
-static void record_init(struct job *j, int64_t now_ms)
+static struct outcome_job outcome_job_of(const struct job *j)
 {
-    struct outcome_record *rec = &j->rec;
-
-    memset(rec, 0, sizeof(*rec));
-    rec->token_id = j->id;
-    rec->fingerprint = j->fingerprint;
-    rec->attempts = j->attempts;
-    rec->attempt = (int)j->attempts + 1;
-    rec->detail = j->detail;
-    rec->at_ms = now_ms;
+    return (struct outcome_job){
+        .id = j->id,
+        .fingerprint = j->fingerprint,
+        .token = j->token,
+        .token_len = j->token_len,
+        .attempts = j->attempts,
+    };
 }
 
-/* A token that cannot go into an Authorization header (empty, too long,
- * spaces or control characters) will never be accepted: fail it now rather
- * than retry it forever. */
+/* http_submit refused the token (it cannot go into a header): never sent. */
 static void reject_unsendable(struct revoke *r, struct job *j)
 {
-    struct outcome_record *rec = &j->rec;
+    struct outcome_job oj = outcome_job_of(j);
 
-    record_init(j, wall_ms(r));
-    rec->event = "rejected";
-    rec->state = "failed";
-    snprintf(j->detail, sizeof(j->detail), "not sent: the token is empty, longer than %d bytes, or holds "
-             "spaces or control characters", SECRET_MAX_LEN);
-    snprintf(j->last_error, sizeof(j->last_error), "%s", j->detail);
-    rec->last_error = j->last_error;
-    log_token(LOG_WARNING, j->id, j->fingerprint, rec->event, 0, "token %" PRId64 " (%s): rejected: %s", j->id,
-              j->fingerprint, j->detail);
+    outcome_of_unsendable(&oj, wall_ms(r), &j->out);
+    log_token(LOG_WARNING, j->id, j->fingerprint, audit_event_name(j->out.rec.event), 0,
+              "token %" PRId64 " (%s): rejected: %s", j->id, j->fingerprint, j->out.detail);
     batch_add(r, j);
     if (!uv_is_active((uv_handle_t *)&r->flush_timer))
         uv_timer_start(&r->flush_timer, on_flush_timer, FLUSH_DELAY_MS, 0);
@@ -437,53 +414,6 @@ static void dispatch(struct revoke *r)
 
 /* ---- outcomes ---- */
 
-/* True when text (n bytes) holds the token, or ends with its first 8 bytes
- * or more: the server quoted it and our cut fell inside it. */
-static bool quotes_token(const char *text, size_t n, const char *token, size_t token_len)
-{
-    if (token_len == 0)
-        return false;
-    if (strstr(text, token))
-        return true;
-    for (size_t k = 8; k < token_len && k <= n; k++)
-        if (memcmp(text + n - k, token, k) == 0)
-            return true;
-    return false;
-}
-
-/* The validation message of a FastAPI-style 422 body, else the body's start
- * with control characters dropped; never the token if the server echoed it. */
-static void describe_rejection(const struct job *j, const struct http_result *res, char *buf, size_t len)
-{
-    json_t *root = json_loads(res->body, 0, NULL);
-    json_t *msg = json_object_get(json_array_get(json_object_get(root, "detail"), 0), "msg");
-    const char *text = json_is_string(msg) ? json_string_value(msg) : NULL;
-    json_t *detail = json_object_get(root, "detail");
-    char clean[200];
-    size_t n = 0;
-
-    if (!text && json_is_string(detail))
-        text = json_string_value(detail);
-    if (!text)
-        text = res->body;
-    for (const char *p = text; *p && n + 1 < sizeof(clean); p++)
-        clean[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
-    clean[n] = '\0';
-    if (quotes_token(clean, n, j->token, j->token_len))
-        set_text(clean, sizeof(clean), "(the answer quoted the token; not recorded)");
-    set_text(buf, len, "HTTP %ld: %s", res->status, n ? clean : "(no message)");
-    json_decref(root);
-}
-
-static void describe_failure(const struct http_result *res, char *buf, size_t len)
-{
-    if (res->status)
-        set_text(buf, len, "HTTP %ld", res->status);
-    else
-        set_text(buf, len, "curl error %d (%s)", (int)res->curl_code,
-                 res->error[0] ? res->error : curl_easy_strerror(res->curl_code));
-}
-
 static void log_health_change(struct revoke *r, uint64_t now)
 {
     const char *what = health_describe(&r->health, now);
@@ -499,113 +429,44 @@ static void log_health_change(struct revoke *r, uint64_t now)
         log_notice("logout endpoint is %s again", what);
 }
 
-static void build_outcome(struct revoke *r, struct job *j, const struct http_result *res, enum outcome o,
-                          uint64_t retry_after_ms)
+static void count_outcome(struct revoke *r, const struct outcome_record *rec)
 {
-    struct outcome_record *rec = &j->rec;
-    int64_t now = wall_ms(r);
-    char why[200];
-    char span[64];
-
-    record_init(j, now);
-    rec->http_status = res->status;
-    rec->duration_ms = (int64_t)res->duration_ms;
-    describe_failure(res, why, sizeof(why));
-
-    switch (o) {
-    case OUTCOME_REVOKED:
-    case OUTCOME_ALREADY_INVALID:
-        rec->event = o == OUTCOME_REVOKED ? "revoked" : "already_invalid";
-        rec->state = "revoked";
-        rec->drop_secret = !r->cfg.keep_secrets;
-        set_text(j->detail, sizeof(j->detail), "HTTP %ld%s", res->status,
-                 o == OUTCOME_ALREADY_INVALID ? ": the token was already invalid" : "");
-        break;
-    case OUTCOME_REJECTED:
-        rec->event = "rejected";
-        rec->state = "failed";
-        describe_rejection(j, res, j->detail, sizeof(j->detail));
-        set_text(j->last_error, sizeof(j->last_error), "%s", j->detail);
-        rec->last_error = j->last_error;
-        break;
-    case OUTCOME_TOKEN_RETRY:
-        rec->attempts = j->attempts + 1;
-        set_text(j->last_error, sizeof(j->last_error), "%s", why);
-        rec->last_error = j->last_error;
-        if (rec->attempts >= r->cfg.max_attempts) {
-            rec->event = "gave_up";
-            rec->state = "failed";
-            set_text(j->detail, sizeof(j->detail), "%s on attempt %u of %u; giving up", why, rec->attempts,
-                     r->cfg.max_attempts);
-        } else {
-            uint64_t wait = policy_backoff_ms(r->cfg.retry_base_ms, r->cfg.retry_max_delay_ms,
-                                              rec->attempts, rng_next(&r->rng));
-            rec->event = "retry";
-            rec->state = "pending";
-            rec->next_attempt_at = now + (int64_t)wait;
-            config_format_duration(wait, span, sizeof(span));
-            set_text(j->detail, sizeof(j->detail), "%s on attempt %u of %u; next attempt in %s", why,
-                     rec->attempts, r->cfg.max_attempts, span);
-        }
-        break;
-    case OUTCOME_ENDPOINT_DOWN:
-    case OUTCOME_ENDPOINT_MISCONFIGURED:
-        /* The endpoint's fault, not the token's: attempts stay and the
-         * health gate decides when requests go out. The token itself waits
-         * at least retry.base: while other tokens keep the endpoint up, one
-         * that is always reset or timed out must not be re-sent at once,
-         * over and over. */
-        rec->event = "retry";
-        rec->state = "pending";
-        rec->next_attempt_at =
-            now + (int64_t)(retry_after_ms > r->cfg.retry_base_ms ? retry_after_ms : r->cfg.retry_base_ms);
-        set_text(j->last_error, sizeof(j->last_error), "%s", why);
-        rec->last_error = j->last_error;
-        if (retry_after_ms) {
-            config_format_duration(retry_after_ms, span, sizeof(span));
-            set_text(j->detail, sizeof(j->detail), "endpoint: %s; every request paused for %s (Retry-After)",
-                     why, span);
-        } else {
-            set_text(j->detail, sizeof(j->detail), "endpoint %s: %s; not counted towards attempts; retried when "
-                     "the endpoint answers", o == OUTCOME_ENDPOINT_MISCONFIGURED ? "misconfigured" : "failure", why);
-        }
-        break;
+    switch (rec->event) {
+    case AUDIT_REVOKED: r->stats.revoked++; break;
+    case AUDIT_ALREADY_INVALID: r->stats.already_invalid++; break;
+    case AUDIT_REJECTED: r->stats.rejected++; break;
+    case AUDIT_GAVE_UP: r->stats.gave_up++; break;
+    default: r->stats.retried++; break;
     }
 }
 
-static void count_outcome(struct revoke *r, const struct outcome_record *rec)
+static void log_outcome(const struct job *j)
 {
-    if (!strcmp(rec->event, "revoked"))
-        r->stats.revoked++;
-    else if (!strcmp(rec->event, "already_invalid"))
-        r->stats.already_invalid++;
-    else if (!strcmp(rec->event, "rejected"))
-        r->stats.rejected++;
-    else if (!strcmp(rec->event, "gave_up"))
-        r->stats.gave_up++;
-    else
-        r->stats.retried++;
-}
-
-static void log_outcome(const struct job *j, enum outcome o)
-{
-    const struct outcome_record *rec = &j->rec;
+    const struct outcome_record *rec = &j->out.rec;
+    const char *event = audit_event_name(rec->event);
     int level = LOG_DEBUG;
 
-    if (!strcmp(rec->event, "rejected") || !strcmp(rec->event, "gave_up"))
+    if (rec->event == AUDIT_REJECTED || rec->event == AUDIT_GAVE_UP)
         level = LOG_WARNING;
-    else if (o == OUTCOME_TOKEN_RETRY)
+    else if (j->out.class == OUTCOME_TOKEN_RETRY)
         level = LOG_INFO;
-    log_token(level, j->id, j->fingerprint, rec->event, rec->http_status, "token %" PRId64 " (%s): %s: %s", j->id,
-              j->fingerprint, rec->event, j->detail);
+    log_token(level, j->id, j->fingerprint, event, rec->http_status, "token %" PRId64 " (%s): %s: %s", j->id,
+              j->fingerprint, event, j->out.detail);
 }
 
 static void on_http_done(struct http_request *req, const struct http_result *res)
 {
     struct job *j = container_of(req, struct job, req);
     struct revoke *r = j->owner;
-    uint64_t now = uv_now(r->loop), retry_after_ms = 0;
-    enum outcome o = policy_classify(res->status);
+    uint64_t now = uv_now(r->loop);
+    struct outcome_job oj = outcome_job_of(j);
+    struct outcome_settings os = {
+        .max_attempts = r->cfg.max_attempts,
+        .retry_base_ms = r->cfg.retry_base_ms,
+        .retry_max_delay_ms = r->cfg.retry_max_delay_ms,
+        .retry_after_max_ms = r->cfg.retry_after_max_ms,
+        .keep_secrets = r->cfg.keep_secrets,
+    };
 
     r->in_flight--;
     /* A transfer cut short by our own shutdown says nothing about the token. */
@@ -614,12 +475,10 @@ static void on_http_done(struct http_request *req, const struct http_result *res
         job_free(j);
         goto out;
     }
-    if ((res->status == 429 || res->status == 503) && res->retry_after[0])
-        policy_parse_retry_after(res->retry_after, wall_ms(r) / 1000, r->cfg.retry_after_max_ms, &retry_after_ms);
-    build_outcome(r, j, res, o, retry_after_ms);
-    if (health_on_result(&r->health, now, o, retry_after_ms, rng_next(&r->rng), j->detail))
+    outcome_of_answer(&oj, res, &os, wall_ms(r), rng_next(&r->rng), &j->out);
+    if (health_on_result(&r->health, now, j->out.class, j->out.retry_after_ms, rng_next(&r->rng), j->out.detail))
         log_health_change(r, now);
-    log_outcome(j, o);
+    log_outcome(j);
     batch_add(r, j);
 out:
     if (r->stopping) {
@@ -649,10 +508,10 @@ static void flush(struct revoke *r)
     start = uv_hrtime();
     rc = db_begin(r->db);
     for (j = r->batch_head; rc == 0 && j && n < BATCH_MAX; j = j->next, n++) {
-        rc = tokens_record_outcome(r->tokens, r->audit, &j->rec);
+        rc = tokens_record_outcome(r->tokens, r->audit, &j->out.rec);
         if (rc == -ESTALE) {
             log_notice("token %" PRId64 " (%s) changed state behind revokerd's back; outcome %s not recorded",
-                       j->id, j->fingerprint, j->rec.event);
+                       j->id, j->fingerprint, audit_event_name(j->out.rec.event));
             rc = 0;
         }
     }
@@ -667,10 +526,10 @@ static void flush(struct revoke *r)
     r->stats.db_error[0] = '\0';
     for (j = r->batch_head; n > 0; j = next, n--) {
         next = j->next;
-        count_outcome(r, &j->rec);
-        if (!strcmp(j->rec.state, "pending"))
+        count_outcome(r, &j->out.rec);
+        if (j->out.rec.state == TOKEN_PENDING)
             r->fetch_due = true;
-        scrub |= j->rec.drop_secret;
+        scrub |= j->out.rec.drop_secret;
         idset_del(&r->known, j->id);
         r->uncommitted--;
         job_free(j);
