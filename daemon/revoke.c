@@ -1,18 +1,17 @@
-/* revoke: the engine (see header for the pipeline).
+/* revoke: the engine (see header for the pipeline): scheduling, dispatch,
+ * the outcome batch and the shutdown sequence.
  *
  * Work is done in bounded steps so the loop never blocks for long: an idle
  * handle runs one step per loop iteration (promote a page of due rows,
- * refill the queue, dispatch, hash a page of new rows) while there is more
- * to do, and stops itself
- * when there is not; then the due timer waits for the next event. Outcomes
- * are committed in groups from a check handle (after each poll phase) or a
- * short timer, never one transaction per request. */
+ * refill the queue, dispatch, hash a page of new rows: pages.c) while there
+ * is more to do, and stops itself when there is not; then the due timer
+ * waits for the next event. Outcomes (outcome.c) are committed in groups
+ * from a check handle (after each poll phase) or a short timer, never one
+ * transaction per request. */
 #include "revoke.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,19 +20,17 @@
 #include "checkpoint.h"
 #include "http.h"
 #include "idset.h"
+#include "job.h"
 #include "log.h"
 #include "outcome.h"
+#include "pages.h"
 #include "policy.h"
-#include "secret.h"
+#include "report.h"
 #include "tokens.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 enum {
-    PAGE_ROWS = 512,         /* due rows promoted or new rows hashed per transaction, at most */
-    PAGE_STEP = 16,          /* rows between two looks at the clock */
-    PAGE_BUDGET_US = 2000,   /* a promotion transaction stops growing after this */
-    FETCH_PAGE = 256,        /* pending rows read per query */
     BATCH_MAX = 128,         /* outcomes per commit */
     FLUSH_DELAY_MS = 5,      /* a small batch waits at most this long */
     DB_RETRY_MS = 250,       /* after a busy or failed transaction */
@@ -43,21 +40,8 @@ enum {
     SCRUB_DELAY_MS = 1000,   /* WAL checkpoint after secrets were cleared: at most once a second */
     HASH_DELAY_MS = 1000,    /* new rows are hashed this long after a write is seen: in larger
                               * transactions, which share the hash index's interior pages */
-    HASH_BUDGET_US = 4000,   /* a hashing transaction stops growing after this */
     TURN_BUDGET_US = 2000,   /* database work in one loop turn stops growing after this: a
                               * client's ping waits for at most a step or two */
-};
-
-struct job {
-    struct http_request req;
-    struct revoke *owner;
-    struct job *next;
-    int64_t id;
-    char *token;
-    size_t token_len;
-    char fingerprint[SECRET_FP_LEN + 1];
-    unsigned attempts;
-    struct outcome_result out;
 };
 
 struct revoke {
@@ -82,15 +66,13 @@ struct revoke {
     uv_check_t flush_check;
     unsigned open_handles;
 
-    struct job *queue_head, *queue_tail;
-    unsigned queued, in_flight;
-    struct job *batch_head, *batch_tail;
-    unsigned uncommitted;
+    struct job_list queue;   /* fetched, not yet sent */
+    unsigned in_flight;
+    struct job_list batch;   /* outcomes waiting for their commit */
     struct idset known; /* the ids held: queued, in flight, uncommitted */
 
     int64_t fetched_at_ms; /* wall time of the last fetch of pending rows */
-    int64_t cursor;        /* in a backlog, pending rows are read in id order after this id */
-    bool backlog;          /* the last fetch found more due rows than a page */
+    struct pages_cursor cursor; /* where the next fetch of pending rows reads */
     uint64_t turn_db_ns;   /* database work done since the loop last polled */
     bool scan_due;        /* active rows may be due: promote */
     bool hash_due;        /* rows may have been written: hash them */
@@ -108,7 +90,7 @@ struct revoke {
     void *change_data;
 
     struct revoke_stats stats;
-    uint64_t summary_base[5];
+    struct report_counts counts, summary_base; /* committed outcomes: since start, at the last summary */
 };
 
 static void on_work(uv_idle_t *h);
@@ -134,17 +116,6 @@ static void changed(struct revoke *r)
         r->change_cb(r->change_data);
 }
 
-static void job_free(struct job *j)
-{
-    if (!j)
-        return;
-    if (j->token) {
-        secret_wipe(j->token, j->token_len);
-        free(j->token);
-    }
-    free(j);
-}
-
 static void schedule_work(struct revoke *r)
 {
     if (!r->stopping && !r->db_blocked)
@@ -167,190 +138,52 @@ static void db_trouble(struct revoke *r, const char *what, int rc)
     changed(r);
 }
 
-/* ---- promote and fetch ---- */
+/* ---- fetch ---- */
 
-static int promote_step(struct revoke *r, int64_t now, unsigned *ret_count)
+/* A due pending row for the queue (pages_fetch). */
+static int take_row(void *ud, const struct pending_row *row)
 {
-    return tokens_promote_due(r->tokens, r->audit, now, PAGE_STEP, ret_count);
-}
+    struct revoke *r = ud;
+    struct job *j;
+    int rc = job_new(row, r, &j);
 
-static int hash_step(struct revoke *r, int64_t now, unsigned *ret_count)
-{
-    (void)now;
-    return tokens_hash_new(r->tokens, PAGE_STEP, ret_count);
-}
-
-/* One transaction of steps (promote due rows, or hash new ones), bounded by
- * PAGE_ROWS rows and by time: a row costs up to tens of microseconds (index
- * pages at random places in a large table), and the loop must answer the
- * socket within milliseconds. *ret_more: the page was cut short, more rows
- * may be waiting. */
-static int run_page(struct revoke *r, int (*step_fn)(struct revoke *, int64_t, unsigned *),
-                    unsigned budget_us, unsigned *ret_count, bool *ret_more)
-{
-    uint64_t start = uv_hrtime();
-    int64_t now = wall_ms(r);
-    unsigned count = 0, step;
-    bool more = false;
-    int rc;
-
-    rc = db_begin(r->db);
-    if (rc < 0)
-        return rc;
-    for (;;) {
-        step = 0;
-        rc = step_fn(r, now, &step);
-        if (rc < 0)
-            break;
-        count += step;
-        if (step < PAGE_STEP)
-            break; /* nothing more is waiting */
-        if (count >= PAGE_ROWS || uv_hrtime() - start >= budget_us * 1000ull) {
-            more = true;
-            break;
-        }
+    if (rc == 0 && idset_add(&r->known, row->id) < 0) {
+        job_free(j);
+        rc = -ENOMEM;
     }
     if (rc == 0)
-        rc = db_commit(r->db);
-    if (rc < 0) {
-        db_rollback(r->db);
-        audit_forget(r->audit);
-        return rc;
-    }
-    *ret_count = count;
-    *ret_more = more;
-    return 0;
+        job_list_push(&r->queue, j);
+    return rc;
 }
 
-struct fetch_ctx {
-    struct revoke *r;
-    int64_t now;
-    unsigned seen, added;
-    unsigned want;   /* stop after adding this many; 0: no limit */
-    int64_t last_id; /* of the last row seen */
-    int err;
-};
-
-static int on_pending_row(void *ud, const struct pending_row *row)
-{
-    struct fetch_ctx *f = ud;
-    struct revoke *r = f->r;
-    struct job *j;
-
-    f->seen++;
-    f->last_id = row->id;
-    /* Id 0 cannot be held (the set's empty slot): such a row was always
-     * skipped, as if held. */
-    if (!row->token || row->next_attempt_at > f->now || row->id == 0 || idset_has(&r->known, row->id))
-        return 0;
-    j = calloc(1, sizeof(*j));
-    if (j)
-        j->token = malloc(row->token_len + 1);
-    if (!j || !j->token || idset_add(&r->known, row->id) < 0) {
-        job_free(j);
-        f->err = -ENOMEM;
-        return 1;
-    }
-    memcpy(j->token, row->token, row->token_len);
-    j->token[row->token_len] = '\0';
-    j->token_len = row->token_len;
-    j->owner = r;
-    j->id = row->id;
-    j->attempts = row->attempts;
-    snprintf(j->fingerprint, sizeof(j->fingerprint), "%s", row->fingerprint ? row->fingerprint : "");
-    if (r->queue_tail)
-        r->queue_tail->next = j;
-    else
-        r->queue_head = j;
-    r->queue_tail = j;
-    r->queued++;
-    f->added++;
-    return f->want && f->added >= f->want;
-}
-
-/* A backlog in id order: up to FETCH_PAGE due rows after the cursor, which
- * wraps at the end. *ret_dense false: due rows are sparse among the pending
- * ones (retries waiting for later), the retry-time index finds them faster. */
-static int fetch_backlog(struct revoke *r, struct fetch_ctx *f, bool *ret_dense)
-{
-    unsigned limit = FETCH_PAGE + (unsigned)r->known.len;
-    int rc;
-
-    f->want = FETCH_PAGE;
-    rc = tokens_fetch_from(r->tokens, r->cursor, limit, on_pending_row, f);
-    if (rc < 0)
-        return rc;
-    if (f->err < 0)
-        return f->err;
-    r->cursor = f->added < f->want && f->seen < limit ? 0 : f->last_id;
-    *ret_dense = f->added >= FETCH_PAGE / 4;
-    return 0;
-}
-
-/* Read due pending rows into the queue, skipping those we hold already, in
- * retry-time order. Asking for FETCH_PAGE more than we hold means a short
- * answer proves that nothing else is due; a full one means a backlog, read
- * in id order from then on: neighbours share table pages and commits. */
+/* Read due pending rows into the queue, skipping those we hold already. */
 static int fetch_page(struct revoke *r)
 {
-    struct fetch_ctx f = {.r = r, .now = wall_ms(r)};
-    unsigned limit;
-    bool dense = false;
+    bool all = false;
     int rc;
 
-    r->fetched_at_ms = f.now;
-    if (r->backlog) {
-        rc = fetch_backlog(r, &f, &dense);
-        if (rc < 0 || dense)
-            return rc;
-        r->backlog = false;
-    }
-    f = (struct fetch_ctx){.r = r, .now = f.now};
-    limit = FETCH_PAGE + (unsigned)r->known.len;
-    rc = tokens_fetch_due(r->tokens, f.now, limit, on_pending_row, &f);
-    if (rc < 0)
-        return rc;
-    if (f.err < 0)
-        return f.err;
-    if (f.seen < limit)
+    r->fetched_at_ms = wall_ms(r);
+    rc = pages_fetch(&r->cursor, r->tokens, &r->known, r->fetched_at_ms, take_row, r, &all);
+    if (rc == 0 && all)
         r->fetch_due = false;
-    else
-        r->backlog = true;
-    return 0;
+    return rc;
 }
 
 /* ---- the outcome batch ---- */
 
 static void batch_add(struct revoke *r, struct job *j)
 {
-    secret_wipe(j->token, j->token_len);
-    if (r->batch_tail)
-        r->batch_tail->next = j;
-    else
-        r->batch_head = j;
-    r->batch_tail = j;
-    r->uncommitted++;
-}
-
-static struct outcome_job outcome_job_of(const struct job *j)
-{
-    return (struct outcome_job){
-        .id = j->id,
-        .fingerprint = j->fingerprint,
-        .token = j->token,
-        .token_len = j->token_len,
-        .attempts = j->attempts,
-    };
+    job_wipe_secret(j);
+    job_list_push(&r->batch, j);
 }
 
 /* http_submit refused the token (it cannot go into a header): never sent. */
 static void reject_unsendable(struct revoke *r, struct job *j)
 {
-    struct outcome_job oj = outcome_job_of(j);
+    struct outcome_job oj = job_outcome_input(j);
 
     outcome_of_unsendable(&oj, wall_ms(r), &j->out);
-    log_token(LOG_WARNING, j->id, j->fingerprint, audit_event_name(j->out.rec.event), 0,
-              "token %" PRId64 " (%s): rejected: %s", j->id, j->fingerprint, j->out.detail);
+    report_unsendable(j);
     batch_add(r, j);
     if (!uv_is_active((uv_handle_t *)&r->flush_timer))
         uv_timer_start(&r->flush_timer, on_flush_timer, FLUSH_DELAY_MS, 0);
@@ -367,15 +200,15 @@ static unsigned uncommitted_cap(const struct revoke *r)
 
 static void dispatch(struct revoke *r)
 {
-    while (r->queue_head && !r->stopping && r->in_flight < r->cfg.concurrency &&
-           r->uncommitted < uncommitted_cap(r)) {
+    while (r->queue.head && !r->stopping && r->in_flight < r->cfg.concurrency &&
+           r->batch.len < uncommitted_cap(r)) {
         uint64_t now = uv_now(r->loop), wake = UINT64_MAX, wait_ms;
         unsigned want = r->cfg.concurrency - r->in_flight;
         struct job *j;
         int rc;
 
-        if (want > r->queued)
-            want = r->queued;
+        if (want > r->queue.len)
+            want = r->queue.len;
         if (health_allowance(&r->health, now, r->in_flight, want, &wake) == 0) {
             if (wake != UINT64_MAX)
                 uv_timer_start(&r->gate_timer, on_gate_timer, wake > now ? wake - now : 0, 0);
@@ -385,7 +218,7 @@ static void dispatch(struct revoke *r)
             uv_timer_start(&r->gate_timer, on_gate_timer, wait_ms, 0);
             return;
         }
-        j = r->queue_head;
+        j = r->queue.head;
         j->req.token = j->token;
         j->req.token_len = j->token_len;
         j->req.done = on_http_done;
@@ -396,11 +229,7 @@ static void dispatch(struct revoke *r)
             uv_timer_start(&r->gate_timer, on_gate_timer, DB_RETRY_MS, 0);
             return;
         }
-        r->queue_head = j->next;
-        if (!r->queue_head)
-            r->queue_tail = NULL;
-        j->next = NULL;
-        r->queued--;
+        job_list_pop(&r->queue);
         if (rc == -EINVAL) {
             reject_unsendable(r, j);
             continue;
@@ -414,52 +243,12 @@ static void dispatch(struct revoke *r)
 
 /* ---- outcomes ---- */
 
-static void log_health_change(struct revoke *r, uint64_t now)
-{
-    const char *what = health_describe(&r->health, now);
-
-    if (r->health.state == HEALTH_DOWN)
-        log_warning("logout endpoint is down after %u failures in a row (%s); probing once per backoff "
-                    "interval, no token is failed meanwhile",
-                    r->cfg.down_after, r->health.last_error);
-    else if (r->health.misconfigured)
-        log_warning("logout endpoint looks misconfigured (%s): check logout.url; no token is failed",
-                    r->health.last_error);
-    else
-        log_notice("logout endpoint is %s again", what);
-}
-
-static void count_outcome(struct revoke *r, const struct outcome_record *rec)
-{
-    switch (rec->event) {
-    case AUDIT_REVOKED: r->stats.revoked++; break;
-    case AUDIT_ALREADY_INVALID: r->stats.already_invalid++; break;
-    case AUDIT_REJECTED: r->stats.rejected++; break;
-    case AUDIT_GAVE_UP: r->stats.gave_up++; break;
-    default: r->stats.retried++; break;
-    }
-}
-
-static void log_outcome(const struct job *j)
-{
-    const struct outcome_record *rec = &j->out.rec;
-    const char *event = audit_event_name(rec->event);
-    int level = LOG_DEBUG;
-
-    if (rec->event == AUDIT_REJECTED || rec->event == AUDIT_GAVE_UP)
-        level = LOG_WARNING;
-    else if (j->out.class == OUTCOME_TOKEN_RETRY)
-        level = LOG_INFO;
-    log_token(level, j->id, j->fingerprint, event, rec->http_status, "token %" PRId64 " (%s): %s: %s", j->id,
-              j->fingerprint, event, j->out.detail);
-}
-
 static void on_http_done(struct http_request *req, const struct http_result *res)
 {
     struct job *j = container_of(req, struct job, req);
     struct revoke *r = j->owner;
     uint64_t now = uv_now(r->loop);
-    struct outcome_job oj = outcome_job_of(j);
+    struct outcome_job oj = job_outcome_input(j);
     struct outcome_settings os = {
         .max_attempts = r->cfg.max_attempts,
         .retry_base_ms = r->cfg.retry_base_ms,
@@ -477,8 +266,8 @@ static void on_http_done(struct http_request *req, const struct http_result *res
     }
     outcome_of_answer(&oj, res, &os, wall_ms(r), rng_next(&r->rng), &j->out);
     if (health_on_result(&r->health, now, j->out.class, j->out.retry_after_ms, rng_next(&r->rng), j->out.detail))
-        log_health_change(r, now);
-    log_outcome(j);
+        report_health_change(&r->health, r->cfg.down_after, now);
+    report_outcome(j);
     batch_add(r, j);
 out:
     if (r->stopping) {
@@ -487,7 +276,7 @@ out:
         return;
     }
     dispatch(r);
-    if (r->queued < r->cfg.concurrency)
+    if (r->queue.len < r->cfg.concurrency)
         schedule_work(r);
     changed(r);
 }
@@ -497,17 +286,17 @@ static void finish_stop(struct revoke *r);
 /* Commit every outcome waiting in the batch in one transaction. */
 static void flush(struct revoke *r)
 {
-    struct job *j, *next;
+    struct job *j;
     uint64_t start;
     unsigned n = 0;
     bool scrub = false;
     int rc;
 
-    if (!r->batch_head || r->db_blocked || checkpoint_copying(r->ckpt))
+    if (!r->batch.head || r->db_blocked || checkpoint_copying(r->ckpt))
         return;
     start = uv_hrtime();
     rc = db_begin(r->db);
-    for (j = r->batch_head; rc == 0 && j && n < BATCH_MAX; j = j->next, n++) {
+    for (j = r->batch.head; rc == 0 && j && n < BATCH_MAX; j = j->next, n++) {
         rc = tokens_record_outcome(r->tokens, r->audit, &j->out.rec);
         if (rc == -ESTALE) {
             log_notice("token %" PRId64 " (%s) changed state behind revokerd's back; outcome %s not recorded",
@@ -524,19 +313,15 @@ static void flush(struct revoke *r)
         return;
     }
     r->stats.db_error[0] = '\0';
-    for (j = r->batch_head; n > 0; j = next, n--) {
-        next = j->next;
-        count_outcome(r, &j->out.rec);
+    for (; n > 0; n--) {
+        j = job_list_pop(&r->batch);
+        report_count(&r->counts, j->out.rec.event);
         if (j->out.rec.state == TOKEN_PENDING)
             r->fetch_due = true;
         scrub |= j->out.rec.drop_secret;
         idset_del(&r->known, j->id);
-        r->uncommitted--;
         job_free(j);
-        r->batch_head = next;
     }
-    if (!r->batch_head)
-        r->batch_tail = NULL;
     if (!uv_is_active((uv_handle_t *)&r->summary_timer))
         uv_timer_start(&r->summary_timer, on_summary_timer, SUMMARY_MS, 0);
     if (scrub && !uv_is_active((uv_handle_t *)&r->scrub_timer))
@@ -560,9 +345,9 @@ static void on_flush_check(uv_check_t *h)
     struct revoke *r = container_of(h, struct revoke, flush_check);
 
     r->turn_db_ns = 0;
-    if (r->uncommitted >= BATCH_MAX)
+    if (r->batch.len >= BATCH_MAX)
         flush(r);
-    else if (r->uncommitted && !uv_is_active((uv_handle_t *)&r->flush_timer))
+    else if (r->batch.len && !uv_is_active((uv_handle_t *)&r->flush_timer))
         uv_timer_start(&r->flush_timer, on_flush_timer, FLUSH_DELAY_MS, 0);
 }
 
@@ -573,19 +358,19 @@ static void on_flush_timer(uv_timer_t *h)
     /* One batch per call, the next after the loop looked at its sockets: a
      * backlog never blocks it long. Not 0 ms: libuv 1.44 runs a timer that
      * restarts itself with 0 again in the same pass, before any poll. */
-    if (r->batch_head && !r->db_blocked && turn_spent(r)) {
+    if (r->batch.head && !r->db_blocked && turn_spent(r)) {
         uv_timer_start(h, on_flush_timer, 1, 0);
         return;
     }
-    if (r->batch_head && !r->db_blocked) {
-        unsigned before = r->uncommitted;
+    if (r->batch.head && !r->db_blocked) {
+        unsigned before = r->batch.len;
         flush(r);
-        if (r->batch_head && r->uncommitted != before) {
+        if (r->batch.head && r->batch.len != before) {
             uv_timer_start(h, on_flush_timer, 1, 0);
             return;
         }
     }
-    if (r->stopping && r->in_flight == 0 && (!r->batch_head || r->db_blocked))
+    if (r->stopping && r->in_flight == 0 && (!r->batch.head || r->db_blocked))
         finish_stop(r);
 }
 
@@ -628,7 +413,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
     int rc;
 
     if (r->scan_due && !checkpoint_copying(r->ckpt)) {
-        rc = run_page(r, promote_step, PAGE_BUDGET_US, &count, &more);
+        rc = pages_promote(r->db, r->tokens, r->audit, wall_ms(r), &count, &more);
         if (rc < 0) {
             db_trouble(r, "marking due tokens", rc);
             return;
@@ -640,7 +425,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
         if (!more)
             r->scan_due = false;
     }
-    if (r->fetch_due && r->queued < 2 * r->cfg.concurrency) {
+    if (r->fetch_due && r->queue.len < 2 * r->cfg.concurrency) {
         rc = fetch_page(r);
         if (rc < 0) {
             db_trouble(r, "reading due tokens", rc);
@@ -652,7 +437,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
      * row that is not hashed yet. */
     if (r->hash_due && !more && !checkpoint_copying(r->ckpt)) {
         bool left = false;
-        rc = run_page(r, hash_step, HASH_BUDGET_US, &count, &left);
+        rc = pages_hash(r->db, r->tokens, r->audit, &count, &left);
         if (rc < 0) {
             db_trouble(r, "hashing new tokens", rc);
             return;
@@ -661,7 +446,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
         r->hash_due = left;
         more = left;
     }
-    if (more || (r->fetch_due && r->queued < 2 * r->cfg.concurrency && r->in_flight < r->cfg.concurrency))
+    if (more || (r->fetch_due && r->queue.len < 2 * r->cfg.concurrency && r->in_flight < r->cfg.concurrency))
         return;
     uv_idle_stop(h);
     /* Also while a fetch waits for room in the queue (a long queue held
@@ -701,7 +486,7 @@ static void on_gate_timer(uv_timer_t *h)
     struct revoke *r = container_of(h, struct revoke, gate_timer);
 
     dispatch(r);
-    if (r->queued < r->cfg.concurrency)
+    if (r->queue.len < r->cfg.concurrency)
         schedule_work(r);
 }
 
@@ -713,7 +498,7 @@ static void on_db_timer(uv_timer_t *h)
     r->scan_due = true;
     r->hash_due = true;
     r->fetch_due = true;
-    if (r->batch_head)
+    if (r->batch.head)
         uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
     schedule_work(r);
 }
@@ -721,19 +506,8 @@ static void on_db_timer(uv_timer_t *h)
 static void on_summary_timer(uv_timer_t *h)
 {
     struct revoke *r = container_of(h, struct revoke, summary_timer);
-    uint64_t now[5] = {r->stats.revoked, r->stats.already_invalid, r->stats.rejected, r->stats.gave_up,
-                       r->stats.retried};
-    uint64_t d[5];
 
-    for (int i = 0; i < 5; i++) {
-        d[i] = now[i] - r->summary_base[i];
-        r->summary_base[i] = now[i];
-    }
-    if (d[0] + d[1] + d[2] + d[3] + d[4])
-        log_notice("last %d s: %" PRIu64 " revoked, %" PRIu64 " already invalid, %" PRIu64 " rejected, %" PRIu64
-                   " gave up, %" PRIu64 " retries; endpoint %s",
-                   SUMMARY_MS / 1000, d[0], d[1], d[2], d[3], d[4],
-                   health_describe(&r->health, uv_now(r->loop)));
+    report_summary(&r->counts, &r->summary_base, SUMMARY_MS / 1000, health_describe(&r->health, uv_now(r->loop)));
 }
 
 /* The rows of revoked tokens no longer hold their secrets (secure_delete
@@ -759,7 +533,7 @@ static void on_checkpoint(void *data, int err, const char *msg)
     struct revoke *r = data;
 
     /* Writes held back while step 1 copied. */
-    if (r->batch_head)
+    if (r->batch.head)
         uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
     if (r->scan_due || r->hash_due)
         schedule_work(r);
@@ -828,19 +602,12 @@ static void finish_stop(struct revoke *r)
 
     if (!r->http)
         return; /* already finishing */
-    if (r->batch_head) {
-        unsigned lost = 0;
-        for (j = r->batch_head; j; j = j->next)
-            lost++;
+    if (r->batch.head)
         log_err("%u outcomes could not be committed at shutdown (%s); those tokens stay pending and are "
                 "attempted again at the next start",
-                lost, r->stats.db_error);
-    }
-    while ((j = r->batch_head)) {
-        r->batch_head = j->next;
+                r->batch.len, r->stats.db_error);
+    while ((j = job_list_pop(&r->batch)))
         job_free(j);
-    }
-    r->batch_tail = NULL;
     uv_timer_stop(&r->summary_timer);
     on_summary_timer(&r->summary_timer);
     if (uv_is_active((uv_handle_t *)&r->scrub_timer)) {
@@ -959,9 +726,14 @@ void revoke_kick(struct revoke *r)
 void revoke_get_stats(struct revoke *r, struct revoke_stats *ret)
 {
     *ret = r->stats;
-    ret->queued = r->queued;
+    ret->revoked = r->counts.revoked;
+    ret->already_invalid = r->counts.already_invalid;
+    ret->rejected = r->counts.rejected;
+    ret->gave_up = r->counts.gave_up;
+    ret->retried = r->counts.retried;
+    ret->queued = r->queue.len;
     ret->in_flight = r->in_flight;
-    ret->uncommitted = r->uncommitted;
+    ret->uncommitted = r->batch.len;
     ret->health = health_describe(&r->health, uv_now(r->loop));
     ret->last_error = r->health.last_error;
 }
@@ -1001,13 +773,10 @@ void revoke_stop(struct revoke *r, void (*cb)(void *data), void *data)
     uv_timer_stop(&r->due_timer);
     uv_timer_stop(&r->gate_timer);
     /* Queued tokens were never sent: they stay pending for the next start. */
-    while ((j = r->queue_head)) {
-        r->queue_head = j->next;
+    while ((j = job_list_pop(&r->queue))) {
         idset_del(&r->known, j->id);
         job_free(j);
     }
-    r->queue_tail = NULL;
-    r->queued = 0;
     if (r->in_flight == 0)
         uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
     else
