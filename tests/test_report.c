@@ -76,19 +76,25 @@ static void set_outcome(struct job *j, enum outcome class, enum audit_event_kind
 
 static void test_outcome_lines(void)
 {
+    static const struct {
+        enum outcome class;
+        enum audit_event_kind event;
+        long status;
+        const char *detail;
+    } cases[] = {
+        {OUTCOME_REVOKED, AUDIT_REVOKED, 200, "HTTP 200"},
+        {OUTCOME_REJECTED, AUDIT_REJECTED, 422, "HTTP 422: bad"},
+        {OUTCOME_TOKEN_RETRY, AUDIT_GAVE_UP, 500, "HTTP 500 on attempt 3 of 3; giving up"},
+        {OUTCOME_TOKEN_RETRY, AUDIT_RETRY, 500, "HTTP 500 on attempt 1 of 3"},
+        {OUTCOME_ENDPOINT_DOWN, AUDIT_RETRY, 502, "endpoint failure: HTTP 502"},
+    };
     struct job j;
 
     capture_begin();
-    set_outcome(&j, OUTCOME_REVOKED, AUDIT_REVOKED, 200, "HTTP 200");
-    report_outcome(&j);
-    set_outcome(&j, OUTCOME_REJECTED, AUDIT_REJECTED, 422, "HTTP 422: bad");
-    report_outcome(&j);
-    set_outcome(&j, OUTCOME_TOKEN_RETRY, AUDIT_GAVE_UP, 500, "HTTP 500 on attempt 3 of 3; giving up");
-    report_outcome(&j);
-    set_outcome(&j, OUTCOME_TOKEN_RETRY, AUDIT_RETRY, 500, "HTTP 500 on attempt 1 of 3");
-    report_outcome(&j);
-    set_outcome(&j, OUTCOME_ENDPOINT_DOWN, AUDIT_RETRY, 502, "endpoint failure: HTTP 502");
-    report_outcome(&j);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        set_outcome(&j, cases[i].class, cases[i].event, cases[i].status, cases[i].detail);
+        report_outcome(&j);
+    }
     set_outcome(&j, OUTCOME_REJECTED, AUDIT_REJECTED, 0, "not sent: x");
     report_unsendable(&j);
     CHECK_STR(capture_end(), "<7>token 42 (0123456789abcdef): revoked: HTTP 200\n"
