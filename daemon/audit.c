@@ -242,11 +242,12 @@ void audit_forget(struct audit *a)
 
 int audit_append(struct audit *a, const struct audit_event *e)
 {
+    const char *event = e ? audit_event_name(e->event) : NULL;
     struct fields f;
     char hash[HASH_HEX_LEN + 1];
     int err, rc;
 
-    if (!e || !e->event)
+    if (!event)
         return -EINVAL;
     if (!a->head_known) {
         err = load_head(a);
@@ -260,8 +261,8 @@ int audit_append(struct audit *a, const struct audit_event *e)
         .token_id = e->token_id,
         .fingerprint = e->fingerprint,
         .fingerprint_len = e->fingerprint ? strlen(e->fingerprint) : 0,
-        .event = e->event,
-        .event_len = strlen(e->event),
+        .event = event,
+        .event_len = strlen(event),
         .has_attempt = e->attempt > 0,
         .attempt = e->attempt,
         .has_http_status = e->http_status > 0,
@@ -330,8 +331,8 @@ int audit_query(struct db *db, const struct audit_filter *f,
         sqlite3_bind_int64(st, 1, f->since_ms);
     if (f->token_id)
         sqlite3_bind_int64(st, 2, f->token_id);
-    if (f->event)
-        sqlite3_bind_text(st, 3, f->event, -1, SQLITE_STATIC);
+    if (f->event) /* NULL for a value not in the enum: matches nothing */
+        sqlite3_bind_text(st, 3, audit_event_name(f->event), -1, SQLITE_STATIC);
     if (f->limit)
         sqlite3_bind_int64(st, 4, f->limit);
 

@@ -11,12 +11,13 @@
 #include <stdint.h>
 
 #include "db.h"
+#include "names.h"
 
 struct audit_event {
     int64_t at_ms;            /* Unix ms */
     int64_t token_id;         /* <= 0: NULL */
     const char *fingerprint;  /* NULL allowed */
-    const char *event;        /* due revoked already_invalid retry rejected gave_up requeued */
+    enum audit_event_kind event; /* 0: none (refused) */
     int attempt;              /* <= 0: NULL */
     long http_status;         /* <= 0: NULL */
     const char *detail;       /* NULL allowed */
@@ -48,7 +49,7 @@ void audit_forget(struct audit *a);
 struct audit_filter {
     int64_t since_ms;   /* 0: from the start */
     int64_t token_id;   /* 0: every token */
-    const char *event;  /* NULL: every event */
+    enum audit_event_kind event; /* 0: every event */
     unsigned limit;     /* 0: no limit; otherwise the newest `limit` rows */
 };
 /* Rows in seq order. cb returns 0 to go on, non-zero to stop (returned). */

@@ -143,3 +143,32 @@ const char *health_describe(const struct health *h, uint64_t now_ms)
         return "down";
     return "up";
 }
+
+void health_rate_init(struct health_rate *r, uint64_t now_ns)
+{
+    r->bucket = 1;
+    r->at_ns = now_ns;
+}
+
+bool health_rate_allows(struct health_rate *r, unsigned rate, uint64_t now_ns, uint64_t *ret_wait_ms)
+{
+    double per_s = rate, cap;
+
+    if (rate == 0)
+        return true;
+    cap = per_s / 100 > 1 ? per_s / 100 : 1;
+    r->bucket += (double)(now_ns - r->at_ns) * per_s / 1e9;
+    if (r->bucket > cap)
+        r->bucket = cap;
+    r->at_ns = now_ns;
+    if (r->bucket >= 1)
+        return true;
+    *ret_wait_ms = (uint64_t)((1 - r->bucket) * 1000 / per_s) + 1;
+    return false;
+}
+
+void health_rate_take(struct health_rate *r, unsigned rate)
+{
+    if (rate)
+        r->bucket -= 1;
+}

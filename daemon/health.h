@@ -10,7 +10,12 @@
  *   paused  a Retry-After (429/503) holds every request until its time,
  *           capped at retry_after_max; independent of UP/DOWN.
  * misconfigured is set by a 3xx/404/405 answer (endpoint-level too) and
- * cleared by the next token-level answer. */
+ * cleared by the next token-level answer.
+ *
+ * The rate limit (struct health_rate) answers the same question for
+ * [logout] rate_limit: a token bucket refilled continuously, holding at
+ * most 10 ms worth of requests (at least one), so bursts stay small. It
+ * takes monotonic nanoseconds (uv_hrtime()). */
 #pragma once
 
 #include <stdbool.h>
@@ -52,3 +57,16 @@ bool health_on_result(struct health *h, uint64_t now_ms, enum outcome o,
                       uint64_t retry_after_ms, uint64_t rnd, const char *why);
 /* "up", "down", "misconfigured", "paused" (Retry-After in force), for status. */
 const char *health_describe(const struct health *h, uint64_t now_ms);
+
+struct health_rate {
+    double bucket;              /* requests that may go out now */
+    uint64_t at_ns;             /* when bucket was last refilled */
+};
+
+/* A full bucket of one request at now_ns. */
+void health_rate_init(struct health_rate *r, uint64_t now_ns);
+/* May a request go out now at `rate` per second (0: no limit)? When not,
+ * *ret_wait_ms is how long until one may. */
+bool health_rate_allows(struct health_rate *r, unsigned rate, uint64_t now_ns, uint64_t *ret_wait_ms);
+/* Call once for each request started. */
+void health_rate_take(struct health_rate *r, unsigned rate);

@@ -3,6 +3,7 @@
  * config, open and migrate the database, bind the control socket, set up the
  * engine (curl), READY=1 right before uv_run. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <inttypes.h>
@@ -23,6 +24,7 @@
 #include "notify.h"
 #include "proto.h"
 #include "revoke.h"
+#include "secret.h"
 #include "store.h"
 #include "watch.h"
 
@@ -319,12 +321,61 @@ static void on_file_timer(uv_timer_t *h)
         (void)schema_check(d);
 }
 
+/* ---- the optional client credential (the engine is handed the header) ---- */
+
+/* "Name: value" from $CREDENTIALS_DIRECTORY/logout-credential (systemd's
+ * LoadCredential=), never from the environment or argv. */
+static int load_credential(const struct config *cfg, char **ret_header)
+{
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    char path[4096], value[4096], *header;
+    ssize_t n;
+    size_t len;
+    int fd;
+
+    *ret_header = NULL;
+    if (!cfg->credential_header)
+        return 0;
+    if (!dir) {
+        log_err("logout.credential_header is set but $CREDENTIALS_DIRECTORY is not (use LoadCredential=logout-credential:...)");
+        return -ENOENT;
+    }
+    snprintf(path, sizeof(path), "%s/logout-credential", dir);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        log_err("cannot read the logout credential %s: %s", path, strerror(errno));
+        return -errno;
+    }
+    n = read(fd, value, sizeof(value) - 1);
+    close(fd);
+    if (n < 0)
+        return -EIO;
+    len = (size_t)n;
+    while (len && (value[len - 1] == '\n' || value[len - 1] == '\r'))
+        len--;
+    value[len] = '\0';
+    if (len == 0 || memchr(value, '\n', len) || memchr(value, '\r', len)) {
+        secret_wipe(value, sizeof(value));
+        log_err("the logout credential in %s is empty or spans several lines", path);
+        return -EINVAL;
+    }
+    len = strlen(cfg->credential_header) + 2 + len + 1;
+    header = malloc(len);
+    if (header)
+        snprintf(header, len, "%s: %s", cfg->credential_header, value);
+    secret_wipe(value, sizeof(value));
+    if (!header)
+        return -ENOMEM;
+    *ret_header = header;
+    return 0;
+}
+
 /* ---- reload and stop ---- */
 
 static void reload(struct daemon *d)
 {
     struct config c;
-    char err[512];
+    char err[512], *header;
     int rc;
 
     notify_reloading(d->notify);
@@ -338,7 +389,10 @@ static void reload(struct daemon *d)
         log_warning("daemon.database changed to %s: takes effect at the next restart", c.database);
     if (strcmp(c.socket, d->cfg.socket) != 0)
         log_warning("daemon.socket changed to %s: takes effect at the next restart", c.socket);
-    rc = revoke_configure(d->revoke, &c);
+    rc = load_credential(&c, &header);
+    if (rc == 0)
+        rc = revoke_configure(d->revoke, &c, header);
+    secret_free(header);
     if (rc < 0) {
         log_err("reload refused, keeping the running configuration: applying it failed: %s", strerror(-rc));
         config_free(&c);
@@ -431,7 +485,7 @@ static int listen_fd_from_systemd(int *ret_fd)
 static int start(struct daemon *d)
 {
     struct ctl_options co;
-    char err[512];
+    char err[512], *header;
     int rc;
 
     rc = store_open(&d->loop, d->cfg.database, schema_note, d, &d->store, err, sizeof(err));
@@ -439,7 +493,10 @@ static int start(struct daemon *d)
         log_crit("%s", err);
         return rc;
     }
-    rc = revoke_new(&d->loop, d->store, &d->cfg, &d->revoke);
+    rc = load_credential(&d->cfg, &header);
+    if (rc == 0)
+        rc = revoke_new(&d->loop, d->store, &d->cfg, header, &d->revoke);
+    secret_free(header);
     if (rc < 0) {
         log_crit("cannot set up the revocation engine: %s", strerror(-rc));
         return rc;

@@ -289,7 +289,7 @@ static json_t *op_revoke_token(const struct proto_env *env, const char *token, s
                                const char *subject, const char *reason, struct perr *e)
 {
     int64_t id = 0;
-    char state[16] = "";
+    enum token_state state = 0;
 
     if (!token_chars_ok(token, len)) {
         perr_set(e, "field 'token' must be printable ASCII without spaces or control characters");
@@ -298,17 +298,17 @@ static json_t *op_revoke_token(const struct proto_env *env, const char *token, s
     if (tx_begin(env, e) < 0)
         return NULL;
     int r = store_revoke_secret(env->store, token, len, subject, reason, db_now_ms(), &id,
-                                state);
+                                &state);
     r = tx_end(env, r);
     if (r < 0) {
         db_failure(env, r, e);
         return NULL;
     }
     kick(env);
-    log_info("control: revocation requested for token %" PRId64 " (state %s)", id, state);
+    log_info("control: revocation requested for token %" PRId64 " (state %s)", id, token_state_name(state));
     json_t *reply = reply_ok();
     put(&reply, "id", json_integer(id));
-    put(&reply, "state", json_string(state));
+    put(&reply, "state", str_or_null(token_state_name(state)));
     return reply;
 }
 
@@ -344,7 +344,7 @@ static json_t *op_revoke_id(const struct proto_env *env, int64_t id, const char 
     json_t *reply = reply_ok();
     put(&reply, "count", json_integer(changed ? 1 : 0));
     put(&reply, "ids", ids);
-    put(&reply, "state", json_string(st.state));
+    put(&reply, "state", str_or_null(token_state_name(st.state)));
     return reply;
 }
 
@@ -433,7 +433,7 @@ static json_t *op_status(const struct proto_env *env, json_t *req, struct perr *
     }
     json_t *reply = reply_ok();
     put(&reply, "id", json_integer(st.id));
-    put(&reply, "state", json_string(st.state));
+    put(&reply, "state", str_or_null(token_state_name(st.state)));
     put(&reply, "attempts", json_integer(st.attempts));
     put(&reply, "last_event", str_or_null(st.last_event));
     put(&reply, "last_error", str_or_null(st.last_error));
@@ -480,9 +480,9 @@ static json_t *op_retry(const struct proto_env *env, json_t *req, struct perr *e
     }
     if (r == -EINVAL && has_id) {
         struct token_status st;
-        if (store_status(env->store, id, &st) == 0 && strcmp(st.state, "failed") != 0)
+        if (store_status(env->store, id, &st) == 0 && st.state != TOKEN_FAILED)
             perr_set(e, "token %" PRId64 " is %s, not failed; only failed tokens can be retried",
-                     id, st.state);
+                     id, token_state_name(st.state));
         else
             perr_set(e, "token %" PRId64 " cannot be retried: its secret is no longer stored", id);
         return NULL;
@@ -522,9 +522,11 @@ static json_t *op_stats(const struct proto_env *env, json_t *req, struct perr *e
         revoke_get_stats(env->revoke, &rs);
 
     json_t *reply = reply_ok();
-    put(&reply, "states", json_pack("{s:I,s:I,s:I,s:I}", "active", (json_int_t)sc.active,
-                                    "pending", (json_int_t)sc.pending, "revoked",
-                                    (json_int_t)sc.revoked, "failed", (json_int_t)sc.failed));
+    put(&reply, "states", json_pack("{s:I,s:I,s:I,s:I}",
+                                    token_state_name(TOKEN_ACTIVE), (json_int_t)sc.active,
+                                    token_state_name(TOKEN_PENDING), (json_int_t)sc.pending,
+                                    token_state_name(TOKEN_REVOKED), (json_int_t)sc.revoked,
+                                    token_state_name(TOKEN_FAILED), (json_int_t)sc.failed));
     put(&reply, "queued", json_integer(rs.queued));
     put(&reply, "in_flight", json_integer(rs.in_flight));
     put(&reply, "uncommitted", json_integer(rs.uncommitted));

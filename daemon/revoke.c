@@ -1,38 +1,35 @@
-/* revoke: the engine (see header for the pipeline).
+/* revoke: the engine (see header for the pipeline): scheduling, dispatch,
+ * the outcome batch and the shutdown sequence.
  *
  * Work is done in bounded steps so the loop never blocks for long: an idle
  * handle runs one step per loop iteration (promote a page of due rows,
- * refill the queue, dispatch, hash a page of new rows) while there is more
- * to do, and stops itself
- * when there is not; then the due timer waits for the next event. Outcomes
- * are committed in groups from a check handle (after each poll phase) or a
- * short timer, never one transaction per request. */
+ * refill the queue, dispatch, hash a page of new rows: pages.c) while there
+ * is more to do, and stops itself when there is not; then the due timer
+ * waits for the next event. Outcomes (outcome.c) are committed in groups
+ * from a check handle (after each poll phase) or a short timer, never one
+ * transaction per request. */
 #include "revoke.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "http.h"
+#include "idset.h"
+#include "job.h"
 #include "log.h"
+#include "outcome.h"
+#include "pages.h"
 #include "policy.h"
-#include "secret.h"
+#include "report.h"
 #include "store.h"
 #include "tokens.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 enum {
-    PAGE_ROWS = 512,         /* due rows promoted or new rows hashed per transaction, at most */
-    PAGE_STEP = 16,          /* rows between two looks at the clock */
-    PAGE_BUDGET_US = 2000,   /* a promotion transaction stops growing after this */
-    FETCH_PAGE = 256,        /* pending rows read per query */
     BATCH_MAX = 128,         /* outcomes per commit */
     FLUSH_DELAY_MS = 5,      /* a small batch waits at most this long */
     DB_RETRY_MS = 250,       /* after a busy or failed transaction */
@@ -42,30 +39,8 @@ enum {
     SCRUB_DELAY_MS = 1000,   /* WAL checkpoint after secrets were cleared: at most once a second */
     HASH_DELAY_MS = 1000,    /* new rows are hashed this long after a write is seen: in larger
                               * transactions, which share the hash index's interior pages */
-    HASH_BUDGET_US = 4000,   /* a hashing transaction stops growing after this */
     TURN_BUDGET_US = 2000,   /* database work in one loop turn stops growing after this: a
                               * client's ping waits for at most a step or two */
-};
-
-struct job {
-    struct http_request req;
-    struct revoke *owner;
-    struct job *next;
-    int64_t id;
-    char *token;
-    size_t token_len;
-    char fingerprint[SECRET_FP_LEN + 1];
-    unsigned attempts;
-    struct outcome_record rec;
-    char detail[256];
-    char last_error[256];
-};
-
-/* The ids the engine holds (queued, in flight, uncommitted): open
- * addressing with linear probing, backward-shift deletion. */
-struct idset {
-    int64_t *slots; /* 0: empty (ids are > 0) */
-    size_t cap, len;
 };
 
 struct revoke {
@@ -87,15 +62,13 @@ struct revoke {
     uv_check_t flush_check;
     unsigned open_handles;
 
-    struct job *queue_head, *queue_tail;
-    unsigned queued, in_flight;
-    struct job *batch_head, *batch_tail;
-    unsigned uncommitted;
-    struct idset known;
+    struct job_list queue;   /* fetched, not yet sent */
+    unsigned in_flight;
+    struct job_list batch;   /* outcomes waiting for their commit */
+    struct idset known; /* the ids held: queued, in flight, uncommitted */
 
     int64_t fetched_at_ms; /* wall time of the last fetch of pending rows */
-    int64_t cursor;        /* in a backlog, pending rows are read in id order after this id */
-    bool backlog;          /* the last fetch found more due rows than a page */
+    struct pages_cursor cursor; /* where the next fetch of pending rows reads */
     uint64_t turn_db_ns;   /* database work done since the loop last polled */
     bool scan_due;        /* active rows may be due: promote */
     bool hash_due;        /* rows may have been written: hash them */
@@ -105,8 +78,7 @@ struct revoke {
     void (*stop_cb)(void *);
     void *stop_data;
 
-    double bucket;        /* rate limit tokens */
-    uint64_t bucket_ns;
+    struct health_rate rate;
 
     int64_t (*clock)(void *);
     void *clock_data;
@@ -114,7 +86,7 @@ struct revoke {
     void *change_data;
 
     struct revoke_stats stats;
-    uint64_t summary_base[5];
+    struct report_counts counts, summary_base; /* committed outcomes: since start, at the last summary */
 };
 
 static void on_work(uv_idle_t *h);
@@ -127,90 +99,7 @@ static void on_scrub_timer(uv_timer_t *h);
 static void on_hash_timer(uv_timer_t *h);
 static void on_checkpoint(void *data, int err, const char *msg);
 
-/* ---- id set ---- */
-
-static size_t idset_slot(const struct idset *s, int64_t id)
-{
-    uint64_t h = (uint64_t)id * 0x9E3779B97F4A7C15ull;
-    return (size_t)(h >> 7) & (s->cap - 1);
-}
-
-static bool idset_has(const struct idset *s, int64_t id)
-{
-    for (size_t i = idset_slot(s, id);; i = (i + 1) & (s->cap - 1)) {
-        if (s->slots[i] == id)
-            return true;
-        if (s->slots[i] == 0)
-            return false;
-    }
-}
-
-static int idset_add(struct idset *s, int64_t id);
-
-static int idset_grow(struct idset *s)
-{
-    struct idset bigger = {.cap = s->cap * 2};
-
-    bigger.slots = calloc(bigger.cap, sizeof(*bigger.slots));
-    if (!bigger.slots)
-        return -ENOMEM;
-    for (size_t i = 0; i < s->cap; i++)
-        if (s->slots[i])
-            idset_add(&bigger, s->slots[i]);
-    free(s->slots);
-    *s = bigger;
-    return 0;
-}
-
-static int idset_add(struct idset *s, int64_t id)
-{
-    size_t i;
-
-    if ((s->len + 1) * 2 > s->cap && idset_grow(s) < 0)
-        return -ENOMEM;
-    for (i = idset_slot(s, id); s->slots[i] != 0; i = (i + 1) & (s->cap - 1))
-        if (s->slots[i] == id)
-            return 0;
-    s->slots[i] = id;
-    s->len++;
-    return 0;
-}
-
-static void idset_del(struct idset *s, int64_t id)
-{
-    size_t i = idset_slot(s, id), j;
-
-    while (s->slots[i] != id) {
-        if (s->slots[i] == 0)
-            return;
-        i = (i + 1) & (s->cap - 1);
-    }
-    s->slots[i] = 0;
-    s->len--;
-    /* Backward shift: move later members of the run into the hole. */
-    for (j = (i + 1) & (s->cap - 1); s->slots[j] != 0; j = (j + 1) & (s->cap - 1)) {
-        size_t home = idset_slot(s, s->slots[j]);
-        bool between = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-        if (!between) {
-            s->slots[i] = s->slots[j];
-            s->slots[j] = 0;
-            i = j;
-        }
-    }
-}
-
 /* ---- helpers ---- */
-
-/* snprintf that is meant to truncate: detail texts are capped on purpose. */
-static void set_text(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_text(char *buf, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
 
 static int64_t wall_ms(struct revoke *r)
 {
@@ -221,17 +110,6 @@ static void changed(struct revoke *r)
 {
     if (r->change_cb)
         r->change_cb(r->change_data);
-}
-
-static void job_free(struct job *j)
-{
-    if (!j)
-        return;
-    if (j->token) {
-        secret_wipe(j->token, j->token_len);
-        free(j->token);
-    }
-    free(j);
 }
 
 static void schedule_work(struct revoke *r)
@@ -256,195 +134,52 @@ static void db_trouble(struct revoke *r, const char *what, int rc)
     changed(r);
 }
 
-/* ---- promote and fetch ---- */
+/* ---- fetch ---- */
 
-static int promote_step(struct revoke *r, int64_t now, unsigned *ret_count)
+/* A due pending row for the queue (pages_fetch). */
+static int take_row(void *ud, const struct pending_row *row)
 {
-    return store_promote_due(r->store, now, PAGE_STEP, ret_count);
-}
-
-static int hash_step(struct revoke *r, int64_t now, unsigned *ret_count)
-{
-    (void)now;
-    return store_hash_new(r->store, PAGE_STEP, ret_count);
-}
-
-/* One transaction of steps (promote due rows, or hash new ones), bounded by
- * PAGE_ROWS rows and by time: a row costs up to tens of microseconds (index
- * pages at random places in a large table), and the loop must answer the
- * socket within milliseconds. *ret_more: the page was cut short, more rows
- * may be waiting. */
-static int run_page(struct revoke *r, int (*step_fn)(struct revoke *, int64_t, unsigned *),
-                    unsigned budget_us, unsigned *ret_count, bool *ret_more)
-{
-    uint64_t start = uv_hrtime();
-    int64_t now = wall_ms(r);
-    unsigned count = 0, step;
-    bool more = false;
-    int rc;
-
-    rc = store_begin(r->store, STORE_WRITE_CAN_WAIT);
-    if (rc < 0)
-        return rc;
-    for (;;) {
-        step = 0;
-        rc = step_fn(r, now, &step);
-        if (rc < 0)
-            break;
-        count += step;
-        if (step < PAGE_STEP)
-            break; /* nothing more is waiting */
-        if (count >= PAGE_ROWS || uv_hrtime() - start >= budget_us * 1000ull) {
-            more = true;
-            break;
-        }
-    }
-    rc = store_end(r->store, rc);
-    if (rc < 0)
-        return rc;
-    *ret_count = count;
-    *ret_more = more;
-    return 0;
-}
-
-struct fetch_ctx {
-    struct revoke *r;
-    int64_t now;
-    unsigned seen, added;
-    unsigned want;   /* stop after adding this many; 0: no limit */
-    int64_t last_id; /* of the last row seen */
-    int err;
-};
-
-static int on_pending_row(void *ud, const struct pending_row *row)
-{
-    struct fetch_ctx *f = ud;
-    struct revoke *r = f->r;
+    struct revoke *r = ud;
     struct job *j;
+    int rc = job_new(row, r, &j);
 
-    f->seen++;
-    f->last_id = row->id;
-    if (!row->token || row->next_attempt_at > f->now || idset_has(&r->known, row->id))
-        return 0;
-    j = calloc(1, sizeof(*j));
-    if (j)
-        j->token = malloc(row->token_len + 1);
-    if (!j || !j->token || idset_add(&r->known, row->id) < 0) {
+    if (rc == 0 && idset_add(&r->known, row->id) < 0) {
         job_free(j);
-        f->err = -ENOMEM;
-        return 1;
+        rc = -ENOMEM;
     }
-    memcpy(j->token, row->token, row->token_len);
-    j->token[row->token_len] = '\0';
-    j->token_len = row->token_len;
-    j->owner = r;
-    j->id = row->id;
-    j->attempts = row->attempts;
-    snprintf(j->fingerprint, sizeof(j->fingerprint), "%s", row->fingerprint ? row->fingerprint : "");
-    if (r->queue_tail)
-        r->queue_tail->next = j;
-    else
-        r->queue_head = j;
-    r->queue_tail = j;
-    r->queued++;
-    f->added++;
-    return f->want && f->added >= f->want;
+    if (rc == 0)
+        job_list_push(&r->queue, j);
+    return rc;
 }
 
-/* A backlog in id order: up to FETCH_PAGE due rows after the cursor, which
- * wraps at the end. *ret_dense false: due rows are sparse among the pending
- * ones (retries waiting for later), the retry-time index finds them faster. */
-static int fetch_backlog(struct revoke *r, struct fetch_ctx *f, bool *ret_dense)
-{
-    unsigned limit = FETCH_PAGE + (unsigned)r->known.len;
-    int rc;
-
-    f->want = FETCH_PAGE;
-    rc = store_fetch_from(r->store, r->cursor, limit, on_pending_row, f);
-    if (rc < 0)
-        return rc;
-    if (f->err < 0)
-        return f->err;
-    r->cursor = f->added < f->want && f->seen < limit ? 0 : f->last_id;
-    *ret_dense = f->added >= FETCH_PAGE / 4;
-    return 0;
-}
-
-/* Read due pending rows into the queue, skipping those we hold already, in
- * retry-time order. Asking for FETCH_PAGE more than we hold means a short
- * answer proves that nothing else is due; a full one means a backlog, read
- * in id order from then on: neighbours share table pages and commits. */
+/* Read due pending rows into the queue, skipping those we hold already. */
 static int fetch_page(struct revoke *r)
 {
-    struct fetch_ctx f = {.r = r, .now = wall_ms(r)};
-    unsigned limit;
-    bool dense = false;
+    bool all = false;
     int rc;
 
-    r->fetched_at_ms = f.now;
-    if (r->backlog) {
-        rc = fetch_backlog(r, &f, &dense);
-        if (rc < 0 || dense)
-            return rc;
-        r->backlog = false;
-    }
-    f = (struct fetch_ctx){.r = r, .now = f.now};
-    limit = FETCH_PAGE + (unsigned)r->known.len;
-    rc = store_fetch_due(r->store, f.now, limit, on_pending_row, &f);
-    if (rc < 0)
-        return rc;
-    if (f.err < 0)
-        return f.err;
-    if (f.seen < limit)
+    r->fetched_at_ms = wall_ms(r);
+    rc = pages_fetch(&r->cursor, r->store, &r->known, r->fetched_at_ms, take_row, r, &all);
+    if (rc == 0 && all)
         r->fetch_due = false;
-    else
-        r->backlog = true;
-    return 0;
+    return rc;
 }
 
 /* ---- the outcome batch ---- */
 
 static void batch_add(struct revoke *r, struct job *j)
 {
-    secret_wipe(j->token, j->token_len);
-    if (r->batch_tail)
-        r->batch_tail->next = j;
-    else
-        r->batch_head = j;
-    r->batch_tail = j;
-    r->uncommitted++;
+    job_wipe_secret(j);
+    job_list_push(&r->batch, j);
 }
 
-/* The fields every outcome of job j shares; the caller fills in the rest. */
-static void record_init(struct job *j, int64_t now_ms)
-{
-    struct outcome_record *rec = &j->rec;
-
-    memset(rec, 0, sizeof(*rec));
-    rec->token_id = j->id;
-    rec->fingerprint = j->fingerprint;
-    rec->attempts = j->attempts;
-    rec->attempt = (int)j->attempts + 1;
-    rec->detail = j->detail;
-    rec->at_ms = now_ms;
-}
-
-/* A token that cannot go into an Authorization header (empty, too long,
- * spaces or control characters) will never be accepted: fail it now rather
- * than retry it forever. */
+/* http_submit refused the token (it cannot go into a header): never sent. */
 static void reject_unsendable(struct revoke *r, struct job *j)
 {
-    struct outcome_record *rec = &j->rec;
+    struct outcome_job oj = job_outcome_input(j);
 
-    record_init(j, wall_ms(r));
-    rec->event = "rejected";
-    rec->state = "failed";
-    snprintf(j->detail, sizeof(j->detail), "not sent: the token is empty, longer than %d bytes, or holds "
-             "spaces or control characters", SECRET_MAX_LEN);
-    snprintf(j->last_error, sizeof(j->last_error), "%s", j->detail);
-    rec->last_error = j->last_error;
-    log_token(LOG_WARNING, j->id, j->fingerprint, rec->event, 0, "token %" PRId64 " (%s): rejected: %s", j->id,
-              j->fingerprint, j->detail);
+    outcome_of_unsendable(&oj, wall_ms(r), &j->out);
+    report_unsendable(j);
     batch_add(r, j);
     if (!uv_is_active((uv_handle_t *)&r->flush_timer))
         uv_timer_start(&r->flush_timer, on_flush_timer, FLUSH_DELAY_MS, 0);
@@ -454,27 +189,6 @@ static void reject_unsendable(struct revoke *r, struct job *j)
 
 static void on_http_done(struct http_request *req, const struct http_result *res);
 
-/* Rate limit: a token bucket refilled continuously, holding at most 10 ms
- * worth of requests (at least one), so bursts stay small. */
-static bool rate_allows(struct revoke *r, uint64_t *ret_wait_ms)
-{
-    double rate = r->cfg.rate_limit, cap;
-    uint64_t now;
-
-    if (rate <= 0)
-        return true;
-    cap = rate / 100 > 1 ? rate / 100 : 1;
-    now = uv_hrtime();
-    r->bucket += (double)(now - r->bucket_ns) * rate / 1e9;
-    if (r->bucket > cap)
-        r->bucket = cap;
-    r->bucket_ns = now;
-    if (r->bucket >= 1)
-        return true;
-    *ret_wait_ms = (uint64_t)((1 - r->bucket) * 1000 / rate) + 1;
-    return false;
-}
-
 static unsigned uncommitted_cap(const struct revoke *r)
 {
     return 4 * r->cfg.concurrency + 1024;
@@ -482,25 +196,25 @@ static unsigned uncommitted_cap(const struct revoke *r)
 
 static void dispatch(struct revoke *r)
 {
-    while (r->queue_head && !r->stopping && r->in_flight < r->cfg.concurrency &&
-           r->uncommitted < uncommitted_cap(r)) {
+    while (r->queue.head && !r->stopping && r->in_flight < r->cfg.concurrency &&
+           r->batch.len < uncommitted_cap(r)) {
         uint64_t now = uv_now(r->loop), wake = UINT64_MAX, wait_ms;
         unsigned want = r->cfg.concurrency - r->in_flight;
         struct job *j;
         int rc;
 
-        if (want > r->queued)
-            want = r->queued;
+        if (want > r->queue.len)
+            want = r->queue.len;
         if (health_allowance(&r->health, now, r->in_flight, want, &wake) == 0) {
             if (wake != UINT64_MAX)
                 uv_timer_start(&r->gate_timer, on_gate_timer, wake > now ? wake - now : 0, 0);
             return;
         }
-        if (!rate_allows(r, &wait_ms)) {
+        if (!health_rate_allows(&r->rate, r->cfg.rate_limit, uv_hrtime(), &wait_ms)) {
             uv_timer_start(&r->gate_timer, on_gate_timer, wait_ms, 0);
             return;
         }
-        j = r->queue_head;
+        j = r->queue.head;
         j->req.token = j->token;
         j->req.token_len = j->token_len;
         j->req.done = on_http_done;
@@ -511,194 +225,33 @@ static void dispatch(struct revoke *r)
             uv_timer_start(&r->gate_timer, on_gate_timer, DB_RETRY_MS, 0);
             return;
         }
-        r->queue_head = j->next;
-        if (!r->queue_head)
-            r->queue_tail = NULL;
-        j->next = NULL;
-        r->queued--;
+        job_list_pop(&r->queue);
         if (rc == -EINVAL) {
             reject_unsendable(r, j);
             continue;
         }
         r->in_flight++;
         r->stats.sent++;
-        if (r->cfg.rate_limit)
-            r->bucket -= 1;
+        health_rate_take(&r->rate, r->cfg.rate_limit);
         health_on_send(&r->health);
     }
 }
 
 /* ---- outcomes ---- */
 
-/* True when text (n bytes) holds the token, or ends with its first 8 bytes
- * or more: the server quoted it and our cut fell inside it. */
-static bool quotes_token(const char *text, size_t n, const char *token, size_t token_len)
-{
-    if (token_len == 0)
-        return false;
-    if (strstr(text, token))
-        return true;
-    for (size_t k = 8; k < token_len && k <= n; k++)
-        if (memcmp(text + n - k, token, k) == 0)
-            return true;
-    return false;
-}
-
-/* The validation message of a FastAPI-style 422 body, else the body's start
- * with control characters dropped; never the token if the server echoed it. */
-static void describe_rejection(const struct job *j, const struct http_result *res, char *buf, size_t len)
-{
-    json_t *root = json_loads(res->body, 0, NULL);
-    json_t *msg = json_object_get(json_array_get(json_object_get(root, "detail"), 0), "msg");
-    const char *text = json_is_string(msg) ? json_string_value(msg) : NULL;
-    json_t *detail = json_object_get(root, "detail");
-    char clean[200];
-    size_t n = 0;
-
-    if (!text && json_is_string(detail))
-        text = json_string_value(detail);
-    if (!text)
-        text = res->body;
-    for (const char *p = text; *p && n + 1 < sizeof(clean); p++)
-        clean[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
-    clean[n] = '\0';
-    if (quotes_token(clean, n, j->token, j->token_len))
-        set_text(clean, sizeof(clean), "(the answer quoted the token; not recorded)");
-    set_text(buf, len, "HTTP %ld: %s", res->status, n ? clean : "(no message)");
-    json_decref(root);
-}
-
-static void describe_failure(const struct http_result *res, char *buf, size_t len)
-{
-    if (res->status)
-        set_text(buf, len, "HTTP %ld", res->status);
-    else
-        set_text(buf, len, "curl error %d (%s)", (int)res->curl_code,
-                 res->error[0] ? res->error : curl_easy_strerror(res->curl_code));
-}
-
-static void log_health_change(struct revoke *r, uint64_t now)
-{
-    const char *what = health_describe(&r->health, now);
-
-    if (r->health.state == HEALTH_DOWN)
-        log_warning("logout endpoint is down after %u failures in a row (%s); probing once per backoff "
-                    "interval, no token is failed meanwhile",
-                    r->cfg.down_after, r->health.last_error);
-    else if (r->health.misconfigured)
-        log_warning("logout endpoint looks misconfigured (%s): check logout.url; no token is failed",
-                    r->health.last_error);
-    else
-        log_notice("logout endpoint is %s again", what);
-}
-
-static void build_outcome(struct revoke *r, struct job *j, const struct http_result *res, enum outcome o,
-                          uint64_t retry_after_ms)
-{
-    struct outcome_record *rec = &j->rec;
-    int64_t now = wall_ms(r);
-    char why[200];
-    char span[64];
-
-    record_init(j, now);
-    rec->http_status = res->status;
-    rec->duration_ms = (int64_t)res->duration_ms;
-    describe_failure(res, why, sizeof(why));
-
-    switch (o) {
-    case OUTCOME_REVOKED:
-    case OUTCOME_ALREADY_INVALID:
-        rec->event = o == OUTCOME_REVOKED ? "revoked" : "already_invalid";
-        rec->state = "revoked";
-        rec->drop_secret = !r->cfg.keep_secrets;
-        set_text(j->detail, sizeof(j->detail), "HTTP %ld%s", res->status,
-                 o == OUTCOME_ALREADY_INVALID ? ": the token was already invalid" : "");
-        break;
-    case OUTCOME_REJECTED:
-        rec->event = "rejected";
-        rec->state = "failed";
-        describe_rejection(j, res, j->detail, sizeof(j->detail));
-        set_text(j->last_error, sizeof(j->last_error), "%s", j->detail);
-        rec->last_error = j->last_error;
-        break;
-    case OUTCOME_TOKEN_RETRY:
-        rec->attempts = j->attempts + 1;
-        set_text(j->last_error, sizeof(j->last_error), "%s", why);
-        rec->last_error = j->last_error;
-        if (rec->attempts >= r->cfg.max_attempts) {
-            rec->event = "gave_up";
-            rec->state = "failed";
-            set_text(j->detail, sizeof(j->detail), "%s on attempt %u of %u; giving up", why, rec->attempts,
-                     r->cfg.max_attempts);
-        } else {
-            uint64_t wait = policy_backoff_ms(r->cfg.retry_base_ms, r->cfg.retry_max_delay_ms,
-                                              rec->attempts, rng_next(&r->rng));
-            rec->event = "retry";
-            rec->state = "pending";
-            rec->next_attempt_at = now + (int64_t)wait;
-            config_format_duration(wait, span, sizeof(span));
-            set_text(j->detail, sizeof(j->detail), "%s on attempt %u of %u; next attempt in %s", why,
-                     rec->attempts, r->cfg.max_attempts, span);
-        }
-        break;
-    case OUTCOME_ENDPOINT_DOWN:
-    case OUTCOME_ENDPOINT_MISCONFIGURED:
-        /* The endpoint's fault, not the token's: attempts stay and the
-         * health gate decides when requests go out. The token itself waits
-         * at least retry.base: while other tokens keep the endpoint up, one
-         * that is always reset or timed out must not be re-sent at once,
-         * over and over. */
-        rec->event = "retry";
-        rec->state = "pending";
-        rec->next_attempt_at =
-            now + (int64_t)(retry_after_ms > r->cfg.retry_base_ms ? retry_after_ms : r->cfg.retry_base_ms);
-        set_text(j->last_error, sizeof(j->last_error), "%s", why);
-        rec->last_error = j->last_error;
-        if (retry_after_ms) {
-            config_format_duration(retry_after_ms, span, sizeof(span));
-            set_text(j->detail, sizeof(j->detail), "endpoint: %s; every request paused for %s (Retry-After)",
-                     why, span);
-        } else {
-            set_text(j->detail, sizeof(j->detail), "endpoint %s: %s; not counted towards attempts; retried when "
-                     "the endpoint answers", o == OUTCOME_ENDPOINT_MISCONFIGURED ? "misconfigured" : "failure", why);
-        }
-        break;
-    }
-}
-
-static void count_outcome(struct revoke *r, const struct outcome_record *rec)
-{
-    if (!strcmp(rec->event, "revoked"))
-        r->stats.revoked++;
-    else if (!strcmp(rec->event, "already_invalid"))
-        r->stats.already_invalid++;
-    else if (!strcmp(rec->event, "rejected"))
-        r->stats.rejected++;
-    else if (!strcmp(rec->event, "gave_up"))
-        r->stats.gave_up++;
-    else
-        r->stats.retried++;
-}
-
-static void log_outcome(const struct job *j, enum outcome o)
-{
-    const struct outcome_record *rec = &j->rec;
-    int level = LOG_DEBUG;
-
-    if (!strcmp(rec->event, "rejected") || !strcmp(rec->event, "gave_up"))
-        level = LOG_WARNING;
-    else if (o == OUTCOME_TOKEN_RETRY)
-        level = LOG_INFO;
-    log_token(level, j->id, j->fingerprint, rec->event, rec->http_status, "token %" PRId64 " (%s): %s: %s", j->id,
-              j->fingerprint, rec->event, j->detail);
-}
-
 static void on_http_done(struct http_request *req, const struct http_result *res)
 {
     struct job *j = container_of(req, struct job, req);
     struct revoke *r = j->owner;
-    uint64_t now = uv_now(r->loop), retry_after_ms = 0;
-    enum outcome o = policy_classify(res->status);
+    uint64_t now = uv_now(r->loop);
+    struct outcome_job oj = job_outcome_input(j);
+    struct outcome_settings os = {
+        .max_attempts = r->cfg.max_attempts,
+        .retry_base_ms = r->cfg.retry_base_ms,
+        .retry_max_delay_ms = r->cfg.retry_max_delay_ms,
+        .retry_after_max_ms = r->cfg.retry_after_max_ms,
+        .keep_secrets = r->cfg.keep_secrets,
+    };
 
     r->in_flight--;
     /* A transfer cut short by our own shutdown says nothing about the token. */
@@ -707,12 +260,10 @@ static void on_http_done(struct http_request *req, const struct http_result *res
         job_free(j);
         goto out;
     }
-    if ((res->status == 429 || res->status == 503) && res->retry_after[0])
-        policy_parse_retry_after(res->retry_after, wall_ms(r) / 1000, r->cfg.retry_after_max_ms, &retry_after_ms);
-    build_outcome(r, j, res, o, retry_after_ms);
-    if (health_on_result(&r->health, now, o, retry_after_ms, rng_next(&r->rng), j->detail))
-        log_health_change(r, now);
-    log_outcome(j, o);
+    outcome_of_answer(&oj, res, &os, wall_ms(r), rng_next(&r->rng), &j->out);
+    if (health_on_result(&r->health, now, j->out.class, j->out.retry_after_ms, rng_next(&r->rng), j->out.detail))
+        report_health_change(&r->health, r->cfg.down_after, now);
+    report_outcome(j);
     batch_add(r, j);
 out:
     if (r->stopping) {
@@ -721,7 +272,7 @@ out:
         return;
     }
     dispatch(r);
-    if (r->queued < r->cfg.concurrency)
+    if (r->queue.len < r->cfg.concurrency)
         schedule_work(r);
     changed(r);
 }
@@ -731,21 +282,21 @@ static void finish_stop(struct revoke *r);
 /* Commit every outcome waiting in the batch in one transaction. */
 static void flush(struct revoke *r)
 {
-    struct job *j, *next;
+    struct job *j;
     uint64_t start;
     unsigned n = 0;
     bool scrub = false;
     int rc;
 
-    if (!r->batch_head || r->db_blocked || !store_may_write(r->store, STORE_WRITE_CAN_WAIT))
+    if (!r->batch.head || r->db_blocked || !store_may_write(r->store, STORE_WRITE_CAN_WAIT))
         return;
     start = uv_hrtime();
     rc = store_begin(r->store, STORE_WRITE_CAN_WAIT);
-    for (j = r->batch_head; rc == 0 && j && n < BATCH_MAX; j = j->next, n++) {
-        rc = store_record_outcome(r->store, &j->rec);
+    for (j = r->batch.head; rc == 0 && j && n < BATCH_MAX; j = j->next, n++) {
+        rc = store_record_outcome(r->store, &j->out.rec);
         if (rc == -ESTALE) {
             log_notice("token %" PRId64 " (%s) changed state behind revokerd's back; outcome %s not recorded",
-                       j->id, j->fingerprint, j->rec.event);
+                       j->id, j->fingerprint, audit_event_name(j->out.rec.event));
             rc = 0;
         }
     }
@@ -755,19 +306,15 @@ static void flush(struct revoke *r)
         return;
     }
     r->stats.db_error[0] = '\0';
-    for (j = r->batch_head; n > 0; j = next, n--) {
-        next = j->next;
-        count_outcome(r, &j->rec);
-        if (!strcmp(j->rec.state, "pending"))
+    for (; n > 0; n--) {
+        j = job_list_pop(&r->batch);
+        report_count(&r->counts, j->out.rec.event);
+        if (j->out.rec.state == TOKEN_PENDING)
             r->fetch_due = true;
-        scrub |= j->rec.drop_secret;
+        scrub |= j->out.rec.drop_secret;
         idset_del(&r->known, j->id);
-        r->uncommitted--;
         job_free(j);
-        r->batch_head = next;
     }
-    if (!r->batch_head)
-        r->batch_tail = NULL;
     if (!uv_is_active((uv_handle_t *)&r->summary_timer))
         uv_timer_start(&r->summary_timer, on_summary_timer, SUMMARY_MS, 0);
     if (scrub && !uv_is_active((uv_handle_t *)&r->scrub_timer))
@@ -791,9 +338,9 @@ static void on_flush_check(uv_check_t *h)
     struct revoke *r = container_of(h, struct revoke, flush_check);
 
     r->turn_db_ns = 0;
-    if (r->uncommitted >= BATCH_MAX)
+    if (r->batch.len >= BATCH_MAX)
         flush(r);
-    else if (r->uncommitted && !uv_is_active((uv_handle_t *)&r->flush_timer))
+    else if (r->batch.len && !uv_is_active((uv_handle_t *)&r->flush_timer))
         uv_timer_start(&r->flush_timer, on_flush_timer, FLUSH_DELAY_MS, 0);
 }
 
@@ -804,19 +351,19 @@ static void on_flush_timer(uv_timer_t *h)
     /* One batch per call, the next after the loop looked at its sockets: a
      * backlog never blocks it long. Not 0 ms: libuv 1.44 runs a timer that
      * restarts itself with 0 again in the same pass, before any poll. */
-    if (r->batch_head && !r->db_blocked && turn_spent(r)) {
+    if (r->batch.head && !r->db_blocked && turn_spent(r)) {
         uv_timer_start(h, on_flush_timer, 1, 0);
         return;
     }
-    if (r->batch_head && !r->db_blocked) {
-        unsigned before = r->uncommitted;
+    if (r->batch.head && !r->db_blocked) {
+        unsigned before = r->batch.len;
         flush(r);
-        if (r->batch_head && r->uncommitted != before) {
+        if (r->batch.head && r->batch.len != before) {
             uv_timer_start(h, on_flush_timer, 1, 0);
             return;
         }
     }
-    if (r->stopping && r->in_flight == 0 && (!r->batch_head || r->db_blocked))
+    if (r->stopping && r->in_flight == 0 && (!r->batch.head || r->db_blocked))
         finish_stop(r);
 }
 
@@ -859,7 +406,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
     int rc;
 
     if (r->scan_due && store_may_write(r->store, STORE_WRITE_CAN_WAIT)) {
-        rc = run_page(r, promote_step, PAGE_BUDGET_US, &count, &more);
+        rc = pages_promote(r->store, wall_ms(r), &count, &more);
         if (rc < 0) {
             db_trouble(r, "marking due tokens", rc);
             return;
@@ -871,7 +418,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
         if (!more)
             r->scan_due = false;
     }
-    if (r->fetch_due && r->queued < 2 * r->cfg.concurrency) {
+    if (r->fetch_due && r->queue.len < 2 * r->cfg.concurrency) {
         rc = fetch_page(r);
         if (rc < 0) {
             db_trouble(r, "reading due tokens", rc);
@@ -883,7 +430,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
      * row that is not hashed yet. */
     if (r->hash_due && !more && store_may_write(r->store, STORE_WRITE_CAN_WAIT)) {
         bool left = false;
-        rc = run_page(r, hash_step, HASH_BUDGET_US, &count, &left);
+        rc = pages_hash(r->store, &count, &left);
         if (rc < 0) {
             db_trouble(r, "hashing new tokens", rc);
             return;
@@ -892,7 +439,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
         r->hash_due = left;
         more = left;
     }
-    if (more || (r->fetch_due && r->queued < 2 * r->cfg.concurrency && r->in_flight < r->cfg.concurrency))
+    if (more || (r->fetch_due && r->queue.len < 2 * r->cfg.concurrency && r->in_flight < r->cfg.concurrency))
         return;
     uv_idle_stop(h);
     /* Also while a fetch waits for room in the queue (a long queue held
@@ -932,7 +479,7 @@ static void on_gate_timer(uv_timer_t *h)
     struct revoke *r = container_of(h, struct revoke, gate_timer);
 
     dispatch(r);
-    if (r->queued < r->cfg.concurrency)
+    if (r->queue.len < r->cfg.concurrency)
         schedule_work(r);
 }
 
@@ -944,7 +491,7 @@ static void on_db_timer(uv_timer_t *h)
     r->scan_due = true;
     r->hash_due = true;
     r->fetch_due = true;
-    if (r->batch_head)
+    if (r->batch.head)
         uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
     schedule_work(r);
 }
@@ -952,19 +499,8 @@ static void on_db_timer(uv_timer_t *h)
 static void on_summary_timer(uv_timer_t *h)
 {
     struct revoke *r = container_of(h, struct revoke, summary_timer);
-    uint64_t now[5] = {r->stats.revoked, r->stats.already_invalid, r->stats.rejected, r->stats.gave_up,
-                       r->stats.retried};
-    uint64_t d[5];
 
-    for (int i = 0; i < 5; i++) {
-        d[i] = now[i] - r->summary_base[i];
-        r->summary_base[i] = now[i];
-    }
-    if (d[0] + d[1] + d[2] + d[3] + d[4])
-        log_notice("last %d s: %" PRIu64 " revoked, %" PRIu64 " already invalid, %" PRIu64 " rejected, %" PRIu64
-                   " gave up, %" PRIu64 " retries; endpoint %s",
-                   SUMMARY_MS / 1000, d[0], d[1], d[2], d[3], d[4],
-                   health_describe(&r->health, uv_now(r->loop)));
+    report_summary(&r->counts, &r->summary_base, SUMMARY_MS / 1000, health_describe(&r->health, uv_now(r->loop)));
 }
 
 /* The rows of revoked tokens no longer hold their secrets (secure_delete
@@ -990,7 +526,7 @@ static void on_checkpoint(void *data, int err, const char *msg)
     struct revoke *r = data;
 
     /* Writes held back while step 1 copied. */
-    if (r->batch_head)
+    if (r->batch.head)
         uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
     if (r->scan_due || r->hash_due)
         schedule_work(r);
@@ -1003,69 +539,15 @@ static void on_checkpoint(void *data, int err, const char *msg)
     }
 }
 
-/* ---- the optional client credential ---- */
-
-/* "Name: value" from $CREDENTIALS_DIRECTORY/logout-credential (systemd's
- * LoadCredential=), never from the environment or argv. */
-static int load_credential(const struct config *cfg, char **ret_header)
+static struct http_options http_options_from(const struct config *cfg, const char *credential)
 {
-    const char *dir = getenv("CREDENTIALS_DIRECTORY");
-    char path[4096], value[4096], *header;
-    ssize_t n;
-    size_t len;
-    int fd;
-
-    *ret_header = NULL;
-    if (!cfg->credential_header)
-        return 0;
-    if (!dir) {
-        log_err("logout.credential_header is set but $CREDENTIALS_DIRECTORY is not (use LoadCredential=logout-credential:...)");
-        return -ENOENT;
-    }
-    snprintf(path, sizeof(path), "%s/logout-credential", dir);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        log_err("cannot read the logout credential %s: %s", path, strerror(errno));
-        return -errno;
-    }
-    n = read(fd, value, sizeof(value) - 1);
-    close(fd);
-    if (n < 0)
-        return -EIO;
-    len = (size_t)n;
-    while (len && (value[len - 1] == '\n' || value[len - 1] == '\r'))
-        len--;
-    value[len] = '\0';
-    if (len == 0 || memchr(value, '\n', len) || memchr(value, '\r', len)) {
-        secret_wipe(value, sizeof(value));
-        log_err("the logout credential in %s is empty or spans several lines", path);
-        return -EINVAL;
-    }
-    len = strlen(cfg->credential_header) + 2 + len + 1;
-    header = malloc(len);
-    if (header)
-        snprintf(header, len, "%s: %s", cfg->credential_header, value);
-    secret_wipe(value, sizeof(value));
-    if (!header)
-        return -ENOMEM;
-    *ret_header = header;
-    return 0;
-}
-
-static int http_options_from(const struct config *cfg, struct http_options *o, char **ret_header)
-{
-    int rc = load_credential(cfg, ret_header);
-
-    if (rc < 0)
-        return rc;
-    *o = (struct http_options){
+    return (struct http_options){
         .url = cfg->url,
         .timeout_ms = cfg->timeout_ms,
         .ca_file = cfg->ca_file,
-        .extra_header = *ret_header,
+        .extra_header = credential,
         .max_connections = cfg->concurrency,
     };
-    return 0;
 }
 
 /* ---- lifecycle ---- */
@@ -1079,7 +561,7 @@ static void closed(void *revoke)
     if (--r->open_handles > 0)
         return;
     config_free(&r->cfg);
-    free(r->known.slots);
+    idset_free(&r->known);
     free(r);
     if (cb)
         cb(data);
@@ -1111,19 +593,12 @@ static void finish_stop(struct revoke *r)
 
     if (!r->http)
         return; /* already finishing */
-    if (r->batch_head) {
-        unsigned lost = 0;
-        for (j = r->batch_head; j; j = j->next)
-            lost++;
+    if (r->batch.head)
         log_err("%u outcomes could not be committed at shutdown (%s); those tokens stay pending and are "
                 "attempted again at the next start",
-                lost, r->stats.db_error);
-    }
-    while ((j = r->batch_head)) {
-        r->batch_head = j->next;
+                r->batch.len, r->stats.db_error);
+    while ((j = job_list_pop(&r->batch)))
         job_free(j);
-    }
-    r->batch_tail = NULL;
     uv_timer_stop(&r->summary_timer);
     on_summary_timer(&r->summary_timer);
     if (uv_is_active((uv_handle_t *)&r->scrub_timer)) {
@@ -1133,10 +608,10 @@ static void finish_stop(struct revoke *r)
     http_close(r->http, on_http_closed, r);
 }
 
-int revoke_new(uv_loop_t *loop, struct store *store, const struct config *cfg, struct revoke **ret)
+int revoke_new(uv_loop_t *loop, struct store *store, const struct config *cfg, const char *credential,
+               struct revoke **ret)
 {
-    struct http_options ho;
-    char *header = NULL;
+    struct http_options ho = http_options_from(cfg, credential);
     struct revoke *r;
     int rc;
 
@@ -1145,28 +620,20 @@ int revoke_new(uv_loop_t *loop, struct store *store, const struct config *cfg, s
         return -ENOMEM;
     r->loop = loop;
     r->store = store;
-    r->known.cap = 1024;
-    r->known.slots = calloc(r->known.cap, sizeof(*r->known.slots));
-    if (!r->known.slots) {
-        rc = -ENOMEM;
+    rc = idset_init(&r->known, 1024);
+    if (rc < 0)
         goto err_after_alloc;
-    }
     rc = config_copy(&r->cfg, cfg);
     if (rc < 0)
         goto err_after_alloc;
-    rc = http_options_from(cfg, &ho, &header);
-    if (rc < 0)
-        goto err_after_config;
     rc = http_new(loop, &ho, &r->http);
-    secret_free(header);
     if (rc < 0)
         goto err_after_config;
     store_on_checkpoint(store, on_checkpoint, r);
 
     health_init(&r->health, cfg->down_after, cfg->retry_base_ms, cfg->retry_max_delay_ms);
     rng_seed(&r->rng, 0);
-    r->bucket = 1;
-    r->bucket_ns = uv_hrtime();
+    health_rate_init(&r->rate, uv_hrtime());
     r->stats.started_ms = uv_now(loop);
     uv_idle_init(loop, &r->work);
     uv_timer_init(loop, &r->due_timer);
@@ -1197,25 +664,22 @@ int revoke_new(uv_loop_t *loop, struct store *store, const struct config *cfg, s
 err_after_config:
     config_free(&r->cfg);
 err_after_alloc:
-    free(r->known.slots);
+    idset_free(&r->known);
     free(r);
     return rc;
 }
 
-int revoke_configure(struct revoke *r, const struct config *cfg)
+int revoke_configure(struct revoke *r, const struct config *cfg, const char *credential)
 {
-    struct config copy;
     struct http_options ho;
-    char *header = NULL;
+    struct config copy;
     int rc;
 
     rc = config_copy(&copy, cfg);
     if (rc < 0)
         return rc;
-    rc = http_options_from(&copy, &ho, &header);
-    if (rc == 0)
-        rc = http_configure(r->http, &ho);
-    secret_free(header);
+    ho = http_options_from(&copy, credential);
+    rc = http_configure(r->http, &ho);
     if (rc < 0) {
         config_free(&copy);
         return rc;
@@ -1239,9 +703,14 @@ void revoke_kick(struct revoke *r)
 void revoke_get_stats(struct revoke *r, struct revoke_stats *ret)
 {
     *ret = r->stats;
-    ret->queued = r->queued;
+    ret->revoked = r->counts.revoked;
+    ret->already_invalid = r->counts.already_invalid;
+    ret->rejected = r->counts.rejected;
+    ret->gave_up = r->counts.gave_up;
+    ret->retried = r->counts.retried;
+    ret->queued = r->queue.len;
     ret->in_flight = r->in_flight;
-    ret->uncommitted = r->uncommitted;
+    ret->uncommitted = r->batch.len;
     ret->health = health_describe(&r->health, uv_now(r->loop));
     ret->last_error = r->health.last_error;
 }
@@ -1271,13 +740,10 @@ void revoke_stop(struct revoke *r, void (*cb)(void *data), void *data)
     uv_timer_stop(&r->due_timer);
     uv_timer_stop(&r->gate_timer);
     /* Queued tokens were never sent: they stay pending for the next start. */
-    while ((j = r->queue_head)) {
-        r->queue_head = j->next;
+    while ((j = job_list_pop(&r->queue))) {
         idset_del(&r->known, j->id);
         job_free(j);
     }
-    r->queue_tail = NULL;
-    r->queued = 0;
     if (r->in_flight == 0)
         uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
     else

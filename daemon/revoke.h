@@ -40,11 +40,15 @@ struct revoke_stats {
 };
 
 /* The engine reads cfg's [logout] and [retry] settings; it keeps a copy.
- * It writes through store (which must outlive it) and hears its checkpoints. */
-int revoke_new(uv_loop_t *loop, struct store *store, const struct config *cfg, struct revoke **ret);
+ * It writes through store (which must outlive it) and hears its checkpoints.
+ * credential: NULL or the "Name: value" header sent with every request
+ * (main loads it); copied, the caller wipes its own. */
+int revoke_new(uv_loop_t *loop, struct store *store, const struct config *cfg, const char *credential,
+               struct revoke **ret);
 /* Apply reloadable settings (endpoint, timeouts, concurrency, rate limit,
- * retry policy, keep_secrets). In-flight requests are kept. */
-int revoke_configure(struct revoke *r, const struct config *cfg);
+ * retry policy, keep_secrets) and the credential as in revoke_new().
+ * In-flight requests are kept. */
+int revoke_configure(struct revoke *r, const struct config *cfg, const char *credential);
 /* Something may be due (a commit by another process, a socket request):
  * look at the table again soon, on the loop. Cheap; may be called often. */
 void revoke_kick(struct revoke *r);

@@ -29,6 +29,7 @@
 #include "build-config.h"
 #include "config.h"
 #include "db.h"
+#include "names.h"
 #include "proto.h"
 #include "secret.h"
 
@@ -775,9 +776,11 @@ static int cmd_revoke(struct ctx *x, int argc, char **argv)
         if (from_stdin) {
             const char *state = jstr(reply, "state", "?");
             long long tid = jint(reply, "id");
-            if (strcmp(state, "pending") == 0)
+            enum token_state ts = 0;
+            (void)token_state_from_name(state, &ts);
+            if (ts == TOKEN_PENDING)
                 printf("token %lld queued for revocation (pending)\n", tid);
-            else if (strcmp(state, "failed") == 0)
+            else if (ts == TOKEN_FAILED)
                 printf("token %lld failed earlier; 'revokerctl retry %lld' queues it again\n", tid,
                        tid);
             else
@@ -979,10 +982,6 @@ static int cmd_ping(struct ctx *x, int argc, char **argv)
     return r;
 }
 
-static const char *const audit_events[] = {
-    "due", "revoked", "already_invalid", "retry", "rejected", "gave_up", "requeued", NULL,
-};
-
 struct audit_out {
     bool json;
     unsigned rows;
@@ -1070,14 +1069,13 @@ static int cmd_audit(struct ctx *x, int argc, char **argv)
                 return usage_error("audit", "invalid --token '%s' (a token ID)", optarg);
             break;
         case OPT_EVENT: {
-            bool known = false;
-            for (size_t i = 0; audit_events[i]; i++)
-                known = known || strcmp(optarg, audit_events[i]) == 0;
-            if (!known)
-                return usage_error("audit", "unknown --event '%s' (due revoked already_invalid "
-                                            "retry rejected gave_up requeued)", optarg);
-            f.event = optarg;
-            break;
+            char names[128] = "";
+            if (audit_event_from_name(optarg, &f.event) == 0)
+                break;
+            for (enum audit_event_kind k = 1; k <= AUDIT_EVENT_MAX; k++)
+                snprintf(names + strlen(names), sizeof(names) - strlen(names), "%s%s", k > 1 ? " " : "",
+                         audit_event_name(k));
+            return usage_error("audit", "unknown --event '%s' (%s)", optarg, names);
         }
         case OPT_LIMIT:
             if (parse_id(optarg, &v) < 0 || v > UINT32_MAX)

@@ -256,7 +256,7 @@ int store_record_outcome(struct store *s, const struct outcome_record *r)
 }
 
 int store_revoke_secret(struct store *s, const char *token, size_t len, const char *subject,
-                        const char *reason, int64_t now_ms, int64_t *ret_id, char ret_state[16])
+                        const char *reason, int64_t now_ms, int64_t *ret_id, enum token_state *ret_state)
 {
     return tokens_revoke_secret(s->tokens, s->audit, token, len, subject, reason, now_ms, ret_id,
                                 ret_state);

@@ -183,6 +183,16 @@ static void copy_column(sqlite3_stmt *st, int i, char *buf, size_t len)
     snprintf(buf, len, "%s", s ? s : "");
 }
 
+/* The state in column i; 0 for NULL or a name the schema's CHECK refuses. */
+static enum token_state column_state(sqlite3_stmt *st, int i)
+{
+    enum token_state state;
+
+    if (token_state_from_name((const char *)sqlite3_column_text(st, i), &state) < 0)
+        return 0;
+    return state;
+}
+
 /* Unix seconds -> the first Unix ms at which expires_at counts as reached
  * (expires_at * 1000 <= now_ms), from whatever numeric type an application
  * stored. Text or blob never expires (SQLite orders it after any number). */
@@ -278,7 +288,7 @@ static int make_due(struct tokens *t, struct audit *a, const struct due_args *d)
         .at_ms = d->now_ms,
         .token_id = d->id,
         .fingerprint = d->ident ? d->ident->fp : d->old_fp,
-        .event = d->ident ? "due" : "rejected",
+        .event = d->ident ? AUDIT_DUE : AUDIT_REJECTED,
         .detail = d->reason,
         .duration_ms = -1,
     };
@@ -380,7 +390,7 @@ static int requeue_row(struct tokens *t, struct audit *a, int64_t id, const stru
         .at_ms = now_ms,
         .token_id = id,
         .fingerprint = ident->fp,
-        .event = "requeued",
+        .event = AUDIT_REQUEUED,
         .duration_ms = -1,
     };
     return audit_append(a, &e);
@@ -583,22 +593,22 @@ int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcom
     bool pending, final;
     int err;
 
-    if (!r || !r->event || !r->state || r->token_id <= 0)
+    if (!r || !audit_event_name(r->event) || r->token_id <= 0)
         return -EINVAL;
-    pending = strcmp(r->state, "pending") == 0;
-    final = strcmp(r->state, "revoked") == 0 || strcmp(r->state, "failed") == 0;
+    pending = r->state == TOKEN_PENDING;
+    final = r->state == TOKEN_REVOKED || r->state == TOKEN_FAILED;
     /* A failed token keeps its secret so that it can be retried. */
-    if ((!pending && !final) || (r->drop_secret && strcmp(r->state, "revoked") != 0))
+    if ((!pending && !final) || (r->drop_secret && r->state != TOKEN_REVOKED))
         return -EINVAL;
 
     sqlite3_bind_int64(st, 1, r->token_id);
-    sqlite3_bind_text(st, 2, r->state, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, token_state_name(r->state), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, r->attempts);
     if (pending)
         sqlite3_bind_int64(st, 4, r->next_attempt_at);
     else
         sqlite3_bind_null(st, 4);
-    sqlite3_bind_text(st, 5, r->event, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, audit_event_name(r->event), -1, SQLITE_STATIC);
     bind_text_or_null(st, 6, r->last_error);
     if (final)
         sqlite3_bind_int64(st, 7, r->at_ms);
@@ -626,10 +636,10 @@ int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcom
 
 int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, size_t len,
                          const char *subject, const char *reason, int64_t now_ms,
-                         int64_t *ret_id, char ret_state[16])
+                         int64_t *ret_id, enum token_state *ret_state)
 {
     struct ident ident;
-    char state[16];
+    enum token_state state = 0;
     int64_t id = 0;
     bool has_secret = false, unhashed = false;
     sqlite3_stmt *st;
@@ -647,7 +657,7 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
         bool live = sqlite3_column_int(st, 2) != 0;
         if (id == 0 || live) {
             id = sqlite3_column_int64(st, 0);
-            copy_column(st, 1, state, sizeof(state));
+            state = column_state(st, 1);
             has_secret = live;
         }
         if (live)
@@ -667,7 +677,7 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
             return u;
         if (u == 1) {
             id = sqlite3_column_int64(st, 0);
-            copy_column(st, 1, state, sizeof(state));
+            state = column_state(st, 1);
             has_secret = unhashed = true;
             done(st);
             r = 1;
@@ -675,7 +685,7 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
     }
 
     if (r == 1) {
-        if (strcmp(state, "active") == 0) {
+        if (state == TOKEN_ACTIVE) {
             struct due_args d = {
                 .id = id,
                 .ident = &ident,
@@ -689,7 +699,7 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
             err = make_due(t, a, &d);
             if (err < 0)
                 return err == -ESTALE ? -EIO : err;
-            snprintf(state, sizeof(state), "pending");
+            state = TOKEN_PENDING;
         } else if (unhashed) {
             /* Not active (an application set its state): hash it now, as
              * the hasher would have. */
@@ -713,19 +723,19 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
             .at_ms = now_ms,
             .token_id = id,
             .fingerprint = ident.fp,
-            .event = "due",
+            .event = AUDIT_DUE,
             .detail = "requested",
             .duration_ms = -1,
         };
         err = audit_append(a, &e);
         if (err < 0)
             return err;
-        snprintf(state, sizeof(state), "pending");
+        state = TOKEN_PENDING;
     }
     if (ret_id)
         *ret_id = id;
     if (ret_state)
-        memcpy(ret_state, state, sizeof(state));
+        *ret_state = state;
     return 0;
 }
 
@@ -741,8 +751,7 @@ int tokens_revoke_id(struct tokens *t, struct audit *a, int64_t id, const char *
         return r;
     if (r == 0)
         return -ENOENT;
-    const char *state = (const char *)sqlite3_column_text(st, 4);
-    if (!state || strcmp(state, "active") != 0) {
+    if (column_state(st, 4) != TOKEN_ACTIVE) {
         done(st);
         if (ret_changed)
             *ret_changed = false;
@@ -800,7 +809,7 @@ int tokens_status(struct tokens *t, int64_t id, struct token_status *ret)
         return -ENOENT;
     memset(&s, 0, sizeof(s));
     s.id = sqlite3_column_int64(st, 0);
-    copy_column(st, 1, s.state, sizeof(s.state));
+    s.state = column_state(st, 1);
     copy_column(st, 2, s.fingerprint, sizeof(s.fingerprint));
     copy_column(st, 3, s.subject, sizeof(s.subject));
     int64_t attempts = sqlite3_column_int64(st, 4);
@@ -830,8 +839,7 @@ int tokens_requeue_id(struct tokens *t, struct audit *a, int64_t id, int64_t now
         return -ENOENT;
     const void *token = sqlite3_column_text(st, 1);
     size_t len = (size_t)sqlite3_column_bytes(st, 1);
-    const char *state = (const char *)sqlite3_column_text(st, 4);
-    if (!state || strcmp(state, "failed") != 0 || !token || len == 0) {
+    if (column_state(st, 4) != TOKEN_FAILED || !token || len == 0) {
         done(st);
         return -EINVAL;
     }
@@ -897,18 +905,13 @@ int tokens_count(struct tokens *t, bool full, struct state_counts *ret)
     int rc;
     c = (struct state_counts){0, 0, 0, 0};
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *state = (const char *)sqlite3_column_text(st, 0);
         int64_t n = sqlite3_column_int64(st, 1);
-        if (!state)
-            continue;
-        if (!strcmp(state, "active"))
-            c.active = n;
-        else if (!strcmp(state, "pending"))
-            c.pending = n;
-        else if (!strcmp(state, "revoked"))
-            c.revoked = n;
-        else if (!strcmp(state, "failed"))
-            c.failed = n;
+        switch (column_state(st, 0)) {
+        case TOKEN_ACTIVE: c.active = n; break;
+        case TOKEN_PENDING: c.pending = n; break;
+        case TOKEN_REVOKED: c.revoked = n; break;
+        case TOKEN_FAILED: c.failed = n; break;
+        }
     }
     err = rc == SQLITE_DONE ? 0 : db_fail(t->db, rc);
     done(st);

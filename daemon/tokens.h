@@ -16,6 +16,7 @@
 
 #include "audit.h"
 #include "db.h"
+#include "names.h"
 #include "secret.h"
 
 struct tokens;
@@ -71,8 +72,8 @@ int tokens_next_events(struct tokens *t, int64_t now_ms, struct next_events *ret
 struct outcome_record {
     int64_t token_id;
     const char *fingerprint;
-    const char *event;        /* revoked already_invalid retry rejected gave_up */
-    const char *state;        /* revoked failed pending */
+    enum audit_event_kind event; /* revoked already_invalid retry rejected gave_up */
+    enum token_state state;   /* revoked failed pending */
     unsigned attempts;        /* the token's new token-level failure count */
     int attempt;              /* for the audit row */
     int64_t next_attempt_at;  /* pending only */
@@ -92,7 +93,7 @@ int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcom
 
 struct token_status {
     int64_t id;
-    char state[16];
+    enum token_state state;
     char fingerprint[SECRET_FP_LEN + 1]; /* "" if never hashed */
     char subject[256];                   /* "" if NULL (truncated) */
     unsigned attempts;
@@ -109,7 +110,7 @@ struct token_status {
  * Writes the row's id and its state after the call. */
 int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, size_t len,
                          const char *subject, const char *reason, int64_t now_ms,
-                         int64_t *ret_id, char ret_state[16]);
+                         int64_t *ret_id, enum token_state *ret_state);
 /* Make token `id` pending if active. -ENOENT if no such row. *ret_changed
  * tells whether it was active (and is now pending). */
 int tokens_revoke_id(struct tokens *t, struct audit *a, int64_t id, const char *reason,

@@ -46,16 +46,16 @@ static void sha256_hex(const char *s, char out[65])
 
 /* Ten rows with every NULL convention exercised. */
 static const struct audit_event chain[] = {
-    {1000, 5, "0123456789abcdef", "due", 0, 0, "flagged", -1},
-    {1001, 5, "0123456789abcdef", "retry", 1, 500, "HTTP 500; next attempt in 1.2 s", 31},
-    {1002, 6, "fedcba9876543210", "due", 0, 0, "expired", -1},
-    {1003, 5, "0123456789abcdef", "revoked", 2, 200, NULL, 12},
-    {1004, 6, "fedcba9876543210", "rejected", 1, 422, "a|b \\N pipes and escapes", 8},
-    {1005, 0, NULL, "retry", 0, 0, "connection refused", 0},
-    {1006, 7, "1111111111111111", "due", 0, 0, "requested", -1},
-    {1007, 7, "1111111111111111", "already_invalid", 1, 401, NULL, 40},
-    {1008, 6, "fedcba9876543210", "requeued", 0, 0, NULL, -1},
-    {1009, 6, "fedcba9876543210", "gave_up", 8, 500, "attempts exhausted", 15},
+    {1000, 5, "0123456789abcdef", AUDIT_DUE, 0, 0, "flagged", -1},
+    {1001, 5, "0123456789abcdef", AUDIT_RETRY, 1, 500, "HTTP 500; next attempt in 1.2 s", 31},
+    {1002, 6, "fedcba9876543210", AUDIT_DUE, 0, 0, "expired", -1},
+    {1003, 5, "0123456789abcdef", AUDIT_REVOKED, 2, 200, NULL, 12},
+    {1004, 6, "fedcba9876543210", AUDIT_REJECTED, 1, 422, "a|b \\N pipes and escapes", 8},
+    {1005, 0, NULL, AUDIT_RETRY, 0, 0, "connection refused", 0},
+    {1006, 7, "1111111111111111", AUDIT_DUE, 0, 0, "requested", -1},
+    {1007, 7, "1111111111111111", AUDIT_ALREADY_INVALID, 1, 401, NULL, 40},
+    {1008, 6, "fedcba9876543210", AUDIT_REQUEUED, 0, 0, NULL, -1},
+    {1009, 6, "fedcba9876543210", AUDIT_GAVE_UP, 8, 500, "attempts exhausted", 15},
 };
 #define CHAIN_LEN ((int)(sizeof(chain) / sizeof(chain[0])))
 
@@ -300,19 +300,19 @@ static void test_query(void)
         struct audit_filter f;
         int64_t seqs[12];
     } cases[] = {
-        {{0, 0, NULL, 0}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
-        {{0, 0, NULL, 3}, {8, 9, 10}},
-        {{1004, 0, NULL, 0}, {5, 6, 7, 8, 9, 10}},
-        {{0, 6, NULL, 0}, {3, 5, 9, 10}},
-        {{0, 6, NULL, 2}, {9, 10}},
-        {{0, 0, "due", 0}, {1, 3, 7}},
-        {{0, 0, "retry", 1}, {6}},
-        {{1002, 5, NULL, 0}, {4}},
-        {{0, 6, "due", 0}, {3}},
-        {{0, 0, "gave_up", 5}, {10}},
-        {{0, 0, "nothing", 0}, {0}},
-        {{0, 99, NULL, 0}, {0}},
-        {{0, 0, NULL, 100}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+        {{0, 0, 0, 0}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
+        {{0, 0, 0, 3}, {8, 9, 10}},
+        {{1004, 0, 0, 0}, {5, 6, 7, 8, 9, 10}},
+        {{0, 6, 0, 0}, {3, 5, 9, 10}},
+        {{0, 6, 0, 2}, {9, 10}},
+        {{0, 0, AUDIT_DUE, 0}, {1, 3, 7}},
+        {{0, 0, AUDIT_RETRY, 1}, {6}},
+        {{1002, 5, 0, 0}, {4}},
+        {{0, 6, AUDIT_DUE, 0}, {3}},
+        {{0, 0, AUDIT_GAVE_UP, 5}, {10}},
+        {{0, 0, (enum audit_event_kind)99, /* not an event */ 0}, {0}},
+        {{0, 99, 0, 0}, {0}},
+        {{0, 0, 0, 100}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct audit_row rows[64];
@@ -398,7 +398,7 @@ static void test_null_is_not_text(void)
     REQUIRE(db_open(tmp_path("b.db"), 0, &db2) == 0);
     REQUIRE(audit_open(db1, &a1) == 0);
     REQUIRE(audit_open(db2, &a2) == 0);
-    struct audit_event e = {1, 1, "x", "due", 0, 0, NULL, -1};
+    struct audit_event e = {1, 1, "x", AUDIT_DUE, 0, 0, NULL, -1};
     REQUIRE(audit_append(a1, &e) == 0);
     e.detail = "\\N";
     REQUIRE(audit_append(a2, &e) == 0);

@@ -482,9 +482,96 @@ static void test_last_error_truncated(void)
     CHECK_INT(strlen(h.last_error), sizeof(h.last_error) - 1);
 }
 
+/* The rate limit, driven with explicit nanoseconds. */
+#define MS_NS 1000000ull
+
+/* Requests let through one after the other at now_ns, each taken. */
+static unsigned burst(struct health_rate *r, unsigned rate, uint64_t now_ns, uint64_t *ret_wait)
+{
+    unsigned n = 0;
+    while (health_rate_allows(r, rate, now_ns, ret_wait)) {
+        health_rate_take(r, rate);
+        if (++n > 100000)
+            break;
+    }
+    return n;
+}
+
+static void test_rate_unlimited(void)
+{
+    struct health_rate r;
+    uint64_t wait = 77;
+
+    health_rate_init(&r, 5 * MS_NS);
+    for (int i = 0; i < 1000; i++) {
+        CHECK(health_rate_allows(&r, 0, 5 * MS_NS, &wait));
+        health_rate_take(&r, 0);
+    }
+    CHECK_INT(wait, 77); /* never written */
+    CHECK(r.bucket == 1);
+}
+
+static void test_rate_table(void)
+{
+    static const struct {
+        unsigned rate;
+        uint64_t idle_ms;  /* after init, before the burst */
+        unsigned burst;    /* requests let through at once */
+        uint64_t wait_ms;  /* then asked to wait this long */
+    } cases[] = {
+        {1, 0, 1, 1001},        /* a fresh bucket holds one request */
+        {1, 60000, 1, 1001},    /* never more than one below 100/s */
+        {10, 0, 1, 101},
+        {10, 1000, 1, 101},
+        {100, 1000, 1, 11},
+        {200, 1000, 2, 6},      /* 10 ms worth: 2 */
+        {1000, 0, 1, 2},
+        {1000, 10, 10, 2},
+        {1000, 5, 6, 2},        /* 1 + 5 ms worth */
+        {1000, 60000, 10, 2},   /* capped at 10 ms worth */
+        {1000000, 60000, 10000, 1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct health_rate r;
+        uint64_t wait = 0, t0 = 123456789;
+        health_rate_init(&r, t0);
+        unsigned n = burst(&r, cases[i].rate, t0 + cases[i].idle_ms * MS_NS, &wait);
+        if (n != cases[i].burst || wait != cases[i].wait_ms)
+            fprintf(stderr, "case %zu: rate %u: burst %u wait %" PRIu64 "\n", i, cases[i].rate, n, wait);
+        CHECK_INT(n, cases[i].burst);
+        CHECK_INT(wait, cases[i].wait_ms);
+    }
+}
+
+/* The wait shrinks as the bucket refills; at the promised time one goes. */
+static void test_rate_refill(void)
+{
+    struct health_rate r;
+    uint64_t wait = 0, t = 1000 * MS_NS;
+
+    health_rate_init(&r, t);
+    CHECK(health_rate_allows(&r, 10, t, &wait));
+    health_rate_take(&r, 10);
+    CHECK(!health_rate_allows(&r, 10, t, &wait));
+    CHECK_INT(wait, 101);
+    CHECK(!health_rate_allows(&r, 10, t + 50 * MS_NS, &wait));
+    CHECK_INT(wait, 51);
+    CHECK(!health_rate_allows(&r, 10, t + 99 * MS_NS, &wait));
+    CHECK_INT(wait, 2);
+    CHECK(health_rate_allows(&r, 10, t + 100 * MS_NS, &wait));
+    health_rate_take(&r, 10);
+    CHECK(!health_rate_allows(&r, 10, t + 100 * MS_NS, &wait));
+    CHECK_INT(wait, 101);
+    /* A new rate (reload) applies at once to what is in the bucket. */
+    CHECK(!health_rate_allows(&r, 1, t + 100 * MS_NS, &wait));
+    CHECK_INT(wait, 1001);
+    CHECK(health_rate_allows(&r, 1000, t + 101 * MS_NS, &wait));
+}
+
 TEST_MAIN(CASE(test_init), CASE(test_down_after_exactly), CASE(test_probe_schedule),
           CASE(test_recovery), CASE(test_leftovers_after_down),
           CASE(test_leftover_success_recovers), CASE(test_retry_after_pause),
           CASE(test_retry_after_while_down), CASE(test_misconfigured),
           CASE(test_change_reports), CASE(test_configure_midway), CASE(test_saturation),
-          CASE(test_last_error_truncated))
+          CASE(test_last_error_truncated), CASE(test_rate_unlimited), CASE(test_rate_table),
+          CASE(test_rate_refill))

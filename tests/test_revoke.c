@@ -161,7 +161,7 @@ static void test_clock_jumps(void)
              (long long)(fake_now_ms / 1000 - 1), (long long)(fake_now_ms / 1000 + 3600));
     REQUIRE(sqlite3_exec(db->conn, sql, NULL, NULL, NULL) == SQLITE_OK);
 
-    REQUIRE(revoke_new(&loop, store, &cfg, &r) == 0);
+    REQUIRE(revoke_new(&loop, store, &cfg, NULL, &r) == 0);
     revoke_set_clock(r, fake_clock, NULL);
     run_for(&loop, 5000, db, "due", "revoked");
     CHECK_STR(state_of(db, "due"), "revoked");
@@ -263,7 +263,7 @@ static void test_backlog_spans_turns(void)
              "INSERT INTO tokens(token, subject, flagged) SELECT 'bk-' || i, 'bk-' || i, 1 FROM n",
              N);
     REQUIRE(sqlite3_exec(db->conn, sql, NULL, NULL, NULL) == SQLITE_OK);
-    REQUIRE(revoke_new(&loop, store, &cfg, &r) == 0);
+    REQUIRE(revoke_new(&loop, store, &cfg, NULL, &r) == 0);
 
     /* Every request is out (the endpoint answers 2 s later): lock the
      * database and let the answers pile up. */
@@ -345,7 +345,7 @@ static void test_backlog_in_id_order(void)
              "SELECT i, 'ord-' || i, 'ord', 'pending', 'flagged', %lld - i, %lld - i FROM n",
              N, (long long)db_now_ms(), (long long)db_now_ms());
     REQUIRE(sqlite3_exec(db->conn, sql, NULL, NULL, NULL) == SQLITE_OK);
-    REQUIRE(revoke_new(&loop, store, &cfg, &r) == 0);
+    REQUIRE(revoke_new(&loop, store, &cfg, NULL, &r) == 0);
 
     uv_timer_init(&loop, &tick);
     uv_timer_start(&tick, on_tick, 10, 10);

@@ -51,9 +51,9 @@ static bool in_transaction(struct store *s)
 static int revoke_new_token(struct store *s, const char *token)
 {
     int64_t id = 0;
-    char state[16] = "";
+    enum token_state state;
 
-    return store_revoke_secret(s, token, strlen(token), NULL, "test", db_now_ms(), &id, state);
+    return store_revoke_secret(s, token, strlen(token), NULL, "test", db_now_ms(), &id, &state);
 }
 
 static int verify_chain(struct store *s, int64_t *ret_rows)

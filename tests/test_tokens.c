@@ -369,7 +369,7 @@ static void test_outcomes(void)
 
     /* 2xx: revoked, the secret dropped, its hash kept. */
     struct outcome_record r = {
-        .token_id = a, .fingerprint = fp, .event = "revoked", .state = "revoked",
+        .token_id = a, .fingerprint = fp, .event = AUDIT_REVOKED, .state = TOKEN_REVOKED,
         .attempts = 0, .attempt = 1, .http_status = 200, .detail = NULL,
         .last_error = NULL, .duration_ms = 37, .at_ms = NOW + 40, .drop_secret = true,
     };
@@ -391,7 +391,7 @@ static void test_outcomes(void)
 
     /* 422: failed, the secret kept for a retry. */
     r = (struct outcome_record){
-        .token_id = b, .fingerprint = "fpb", .event = "rejected", .state = "failed",
+        .token_id = b, .fingerprint = "fpb", .event = AUDIT_REJECTED, .state = TOKEN_FAILED,
         .attempts = 1, .attempt = 1, .http_status = 422, .detail = "token: malformed",
         .last_error = "HTTP 422: token: malformed", .duration_ms = 5, .at_ms = NOW + 50,
     };
@@ -407,7 +407,7 @@ static void test_outcomes(void)
 
     /* retry: still pending, later. */
     r = (struct outcome_record){
-        .token_id = c, .fingerprint = "fpc", .event = "retry", .state = "pending",
+        .token_id = c, .fingerprint = "fpc", .event = AUDIT_RETRY, .state = TOKEN_PENDING,
         .attempts = 2, .attempt = 2, .http_status = 500, .detail = "HTTP 500; next in 2.0 s",
         .last_error = "HTTP 500", .duration_ms = 9, .at_ms = NOW + 60,
         .next_attempt_at = NOW + 2060,
@@ -438,13 +438,13 @@ static void test_outcomes(void)
     /* Nonsense is refused before it reaches the table. */
     int64_t d = make_pending("tok-d");
     before = qint("SELECT count(*) FROM audit");
-    r = (struct outcome_record){.token_id = d, .event = "rejected", .state = "failed",
+    r = (struct outcome_record){.token_id = d, .event = AUDIT_REJECTED, .state = TOKEN_FAILED,
                                 .drop_secret = true, .at_ms = NOW};
     CHECK_INT(tokens_record_outcome(tk, au, &r), -EINVAL); /* failed keeps its secret */
-    r.state = "active";
+    r.state = TOKEN_ACTIVE;
     r.drop_secret = false;
     CHECK_INT(tokens_record_outcome(tk, au, &r), -EINVAL);
-    r.state = NULL;
+    r.state = 0;
     CHECK_INT(tokens_record_outcome(tk, au, &r), -EINVAL);
     CHECK_INT(qint("SELECT count(*) FROM audit"), before);
     CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)d), "pending");
@@ -509,7 +509,7 @@ static void test_next_events(void)
 /* ---- socket requests ---- */
 
 /* tokens_revoke_secret in a transaction of its own. */
-static int revoke_secret_now(const char *secret, int64_t *ret_id, char state[16])
+static int revoke_secret_now(const char *secret, int64_t *ret_id, enum token_state *state)
 {
     REQUIRE(db_begin(db) == 0);
     int r = tokens_revoke_secret(tk, au, secret, strlen(secret), NULL, NULL, NOW, ret_id, state);
@@ -521,18 +521,18 @@ static void test_revoke_secret(void)
 {
     fx_open();
     int64_t id = 0, id2 = 0;
-    char state[16] = "";
+    enum token_state state = 0;
     char fp[17], hex[65];
     static const char tok[] = "secret-token-alpha";
     fp_of(tok, fp, hex);
 
     /* New: inserted pending with its hash, its subject and the reason. */
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_revoke_secret(tk, au, tok, strlen(tok), "alice", "logout", NOW, &id, state),
+    CHECK_INT(tokens_revoke_secret(tk, au, tok, strlen(tok), "alice", "logout", NOW, &id, &state),
               0);
     REQUIRE(db_commit(db) == 0);
     CHECK(id > 0);
-    CHECK_STR(state, "pending");
+    CHECK_STR(token_state_name(state), "pending");
     CHECK_STR(qtext("SELECT state || ',' || subject || ',' || flag_reason || ',' || due_reason || "
                     "',' || fingerprint || ',' || lower(hex(token_sha256)) || ',' || token "
                     "FROM tokens WHERE id = %lld",
@@ -545,35 +545,35 @@ static void test_revoke_secret(void)
     /* Again: the same row, no duplicate, no second audit row. */
     REQUIRE(db_begin(db) == 0);
     CHECK_INT(tokens_revoke_secret(tk, au, tok, strlen(tok), "alice", "again", NOW + 1, &id2,
-                                   state),
+                                   &state),
               0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(id2, id);
-    CHECK_STR(state, "pending");
+    CHECK_STR(token_state_name(state), "pending");
     CHECK_INT(qint("SELECT count(*) FROM tokens"), 1);
     CHECK_INT(audit_count(id, "due", NULL), 1);
 
     /* Revoked and its secret gone: still found, by hash. */
-    struct outcome_record r = {.token_id = id, .fingerprint = fp, .event = "revoked",
-                               .state = "revoked", .attempt = 1, .http_status = 200,
+    struct outcome_record r = {.token_id = id, .fingerprint = fp, .event = AUDIT_REVOKED,
+                               .state = TOKEN_REVOKED, .attempt = 1, .http_status = 200,
                                .duration_ms = 3, .at_ms = NOW + 5, .drop_secret = true};
     REQUIRE(db_begin(db) == 0);
     CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
-    CHECK_INT(tokens_revoke_secret(tk, au, tok, strlen(tok), NULL, NULL, NOW + 9, &id2, state), 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, tok, strlen(tok), NULL, NULL, NOW + 9, &id2, &state), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(id2, id);
-    CHECK_STR(state, "revoked");
+    CHECK_STR(token_state_name(state), "revoked");
     CHECK_INT(qint("SELECT count(*) FROM tokens"), 1);
 
     /* Inserted by an application, never hashed: found by the secret. */
     int64_t app = insert_token("app-token-beta", "bob", "1800000000", 0);
     REQUIRE(db_begin(db) == 0);
     CHECK_INT(tokens_revoke_secret(tk, au, "app-token-beta", 14, "someone-else", "leaked", NOW,
-                                   &id2, state),
+                                   &id2, &state),
               0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(id2, app);
-    CHECK_STR(state, "pending");
+    CHECK_STR(token_state_name(state), "pending");
     CHECK_INT(qint("SELECT count(*) FROM tokens"), 2);
     CHECK_STR(qtext("SELECT subject || ',' || flag_reason FROM tokens WHERE id = %lld",
                     (long long)app),
@@ -587,10 +587,10 @@ static void test_revoke_secret(void)
     int64_t done_row = insert_token("app-token-gamma", NULL, NULL, 0);
     exec("UPDATE tokens SET state = 'revoked' WHERE id = %lld", (long long)done_row);
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_revoke_secret(tk, au, "app-token-gamma", 15, NULL, NULL, NOW, &id2, state), 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "app-token-gamma", 15, NULL, NULL, NOW, &id2, &state), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(id2, done_row);
-    CHECK_STR(state, "revoked");
+    CHECK_STR(token_state_name(state), "revoked");
     CHECK(qint("SELECT token_sha256 IS NOT NULL FROM tokens WHERE id = %lld", (long long)done_row)
           == 1);
     CHECK_INT(audit_count(done_row, "due", NULL), 0);
@@ -599,18 +599,18 @@ static void test_revoke_secret(void)
      * with the same secret (an application issued it again). */
     exec("INSERT INTO tokens (token) VALUES ('reissued')");
     int64_t old_row = sqlite3_last_insert_rowid(db->conn);
-    CHECK_INT(revoke_secret_now("reissued", &id2, state), 0);
+    CHECK_INT(revoke_secret_now("reissued", &id2, &state), 0);
     exec("UPDATE tokens SET state = 'revoked', token = NULL WHERE id = %lld", (long long)old_row);
     exec("INSERT INTO tokens (token) VALUES ('reissued')");
     int64_t new_row = sqlite3_last_insert_rowid(db->conn);
-    CHECK_INT(revoke_secret_now("reissued", &id2, state), 0);
+    CHECK_INT(revoke_secret_now("reissued", &id2, &state), 0);
     CHECK_INT(id2, new_row);
-    CHECK_STR(state, "pending");
+    CHECK_STR(token_state_name(state), "pending");
     /* Once that one is revoked too, the secret is found by its hash. */
     exec("UPDATE tokens SET state = 'revoked', token = NULL WHERE id = %lld", (long long)new_row);
-    CHECK_INT(revoke_secret_now("reissued", &id2, state), 0);
+    CHECK_INT(revoke_secret_now("reissued", &id2, &state), 0);
     CHECK_INT(id2, old_row);
-    CHECK_STR(state, "revoked");
+    CHECK_STR(token_state_name(state), "revoked");
     CHECK_INT(qint("SELECT count(*) FROM tokens WHERE token_sha256 = (SELECT token_sha256 FROM "
                    "tokens WHERE id = %lld)", (long long)old_row),
               2);
@@ -621,24 +621,24 @@ static void test_revoke_secret(void)
          fp);
     int64_t lost = sqlite3_last_insert_rowid(db->conn);
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_revoke_secret(tk, au, "lost-secret", 11, NULL, NULL, NOW, &id2, state), 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "lost-secret", 11, NULL, NULL, NOW, &id2, &state), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(id2, lost);
-    CHECK_STR(state, "pending");
+    CHECK_STR(token_state_name(state), "pending");
     CHECK_STR(qtext("SELECT token FROM tokens WHERE id = %lld", (long long)lost), "lost-secret");
 
     /* Refused input; the outputs are left alone. */
     static char big[SECRET_MAX_LEN + 2];
     memset(big, 'b', sizeof(big) - 1);
     id2 = -7;
-    CHECK_INT(tokens_revoke_secret(tk, au, "", 0, NULL, NULL, NOW, &id2, state), -EINVAL);
-    CHECK_INT(tokens_revoke_secret(tk, au, "a\0b", 3, NULL, NULL, NOW, &id2, state), -EINVAL);
-    CHECK_INT(tokens_revoke_secret(tk, au, big, SECRET_MAX_LEN + 1, NULL, NULL, NOW, &id2, state),
+    CHECK_INT(tokens_revoke_secret(tk, au, "", 0, NULL, NULL, NOW, &id2, &state), -EINVAL);
+    CHECK_INT(tokens_revoke_secret(tk, au, "a\0b", 3, NULL, NULL, NOW, &id2, &state), -EINVAL);
+    CHECK_INT(tokens_revoke_secret(tk, au, big, SECRET_MAX_LEN + 1, NULL, NULL, NOW, &id2, &state),
               -EINVAL);
-    CHECK_INT(tokens_revoke_secret(tk, au, NULL, 3, NULL, NULL, NOW, &id2, state), -EINVAL);
+    CHECK_INT(tokens_revoke_secret(tk, au, NULL, 3, NULL, NULL, NOW, &id2, &state), -EINVAL);
     CHECK_INT(id2, -7);
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_revoke_secret(tk, au, big, SECRET_MAX_LEN, NULL, NULL, NOW, &id2, state), 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, big, SECRET_MAX_LEN, NULL, NULL, NOW, &id2, &state), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(qint("SELECT length(token) FROM tokens WHERE id = %lld", (long long)id2),
               SECRET_MAX_LEN);
@@ -694,12 +694,12 @@ static void test_hash_new(void)
 
     /* Found by its hash now, and made due without a second hash. */
     int64_t id = 0;
-    char state[16];
+    enum token_state state;
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_revoke_secret(tk, au, "hash-alpha", 10, NULL, NULL, NOW, &id, state), 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "hash-alpha", 10, NULL, NULL, NOW, &id, &state), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(id, a);
-    CHECK_STR(state, "pending");
+    CHECK_STR(token_state_name(state), "pending");
     CHECK_INT(qint("SELECT count(*) FROM tokens"), 5);
     fp_of("hash-alpha", fp, NULL);
     CHECK_STR(qtext("SELECT fingerprint FROM tokens WHERE id = %lld", (long long)a), fp);
@@ -718,7 +718,8 @@ static void test_hash_new(void)
  * hash: making the row due stores the right one (what it sends). */
 static void test_hash_secret_rewritten(void)
 {
-    char fp[SECRET_FP_LEN + 1], hex[65], state[16];
+    char fp[SECRET_FP_LEN + 1], hex[65];
+    enum token_state state;
     int64_t id = 0;
     fx_open();
     int64_t row = insert_token("first-secret", NULL, NULL, 0);
@@ -736,10 +737,10 @@ static void test_hash_secret_rewritten(void)
               fp);
     /* Found by the new secret now. */
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_revoke_secret(tk, au, "second-secret", 13, NULL, NULL, NOW, &id, state), 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "second-secret", 13, NULL, NULL, NOW, &id, &state), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(id, row);
-    CHECK_STR(state, "pending");
+    CHECK_STR(token_state_name(state), "pending");
 
     /* Two hashed rows of the same token: the one that still holds it wins. */
     int64_t old_row = insert_token("twice", NULL, NULL, 0);
@@ -748,10 +749,10 @@ static void test_hash_secret_rewritten(void)
     int64_t new_row = insert_token("twice", NULL, NULL, 0);
     CHECK_INT(hash_new(10), 1);
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_revoke_secret(tk, au, "twice", 5, NULL, NULL, NOW, &id, state), 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "twice", 5, NULL, NULL, NOW, &id, &state), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(id, new_row);
-    CHECK_STR(state, "pending");
+    CHECK_STR(token_state_name(state), "pending");
     fx_close();
 }
 
@@ -759,7 +760,8 @@ static void test_hash_secret_rewritten(void)
  * unhashed rows go on the hasher's list and stay findable meanwhile. */
 static void test_upgrade_from_schema_2(void)
 {
-    char path[128], state[16];
+    char path[128];
+    enum token_state state;
     sqlite3 *raw;
     int64_t id = 0;
     snprintf(dir, sizeof(dir), "/tmp/test_tokens.XXXXXX");
@@ -791,15 +793,15 @@ static void test_upgrade_from_schema_2(void)
     CHECK_INT(qint("SELECT count(*) FROM sqlite_schema WHERE name = 'tokens_secret'"), 0);
     /* Before the hasher: by its secret; the revoked one by its hash. */
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_revoke_secret(tk, au, "was-revoked", 11, NULL, NULL, NOW, &id, state), 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "was-revoked", 11, NULL, NULL, NOW, &id, &state), 0);
     CHECK_INT(id, 2);
-    CHECK_STR(state, "revoked");
+    CHECK_STR(token_state_name(state), "revoked");
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(hash_new(10), 1);
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_revoke_secret(tk, au, "still-active", 12, NULL, NULL, NOW, &id, state), 0);
+    CHECK_INT(tokens_revoke_secret(tk, au, "still-active", 12, NULL, NULL, NOW, &id, &state), 0);
     CHECK_INT(id, 1);
-    CHECK_STR(state, "pending");
+    CHECK_STR(token_state_name(state), "pending");
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(qint("SELECT count(*) FROM tokens"), 2);
     fx_close();
@@ -868,8 +870,8 @@ static void test_hot_path_pages(void)
     CHECK(strstr(w, ",tokens_subject,") == NULL);
 
     cut_wal();
-    struct outcome_record r = {.token_id = due, .fingerprint = "x", .event = "revoked",
-                               .state = "revoked", .attempt = 1, .http_status = 200,
+    struct outcome_record r = {.token_id = due, .fingerprint = "x", .event = AUDIT_REVOKED,
+                               .state = TOKEN_REVOKED, .attempt = 1, .http_status = 200,
                                .duration_ms = 3, .at_ms = NOW + 5, .drop_secret = true};
     REQUIRE(db_begin(db) == 0);
     CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
@@ -978,7 +980,7 @@ static void test_status(void)
     int64_t id = insert_token("tok-status", subject, "1700000500", 0);
     CHECK_INT(tokens_status(tk, id, &s), 0);
     CHECK_INT(s.id, id);
-    CHECK_STR(s.state, "active");
+    CHECK_STR(token_state_name(s.state), "active");
     CHECK_STR(s.fingerprint, "");
     CHECK_INT(strlen(s.subject), 255);
     CHECK_INT(s.expires_at, 1700000500);
@@ -988,7 +990,7 @@ static void test_status(void)
 
     exec("UPDATE tokens SET flagged = 1");
     CHECK_INT(promote(NOW, 1), 1);
-    struct outcome_record r = {.token_id = id, .event = "retry", .state = "pending",
+    struct outcome_record r = {.token_id = id, .event = AUDIT_RETRY, .state = TOKEN_PENDING,
                                .attempts = 1, .attempt = 1, .http_status = 500,
                                .last_error = "HTTP 500", .duration_ms = 1, .at_ms = NOW + 1,
                                .next_attempt_at = NOW + 1000};
@@ -998,7 +1000,7 @@ static void test_status(void)
     char fp[17];
     fp_of("tok-status", fp, NULL);
     CHECK_INT(tokens_status(tk, id, &s), 0);
-    CHECK_STR(s.state, "pending");
+    CHECK_STR(token_state_name(s.state), "pending");
     CHECK_STR(s.fingerprint, fp);
     CHECK_INT(s.attempts, 1);
     CHECK_STR(s.last_event, "retry");
@@ -1015,7 +1017,7 @@ static void test_requeue(void)
     int64_t f1 = make_pending("fail-1"), f2 = make_pending("fail-2"), f3 = make_pending("fail-3");
     int64_t act = insert_token("still-active", NULL, NULL, 0);
     for (int64_t id = f1; id <= f3; id++) {
-        struct outcome_record r = {.token_id = id, .event = "gave_up", .state = "failed",
+        struct outcome_record r = {.token_id = id, .event = AUDIT_GAVE_UP, .state = TOKEN_FAILED,
                                    .attempts = 8, .attempt = 8, .http_status = 500,
                                    .last_error = "HTTP 500", .duration_ms = 1,
                                    .at_ms = NOW + 10};
@@ -1280,13 +1282,13 @@ static void test_timing_million_rows(void)
 
     char tok[32];
     int64_t id;
-    char state[16];
+    enum token_state state;
     iters = 4000;
     REQUIRE(db_begin(db) == 0);
     t0 = now_us();
     for (int i = 0; i < iters; i++) {
         int len = snprintf(tok, sizeof(tok), "new-%d", i);
-        REQUIRE(tokens_revoke_secret(tk, au, tok, (size_t)len, NULL, NULL, NOW, &id, state) == 0);
+        REQUIRE(tokens_revoke_secret(tk, au, tok, (size_t)len, NULL, NULL, NOW, &id, &state) == 0);
     }
     t1 = now_us();
     REQUIRE(db_commit(db) == 0);
@@ -1296,7 +1298,7 @@ static void test_timing_million_rows(void)
     t0 = now_us();
     for (int i = 0; i < iters; i++) {
         int len = snprintf(tok, sizeof(tok), "tok-%d", 500000 + 100 * i + 50);
-        REQUIRE(tokens_revoke_secret(tk, au, tok, (size_t)len, NULL, NULL, NOW, &id, state) == 0);
+        REQUIRE(tokens_revoke_secret(tk, au, tok, (size_t)len, NULL, NULL, NOW, &id, &state) == 0);
         wrong += id != 500000 + 100 * i + 50; /* app row found by its secret */
     }
     t1 = now_us();
@@ -1349,13 +1351,13 @@ static int run_op(enum op op)
 {
     unsigned count;
     int64_t id;
-    char state[16];
-    struct outcome_record r = {.token_id = 2, .event = "revoked", .state = "revoked",
+    enum token_state state;
+    struct outcome_record r = {.token_id = 2, .event = AUDIT_REVOKED, .state = TOKEN_REVOKED,
                                .attempt = 1, .http_status = 200, .duration_ms = 1,
                                .at_ms = NOW, .drop_secret = true};
     switch (op) {
     case OP_REVOKE_SECRET:
-        return tokens_revoke_secret(tk, au, "alloc-new", 9, "s", "r", NOW, &id, state);
+        return tokens_revoke_secret(tk, au, "alloc-new", 9, "s", "r", NOW, &id, &state);
     case OP_PROMOTE:
         return tokens_promote_due(tk, au, NOW, 10, &count);
     case OP_OUTCOME:

@@ -1,0 +1,31 @@
+/* report: what the engine tells the operator about outcomes: the log line
+ * of each outcome (by token id and fingerprint, never the secret), the
+ * line when the endpoint's health changes, and the counts of committed
+ * outcomes with their periodic summary line. Writes log lines only; the
+ * engine decides when. */
+#pragma once
+
+#include <stdint.h>
+
+#include "health.h"
+#include "job.h"
+#include "names.h"
+
+struct report_counts {
+    uint64_t revoked, already_invalid, rejected, gave_up, retried;
+};
+
+/* Count one committed outcome. */
+void report_count(struct report_counts *c, enum audit_event_kind e);
+/* One notice with what happened since *base, if anything did; then
+ * *base = *now. period_s and endpoint (health_describe()) for the text. */
+void report_summary(const struct report_counts *now, struct report_counts *base, unsigned period_s,
+                    const char *endpoint);
+/* The line for job j's outcome (j->out filled in); a warning for a token
+ * that failed, info for a counted retry, debug for the rest. */
+void report_outcome(const struct job *j);
+/* The line for a token that was never sent (outcome_of_unsendable). */
+void report_unsendable(const struct job *j);
+/* After health_on_result() reported a change: down, misconfigured or
+ * answering again. */
+void report_health_change(const struct health *h, unsigned down_after, uint64_t now_ms);
