@@ -29,7 +29,6 @@
 #include "build-config.h"
 #include "config.h"
 #include "db.h"
-#include "proto.h"
 #include "secret.h"
 
 #define EXIT_ANSWERED_ERROR 1
@@ -494,7 +493,7 @@ static int call(struct ctx *x, json_t *req, char **ret_line, json_t **ret_reply)
         return r;
     }
     char *text = json_dumps(req, JSON_COMPACT);
-    json_decref(req); /* a token in it is wiped on free (proto_wipe_json) */
+    json_decref(req); /* a token in it is wiped on free (secret_wipe_json) */
     if (!text) {
         err("out of memory");
         return EXIT_ANSWERED_ERROR;
@@ -1192,7 +1191,7 @@ int main(int argc, char **argv)
     struct ctx x = {.timeout_ms = DEFAULT_TIMEOUT_MS};
     int opt, r;
 
-    proto_wipe_json();
+    secret_wipe_json();
     opterr = 0;
     /* '+': stop at the command; its own options are parsed by it. */
     while ((opt = getopt_long(argc, argv, "+:" GLOBAL_SHORT, opts, NULL)) != -1) {
