@@ -168,8 +168,6 @@ static const char *clean(const char *v, char *buf, size_t len)
     return buf;
 }
 
-static int (*url_check)(const char *url, char *err, size_t errlen);
-
 /* The same in quotes: for values. */
 static const char *quote(const char *v, char *buf, size_t len)
 {
@@ -225,6 +223,10 @@ static int parse_bool(const char *s, bool *ret)
     }
     return -EINVAL;
 }
+
+/* [logout] url's policy: config_check_url in revokerd (config_set_url_check),
+ * NULL in revokerctl, which does not link libcurl. */
+static int (*url_check)(const char *url, char *err, size_t errlen);
 
 /* The checks of a final value, shared by config_load (which adds FILE:LINE)
  * and config_validate. why gets "what is wrong (what is expected)". */
