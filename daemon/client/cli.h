@@ -8,8 +8,10 @@
  * cli_next_option, main() frees it (cli_free). The config file is read once,
  * when a command first needs the socket or the database path.
  *
- * Helpers return 0 or -errno; only commands (and cli_usage_error, which
- * they return) deal in exit statuses. */
+ * The modules under the commands (cli, call, timearg, token_stdin) return 0
+ * or -errno; the command files (socket_cmds, audit_cmd, main.c) turn that
+ * into a message and an exit status, cli_usage_error being their shorthand
+ * for a usage error. */
 #pragma once
 
 #include <getopt.h>
