@@ -44,5 +44,15 @@ int config_parse_duration(const char *s, uint64_t *ret_ms);
 /* "1h 30min 2s 5ms"-style rendering of ms, for messages. */
 void config_format_duration(uint64_t ms, char *buf, size_t len);
 /* Refuses http:// unless the host is loopback (127.0.0.0/8, ::1, localhost),
- * and anything that is not http or https. 0 or -EINVAL. */
+ * and anything that is not http or https. 0 or -EINVAL. In config_url.c,
+ * which links libcurl. */
 int config_check_url(const char *url, char *err, size_t errlen);
+/* config_load and config_validate check [logout] url with check: revokerd
+ * installs config_check_url. Without one only an empty URL is refused, which
+ * is all revokerctl needs (it reads [daemon] alone and links no libcurl). */
+void config_set_url_check(int (*check)(const char *url, char *err, size_t errlen));
+
+/* A value as messages show it: in double quotes, control bytes as '?', cut
+ * (with an ellipsis) after 64 bytes. buf of CONFIG_QUOTE_LEN holds any. */
+#define CONFIG_QUOTE_LEN 72
+const char *config_quote(const char *value, char *buf, size_t len);

@@ -9,8 +9,9 @@
  *   debug   details for developers
  *
  * When stderr is the journal (JOURNAL_STREAM names stderr's device and inode)
- * lines go through sd_journal_send with structured fields (PRIORITY,
- * TOKEN_ID, FINGERPRINT, EVENT, HTTP_STATUS); otherwise they are written as
+ * and revokerd has handed over sd_journal_sendv (log_set_journal), lines go
+ * to the journal with structured fields (PRIORITY, TOKEN_ID, FINGERPRINT,
+ * EVENT, HTTP_STATUS); otherwise they are written as
  * "<N>message" lines (sd-daemon prefixes) when stderr is not a terminal,
  * or as "revokerd: level: message" for a terminal.
  * A line names a token by id and fingerprint, never by its secret. */
@@ -20,6 +21,13 @@
 #include <stdint.h>
 #include <syslog.h>
 
+struct iovec;
+
+/* The journal's writer, sd_journal_sendv: revokerd passes it before
+ * log_init. This module does not call libsystemd itself, so that revokerctl
+ * can link it without; without a writer, lines go to stderr with their "<N>"
+ * prefix, which journald reads too. */
+void log_set_journal(int (*sendv)(const struct iovec *iov, int n));
 /* Picks the output: journal fields, "<N>" prefixes (stderr not a tty), or plain. */
 void log_init(const char *ident);
 void log_set_level(int level);

@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
 #include <unistd.h>
 
 #include "build-config.h"
@@ -552,7 +553,9 @@ int main(int argc, char **argv)
     char err[512];
     int rc;
 
+    log_set_journal(sd_journal_sendv);
     log_init("revokerd");
+    config_set_url_check(config_check_url);
     if (parse_options(argc, argv, &d.opts) < 0)
         return 2;
     if (read_config(&d.opts, &d.cfg, err, sizeof(err)) < 0) {
@@ -567,7 +570,7 @@ int main(int argc, char **argv)
     log_set_level(d.cfg.log_level);
     /* No core dump, no ptrace by other users: the process holds secrets. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    proto_wipe_json(); /* jansson wipes what it frees, from the first request on */
+    secret_wipe_json(); /* jansson wipes what it frees, from the first request on */
     signal(SIGPIPE, SIG_IGN);
     /* libuv's threadpool runs the WAL checkpoints and nothing else here:
      * one thread is enough, and each thread would keep a malloc arena. */

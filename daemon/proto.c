@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <malloc.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -35,17 +34,6 @@ static void perr_set(struct perr *e, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
     va_end(ap);
-}
-
-/* jansson frees through this: every buffer it held (the parsed line's
- * strings, the lexer's scratch space, a dumped request in revokerctl) is
- * zeroed first, so a token does not linger in freed heap memory. */
-static void wiping_free(void *p)
-{
-    if (!p)
-        return;
-    secret_wipe(p, malloc_usable_size(p));
-    free(p);
 }
 
 static const char *type_name(const json_t *v)
@@ -644,23 +632,18 @@ static bool blank(const char *s, size_t len)
     return true;
 }
 
-void proto_wipe_json(void)
-{
-    json_set_alloc_funcs(malloc, wiping_free);
-}
-
 char *proto_handle(const struct proto_env *env, const char *line, size_t len)
 {
     json_error_t je;
 
-    proto_wipe_json();
+    secret_wipe_json();
     if (blank(line, len))
         return proto_error("empty request: expected a JSON object such as {\"op\":\"ping\"}");
     json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!req)
         return parse_error(&je);
     char *reply = handle(env, req);
-    /* The token's string is zeroed by wiping_free when req goes. */
+    /* The token's string is zeroed (secret_wipe_json) when req goes. */
     json_decref(req);
     return reply;
 }

@@ -30,7 +30,3 @@ struct proto_env {
 char *proto_handle(const struct proto_env *env, const char *line, size_t len);
 /* A reply for errors found before parsing (line too long, ...). */
 char *proto_error(const char *message);
-/* Make jansson zero every buffer before freeing it (so a parsed token does
- * not linger in the heap). proto_handle() calls it; revokerctl calls it
- * before building a request that holds a token. Idempotent. */
-void proto_wipe_json(void);

@@ -1,6 +1,8 @@
 /* secret: SHA-256 through OpenSSL's EVP interface, hex, and wiping. */
 #include "secret.h"
 
+#include <jansson.h>
+#include <malloc.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,15 @@ static void to_hex(const uint8_t *p, size_t n, char *out)
         out[2 * i + 1] = digits[p[i] & 0x0f];
     }
     out[2 * n] = '\0';
+}
+
+/* jansson frees through this (secret_wipe_json). */
+static void wiping_free(void *p)
+{
+    if (!p)
+        return;
+    secret_wipe(p, malloc_usable_size(p));
+    free(p);
 }
 
 /* ---- exported ---- */
@@ -69,4 +80,9 @@ void secret_free(char *s)
         return;
     secret_wipe(s, strlen(s));
     free(s);
+}
+
+void secret_wipe_json(void)
+{
+    json_set_alloc_funcs(malloc, wiping_free);
 }

@@ -21,3 +21,7 @@ void secret_hex(const uint8_t digest[SECRET_SHA256_LEN], char ret_hex[2 * SECRET
 void secret_wipe(void *p, size_t n);
 /* secret_wipe(s, strlen(s)) then free(s). NULL is fine. */
 void secret_free(char *s);
+/* Makes jansson zero every buffer before freeing it (a parsed request's
+ * strings, the lexer's scratch space, a dumped request in revokerctl), so a
+ * token does not linger in freed heap memory. Idempotent. */
+void secret_wipe_json(void);

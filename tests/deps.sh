@@ -9,6 +9,7 @@ packages=(
   clang libclang-rt-14-dev                                    # libFuzzer
   systemd systemd-container util-linux                        # unit checks, nspawn, setpriv
   valgrind                                                    # memcheck of the e2e tests
+  scdoc man-db                                                # revokerctl(1): built, checked
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -782,6 +782,33 @@ static const struct url_case url_cases[] = {
      "credential goes through credential_header)"},
 };
 
+/* revokerd installs config_check_url; without a check (revokerctl) only an
+ * empty URL is refused. The other cases run with the check installed. */
+static void test_url_check_installed(void)
+{
+    struct config c;
+    char err[512];
+
+    config_defaults(&c);
+    free(c.url);
+    c.url = strdup("ftp://example.com/x");
+    REQUIRE(c.url);
+    config_set_url_check(NULL);
+    CHECK_INT(config_validate(&c, err, sizeof(err)), 0);
+    free(c.url);
+    c.url = strdup("");
+    REQUIRE(c.url);
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    free(c.url);
+    c.url = strdup("ftp://example.com/x");
+    REQUIRE(c.url);
+    config_set_url_check(config_check_url);
+    CHECK_INT(config_validate(&c, err, sizeof(err)), -EINVAL);
+    CHECK_STR(err, "[logout] url: scheme \"ftp\" is not supported (expected https://, or http:// for a "
+                   "loopback host)");
+    config_free(&c);
+}
+
 static void test_urls(void)
 {
     for (size_t i = 0; i < sizeof(url_cases) / sizeof(url_cases[0]); i++) {
@@ -1254,7 +1281,7 @@ static void test_cleanup(void)
     CHECK(access(dir, F_OK) < 0);
 }
 
-TEST_MAIN(CASE(test_defaults), CASE(test_example_file), CASE(test_good_values), CASE(test_bad_values),
+TEST_MAIN(CASE(test_url_check_installed), CASE(test_defaults), CASE(test_example_file), CASE(test_good_values), CASE(test_bad_values),
           CASE(test_file_errors), CASE(test_syntax_accepted), CASE(test_overlay), CASE(test_long_line),
           CASE(test_nul_byte), CASE(test_missing_and_unreadable), CASE(test_failed_load_keeps_struct),
           CASE(test_copy), CASE(test_durations), CASE(test_format_duration), CASE(test_urls), CASE(test_validate),

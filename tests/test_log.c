@@ -16,6 +16,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <systemd/sd-journal.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -362,6 +363,7 @@ static int journal_child(void)
     REQUIRE(fstat(STDERR_FILENO, &st) == 0);
     snprintf(v, sizeof(v), "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
     setenv("JOURNAL_STREAM", v, 1);
+    log_set_journal(sd_journal_sendv); /* as revokerd does */
     log_init("revokerd-test");
     log_set_level(LOG_DEBUG);
 
@@ -422,6 +424,14 @@ static int journal_child(void)
         REQUIRE(n >= 0);
         out[n] = '\0';
         CHECK_STR(out, "<3>journal gone\n"); /* and nothing else reached stderr before */
+        /* no journal writer (revokerctl links no libsystemd): stderr, prefixed */
+        log_set_journal(NULL);
+        log_init("revokerd-test");
+        log_err("no writer");
+        n = pread(file, out, sizeof(out) - 1, 0);
+        REQUIRE(n >= 0);
+        out[n] = '\0';
+        CHECK_STR(out, "<3>journal gone\n<3>no writer\n");
         if (unit_failures) {
             /* the failed checks wrote into the file: show them */
             n = pread(file, d, sizeof(d) - 1, 0);

@@ -249,11 +249,15 @@ class RevokerctlTest(harness.E2ETestCase):
 
     def test_help(self):
         ctl = harness.binary("REVOKERCTL")
+        # --help is short: usage, one line per command, the manual's name. The
+        # manual's sections are checked by tests/man_check.py.
         rc, out, _ = harness.run([ctl, "--help"])
         self.assertEqual(rc, 0)
-        for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "COMMANDS", "OPTIONS", "EXIT STATUS",
-                        "EXAMPLES", "FILES"):
-            self.assertIn("\n" + section + "\n", "\n" + out, section)
+        self.assertTrue(out.startswith("Usage: revokerctl "), out)
+        self.assertTrue(out.endswith("See revokerctl(1).\n"), out)
+        self.assertLess(len(out.splitlines()), 30, out)
+        for cmd in ("revoke", "status", "retry", "stats", "ping", "audit", "help"):
+            self.assertRegex(out, r"\n  %s +\S" % cmd, cmd)
         for cmd in ("revoke", "status", "retry", "stats", "ping", "audit"):
             rc1, out1, _ = harness.run([ctl, "help", cmd])
             rc2, out2, _ = harness.run([ctl, cmd, "--help"])

@@ -91,6 +91,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    config_set_url_check(config_check_url); /* as revokerd does */
     fd = memfd_create("revokerd.conf", MFD_CLOEXEC);
     if (fd < 0)
         abort();

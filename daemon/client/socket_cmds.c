@@ -1,0 +1,497 @@
+/* socket_cmds: option parsing, the request, and the reply's human form for
+ * each command; ask() is the one place a failed call becomes a message and
+ * an exit status. */
+#include "socket_cmds.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "call.h"
+#include "names.h"
+#include "secret.h"
+#include "timearg.h"
+#include "token_stdin.h"
+
+enum { OPT_ID = 256, OPT_SUBJECT, OPT_TOKEN_STDIN, OPT_TOKEN, OPT_REASON, OPT_FAILED };
+
+/* ---- the call and the reply ---- */
+
+/* Sends req (consumed) and waits for the reply: 0 with *ret, or the exit
+ * status after saying what failed (2: the config file; 69: the daemon
+ * cannot be reached or does not answer in time; 1: out of memory, or what
+ * came back is not a protocol reply). */
+static int ask(struct cli *c, json_t *req, struct call_reply *ret)
+{
+    uint64_t deadline = call_deadline(c->timeout_ms);
+    const char *path;
+    char *msg;
+    size_t len;
+    int fd, r;
+
+    if (cli_socket(c, &path) < 0) {
+        json_decref(req);
+        return EXIT_USAGE;
+    }
+    if (call_encode(req, &msg, &len) < 0) {
+        cli_error("out of memory");
+        return EXIT_ANSWERED_ERROR;
+    }
+    r = call_connect(path, deadline, &fd);
+    if (r < 0) {
+        secret_free(msg);
+        if (r == -ETIMEDOUT)
+            cli_error("cannot reach revokerd at %s: it did not accept the connection within %" PRIu64
+                      " ms", path, c->timeout_ms);
+        else
+            cli_error("cannot reach revokerd at %s: %s%s", path, strerror(-r),
+                      r == -ENOENT || r == -ECONNREFUSED ? " (is revokerd running? --socket PATH)" : "");
+        return EXIT_UNREACHABLE;
+    }
+    r = call_exchange(fd, msg, len, deadline, ret);
+    secret_free(msg);
+    close(fd);
+    if (r == -EPROTO) {
+        cli_error("revokerd at %s sent a reply that is not a protocol reply", path);
+        return EXIT_ANSWERED_ERROR;
+    }
+    if (r == -ETIMEDOUT) {
+        cli_error("no reply from revokerd at %s within %" PRIu64 " ms", path, c->timeout_ms);
+        return EXIT_UNREACHABLE;
+    }
+    if (r < 0) {
+        cli_error("lost the connection to revokerd at %s: %s", path, strerror(-r));
+        return EXIT_UNREACHABLE;
+    }
+    return 0;
+}
+
+static const char *jstr(json_t *o, const char *key, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : dflt;
+}
+
+static long long jint(json_t *o, const char *key)
+{
+    return (long long)json_integer_value(json_object_get(o, key));
+}
+
+/* --json: prints the reply as it came; otherwise the daemon's error, if it
+ * answered one. The exit status (0 or 1); *ret_human says whether the
+ * caller prints the human form. */
+static int answer(const struct cli *c, const struct call_reply *reply, bool *ret_human)
+{
+    bool ok = json_is_true(json_object_get(reply->json, "ok"));
+
+    *ret_human = ok && !c->json;
+    if (c->json)
+        printf("%s\n", reply->line);
+    else if (!ok)
+        cli_error("revokerd: %s", jstr(reply->json, "error", "(no message)"));
+    return ok ? 0 : EXIT_ANSWERED_ERROR;
+}
+
+static void iso_to_local(json_t *o, const char *key, char *buf, size_t len)
+{
+    int64_t ms;
+    const char *s = json_string_value(json_object_get(o, key));
+    if (!s || timearg_parse(s, &ms) < 0)
+        snprintf(buf, len, "-");
+    else
+        timearg_local(ms, buf, len);
+}
+
+/* The options of a command that has none of its own (status, stats, ping):
+ * 0 with *ret_help, or -EINVAL after a usage error. */
+static int plain_options(struct cli *c, const char *cmd, int argc, char **argv, bool *ret_help)
+{
+    static const struct option opts[] = {CLI_OPTIONS, {NULL, 0, NULL, 0}};
+    bool help = false;
+    int opt, r = 0;
+
+    while (!help && (r = cli_next_option(c, cmd, argc, argv, opts, &opt)) == 0 && opt != -1)
+        help = opt == 'h'; /* the help, whatever follows */
+    if (r < 0)
+        return r;
+    *ret_help = help;
+    return 0;
+}
+
+/* ---- revoke ---- */
+
+static const char revoke_help[] =
+    "Usage: revokerctl revoke --id N | --subject S | --token-stdin [--reason R]\n"
+    "\n"
+    "Queue tokens for revocation. Once it says \"queued\", the request is committed.\n"
+    "\n"
+    "    --id N          the token with id N, if it is active\n"
+    "    --subject S     every active token of subject S\n"
+    "    --token-stdin   a secret read from standard input (never from argv)\n"
+    "    --reason R      why, kept with the token (flag_reason)\n"
+    "\n"
+    "See revokerctl(1).\n";
+
+/* A problem with the token on standard input, as the user is told it. */
+static int token_error(int r)
+{
+    switch (r) {
+    case -ENOMEM: cli_error("out of memory"); return EXIT_ANSWERED_ERROR;
+    case -ENODATA: return cli_usage_error("revoke", "no token on standard input");
+    case -EMSGSIZE:
+        return cli_usage_error("revoke", "the token on standard input is longer than %d bytes",
+                               SECRET_MAX_LEN);
+    case -EBADMSG:
+        return cli_usage_error("revoke", "standard input holds more than one line; give one token");
+    case -EILSEQ: return cli_usage_error("revoke", "the token on standard input contains a NUL byte");
+    default:
+        cli_error("cannot read the token from standard input: %s", strerror(-r));
+        return EXIT_USAGE;
+    }
+}
+
+/* The human form: which of --token-stdin, --id and --subject was given
+ * decides what the reply holds. */
+static void print_revoke(json_t *reply, bool from_stdin, const char *id_arg, int64_t id,
+                         const char *subject)
+{
+    if (from_stdin) {
+        const char *state = jstr(reply, "state", "?");
+        long long tid = jint(reply, "id");
+        enum token_state ts = 0;
+        (void)token_state_from_name(state, &ts);
+        if (ts == TOKEN_PENDING)
+            printf("token %lld queued for revocation (pending)\n", tid);
+        else if (ts == TOKEN_FAILED)
+            printf("token %lld failed earlier; 'revokerctl retry %lld' queues it again\n", tid, tid);
+        else
+            printf("token %lld is already %s\n", tid, state);
+    } else if (id_arg) {
+        if (jint(reply, "count") > 0)
+            printf("token %" PRId64 " queued for revocation (pending)\n", id);
+        else
+            printf("token %" PRId64 " was not active (state: %s); nothing queued\n", id,
+                   jstr(reply, "state", "?"));
+    } else if (jint(reply, "count") == 0) {
+        printf("no active token of subject '%s'; nothing queued\n", subject);
+    } else {
+        json_t *v;
+        size_t i;
+        printf("%lld token(s) of subject '%s' queued for revocation:", jint(reply, "count"), subject);
+        json_array_foreach(json_object_get(reply, "ids"), i, v)
+            printf(" %lld", (long long)json_integer_value(v));
+        putchar('\n');
+    }
+}
+
+/* The request's "token": read, copied into req, wiped. 0 or an exit status. */
+static int add_token(json_t *req)
+{
+    char *token;
+    size_t len;
+    int r = token_stdin_read(&token, &len);
+    if (r < 0)
+        return token_error(r);
+    json_t *v = json_stringn(token, len);
+    secret_wipe(token, len);
+    free(token);
+    if (!v || json_object_set_new(req, "token", v) < 0)
+        return cli_usage_error("revoke", "the token must be UTF-8 text");
+    return 0;
+}
+
+static int revoke_run(struct cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPTIONS,
+        {"id", required_argument, NULL, OPT_ID},
+        {"subject", required_argument, NULL, OPT_SUBJECT},
+        {"token-stdin", no_argument, NULL, OPT_TOKEN_STDIN},
+        {"token", optional_argument, NULL, OPT_TOKEN},
+        {"reason", required_argument, NULL, OPT_REASON},
+        {NULL, 0, NULL, 0},
+    };
+    const char *subject = NULL, *reason = NULL, *id_arg = NULL;
+    bool from_stdin = false, human;
+    int64_t id = 0;
+    int opt, r;
+
+    while ((r = cli_next_option(c, "revoke", argc, argv, opts, &opt)) == 0 && opt != -1) {
+        switch (opt) {
+        case OPT_ID: id_arg = optarg; break;
+        case OPT_SUBJECT: subject = optarg; break;
+        case OPT_TOKEN_STDIN: from_stdin = true; break;
+        case OPT_REASON: reason = optarg; break;
+        case OPT_TOKEN:
+            return cli_usage_error("revoke", "a token is never taken from the command line (every "
+                                             "user can read it with ps); use --token-stdin");
+        case 'h': fputs(revoke_help, stdout); return 0;
+        }
+    }
+    if (r < 0)
+        return EXIT_USAGE;
+    if (optind < argc) /* not echoed: it may be a token typed by mistake */
+        return cli_usage_error("revoke", "unexpected argument; a token is read with --token-stdin, "
+                                         "never from the command line");
+    if ((id_arg != NULL) + (subject != NULL) + from_stdin != 1)
+        return cli_usage_error("revoke", "give exactly one of --id N, --subject S or --token-stdin");
+    if (id_arg && cli_parse_id(id_arg, &id) < 0)
+        return cli_usage_error("revoke", "invalid --id '%s' (a positive integer)", id_arg);
+    if (subject && !*subject)
+        return cli_usage_error("revoke", "--subject must not be empty");
+
+    json_t *req = json_pack("{s:s}", "op", "revoke");
+    if (!req)
+        return EXIT_ANSWERED_ERROR;
+    if (reason && *reason && json_object_set_new(req, "reason", json_string(reason)) < 0) {
+        json_decref(req);
+        return cli_usage_error("revoke", "--reason must be UTF-8 text");
+    }
+    if (id_arg)
+        json_object_set_new(req, "id", json_integer(id));
+    if (subject && json_object_set_new(req, "subject", json_string(subject)) < 0) {
+        json_decref(req);
+        return cli_usage_error("revoke", "--subject must be UTF-8 text");
+    }
+    if (from_stdin && (r = add_token(req)) != 0) {
+        json_decref(req);
+        return r;
+    }
+
+    struct call_reply reply;
+    if ((r = ask(c, req, &reply)) != 0)
+        return r;
+    r = answer(c, &reply, &human);
+    if (human)
+        print_revoke(reply.json, from_stdin, id_arg, id, subject);
+    call_reply_free(&reply);
+    return r;
+}
+
+const struct command socket_cmd_revoke = {
+    "revoke", "queue tokens for revocation: --id N, --subject S or --token-stdin", revoke_help,
+    revoke_run,
+};
+
+/* ---- status ---- */
+
+static const char status_help[] =
+    "Usage: revokerctl status ID\n"
+    "\n"
+    "Show token ID: state, subject, fingerprint, attempts, last event and error,\n"
+    "when it became due, the next attempt, when it finished. Times are local.\n"
+    "\n"
+    "See revokerctl(1).\n";
+
+static void print_status(json_t *reply)
+{
+    char next[64], due[64], fin[64], exp[64];
+    iso_to_local(reply, "next_attempt_at", next, sizeof(next));
+    iso_to_local(reply, "due_at", due, sizeof(due));
+    iso_to_local(reply, "finished_at", fin, sizeof(fin));
+    iso_to_local(reply, "expires_at", exp, sizeof(exp));
+    printf("token %lld\n", jint(reply, "id"));
+    printf("  %-13s %s\n", "state", jstr(reply, "state", "?"));
+    printf("  %-13s %s\n", "subject", jstr(reply, "subject", "-"));
+    printf("  %-13s %s\n", "fingerprint", jstr(reply, "fingerprint", "-"));
+    printf("  %-13s %lld\n", "attempts", jint(reply, "attempts"));
+    printf("  %-13s %s\n", "last event", jstr(reply, "last_event", "-"));
+    printf("  %-13s %s\n", "last error", jstr(reply, "last_error", "-"));
+    printf("  %-13s %s\n", "due since", due);
+    printf("  %-13s %s\n", "next attempt", next);
+    printf("  %-13s %s\n", "finished", fin);
+    printf("  %-13s %s\n", "expires", exp);
+}
+
+static int status_run(struct cli *c, int argc, char **argv)
+{
+    bool help, human;
+    int64_t id;
+    int r;
+
+    if (plain_options(c, "status", argc, argv, &help) < 0)
+        return EXIT_USAGE;
+    if (help) {
+        fputs(status_help, stdout);
+        return 0;
+    }
+    if (optind >= argc)
+        return cli_usage_error("status", "status needs a token ID");
+    if (cli_parse_id(argv[optind], &id) < 0)
+        return cli_usage_error("status", "invalid token ID '%s' (a positive integer)", argv[optind]);
+    if (optind + 1 < argc)
+        return cli_usage_error("status", "unexpected argument '%s'", argv[optind + 1]);
+
+    struct call_reply reply;
+    if ((r = ask(c, json_pack("{s:s,s:I}", "op", "status", "id", (json_int_t)id), &reply)) != 0)
+        return r;
+    r = answer(c, &reply, &human);
+    if (human)
+        print_status(reply.json);
+    call_reply_free(&reply);
+    return r;
+}
+
+const struct command socket_cmd_status = {
+    "status", "show a token: state, attempts, last event and error, times", status_help, status_run,
+};
+
+/* ---- retry ---- */
+
+static const char retry_help[] =
+    "Usage: revokerctl retry ID | --failed\n"
+    "\n"
+    "Put failed tokens back in the queue with their attempts reset: token ID,\n"
+    "or with --failed every failed token. A token whose secret is no longer\n"
+    "stored cannot be retried.\n"
+    "\n"
+    "See revokerctl(1).\n";
+
+static int retry_run(struct cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPTIONS, {"failed", no_argument, NULL, OPT_FAILED}, {NULL, 0, NULL, 0}};
+    bool failed = false, human;
+    int64_t id = 0;
+    int opt, r;
+
+    while ((r = cli_next_option(c, "retry", argc, argv, opts, &opt)) == 0 && opt != -1) {
+        if (opt == 'h') {
+            fputs(retry_help, stdout);
+            return 0;
+        }
+        failed = failed || opt == OPT_FAILED;
+    }
+    if (r < 0)
+        return EXIT_USAGE;
+    if (failed == (optind < argc))
+        return cli_usage_error("retry", "give a token ID or --failed (not both)");
+    if (!failed) {
+        if (cli_parse_id(argv[optind], &id) < 0)
+            return cli_usage_error("retry", "invalid token ID '%s' (a positive integer)", argv[optind]);
+        if (optind + 1 < argc)
+            return cli_usage_error("retry", "unexpected argument '%s'", argv[optind + 1]);
+    }
+
+    struct call_reply reply;
+    json_t *req = failed ? json_pack("{s:s,s:b}", "op", "retry", "failed", 1)
+                         : json_pack("{s:s,s:I}", "op", "retry", "id", (json_int_t)id);
+    if ((r = ask(c, req, &reply)) != 0)
+        return r;
+    r = answer(c, &reply, &human);
+    if (human) {
+        long long n = jint(reply.json, "count");
+        if (!failed)
+            printf("token %" PRId64 " queued again (pending)\n", id);
+        else if (n == 0)
+            printf("no failed token; nothing queued\n");
+        else
+            printf("%lld failed token(s) queued again\n", n);
+    }
+    call_reply_free(&reply);
+    return r;
+}
+
+const struct command socket_cmd_retry = {
+    "retry", "queue a failed token again, or every failed one (--failed)", retry_help, retry_run,
+};
+
+/* ---- stats and ping: no argument, one request, one printer ---- */
+
+static int run_plain(struct cli *c, const struct command *cmd, int argc, char **argv,
+                     void (*print)(const struct cli *c, json_t *reply))
+{
+    bool help, human;
+    int r;
+
+    if (plain_options(c, cmd->name, argc, argv, &help) < 0)
+        return EXIT_USAGE;
+    if (help) {
+        fputs(cmd->help, stdout);
+        return 0;
+    }
+    if (optind < argc)
+        return cli_usage_error(cmd->name, "unexpected argument '%s'", argv[optind]);
+
+    struct call_reply reply;
+    if ((r = ask(c, json_pack("{s:s}", "op", cmd->name), &reply)) != 0)
+        return r;
+    r = answer(c, &reply, &human);
+    if (human)
+        print(c, reply.json);
+    call_reply_free(&reply);
+    return r;
+}
+
+static const char stats_help[] =
+    "Usage: revokerctl stats\n"
+    "\n"
+    "Show the tokens per state, requests queued and in flight, outcomes since\n"
+    "the daemon started, the endpoint's health and last error, and uptime.\n"
+    "\n"
+    "See revokerctl(1).\n";
+
+static void print_stats(const struct cli *c, json_t *reply)
+{
+    json_t *st = json_object_get(reply, "states");
+    json_t *tot = json_object_get(reply, "totals");
+    json_t *ep = json_object_get(reply, "endpoint");
+    char up[64];
+
+    (void)c;
+    config_format_duration((uint64_t)jint(reply, "uptime_s") * 1000, up, sizeof(up));
+    printf("%-12s %lld active, %lld pending, %lld revoked, %lld failed\n", "tokens",
+           jint(st, "active"), jint(st, "pending"), jint(st, "revoked"), jint(st, "failed"));
+    printf("%-12s %lld queued, %lld in flight, %lld outcomes not yet committed\n", "engine",
+           jint(reply, "queued"), jint(reply, "in_flight"), jint(reply, "uncommitted"));
+    printf("%-12s %lld requests: %lld revoked, %lld already invalid, %lld rejected, "
+           "%lld gave up, %lld retried; %lld new tokens hashed\n",
+           "since start", jint(tot, "sent"), jint(tot, "revoked"), jint(tot, "already_invalid"),
+           jint(tot, "rejected"), jint(tot, "gave_up"), jint(tot, "retried"), jint(tot, "hashed"));
+    const char *last = jstr(ep, "last_error", NULL);
+    if (last)
+        printf("%-12s %s (last error: %s)\n", "endpoint", jstr(ep, "health", "?"), last);
+    else
+        printf("%-12s %s\n", "endpoint", jstr(ep, "health", "?"));
+    const char *dberr = jstr(reply, "db_error", NULL);
+    printf("%-12s %s (%lld failed commits since start)\n", "database", dberr ? dberr : "ok",
+           jint(reply, "db_errors"));
+    printf("%-12s %s\n", "uptime", up);
+}
+
+static int stats_run(struct cli *c, int argc, char **argv)
+{
+    return run_plain(c, &socket_cmd_stats, argc, argv, print_stats);
+}
+
+const struct command socket_cmd_stats = {
+    "stats", "tokens per state, the engine, the endpoint's health, uptime", stats_help, stats_run,
+};
+
+static const char ping_help[] =
+    "Usage: revokerctl ping\n"
+    "\n"
+    "Check that revokerd answers on its control socket; prints its version and\n"
+    "uptime. Exit status 0 if it does, 69 if it cannot be reached.\n"
+    "\n"
+    "See revokerctl(1).\n";
+
+static void print_ping(const struct cli *c, json_t *reply)
+{
+    char up[64];
+    config_format_duration((uint64_t)jint(reply, "uptime_s") * 1000, up, sizeof(up));
+    printf("revokerd %s is up at %s (uptime %s)\n", jstr(reply, "version", "?"), c->socket, up);
+}
+
+static int ping_run(struct cli *c, int argc, char **argv)
+{
+    return run_plain(c, &socket_cmd_ping, argc, argv, print_ping);
+}
+
+const struct command socket_cmd_ping = {
+    "ping", "check that the daemon answers", ping_help, ping_run,
+};
