@@ -528,6 +528,8 @@ static json_t *op_stats(const struct proto_env *env, json_t *req, struct perr *e
                   str_or_null(rs.last_error)));
     put(&reply, "db_errors", json_integer((json_int_t)rs.db_errors));
     put(&reply, "db_error", str_or_null(rs.db_error));
+    /* How long the error has lasted, in seconds; null without one. */
+    put(&reply, "db_error_for_s", rs.db_error[0] ? json_integer((json_int_t)(rs.db_error_for_ms / 1000)) : json_null());
     put(&reply, "uptime_s", json_integer((json_int_t)(env->uptime_ms ? env->uptime_ms(env) / 1000 : 0)));
     return reply;
 }

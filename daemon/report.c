@@ -66,3 +66,21 @@ void report_health_change(const struct health *h, unsigned down_after, uint64_t 
     else
         log_notice("logout endpoint is %s again", health_describe(h, now_ms));
 }
+
+void report_db_failure(const struct dberror *e, enum dberror_say say, uint64_t retry_ms, uint64_t now_ms)
+{
+    if (say == DBERROR_FIRST)
+        log_err("database: %s failed: %s; retrying in %" PRIu64 " ms, backing off to %d s (repeats are counted "
+                "and told once a minute)",
+                e->what, e->msg, retry_ms, DBERROR_RETRY_MAX_MS / 1000);
+    else if (say == DBERROR_STILL)
+        log_err("database: %s still failing: %" PRIu64 " times in %" PRIu64 " s: %s; retrying every %" PRIu64
+                " ms",
+                e->what, e->count, (now_ms - e->since_ms) / 1000, e->msg, retry_ms);
+}
+
+void report_db_recovered(const struct dberror *e, uint64_t now_ms)
+{
+    log_notice("database: %s works again, after %" PRIu64 " failure(s) in %.1f s", e->what, e->count,
+               (double)(now_ms - e->since_ms) / 1000.0);
+}

@@ -7,6 +7,7 @@
 
 #include <stdint.h>
 
+#include "dberror.h"
 #include "health.h"
 #include "job.h"
 #include "names.h"
@@ -29,3 +30,8 @@ void report_unsendable(const struct job *j);
 /* After health_on_result() reported a change: down, misconfigured or
  * answering again. */
 void report_health_change(const struct health *h, unsigned down_after, uint64_t now_ms);
+/* A database failure (dberror_failed's verdict say): an error line for a
+ * new kind, a summary with the count a minute later, nothing in between. */
+void report_db_failure(const struct dberror *e, enum dberror_say say, uint64_t retry_ms, uint64_t now_ms);
+/* The failing step works again (dberror_ok was true). */
+void report_db_recovered(const struct dberror *e, uint64_t now_ms);

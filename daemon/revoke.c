@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dberror.h"
 #include "http.h"
 #include "idset.h"
 #include "job.h"
@@ -31,8 +32,8 @@
 
 enum {
     BATCH_MAX = 128,         /* outcomes per commit */
+    SUBMIT_RETRY_MS = 250,   /* after curl could not start a request (out of memory) */
     FLUSH_DELAY_MS = 5,      /* a small batch waits at most this long */
-    DB_RETRY_MS = 250,       /* after a busy or failed transaction */
     RESCAN_MS = 30000,       /* the due timer never waits longer: safety rescan */
     SUMMARY_MS = 60000,      /* outcome summary line */
     FLAG_RECHECK_MS = 5,     /* a flag seen while arming the due timer */
@@ -74,6 +75,7 @@ struct revoke {
     bool hash_due;        /* rows may have been written: hash them */
     bool fetch_due;       /* pending rows may be due and not held */
     bool db_blocked;      /* waiting for db_timer after a database error */
+    struct dberror dberr; /* the database error that persists, if any */
     bool stopping;
     void (*stop_cb)(void *);
     void *stop_data;
@@ -122,15 +124,31 @@ static void schedule_work(struct revoke *r)
 /* A database step failed: keep everything in memory and try again later. */
 static void db_trouble(struct revoke *r, const char *what, int rc)
 {
+    uint64_t now = uv_now(r->loop), retry_ms;
+    char msg[160];
+    enum dberror_say say;
+
     r->stats.db_errors++;
+    snprintf(msg, sizeof(msg), "%s (%s)", store_errmsg(r->store), strerror(-rc));
+    say = dberror_failed(&r->dberr, what, msg, now, &retry_ms);
+    report_db_failure(&r->dberr, say, retry_ms, now);
     snprintf(r->stats.db_error, sizeof(r->stats.db_error), "%s: %s", what, store_errmsg(r->store));
-    log_err("database: %s failed (%s): %s; retrying in %d ms", what, strerror(-rc), store_errmsg(r->store),
-            DB_RETRY_MS);
     if (!r->db_blocked) {
         r->db_blocked = true;
         uv_idle_stop(&r->work);
-        uv_timer_start(&r->db_timer, on_db_timer, DB_RETRY_MS, 0);
+        uv_timer_start(&r->db_timer, on_db_timer, retry_ms, 0);
     }
+    changed(r);
+}
+
+/* Step what worked: the end of its persisting error, if it had one. */
+static void db_fine(struct revoke *r, const char *what)
+{
+    if (!dberror_ok(&r->dberr, what))
+        return;
+    report_db_recovered(&r->dberr, uv_now(r->loop));
+    dberror_clear(&r->dberr);
+    r->stats.db_error[0] = '\0';
     changed(r);
 }
 
@@ -221,8 +239,8 @@ static void dispatch(struct revoke *r)
         rc = http_submit(r->http, &j->req);
         if (rc < 0 && rc != -EINVAL) {
             log_err("cannot start a request for token %" PRId64 ": %s; retrying in %d ms", j->id,
-                    strerror(-rc), DB_RETRY_MS);
-            uv_timer_start(&r->gate_timer, on_gate_timer, DB_RETRY_MS, 0);
+                    strerror(-rc), SUBMIT_RETRY_MS);
+            uv_timer_start(&r->gate_timer, on_gate_timer, SUBMIT_RETRY_MS, 0);
             return;
         }
         job_list_pop(&r->queue);
@@ -305,7 +323,7 @@ static void flush(struct revoke *r)
         db_trouble(r, "recording outcomes", rc);
         return;
     }
-    r->stats.db_error[0] = '\0';
+    db_fine(r, "recording outcomes");
     for (; n > 0; n--) {
         j = job_list_pop(&r->batch);
         report_count(&r->counts, j->out.rec.event);
@@ -382,6 +400,7 @@ static void arm_due_timer(struct revoke *r)
         db_trouble(r, "looking for the next due token", rc);
         return;
     }
+    db_fine(r, "looking for the next due token");
     if (next.flagged) {
         /* Flagged since the last promotion: look again shortly (a timer,
          * not the idle handle, so a row that cannot be promoted never
@@ -411,6 +430,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
             db_trouble(r, "marking due tokens", rc);
             return;
         }
+        db_fine(r, "marking due tokens");
         if (count > 0) {
             r->fetch_due = true;
             changed(r);
@@ -424,6 +444,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
             db_trouble(r, "reading due tokens", rc);
             return;
         }
+        db_fine(r, "reading due tokens");
     }
     dispatch(r);
     /* Last: nothing waits for it but a later lookup, which also finds a
@@ -435,6 +456,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
             db_trouble(r, "hashing new tokens", rc);
             return;
         }
+        db_fine(r, "hashing new tokens");
         r->stats.hashed += count;
         r->hash_due = left;
         more = left;
@@ -713,6 +735,7 @@ void revoke_get_stats(struct revoke *r, struct revoke_stats *ret)
     ret->uncommitted = r->batch.len;
     ret->health = health_describe(&r->health, uv_now(r->loop));
     ret->last_error = r->health.last_error;
+    ret->db_error_for_ms = r->dberr.count ? uv_now(r->loop) - r->dberr.since_ms : 0;
 }
 
 void revoke_set_clock(struct revoke *r, int64_t (*now_ms)(void *), void *data)

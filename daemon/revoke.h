@@ -37,6 +37,7 @@ struct revoke_stats {
     const char *health;           /* health_describe() */
     const char *last_error;       /* endpoint's last error, "" if none */
     char db_error[160];           /* the last database error while it persists, "" if none */
+    uint64_t db_error_for_ms;     /* how long it has lasted, 0 if none */
 };
 
 /* The engine reads cfg's [logout] and [retry] settings; it keeps a copy.

@@ -569,6 +569,46 @@ class DbContention(FaultTest):
         self.assert_no_secrets(list(ids), d, app)
 
 
+class DbErrorPersists(FaultTest):
+    """A database error that lasts (issue 20, item 6): said once per kind,
+    not once per retry; retries back off; the status line and stats say
+    since when; its end is said once."""
+
+    LOCK_S = 10.0
+
+    def test_a_long_write_lock_is_said_once_and_its_end_once(self):
+        ep = self.endpoint()
+        d = self.daemon(ep)
+        app = self.app(d)
+        # Falls due while the lock is held: promoting it fails, again and again.
+        tid = app.insert(tok("lock"), expires_at=int(now_s()) + 2)
+        holder = subprocess.Popen([sys.executable, "-c", LOCKER, d.db_path, str(self.LOCK_S)],
+                                  stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        self.addCleanup(holder.stdout.close)
+        self.addCleanup(lambda: holder.poll() is None and holder.kill())
+        self.assertEqual(holder.stdout.readline().strip(), "locked")
+        c = CtlClient(d.socket_path)
+        self.addCleanup(c.close)
+        self.wait_until(lambda: (c.request({"op": "stats"}).get("db_error_for_s") or 0) >= 5, 9,
+                        "stats: the error has lasted 5 s")
+        stats = c.request({"op": "stats"})
+        self.assertIn("database is locked", stats["db_error"])
+        self.assertTrue(any("database error for " in s for s in d.notify.statuses(d.pid)),
+                        "STATUS says since when")
+        self.assertEqual(holder.stdout.readline().strip(), "released")
+        holder.wait(10)
+        self.wait_until(lambda: app.state(tid) == "revoked", 15, "revoked after the release")
+        err = d.stderr()
+        failed = [l for l in err.splitlines() if l.startswith("<3>database: ")]
+        # Retries every 250 ms would be 40 lines in 10 s; one per failing step.
+        self.assertGreaterEqual(len(failed), 1, err)
+        self.assertLessEqual(len(failed), 3, "\n".join(failed))
+        self.assertEqual(len({l.split(" failed: ")[0] for l in failed}), len(failed), "one line per kind")
+        self.assertRegex(err, r"<5>database: [a-z ]+ works again, after \d+ failure\(s\) in \d+\.\d s")
+        self.assertIsNone(c.request({"op": "stats"})["db_error_for_s"])
+        self.assertEqual(d.stop(), 0)
+
+
 def fill_filesystem(path):
     """Write path until the filesystem has no block left; returns bytes written."""
     written = 0

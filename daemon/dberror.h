@@ -1,0 +1,39 @@
+/* dberror: how the engine lives with a database error that persists (a
+ * dropped index, another process holding the write lock for long, a full
+ * disk): the first failure of a kind is said once, then one summary a
+ * minute with the count while it lasts, and one line when the step that
+ * failed works again; the retry waits 250 ms, doubling to 4 s. "A kind" is
+ * the step that failed and its error text. Pure: the caller passes the time
+ * and writes the lines (report.h); the state is a plain struct, zero for
+ * "no error". */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define DBERROR_RETRY_MIN_MS 250
+#define DBERROR_RETRY_MAX_MS 4000
+#define DBERROR_SUMMARY_MS 60000
+
+struct dberror {
+    char what[64];         /* the failing step, "" when none */
+    char msg[160];         /* its error */
+    uint64_t since_ms;     /* first failure of this kind */
+    uint64_t count;        /* failures of this kind */
+    uint64_t told;         /* count at the last line said */
+    uint64_t told_ms;      /* when */
+};
+
+enum dberror_say {
+    DBERROR_QUIET, /* said already: count it */
+    DBERROR_FIRST, /* a new kind of failure: say it */
+    DBERROR_STILL, /* a minute since the last line: say how often since */
+};
+
+/* Step what failed with msg at now_ms. *ret_retry_ms: when to try again. */
+enum dberror_say dberror_failed(struct dberror *e, const char *what, const char *msg, uint64_t now_ms,
+                                uint64_t *ret_retry_ms);
+/* Step what worked at now_ms: true when it was the failing one (say that it
+ * works again, with e's count and since_ms, then dberror_clear). */
+bool dberror_ok(const struct dberror *e, const char *what);
+void dberror_clear(struct dberror *e);
