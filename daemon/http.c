@@ -86,6 +86,7 @@ struct xfer {
     struct http_request *req;
     uint64_t start_ns;
     size_t body_len;
+    bool answering;      /* a status line arrived */
     struct http_result res;
     struct xfer *prev, *next; /* h->busy (both) or h->idle (next only) */
 };
@@ -542,6 +543,7 @@ static size_t on_header(char *buf, size_t size, size_t n, void *data)
     if (len >= 5 && memcmp(buf, "HTTP/", 5) == 0) {
         /* A new response (after a 1xx): only the final one counts. */
         x->res.retry_after[0] = '\0';
+        x->answering = true;
     } else if (len >= sizeof(name) - 1 && strncasecmp(buf, name, sizeof(name) - 1) == 0) {
         const char *v = buf + sizeof(name) - 1, *end = buf + len;
         size_t vlen;
@@ -623,6 +625,7 @@ static int xfer_setup(struct http *h, struct xfer *x, struct http_request *req)
     curl_easy_reset(e);
     memset(&x->res, 0, sizeof(x->res));
     x->body_len = 0;
+    x->answering = false;
     x->req = req;
     rc = xfer_headers(h, x, req);
     if (rc < 0)
@@ -673,6 +676,12 @@ static void xfer_finish(struct http *h, struct xfer *x, CURLcode code)
     x->res.status = 0;
     if (code == CURLE_OK)
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->res.status);
+    else if (code == CURLE_OUT_OF_MEMORY && x->answering)
+        /* curl 7.88 says "Out of memory" for a header line over its 100 KiB
+         * limit (CURL_MAX_HTTP_HEADER); a real shortage is far less likely
+         * in the middle of an answer. */
+        snprintf(x->res.error, sizeof(x->res.error),
+                 "response headers too large: a header line over 100 KiB (or out of memory)");
     else if (!x->res.error[0])
         snprintf(x->res.error, sizeof(x->res.error), "%s", curl_easy_strerror(code));
     x->res.duration_ms = (uv_hrtime() - x->start_ns) / 1000000;

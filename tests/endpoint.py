@@ -17,6 +17,7 @@ A threaded HTTP/1.1 server with keep-alive. `POST /v2/token/logout` with
                         client closes).
     reset-...           close the connection without an answer (RST).
     garbage-...         200 with a binary garbage body.
+    bigheader-...       200 with one response header line of 1 MiB.
     idleclose-...       200, then the connection is closed after 50 ms
                         without a request (a short keep-alive timeout).
     anything else       200 with body `{}`.
@@ -318,6 +319,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._reset(token)
         if token.startswith("garbage-"):
             return self._answer(token, 200, GARBAGE)
+        if token.startswith("bigheader-"):
+            return self._answer(token, 200, b"{}", headers=(("X-Big", "a" * (1 << 20)),))
         if token.startswith("idleclose-"):
             # The next read times out and handle_one_request closes.
             self.connection.settimeout(SHORT_IDLE_TIMEOUT)

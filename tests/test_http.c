@@ -606,6 +606,26 @@ static void test_reset(void)
     close_all(&loop, h);
 }
 
+/* curl 7.88 reports a header line over its limit as "Out of memory": the
+ * result says what it was. */
+static void test_big_header(void)
+{
+    uv_loop_t loop;
+    struct http *h;
+    struct http_result r;
+
+    endpoint_start();
+    REQUIRE(uv_loop_init(&loop) == 0);
+    h = new_http(&loop, ep.url, 10000, 2, NULL);
+    r = run_one(&loop, h, "bigheader-1");
+    CHECK_INT(r.status, 0);
+    CHECK(r.curl_code != CURLE_OK);
+    CHECK(strstr(r.error, "response headers too large") != NULL);
+    /* The connection is not reused, the next request is fine. */
+    CHECK_INT(run_one(&loop, h, "fine-after-big").status, 200);
+    close_all(&loop, h);
+}
+
 /* New settings apply to the next submit; bad ones change nothing. */
 static void test_configure(void)
 {
@@ -805,5 +825,5 @@ static void test_throughput(void)
 }
 
 TEST_MAIN(CASE(test_invalid), CASE(test_outcomes), CASE(test_request_recorded), CASE(test_keepalive),
-          CASE(test_idle_close), CASE(test_concurrency), CASE(test_timeout), CASE(test_refused), CASE(test_reset),
+          CASE(test_idle_close), CASE(test_concurrency), CASE(test_timeout), CASE(test_refused), CASE(test_reset), CASE(test_big_header),
           CASE(test_configure), CASE(test_close_in_flight), CASE(test_close_from_done), CASE(test_throughput))
