@@ -149,3 +149,27 @@ void dbfile_close(struct dbfile *f)
     free(f->lock_path);
     free(f);
 }
+
+int dbfile_private(const char *db_path, void (*tightened)(void *ud, const char *path, unsigned old_mode,
+                                                          unsigned new_mode),
+                   void *ud)
+{
+    static const char *const suffixes[] = {"", "-wal", "-shm"};
+
+    for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+        char path[4096];
+        struct stat st;
+        mode_t mode;
+
+        if (snprintf(path, sizeof(path), "%s%s", db_path, suffixes[i]) >= (int)sizeof(path))
+            return -ENAMETOOLONG;
+        if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & S_IRWXO))
+            continue;
+        mode = st.st_mode & 07777 & ~(mode_t)S_IRWXO;
+        if (chmod(path, mode) < 0)
+            return -errno;
+        if (tightened)
+            tightened(ud, path, st.st_mode & 07777, mode);
+    }
+    return 0;
+}

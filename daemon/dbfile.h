@@ -10,6 +10,10 @@
  * paths still name them (a removed or replaced database would otherwise
  * swallow every write that follows, unseen). revokerctl takes no lock.
  *
+ * dbfile_private() takes every permission for others off the database and
+ * its -wal and -shm (SQLite gives those the database's mode, and they hold
+ * secrets): an existing file keeps its owner and group bits.
+ *
  * Lifecycle: dbfile_lock() -> dbfile_remember() -> dbfile_check()* ->
  * dbfile_close() (after the database is closed; the lock file stays). */
 #pragma once
@@ -29,3 +33,10 @@ int dbfile_remember(struct dbfile *f);
  * path that changed. */
 int dbfile_check(const struct dbfile *f, const char **ret_what);
 void dbfile_close(struct dbfile *f); /* NULL is fine */
+
+/* For each of DB, DB-wal and DB-shm that exists with any permission for
+ * others: chmod o-rwx, then tightened(ud, path, old mode, new mode). 0 or
+ * the first chmod's negative errno. */
+int dbfile_private(const char *db_path, void (*tightened)(void *ud, const char *path, unsigned old_mode,
+                                                          unsigned new_mode),
+                   void *ud);

@@ -282,12 +282,18 @@ static int file_check(struct daemon *d)
     return rc;
 }
 
-static void schema_note(void *data, const char *type, const char *name, const char *how)
+/* A repair the store made (store_open, store_check_schema). */
+static void repair_note(void *data, const char *type, const char *name, const char *how)
 {
     (void)data;
-    log_warning("%s %s was %s (dropped or changed by another process: an application's connection or the sqlite3 "
-                "command line); recreated as revokerd's migrations create it",
-                type, name, how);
+    if (strcmp(type, "file") == 0)
+        log_warning("%s was open to other users (mode %s): their permissions were taken off, the file holds "
+                    "secrets",
+                    name, how);
+    else
+        log_warning("%s %s was %s (dropped or changed by another process: an application's connection or the "
+                    "sqlite3 command line); recreated as revokerd's migrations create it",
+                    type, name, how);
 }
 
 /* After every commit of another process that changed the schema: recreate
@@ -493,7 +499,7 @@ static int start(struct daemon *d)
     char err[512], *header;
     int rc;
 
-    rc = store_open(&d->loop, d->cfg.database, schema_note, d, &d->store, err, sizeof(err));
+    rc = store_open(&d->loop, d->cfg.database, repair_note, d, &d->store, err, sizeof(err));
     if (rc < 0) {
         log_crit("%s", err);
         return rc;

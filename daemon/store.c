@@ -57,6 +57,16 @@ static bool is_memory(const char *path)
     return path[0] == '\0' || strcmp(path, ":memory:") == 0;
 }
 
+static void on_tightened(void *ud, const char *path, unsigned old_mode, unsigned new_mode)
+{
+    struct store *s = ud;
+    char how[64];
+
+    snprintf(how, sizeof(how), "%04o, now %04o", old_mode, new_mode);
+    if (s->note)
+        s->note(s->note_data, "file", path, how);
+}
+
 /* Before the database is touched: a second daemon changes nothing. */
 static int lock_file(struct store *s, const char *path, char *err, size_t errlen)
 {
@@ -95,6 +105,11 @@ int store_open(uv_loop_t *loop, const char *path, schemacheck_note_fn note, void
     if (rc < 0) {
         snprintf(err, errlen, "%s", db_open_error());
         goto err_after_alloc;
+    }
+    rc = is_memory(path) ? 0 : dbfile_private(path, on_tightened, s);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot take the permissions for others off %s: %s", path, strerror(-rc));
+        goto err_after_open;
     }
     rc = s->file ? dbfile_remember(s->file) : 0;
     if (rc < 0) {

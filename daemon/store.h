@@ -29,8 +29,11 @@ struct store;
 
 /* Opens the database at path: takes its lock (one daemon per database,
  * dbfile.h: -EBUSY, err names the other's pid), creates and migrates it,
- * checks its schema against the migrations' (schemacheck.h: each repair is
- * told to note(note_data, ...), NULL for none; a damaged table is -EBADMSG)
+ * takes every permission for others off it and its -wal and -shm
+ * (dbfile_private), checks its schema against the migrations'
+ * (schemacheck.h; a damaged table is -EBADMSG); each repair is told to
+ * note(note_data, type, name, how), NULL for none: an index, trigger or
+ * view recreated, or type "file" with how "OLD, now NEW" for a mode
  * and prepares its queries. With a loop, WAL checkpoints run off the loop
  * (checkpoint.h); without one (NULL: tests, tools) SQLite checkpoints in
  * the commit as it does by default. On failure err says what for the

@@ -531,6 +531,26 @@ class Secrets(harness.E2ETestCase):
             self.assertEqual(d.stop(), 0)
             self.assertEqual(stat.S_IMODE(os.stat(d.db_path).st_mode), 0o600)
 
+    def test_existing_database_open_to_others_is_made_private(self):
+        # Issue 20, item 9: a database that exists with 0644 (an operator's
+        # copy, say), and -wal/-shm left 0644 by an earlier run.
+        ep = self.endpoint()
+        d = self.daemon(ep)
+        self.assertEqual(d.stop(), 0)
+        conn = sqlite3.connect(d.db_path)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("INSERT INTO tokens (token) VALUES ('mode-test')")
+        conn.commit()  # keeps -wal and -shm while the connection is open
+        for suffix in ("", "-wal", "-shm"):
+            os.chmod(d.db_path + suffix, 0o644)
+        d.start()
+        conn.close()
+        modes = {suffix: stat.S_IMODE(os.stat(d.db_path + suffix).st_mode) for suffix in ("", "-wal", "-shm")}
+        self.assertEqual(modes, {"": 0o640, "-wal": 0o640, "-shm": 0o640})
+        self.assertIn("%s was open to other users (mode 0644, now 0640)" % d.db_path, d.stderr())
+        self.assertIn("%s-wal was open to other users" % d.db_path, d.stderr())
+        self.assertEqual(d.stop(), 0)
+
     # -- (e) tamper evidence -------------------------------------------------
 
     def verify(self, db_path):
