@@ -311,9 +311,16 @@ static void flush(struct revoke *r)
     start = uv_hrtime();
     rc = store_begin(r->store, STORE_WRITE_CAN_WAIT);
     for (j = r->batch.head; rc == 0 && j && n < BATCH_MAX; j = j->next, n++) {
-        rc = store_record_outcome(r->store, &j->out.rec);
+        enum token_state was = 0;
+
+        rc = store_record_outcome(r->store, &j->out.rec, &was);
+        if (rc == 0 && was)
+            log_notice("token %" PRId64 " (%s): another process set its state to '%s' while its request was in "
+                       "flight; revokerd's outcome (%s) replaces it: the state column is revokerd's",
+                       j->id, j->fingerprint, token_state_name(was), audit_event_name(j->out.rec.event));
         if (rc == -ESTALE) {
-            log_notice("token %" PRId64 " (%s) changed state behind revokerd's back; outcome %s not recorded",
+            log_notice("token %" PRId64 " (%s) was deleted by another process while its request was in flight; "
+                       "outcome %s not recorded",
                        j->id, j->fingerprint, audit_event_name(j->out.rec.event));
             rc = 0;
         }

@@ -265,9 +265,9 @@ int store_next_events(struct store *s, int64_t now_ms, struct next_events *ret)
     return tokens_next_events(s->tokens, now_ms, ret);
 }
 
-int store_record_outcome(struct store *s, const struct outcome_record *r)
+int store_record_outcome(struct store *s, const struct outcome_record *r, enum token_state *ret_was)
 {
-    return tokens_record_outcome(s->tokens, s->audit, r);
+    return tokens_record_outcome(s->tokens, s->audit, r, ret_was);
 }
 
 int store_revoke_secret(struct store *s, const char *token, size_t len, const char *subject,

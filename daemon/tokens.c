@@ -16,7 +16,7 @@ struct tokens {
     struct db *db;
     sqlite3_stmt *first_flagged, *first_expired, *set_due, *set_due_refill, *set_no_token;
     sqlite3_stmt *any_flagged, *next_expiry, *next_retry, *fetch, *fetch_from;
-    sqlite3_stmt *outcome;
+    sqlite3_stmt *outcome, *outcome_over, *state_of;
     sqlite3_stmt *by_sha256, *by_unhashed, *set_hash, *unhashed_page, *insert_requested;
     sqlite3_stmt *by_id, *first_of_subject;
     sqlite3_stmt *status, *requeue, *next_failed;
@@ -79,6 +79,13 @@ static const struct {
      "UPDATE tokens SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_event = ?5, "
      "last_error = ?6, finished_at = ?7, token = CASE WHEN ?8 THEN NULL ELSE token END "
      "WHERE id = ?1 AND state = 'pending'"},
+    /* The same over a state another process wrote while the request was in
+     * flight: the state column is revokerd's, the outcome is the truth. */
+    {S(outcome_over),
+     "UPDATE tokens SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_event = ?5, "
+     "last_error = ?6, finished_at = ?7, token = CASE WHEN ?8 THEN NULL ELSE token END "
+     "WHERE id = ?1"},
+    {S(state_of), "SELECT state FROM tokens WHERE id = ?1"},
     /* Usually one row; more when the same token was written again after
      * it was revoked. */
     {S(by_sha256),
@@ -587,20 +594,8 @@ int tokens_next_events(struct tokens *t, int64_t now_ms, struct next_events *ret
     return 0;
 }
 
-int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcome_record *r)
+static void bind_outcome(sqlite3_stmt *st, const struct outcome_record *r, bool pending, bool final)
 {
-    sqlite3_stmt *st = t->outcome;
-    bool pending, final;
-    int err;
-
-    if (!r || !audit_event_name(r->event) || r->token_id <= 0)
-        return -EINVAL;
-    pending = r->state == TOKEN_PENDING;
-    final = r->state == TOKEN_REVOKED || r->state == TOKEN_FAILED;
-    /* A failed token keeps its secret so that it can be retried. */
-    if ((!pending && !final) || (r->drop_secret && r->state != TOKEN_REVOKED))
-        return -EINVAL;
-
     sqlite3_bind_int64(st, 1, r->token_id);
     sqlite3_bind_text(st, 2, token_state_name(r->state), -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, r->attempts);
@@ -615,11 +610,48 @@ int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcom
     else
         sqlite3_bind_null(st, 7);
     sqlite3_bind_int(st, 8, r->drop_secret);
-    err = run(t, st);
+}
+
+int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcome_record *r,
+                          enum token_state *ret_was)
+{
+    enum token_state was = 0;
+    const char *detail = r ? r->detail : NULL;
+    char text[512];
+    bool pending, final;
+    int err;
+
+    if (!r || !audit_event_name(r->event) || r->token_id <= 0)
+        return -EINVAL;
+    pending = r->state == TOKEN_PENDING;
+    final = r->state == TOKEN_REVOKED || r->state == TOKEN_FAILED;
+    /* A failed token keeps its secret so that it can be retried. */
+    if ((!pending && !final) || (r->drop_secret && r->state != TOKEN_REVOKED))
+        return -EINVAL;
+
+    bind_outcome(t->outcome, r, pending, final);
+    err = run(t, t->outcome);
     if (err < 0)
         return err;
-    if (sqlite3_changes64(t->db->conn) != 1)
-        return -ESTALE;
+    if (sqlite3_changes64(t->db->conn) != 1) {
+        /* Not pending any more: another process wrote the state. */
+        sqlite3_bind_int64(t->state_of, 1, r->token_id);
+        err = row(t, t->state_of);
+        if (err < 0)
+            return err;
+        if (err == 0)
+            return -ESTALE; /* the row is gone */
+        was = column_state(t->state_of, 0);
+        done(t->state_of);
+        bind_outcome(t->outcome_over, r, pending, final);
+        err = run(t, t->outcome_over);
+        if (err < 0)
+            return err;
+        snprintf(text, sizeof(text), "%s%sstate '%s' written by another process while the request was in "
+                 "flight replaced by this outcome", r->detail ? r->detail : "", r->detail ? "; " : "",
+                 was ? token_state_name(was) : "?");
+        detail = text;
+    }
 
     struct audit_event e = {
         .at_ms = r->at_ms,
@@ -628,10 +660,13 @@ int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcom
         .event = r->event,
         .attempt = r->attempt,
         .http_status = r->http_status,
-        .detail = r->detail,
+        .detail = detail,
         .duration_ms = r->duration_ms,
     };
-    return audit_append(a, &e);
+    err = audit_append(a, &e);
+    if (err == 0 && ret_was)
+        *ret_was = was;
+    return err;
 }
 
 int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, size_t len,

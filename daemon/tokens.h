@@ -84,10 +84,13 @@ struct outcome_record {
     int64_t at_ms;
     bool drop_secret;         /* set token = NULL (revoked, keep_secrets off) */
 };
-/* Update the row (only while it is pending) and append the audit row.
- * -ESTALE when the row is no longer pending (changed behind our back): no
- * audit row is written then. */
-int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcome_record *r);
+/* Update the row and append the audit row. The row is expected pending;
+ * when another process wrote its state meanwhile (the state is revokerd's
+ * column), the outcome replaces that state all the same, the audit row's
+ * detail says so and *ret_was (may be NULL) is the state found, else 0.
+ * -ESTALE when the row is gone: no audit row is written then. */
+int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcome_record *r,
+                          enum token_state *ret_was);
 
 /* --- requests from the control socket --- */
 

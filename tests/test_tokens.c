@@ -374,7 +374,7 @@ static void test_outcomes(void)
         .last_error = NULL, .duration_ms = 37, .at_ms = NOW + 40, .drop_secret = true,
     };
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)a), "revoked");
     CHECK_STR(qtext("SELECT token FROM tokens WHERE id = %lld", (long long)a), "(null)");
@@ -396,7 +396,7 @@ static void test_outcomes(void)
         .last_error = "HTTP 422: token: malformed", .duration_ms = 5, .at_ms = NOW + 50,
     };
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)b), "failed");
     CHECK_STR(qtext("SELECT token FROM tokens WHERE id = %lld", (long long)b), "tok-b");
@@ -413,7 +413,7 @@ static void test_outcomes(void)
         .next_attempt_at = NOW + 2060,
     };
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)c), "pending");
     CHECK_INT(qint("SELECT next_attempt_at FROM tokens WHERE id = %lld", (long long)c), NOW + 2060);
@@ -422,16 +422,29 @@ static void test_outcomes(void)
     CHECK_STR(qtext("SELECT token FROM tokens WHERE id = %lld", (long long)c), "tok-c");
     CHECK_INT(audit_count(c, "retry", NULL), 1);
 
-    /* No longer pending: -ESTALE, and no audit row. */
-    int64_t before = qint("SELECT count(*) FROM audit");
-    r.token_id = a; /* revoked already */
-    REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_record_outcome(tk, au, &r), -ESTALE);
-    exec("UPDATE tokens SET state = 'active' WHERE id = %lld", (long long)c); /* behind our back */
+    /* A state another process wrote while the request was in flight is
+     * replaced by the outcome, and the audit row says so; a row that is
+     * gone is -ESTALE, with no audit row. */
+    enum token_state was = 0;
+    exec("UPDATE tokens SET state = 'revoked' WHERE id = %lld", (long long)c); /* behind our back */
     r.token_id = c;
-    CHECK_INT(tokens_record_outcome(tk, au, &r), -ESTALE);
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, &was), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(was, TOKEN_REVOKED);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)c), "pending");
+    CHECK_INT(audit_count(c, "retry", NULL), 2);
+    CHECK(strstr(qtext("SELECT detail FROM audit WHERE token_id = %lld ORDER BY seq DESC LIMIT 1", (long long)c),
+                 "state 'revoked' written by another process while the request was in flight") != NULL);
+    was = 0;
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, &was), 0); /* pending, as expected */
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(was, 0);
+    int64_t before = qint("SELECT count(*) FROM audit");
+    REQUIRE(db_begin(db) == 0);
     r.token_id = 999999;
-    CHECK_INT(tokens_record_outcome(tk, au, &r), -ESTALE);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), -ESTALE);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(qint("SELECT count(*) FROM audit"), before);
 
@@ -440,12 +453,12 @@ static void test_outcomes(void)
     before = qint("SELECT count(*) FROM audit");
     r = (struct outcome_record){.token_id = d, .event = AUDIT_REJECTED, .state = TOKEN_FAILED,
                                 .drop_secret = true, .at_ms = NOW};
-    CHECK_INT(tokens_record_outcome(tk, au, &r), -EINVAL); /* failed keeps its secret */
+    CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), -EINVAL); /* failed keeps its secret */
     r.state = TOKEN_ACTIVE;
     r.drop_secret = false;
-    CHECK_INT(tokens_record_outcome(tk, au, &r), -EINVAL);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), -EINVAL);
     r.state = 0;
-    CHECK_INT(tokens_record_outcome(tk, au, &r), -EINVAL);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), -EINVAL);
     CHECK_INT(qint("SELECT count(*) FROM audit"), before);
     CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)d), "pending");
     fx_close();
@@ -558,7 +571,7 @@ static void test_revoke_secret(void)
                                .state = TOKEN_REVOKED, .attempt = 1, .http_status = 200,
                                .duration_ms = 3, .at_ms = NOW + 5, .drop_secret = true};
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), 0);
     CHECK_INT(tokens_revoke_secret(tk, au, tok, strlen(tok), NULL, NULL, NOW + 9, &id2, &state), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(id2, id);
@@ -874,7 +887,7 @@ static void test_hot_path_pages(void)
                                .state = TOKEN_REVOKED, .attempt = 1, .http_status = 200,
                                .duration_ms = 3, .at_ms = NOW + 5, .drop_secret = true};
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), 0);
     REQUIRE(db_commit(db) == 0);
     w = wal_btrees();
     printf("revocation wrote: %s\n", w);
@@ -995,7 +1008,7 @@ static void test_status(void)
                                .last_error = "HTTP 500", .duration_ms = 1, .at_ms = NOW + 1,
                                .next_attempt_at = NOW + 1000};
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), 0);
     REQUIRE(db_commit(db) == 0);
     char fp[17];
     fp_of("tok-status", fp, NULL);
@@ -1022,7 +1035,7 @@ static void test_requeue(void)
                                    .last_error = "HTTP 500", .duration_ms = 1,
                                    .at_ms = NOW + 10};
         REQUIRE(db_begin(db) == 0);
-        CHECK_INT(tokens_record_outcome(tk, au, &r), 0);
+        CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), 0);
         REQUIRE(db_commit(db) == 0);
     }
     exec("UPDATE tokens SET token = NULL WHERE id = %lld", (long long)f3); /* secret gone */
@@ -1361,7 +1374,7 @@ static int run_op(enum op op)
     case OP_PROMOTE:
         return tokens_promote_due(tk, au, NOW, 10, &count);
     case OP_OUTCOME:
-        return tokens_record_outcome(tk, au, &r);
+        return tokens_record_outcome(tk, au, &r, NULL);
     case OP_REQUEUE_FAILED:
         return tokens_requeue_failed(tk, au, NOW, &count);
     case OP_REVOKE_SUBJECT:

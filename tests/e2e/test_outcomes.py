@@ -297,5 +297,39 @@ class Outcomes(E2ETestCase):
                             self.assertNotIn(s, v, "secret in tokens.%s" % k)
 
 
+class StateWrittenBehindOurBack(E2ETestCase):
+    """Issue 20, item 8: an application that writes the state of a row whose
+    request is in flight does not get the last word: the outcome is still
+    recorded and audited, and a final row's secret is scrubbed."""
+
+    def test_outcome_replaces_a_state_written_meanwhile(self):
+        ep = self.endpoint(delay_ms=800)
+        d = self.daemon(ep)
+        app = self.app(d)
+        fine = "behind-%s" % secrets.token_hex(8)       # 200 after 0.8 s
+        retried = "s500x1-%s" % secrets.token_hex(8)    # 500 once, then 200
+        ids = {t: app.insert(t, flagged=1) for t in (fine, retried)}
+        for t in ids:
+            ep.wait_requests(t, 1, timeout=10)
+        # While both are in flight: an application "finishes" them itself.
+        app.execute("UPDATE tokens SET state = 'revoked' WHERE id = ?", (ids[fine],))
+        app.execute("UPDATE tokens SET state = 'failed' WHERE id = ?", (ids[retried],))
+        app.conn.commit()
+        self.wait_until(lambda: all(app.row(i)["token"] is None for i in ids.values()), 20, "secrets scrubbed")
+        for t, i in ids.items():
+            row = app.row(i)
+            self.assertEqual(row["state"], "revoked", t)
+            events = app.events(i)
+            self.assertEqual(events[-1], "revoked", events)
+            written = [r for r in app.audit(i) if "written by another process" in (r["detail"] or "")]
+            self.assertEqual(len(written), 1, app.audit(i))
+        # The retried one was sent again: the endpoint confirmed it.
+        self.assertEqual(len(ep.requests(retried)), 2)
+        self.assertIn("another process set its state to 'revoked' while its request was in flight", d.stderr())
+        self.assertIn("another process set its state to 'failed'", d.stderr())
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_secrets([fine, retried], d, app)
+
+
 if __name__ == "__main__":
     harness.main()
