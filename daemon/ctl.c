@@ -29,6 +29,7 @@
 
 #include "log.h"
 #include "secret.h"
+#include "util.h"
 
 #ifndef SO_PEERGROUPS
 #define SO_PEERGROUPS 59
@@ -40,7 +41,6 @@
 #define CTL_HIGH_WATER (256 * 1024)
 #define CTL_LOW_WATER (64 * 1024)
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 struct client {
     struct ctl *ctl;

@@ -53,8 +53,8 @@
 
 #include "build-config.h"
 #include "secret.h"
+#include "util.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define AUTH_PREFIX "Authorization: Bearer "
 

@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include "build-config.h"
 #include "log.h"
 #include "secret.h"
+#include "util.h"
 
 #define PROTO_MAX_SUBJECT 255
 #define PROTO_MAX_REASON 255
@@ -26,15 +26,7 @@
 struct perr {
     char msg[384];
 };
-
-static void perr_set(struct perr *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void perr_set(struct perr *e, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-    va_end(ap);
-}
+#define perr_set(e, ...) util_format((e)->msg, sizeof((e)->msg), __VA_ARGS__)
 
 static const char *type_name(const json_t *v)
 {
@@ -604,7 +596,7 @@ static char *handle(const struct proto_env *env, json_t *req)
     const char *name = json_string_value(opv);
     size_t name_len = json_string_length(opv);
     const struct op *op = NULL;
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
         if (strlen(ops[i].name) == name_len && memcmp(ops[i].name, name, name_len) == 0)
             op = &ops[i];
     if (!op) {

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 /* Every statement on the hot path names its index (INDEXED BY): SQLite then
  * refuses to prepare it, and tokens_open() fails, if a schema change ever
  * leaves it without that index, instead of silently scanning ten million
@@ -404,7 +406,7 @@ int tokens_open(struct db *db, struct tokens **ret_tokens)
     if (!t)
         return -ENOMEM;
     t->db = db;
-    for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(statements); i++) {
         sqlite3_stmt **slot = (sqlite3_stmt **)((char *)t + statements[i].offset);
         err = db_prepare(db, statements[i].sql, slot);
         if (err < 0)
@@ -422,7 +424,7 @@ void tokens_close(struct tokens *t)
 {
     if (!t)
         return;
-    for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(statements); i++)
         sqlite3_finalize(*(sqlite3_stmt **)((char *)t + statements[i].offset));
     free(t);
 }
