@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "secret.h"
 #include "util.h"
 
 /* The hash of row n is the lower-case hex SHA-256 of
@@ -18,7 +19,7 @@
  * are decimal, NULL is written \N, and in text a backslash is written \\ and
  * a bar \| so that no two different rows serialize alike. */
 
-#define HASH_HEX_LEN 64
+#define HASH_HEX_LEN (2 * SECRET_SHA256_LEN)
 
 static const char genesis[HASH_HEX_LEN + 1] =
     "0000000000000000000000000000000000000000000000000000000000000000";
@@ -90,14 +91,9 @@ static int hash_fields(EVP_MD_CTX *md, const char *prev, size_t prev_len, const 
         md_text(md, f->detail, f->detail_len) < 0 || md_update(md, "|", 1) < 0 ||
         md_int(md, f->has_duration, f->duration_ms) < 0)
         return -EIO;
-    if (EVP_DigestFinal_ex(md, digest, &len) != 1 || len != 32)
+    if (EVP_DigestFinal_ex(md, digest, &len) != 1 || len != SECRET_SHA256_LEN)
         return -EIO;
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < len; i++) {
-        ret_hex[2 * i] = hex[digest[i] >> 4];
-        ret_hex[2 * i + 1] = hex[digest[i] & 15];
-    }
-    ret_hex[HASH_HEX_LEN] = '\0';
+    secret_hex(digest, ret_hex);
     return 0;
 }
 
