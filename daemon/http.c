@@ -163,19 +163,6 @@ static bool header_value_ok(const char *s, size_t len)
     return true;
 }
 
-/* A bearer token is one header word: no space, no control character. */
-static bool token_ok(const char *t, size_t len)
-{
-    if (len == 0 || len > SECRET_MAX_LEN)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)t[i];
-        if (c <= 0x20 || c == 0x7f)
-            return false;
-    }
-    return true;
-}
-
 static bool options_ok(const struct http_options *o)
 {
     if (!o || !o->url || !o->url[0] || o->max_connections == 0 || o->timeout_ms == 0)
@@ -876,7 +863,7 @@ int http_submit(struct http *h, struct http_request *req)
         return -EINVAL;
     if (h->closing)
         return -ESHUTDOWN;
-    if (!token_ok(req->token, req->token_len))
+    if (!secret_token_ok(req->token, req->token_len))
         return -EINVAL;
     x = xfer_get(h);
     if (!x)

@@ -159,18 +159,6 @@ static int get_id(json_t *req, const char *key, int64_t *ret, struct perr *e)
     return 1;
 }
 
-/* The token goes into an HTTP header: only visible ASCII, so that no CR/LF
- * or other byte can change the request around it. */
-static bool token_chars_ok(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch <= 0x20 || ch >= 0x7f)
-            return false;
-    }
-    return true;
-}
-
 static json_t *iso_time_ms(int64_t ms)
 {
     if (ms <= 0)
@@ -271,7 +259,8 @@ static json_t *op_revoke_token(const struct proto_env *env, const char *token, s
     int64_t id = 0;
     enum token_state state = 0;
 
-    if (!token_chars_ok(token, len)) {
+    /* get_string() has refused an empty or too long one with its own words. */
+    if (!secret_token_ok(token, len)) {
         perr_set(e, "field 'token' must be printable ASCII without spaces or control characters");
         return NULL;
     }

@@ -1,4 +1,4 @@
-/* secret: SHA-256 through OpenSSL's EVP interface, hex, and wiping. */
+/* secret: the token rule, SHA-256 through OpenSSL's EVP interface, hex, and wiping. */
 #include "secret.h"
 
 #include <jansson.h>
@@ -42,6 +42,18 @@ static void wiping_free(void *p)
 }
 
 /* ---- exported ---- */
+
+bool secret_token_ok(const char *t, size_t len)
+{
+    if (!t || len == 0 || len > SECRET_MAX_LEN)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)t[i];
+        if (c < 0x21 || c > 0x7e)
+            return false;
+    }
+    return true;
+}
 
 void secret_sha256(const void *data, size_t len, uint8_t ret_digest[SECRET_SHA256_LEN])
 {

@@ -647,7 +647,7 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
     sqlite3_stmt *st;
     int r, err;
 
-    if (!token || len == 0 || len > SECRET_MAX_LEN || memchr(token, '\0', len))
+    if (!secret_token_ok(token, len))
         return -EINVAL;
     ident_of(token, len, &ident);
 
