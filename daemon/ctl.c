@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -650,14 +649,6 @@ int ctl_new(uv_loop_t *loop, const struct ctl_options *o, const struct proto_env
             struct ctl **ret_ctl, char *err, size_t errlen)
 {
     int fd = -1, r;
-    struct sigaction sa = {.sa_handler = SIG_IGN};
-    struct sigaction old;
-
-    /* A peer that leaves before its reply must cost an EPIPE, not the
-     * process: writes to a closed socket raise SIGPIPE otherwise. */
-    if (sigaction(SIGPIPE, NULL, &old) == 0 && old.sa_handler == SIG_DFL)
-        sigaction(SIGPIPE, &sa, NULL);
-
     struct ctl *ctl = calloc(1, sizeof(*ctl));
     if (!ctl) {
         snprintf(err, errlen, "out of memory");
