@@ -21,7 +21,8 @@
  * space, CR, LF, NUL or other byte can end or change the header. RFC 6750's
  * b64token is narrower still. */
 bool secret_token_ok(const char *t, size_t len);
-void secret_sha256(const void *data, size_t len, uint8_t ret_digest[SECRET_SHA256_LEN]);
+/* 0, or -ENOMEM when OpenSSL cannot allocate (its only failure here). */
+int secret_sha256(const void *data, size_t len, uint8_t ret_digest[SECRET_SHA256_LEN]);
 /* Lower-case hex of the first 8 bytes of digest, NUL-terminated. */
 void secret_fingerprint(const uint8_t digest[SECRET_SHA256_LEN], char ret_fp[SECRET_FP_LEN + 1]);
 /* Lower-case hex of all 32 bytes, NUL-terminated. */

@@ -138,10 +138,13 @@ struct ident {
     char fp[SECRET_FP_LEN + 1];
 };
 
-static void ident_of(const void *token, size_t len, struct ident *ret)
+/* 0, or secret_sha256's -ENOMEM. */
+static int ident_of(const void *token, size_t len, struct ident *ret)
 {
-    secret_sha256(token, len, ret->sha);
-    secret_fingerprint(ret->sha, ret->fp);
+    int err = secret_sha256(token, len, ret->sha);
+    if (err == 0)
+        secret_fingerprint(ret->sha, ret->fp);
+    return err;
 }
 
 static void done(sqlite3_stmt *st)
@@ -319,7 +322,11 @@ static int make_current_due(struct tokens *t, struct audit *a, sqlite3_stmt *st,
     bool unhashed = false;
 
     if (has_token) {
-        ident_of(token, len, &ident);
+        int err = ident_of(token, len, &ident);
+        if (err < 0) {
+            done(st);
+            return err;
+        }
         unhashed = sqlite3_column_bytes(st, 3) != SECRET_SHA256_LEN ||
                    memcmp(sqlite3_column_blob(st, 3), ident.sha, SECRET_SHA256_LEN) != 0;
     }
@@ -476,10 +483,12 @@ int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count)
     sqlite3_bind_int(st, 1, (int)limit);
     while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         page[n].id = sqlite3_column_int64(st, 0);
-        ident_of(sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1), &page[n].ident);
+        err = ident_of(sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1), &page[n].ident);
+        if (err < 0)
+            break;
         n++;
     }
-    if (n < limit && rc != SQLITE_DONE)
+    if (err == 0 && n < limit && rc != SQLITE_DONE)
         err = db_fail(t->db, rc);
     done(st);
     for (unsigned i = 0; i < n && err == 0; i++)
@@ -649,7 +658,9 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
 
     if (!secret_token_ok(token, len))
         return -EINVAL;
-    ident_of(token, len, &ident);
+    err = ident_of(token, len, &ident);
+    if (err < 0)
+        return err;
 
     /* By hash: every row the hasher has seen; the first that still holds
      * its secret, else the first. */
@@ -845,9 +856,9 @@ int tokens_requeue_id(struct tokens *t, struct audit *a, int64_t id, int64_t now
         done(st);
         return -EINVAL;
     }
-    ident_of(token, len, &ident);
+    int err = ident_of(token, len, &ident);
     done(st);
-    return requeue_row(t, a, id, &ident, now_ms);
+    return err < 0 ? err : requeue_row(t, a, id, &ident, now_ms);
 }
 
 int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, unsigned *ret_count)
@@ -869,12 +880,13 @@ int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, uns
         size_t len = (size_t)sqlite3_column_bytes(st, 1);
         after = id;
         bool has_token = token && len > 0; /* without, nothing can be sent */
-        if (has_token)
-            ident_of(token, len, &ident);
+        int err = has_token ? ident_of(token, len, &ident) : 0;
         done(st);
+        if (err < 0)
+            return err;
         if (!has_token)
             continue;
-        int err = requeue_row(t, a, id, &ident, now_ms);
+        err = requeue_row(t, a, id, &ident, now_ms);
         if (err < 0)
             return err;
         count++;
