@@ -707,7 +707,7 @@ int ctl_new(uv_loop_t *loop, const struct ctl_options *o, const struct proto_env
     return 0;
 
 err_after_bind:
-    if (o->listen_fd < 0) {
+    if (ctl->path) { /* bound by us (o->listen_fd < 0) */
         unlink(ctl->path);
         close(fd);
     }

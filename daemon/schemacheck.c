@@ -178,8 +178,8 @@ static int exec_fmt(sqlite3 *conn, const char *fmt, const char *arg)
 int schemacheck_run(struct schemacheck *c, sqlite3 *conn, schemacheck_note_fn note, void *ud, char *err,
                     size_t err_len)
 {
-    struct object *have;
-    size_t n, n_fixed = 0;
+    struct object *have = NULL;
+    size_t n = 0, n_fixed = 0;
     int cookie, rc;
     /* Told after the commit: what was recreated, and whether it differed. */
     struct {
