@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "secret.h"
+#include "util.h"
 
 /* The hash of row n is the lower-case hex SHA-256 of
  *
@@ -17,7 +19,7 @@
  * are decimal, NULL is written \N, and in text a backslash is written \\ and
  * a bar \| so that no two different rows serialize alike. */
 
-#define HASH_HEX_LEN 64
+#define HASH_HEX_LEN (2 * SECRET_SHA256_LEN)
 
 static const char genesis[HASH_HEX_LEN + 1] =
     "0000000000000000000000000000000000000000000000000000000000000000";
@@ -89,14 +91,9 @@ static int hash_fields(EVP_MD_CTX *md, const char *prev, size_t prev_len, const 
         md_text(md, f->detail, f->detail_len) < 0 || md_update(md, "|", 1) < 0 ||
         md_int(md, f->has_duration, f->duration_ms) < 0)
         return -EIO;
-    if (EVP_DigestFinal_ex(md, digest, &len) != 1 || len != 32)
+    if (EVP_DigestFinal_ex(md, digest, &len) != 1 || len != SECRET_SHA256_LEN)
         return -EIO;
-    static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < len; i++) {
-        ret_hex[2 * i] = hex[digest[i] >> 4];
-        ret_hex[2 * i + 1] = hex[digest[i] & 15];
-    }
-    ret_hex[HASH_HEX_LEN] = '\0';
+    secret_hex(digest, ret_hex);
     return 0;
 }
 
@@ -180,18 +177,6 @@ static bool read_fields(sqlite3_stmt *st, struct fields *f)
     f->event = column_text(st, 4, &f->event_len);
     f->detail = column_text(st, 7, &f->detail_len);
     return true;
-}
-
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-    if (!why || whylen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
 }
 
 int audit_open(struct db *db, struct audit **ret_audit)
@@ -380,7 +365,7 @@ int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *w
                             NULL);
     if (rc != SQLITE_OK) {
         err = db_fail(db, rc);
-        set_why(why, whylen, "%s", db_errmsg(db));
+        util_format(why, whylen, "%s", db_errmsg(db));
         EVP_MD_CTX_free(md);
         return err;
     }
@@ -393,25 +378,25 @@ int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *w
         bad_seq = sqlite3_column_int64(st, 0);
 
         if (!read_fields(st, &f)) {
-            set_why(why, whylen, "seq %" PRId64 ": a column holds a value of the wrong type "
-                                 "(altered)", bad_seq);
+            util_format(why, whylen, "seq %" PRId64 ": a column holds a value of the wrong type "
+                                     "(altered)", bad_seq);
             err = -EBADMSG;
             break;
         }
         if (f.seq != prev_seq + 1) {
             if (prev_seq == 0)
-                set_why(why, whylen,
-                        "seq %" PRId64 " is the first row: the log must start at seq 1 "
-                        "(rows before it deleted)", f.seq);
+                util_format(why, whylen,
+                            "seq %" PRId64 " is the first row: the log must start at seq 1 "
+                            "(rows before it deleted)", f.seq);
             else if (f.seq == prev_seq + 2)
-                set_why(why, whylen,
-                        "seq %" PRId64 " follows seq %" PRId64 ": seq %" PRId64
-                        " is missing (deleted)", f.seq, prev_seq, prev_seq + 1);
+                util_format(why, whylen,
+                            "seq %" PRId64 " follows seq %" PRId64 ": seq %" PRId64
+                            " is missing (deleted)", f.seq, prev_seq, prev_seq + 1);
             else
-                set_why(why, whylen,
-                        "seq %" PRId64 " follows seq %" PRId64 ": seq %" PRId64 "..%" PRId64
-                        " are missing (deleted, or a row inserted out of sequence)",
-                        f.seq, prev_seq, prev_seq + 1, f.seq - 1);
+                util_format(why, whylen,
+                            "seq %" PRId64 " follows seq %" PRId64 ": seq %" PRId64 "..%" PRId64
+                            " are missing (deleted, or a row inserted out of sequence)",
+                            f.seq, prev_seq, prev_seq + 1, f.seq - 1);
             err = -EBADMSG;
             break;
         }
@@ -421,9 +406,9 @@ int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *w
         if (err < 0)
             break;
         if (!hash || hash_len != HASH_HEX_LEN || memcmp(hash, computed, HASH_HEX_LEN) != 0) {
-            set_why(why, whylen,
-                    "seq %" PRId64 ": its hash does not match its content and the previous "
-                    "row's hash (altered, or inserted)", f.seq);
+            util_format(why, whylen,
+                        "seq %" PRId64 ": its hash does not match its content and the previous "
+                        "row's hash (altered, or inserted)", f.seq);
             err = -EBADMSG;
             break;
         }
@@ -435,7 +420,7 @@ int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *w
     }
     if (err == 0 && rc != SQLITE_DONE) {
         err = db_fail(db, rc);
-        set_why(why, whylen, "%s", db_errmsg(db));
+        util_format(why, whylen, "%s", db_errmsg(db));
     }
     sqlite3_finalize(st);
     EVP_MD_CTX_free(md);

@@ -29,6 +29,7 @@
 #include <sys/un.h>
 
 #include "log.h"
+#include "util.h"
 
 #define MS_PER_S CONFIG_S
 #define MS_PER_MIN CONFIG_MIN
@@ -70,7 +71,7 @@ struct key {
     {sec, nm, KEY_##ty, offsetof(struct config, member), def, lo, hi},
 
 static const struct key keys[] = {CONFIG_KEYS(KEY_ROW)};
-#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+#define N_KEYS ARRAY_SIZE(keys)
 
 static const struct unit {
     const char *name;
@@ -108,18 +109,6 @@ static char **str_field(struct config *c, size_t offset)
 static void *field(const struct config *c, const struct key *k)
 {
     return (char *)c + k->offset;
-}
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
 }
 
 /* Text from the file as it may appear in a message: cut, control bytes as '?'. */
@@ -211,14 +200,14 @@ static int check_value(const struct config *c, const struct key *k, char *why, s
     case KEY_SOCKET:
         s = *(char *const *)field(c, k);
         if (!s || !*s) {
-            set_err(why, whylen, "not set (expected a path)");
+            util_format(why, whylen, "not set (expected a path)");
             return -EINVAL;
         }
         if (k->type == KEY_SOCKET && strlen(s) > SOCKET_PATH_MAX) {
-            set_err(why, whylen,
-                    "path is %zu bytes long (expected at most %zu bytes, the limit of a UNIX socket "
-                    "address)",
-                    strlen(s), (size_t)SOCKET_PATH_MAX);
+            util_format(why, whylen,
+                        "path is %zu bytes long (expected at most %zu bytes, the limit of a UNIX socket "
+                        "address)",
+                        strlen(s), (size_t)SOCKET_PATH_MAX);
             return -EINVAL;
         }
         return 0;
@@ -228,14 +217,14 @@ static int check_value(const struct config *c, const struct key *k, char *why, s
             return 0;
         for (const char *p = s; *p; p++) {
             if ((unsigned char)*p <= ' ' || *p == 0x7f || *p == ':' || *p == '/' || *p == ',') {
-                set_err(why, whylen, "%s is not a group name (expected a group name or number; empty: none)",
-                        quote(s, q, sizeof(q)));
+                util_format(why, whylen, "%s is not a group name (expected a group name or number; empty: none)",
+                            quote(s, q, sizeof(q)));
                 return -EINVAL;
             }
         }
         if (strlen(s) > GROUP_NAME_MAX) {
-            set_err(why, whylen, "%s is too long (expected a group name of at most %d bytes)",
-                    quote(s, q, sizeof(q)), GROUP_NAME_MAX);
+            util_format(why, whylen, "%s is too long (expected a group name of at most %d bytes)",
+                        quote(s, q, sizeof(q)), GROUP_NAME_MAX);
             return -EINVAL;
         }
         return 0;
@@ -247,23 +236,23 @@ static int check_value(const struct config *c, const struct key *k, char *why, s
             return 0;
         for (const char *p = s; *p; p++) {
             if (!is_tchar((unsigned char)*p)) {
-                set_err(why, whylen,
-                        "%s is not an HTTP header name (expected letters, digits and "
-                        "!#$%%&'*+-.^_`|~ only; empty: none)",
-                        quote(s, q, sizeof(q)));
+                util_format(why, whylen,
+                            "%s is not an HTTP header name (expected letters, digits and "
+                            "!#$%%&'*+-.^_`|~ only; empty: none)",
+                            quote(s, q, sizeof(q)));
                 return -EINVAL;
             }
         }
         if (strcasecmp(s, "authorization") == 0) {
-            set_err(why, whylen,
-                    "Authorization carries the bearer token (expected another header name)");
+            util_format(why, whylen,
+                        "Authorization carries the bearer token (expected another header name)");
             return -EINVAL;
         }
         return 0;
     case KEY_URL:
         s = *(char *const *)field(c, k);
         if (!s || !*s) {
-            set_err(why, whylen, "not set (expected https://HOST/PATH)");
+            util_format(why, whylen, "not set (expected https://HOST/PATH)");
             return -EINVAL;
         }
         r = url_check ? url_check(s, why, whylen) : 0;
@@ -271,8 +260,8 @@ static int check_value(const struct config *c, const struct key *k, char *why, s
     case KEY_UINT:
         v = *(const unsigned *)field(c, k);
         if (v < k->min || v > k->max) {
-            set_err(why, whylen, "%" PRIu64 " is out of range (expected a whole number from %" PRIu64
-                    " to %" PRIu64 ")", v, k->min, k->max);
+            util_format(why, whylen, "%" PRIu64 " is out of range (expected a whole number from %" PRIu64
+                        " to %" PRIu64 ")", v, k->min, k->max);
             return -EINVAL;
         }
         return 0;
@@ -282,7 +271,7 @@ static int check_value(const struct config *c, const struct key *k, char *why, s
             config_format_duration(v, q, sizeof(q));
             config_format_duration(k->min, lo, sizeof(lo));
             config_format_duration(k->max, hi, sizeof(hi));
-            set_err(why, whylen, "%s is out of range (expected a time span from %s to %s)", q, lo, hi);
+            util_format(why, whylen, "%s is out of range (expected a time span from %s to %s)", q, lo, hi);
             return -EINVAL;
         }
         return 0;
@@ -291,8 +280,8 @@ static int check_value(const struct config *c, const struct key *k, char *why, s
     case KEY_LOG_LEVEL:
         r = *(const int *)field(c, k);
         if (r < LOG_CRIT || r > LOG_DEBUG) {
-            set_err(why, whylen, "%d is not a log level (expected crit, err, warning, notice, info or debug)",
-                    r);
+            util_format(why, whylen, "%d is not a log level (expected crit, err, warning, notice, info or debug)",
+                        r);
             return -EINVAL;
         }
         return 0;
@@ -321,8 +310,8 @@ static int set_value(struct config *c, const struct key *k, const char *value, b
     case KEY_OPT_PATH:
     case KEY_HEADER:
         if (!*value && (k->type == KEY_PATH || k->type == KEY_SOCKET || k->type == KEY_URL)) {
-            set_err(why, whylen, "empty value (expected %s)",
-                    k->type == KEY_URL ? "https://HOST/PATH" : "a path");
+            util_format(why, whylen, "empty value (expected %s)",
+                        k->type == KEY_URL ? "https://HOST/PATH" : "a path");
             return -EINVAL;
         }
         copy = NULL;
@@ -338,40 +327,40 @@ static int set_value(struct config *c, const struct key *k, const char *value, b
     case KEY_UINT:
         r = parse_u64(value, &v);
         if (r == -EINVAL) {
-            set_err(why, whylen, "%s is not a whole number (expected a whole number from %" PRIu64
-                    " to %" PRIu64 ")", quote(value, q, sizeof(q)), k->min, k->max);
+            util_format(why, whylen, "%s is not a whole number (expected a whole number from %" PRIu64
+                        " to %" PRIu64 ")", quote(value, q, sizeof(q)), k->min, k->max);
             return -EINVAL;
         }
         if (r < 0 || (check && (v < k->min || v > k->max))) {
-            set_err(why, whylen, "%s is out of range (expected a whole number from %" PRIu64
-                    " to %" PRIu64 ")", quote(value, q, sizeof(q)), k->min, k->max);
+            util_format(why, whylen, "%s is out of range (expected a whole number from %" PRIu64
+                        " to %" PRIu64 ")", quote(value, q, sizeof(q)), k->min, k->max);
             return -EINVAL;
         }
         *(unsigned *)field(c, k) = (unsigned)v;
         return 0;
     case KEY_BOOL:
         if (parse_bool(value, &b) < 0) {
-            set_err(why, whylen, "%s is not a boolean (expected true, false, yes, no, on, off, 1 or 0)",
-                    quote(value, q, sizeof(q)));
+            util_format(why, whylen, "%s is not a boolean (expected true, false, yes, no, on, off, 1 or 0)",
+                        quote(value, q, sizeof(q)));
             return -EINVAL;
         }
         *(bool *)field(c, k) = b;
         return 0;
     case KEY_DURATION:
         if (config_parse_duration(value, &v) < 0) {
-            set_err(why, whylen,
-                    "%s is not a time span (expected a number with a unit such as 500ms, 10s, 2min, "
-                    "1h 30min; a bare number is seconds)",
-                    quote(value, q, sizeof(q)));
+            util_format(why, whylen,
+                        "%s is not a time span (expected a number with a unit such as 500ms, 10s, 2min, "
+                        "1h 30min; a bare number is seconds)",
+                        quote(value, q, sizeof(q)));
             return -EINVAL;
         }
         *(uint64_t *)field(c, k) = v;
         return check ? check_value(c, k, why, whylen) : 0;
     case KEY_LOG_LEVEL:
         if (log_level_parse(value, &level) < 0) {
-            set_err(why, whylen,
-                    "%s is not a log level (expected crit, err, warning, notice, info or debug)",
-                    quote(value, q, sizeof(q)));
+            util_format(why, whylen,
+                        "%s is not a log level (expected crit, err, warning, notice, info or debug)",
+                        quote(value, q, sizeof(q)));
             return -EINVAL;
         }
         *(int *)field(c, k) = level;
@@ -452,9 +441,9 @@ static int parse_fail(struct parse *p, int error, const char *fmt, ...)
 
     p->error = error;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    util_vformat(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    set_err(p->err, p->errlen, "%s:%u: %s", p->path, p->line, msg);
+    util_format(p->err, p->errlen, "%s:%u: %s", p->path, p->line, msg);
     return error;
 }
 
@@ -660,12 +649,12 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
     p.f = fopen(path, "re");
     if (!p.f) {
         r = -errno;
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(-r));
+        util_format(err, errlen, "%s: cannot open: %s", path, strerror(-r));
         return r;
     }
     r = config_copy(&tmp, c);
     if (r < 0) {
-        set_err(err, errlen, "%s: out of memory", path);
+        util_format(err, errlen, "%s: out of memory", path);
         goto err_after_open;
     }
     p.c = &tmp;
@@ -705,15 +694,15 @@ int config_validate(const struct config *c, char *err, size_t errlen)
 
     for (size_t i = 0; i < N_KEYS; i++) {
         if (check_value(c, &keys[i], why, sizeof(why)) < 0) {
-            set_err(err, errlen, "[%s] %s: %s", keys[i].section, keys[i].name, why);
+            util_format(err, errlen, "[%s] %s: %s", keys[i].section, keys[i].name, why);
             return -EINVAL;
         }
     }
     if (c->retry_max_delay_ms < c->retry_base_ms) {
         config_format_duration(c->retry_max_delay_ms, a, sizeof(a));
         config_format_duration(c->retry_base_ms, b, sizeof(b));
-        set_err(err, errlen, "[retry] max_delay: %s is shorter than [retry] base %s (expected max_delay >= base)",
-                a, b);
+        util_format(err, errlen, "[retry] max_delay: %s is shorter than [retry] base %s (expected max_delay >= base)",
+                    a, b);
         return -EINVAL;
     }
     return 0;
@@ -734,6 +723,9 @@ void config_free(struct config *c)
     }
 }
 
+/* -fanalyzer (gcc 12) loses the strdup()s stored through str_field() and
+ * reports them leaked; they end in *dst, or config_free(&tmp) frees them. */
+ANALYZER_LEAKS_OFF
 int config_copy(struct config *dst, const struct config *src)
 {
     struct config tmp = *src;
@@ -756,6 +748,7 @@ int config_copy(struct config *dst, const struct config *src)
     *dst = tmp;
     return 0;
 }
+ANALYZER_LEAKS_ON
 
 bool config_equal(const struct config *a, const struct config *b)
 {
@@ -813,10 +806,10 @@ int config_parse_duration(const char *s, uint64_t *ret_ms)
         if (ulen > 0) {
             size_t i;
 
-            for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+            for (i = 0; i < ARRAY_SIZE(units); i++)
                 if (strlen(units[i].name) == ulen && memcmp(units[i].name, u, ulen) == 0)
                     break;
-            if (i == sizeof(units) / sizeof(units[0]))
+            if (i == ARRAY_SIZE(units))
                 return -EINVAL;
             mult = units[i].usec;
         }

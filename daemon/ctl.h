@@ -4,7 +4,10 @@
  * (LISTEN_FDS). Each connection's peer is checked (SO_PEERCRED: root, the
  * daemon's own uid, members of the control group); lines are cut at '\n'
  * and handed to proto_handle(); replies go back in request order. Caps:
- * PROTO_MAX_LINE per line, max_clients connections, idle_ms without a request. */
+ * PROTO_MAX_LINE per line, max_clients connections, idle_ms without a request.
+ *
+ * The process must ignore SIGPIPE (main does): a peer that leaves before its
+ * reply must cost an EPIPE, not the process. */
 #pragma once
 
 #include <stdint.h>

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,7 @@
 #include <unistd.h>
 
 #include "schema.h"
+#include "util.h"
 
 /* Opening and migrating happen before the loop runs: an application holding
  * a write lock for a moment must not make the start fail. */
@@ -26,19 +26,11 @@ struct db_impl {
 };
 
 static char open_error[512];
+#define set_open_error(...) util_format(open_error, sizeof(open_error), __VA_ARGS__)
 
 static struct db_impl *impl_of(struct db *db)
 {
     return (struct db_impl *)db; /* pub is the first member */
-}
-
-static void set_open_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void set_open_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(open_error, sizeof(open_error), fmt, ap);
-    va_end(ap);
 }
 
 /* The open error of a failed sqlite3 call on conn, in the form
@@ -222,7 +214,7 @@ static int configure(sqlite3 *conn, const char *path, int flags)
     rc = set_wal(conn, is_memory(path));
     if (rc != SQLITE_OK)
         return open_fail(conn, "cannot set WAL mode on", path, rc);
-    for (size_t i = 0; i < sizeof(pragmas) / sizeof(pragmas[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(pragmas); i++) {
         rc = exec_simple(conn, pragmas[i]);
         if (rc != SQLITE_OK)
             return open_fail(conn, "cannot open", path, rc);
@@ -248,7 +240,7 @@ static int prepare_own(struct db_impl *d)
         {offsetof(struct db_impl, rollback), "ROLLBACK"},
         {offsetof(struct db_impl, data_version), "PRAGMA data_version"},
     };
-    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(stmts); i++) {
         sqlite3_stmt **slot = (sqlite3_stmt **)((char *)d + stmts[i].offset);
         int rc = sqlite3_prepare_v3(d->pub.conn, stmts[i].sql, -1, SQLITE_PREPARE_PERSISTENT,
                                     slot, NULL);

@@ -53,8 +53,8 @@
 
 #include "build-config.h"
 #include "secret.h"
+#include "util.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 #define AUTH_PREFIX "Authorization: Bearer "
 
@@ -159,19 +159,6 @@ static bool header_value_ok(const char *s, size_t len)
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
         if ((c < 0x20 && c != '\t') || c == 0x7f)
-            return false;
-    }
-    return true;
-}
-
-/* A bearer token is one header word: no space, no control character. */
-static bool token_ok(const char *t, size_t len)
-{
-    if (len == 0 || len > SECRET_MAX_LEN)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)t[i];
-        if (c <= 0x20 || c == 0x7f)
             return false;
     }
     return true;
@@ -885,7 +872,7 @@ int http_submit(struct http *h, struct http_request *req)
         return -EINVAL;
     if (h->closing)
         return -ESHUTDOWN;
-    if (!token_ok(req->token, req->token_len))
+    if (!secret_token_ok(req->token, req->token_len))
         return -EINVAL;
     x = xfer_get(h);
     if (!x)

@@ -27,9 +27,9 @@
 #include "revoke.h"
 #include "secret.h"
 #include "store.h"
+#include "util.h"
 #include "watch.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 struct options {
     const char *config_path; /* NULL: the default, if it exists */

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "util.h"
 
 #define STATUS_INTERVAL_MS 1000
 #define STATUS_MAX 512
@@ -175,7 +176,7 @@ void notify_status(struct notify *n, const char *fmt, ...)
     if (!n || !n->enabled)
         return;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    util_vformat(text, sizeof(text), fmt, ap);
     va_end(ap);
     /* A newline would start a new KEY=VALUE assignment in the datagram. */
     for (char *p = text; *p; p++)

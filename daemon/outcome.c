@@ -2,23 +2,12 @@
 #include "outcome.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "config.h"
 #include "secret.h"
-
-/* snprintf that is meant to truncate: detail texts are capped on purpose. */
-static void set_text(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void set_text(char *buf, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-}
+#include "util.h"
 
 /* True when text (n bytes) holds the token, or ends with its first 8 bytes
  * or more: the server quoted it and our cut fell inside it. */
@@ -54,18 +43,18 @@ static void describe_rejection(const struct outcome_job *j, const struct http_re
         clean[n++] = (unsigned char)*p < 0x20 || *p == 0x7f ? ' ' : *p;
     clean[n] = '\0';
     if (quotes_token(clean, n, j->token, j->token_len))
-        set_text(clean, sizeof(clean), "(the answer quoted the token; not recorded)");
-    set_text(buf, len, "HTTP %ld: %s", res->status, n ? clean : "(no message)");
+        util_format(clean, sizeof(clean), "(the answer quoted the token; not recorded)");
+    util_format(buf, len, "HTTP %ld: %s", res->status, n ? clean : "(no message)");
     json_decref(root);
 }
 
 static void describe_failure(const struct http_result *res, char *buf, size_t len)
 {
     if (res->status)
-        set_text(buf, len, "HTTP %ld", res->status);
+        util_format(buf, len, "HTTP %ld", res->status);
     else
-        set_text(buf, len, "curl error %d (%s)", (int)res->curl_code,
-                 res->error[0] ? res->error : curl_easy_strerror(res->curl_code));
+        util_format(buf, len, "curl error %d (%s)", (int)res->curl_code,
+                    res->error[0] ? res->error : curl_easy_strerror(res->curl_code));
 }
 
 /* The fields every outcome of job j shares; the caller fills in the rest. */
@@ -85,7 +74,7 @@ static void result_init(const struct outcome_job *j, int64_t now_ms, struct outc
 /* last_error = text: the outcome is not a success. */
 static void set_last_error(struct outcome_result *ret, const char *text)
 {
-    set_text(ret->last_error, sizeof(ret->last_error), "%s", text);
+    util_format(ret->last_error, sizeof(ret->last_error), "%s", text);
     ret->rec.last_error = ret->last_error;
 }
 
@@ -114,8 +103,8 @@ void outcome_of_answer(const struct outcome_job *j, const struct http_result *re
         rec->event = o == OUTCOME_REVOKED ? AUDIT_REVOKED : AUDIT_ALREADY_INVALID;
         rec->state = TOKEN_REVOKED;
         rec->drop_secret = !s->keep_secrets;
-        set_text(ret->detail, sizeof(ret->detail), "HTTP %ld%s", res->status,
-                 o == OUTCOME_ALREADY_INVALID ? ": the token was already invalid" : "");
+        util_format(ret->detail, sizeof(ret->detail), "HTTP %ld%s", res->status,
+                    o == OUTCOME_ALREADY_INVALID ? ": the token was already invalid" : "");
         break;
     case OUTCOME_REJECTED:
         rec->event = AUDIT_REJECTED;
@@ -129,16 +118,16 @@ void outcome_of_answer(const struct outcome_job *j, const struct http_result *re
         if (rec->attempts >= s->max_attempts) {
             rec->event = AUDIT_GAVE_UP;
             rec->state = TOKEN_FAILED;
-            set_text(ret->detail, sizeof(ret->detail), "%s on attempt %u of %u; giving up", why, rec->attempts,
-                     s->max_attempts);
+            util_format(ret->detail, sizeof(ret->detail), "%s on attempt %u of %u; giving up", why, rec->attempts,
+                        s->max_attempts);
         } else {
             uint64_t wait = policy_backoff_ms(s->retry_base_ms, s->retry_max_delay_ms, rec->attempts, rnd);
             rec->event = AUDIT_RETRY;
             rec->state = TOKEN_PENDING;
             rec->next_attempt_at = now_ms + (int64_t)wait;
             config_format_duration(wait, span, sizeof(span));
-            set_text(ret->detail, sizeof(ret->detail), "%s on attempt %u of %u; next attempt in %s", why,
-                     rec->attempts, s->max_attempts, span);
+            util_format(ret->detail, sizeof(ret->detail), "%s on attempt %u of %u; next attempt in %s", why,
+                        rec->attempts, s->max_attempts, span);
         }
         break;
     case OUTCOME_ENDPOINT_DOWN:
@@ -155,12 +144,12 @@ void outcome_of_answer(const struct outcome_job *j, const struct http_result *re
         set_last_error(ret, why);
         if (retry_after_ms) {
             config_format_duration(retry_after_ms, span, sizeof(span));
-            set_text(ret->detail, sizeof(ret->detail), "endpoint: %s; every request paused for %s (Retry-After)",
-                     why, span);
+            util_format(ret->detail, sizeof(ret->detail), "endpoint: %s; every request paused for %s (Retry-After)",
+                        why, span);
         } else {
-            set_text(ret->detail, sizeof(ret->detail), "endpoint %s: %s; not counted towards attempts; retried "
-                     "when the endpoint answers", o == OUTCOME_ENDPOINT_MISCONFIGURED ? "misconfigured" : "failure",
-                     why);
+            util_format(ret->detail, sizeof(ret->detail), "endpoint %s: %s; not counted towards attempts; retried "
+                        "when the endpoint answers", o == OUTCOME_ENDPOINT_MISCONFIGURED ? "misconfigured" : "failure",
+                        why);
         }
         break;
     }
@@ -174,7 +163,7 @@ void outcome_of_unsendable(const struct outcome_job *j, int64_t now_ms, struct o
     ret->class = OUTCOME_REJECTED;
     rec->event = AUDIT_REJECTED;
     rec->state = TOKEN_FAILED;
-    set_text(ret->detail, sizeof(ret->detail), "not sent: the token is empty, longer than %d bytes, or holds "
-             "spaces or control characters", SECRET_MAX_LEN);
+    util_format(ret->detail, sizeof(ret->detail), "not sent: the token is empty, longer than %d bytes, or holds "
+                "spaces or control characters", SECRET_MAX_LEN);
     set_last_error(ret, ret->detail);
 }

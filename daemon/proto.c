@@ -8,7 +8,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +16,7 @@
 #include "build-config.h"
 #include "log.h"
 #include "secret.h"
+#include "util.h"
 
 #define PROTO_MAX_SUBJECT 255
 #define PROTO_MAX_REASON 255
@@ -26,15 +26,7 @@
 struct perr {
     char msg[384];
 };
-
-static void perr_set(struct perr *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void perr_set(struct perr *e, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
-    va_end(ap);
-}
+#define perr_set(e, ...) util_format((e)->msg, sizeof((e)->msg), __VA_ARGS__)
 
 static const char *type_name(const json_t *v)
 {
@@ -167,18 +159,6 @@ static int get_id(json_t *req, const char *key, int64_t *ret, struct perr *e)
     return 1;
 }
 
-/* The token goes into an HTTP header: only visible ASCII, so that no CR/LF
- * or other byte can change the request around it. */
-static bool token_chars_ok(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch <= 0x20 || ch >= 0x7f)
-            return false;
-    }
-    return true;
-}
-
 static json_t *iso_time_ms(int64_t ms)
 {
     if (ms <= 0)
@@ -279,7 +259,8 @@ static json_t *op_revoke_token(const struct proto_env *env, const char *token, s
     int64_t id = 0;
     enum token_state state = 0;
 
-    if (!token_chars_ok(token, len)) {
+    /* get_string() has refused an empty or too long one with its own words. */
+    if (!secret_token_ok(token, len)) {
         perr_set(e, "field 'token' must be printable ASCII without spaces or control characters");
         return NULL;
     }
@@ -606,7 +587,7 @@ static char *handle(const struct proto_env *env, json_t *req)
     const char *name = json_string_value(opv);
     size_t name_len = json_string_length(opv);
     const struct op *op = NULL;
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
         if (strlen(ops[i].name) == name_len && memcmp(ops[i].name, name, name_len) == 0)
             op = &ops[i];
     if (!op) {

@@ -27,8 +27,8 @@
 #include "report.h"
 #include "store.h"
 #include "tokens.h"
+#include "util.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 enum {
     BATCH_MAX = 128,         /* outcomes per commit */
@@ -611,7 +611,7 @@ static void on_http_closed(void *data)
     };
 
     r->http = NULL;
-    for (size_t i = 0; i < sizeof(handles) / sizeof(handles[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(handles); i++)
         uv_close(handles[i], on_handle_closed);
     store_on_checkpoint(r->store, NULL, NULL); /* a pass that ends now finds nothing to resume */
 }

@@ -8,6 +8,7 @@
 
 #include "db.h"
 #include "schema.h"
+#include "util.h"
 
 struct object {
     char *type, *name, *sql;
@@ -33,6 +34,9 @@ static void objects_free(struct object *o, size_t n)
     free(o);
 }
 
+/* -fanalyzer (gcc 12) loses the strdup()s in o[] when realloc() moves it and
+ * reports them leaked; objects_free() or the caller frees them. */
+ANALYZER_LEAKS_OFF
 /* Every object of conn's schema (what list_sql selects). */
 static int objects_read(sqlite3 *conn, struct object **ret, size_t *ret_n)
 {
@@ -68,6 +72,7 @@ static int objects_read(sqlite3 *conn, struct object **ret, size_t *ret_n)
     *ret_n = n;
     return 0;
 }
+ANALYZER_LEAKS_ON
 
 static const struct object *find(const struct object *o, size_t n, const char *type, const char *name)
 {
@@ -178,8 +183,8 @@ static int exec_fmt(sqlite3 *conn, const char *fmt, const char *arg)
 int schemacheck_run(struct schemacheck *c, sqlite3 *conn, schemacheck_note_fn note, void *ud, char *err,
                     size_t err_len)
 {
-    struct object *have;
-    size_t n, n_fixed = 0;
+    struct object *have = NULL;
+    size_t n = 0, n_fixed = 0;
     int cookie, rc;
     /* Told after the commit: what was recreated, and whether it differed. */
     struct {

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 /* Every statement on the hot path names its index (INDEXED BY): SQLite then
  * refuses to prepare it, and tokens_open() fails, if a schema change ever
  * leaves it without that index, instead of silently scanning ten million
@@ -143,10 +145,13 @@ struct ident {
     char fp[SECRET_FP_LEN + 1];
 };
 
-static void ident_of(const void *token, size_t len, struct ident *ret)
+/* 0, or secret_sha256's -ENOMEM. */
+static int ident_of(const void *token, size_t len, struct ident *ret)
 {
-    secret_sha256(token, len, ret->sha);
-    secret_fingerprint(ret->sha, ret->fp);
+    int err = secret_sha256(token, len, ret->sha);
+    if (err == 0)
+        secret_fingerprint(ret->sha, ret->fp);
+    return err;
 }
 
 static void done(sqlite3_stmt *st)
@@ -324,7 +329,11 @@ static int make_current_due(struct tokens *t, struct audit *a, sqlite3_stmt *st,
     bool unhashed = false;
 
     if (has_token) {
-        ident_of(token, len, &ident);
+        int err = ident_of(token, len, &ident);
+        if (err < 0) {
+            done(st);
+            return err;
+        }
         unhashed = sqlite3_column_bytes(st, 3) != SECRET_SHA256_LEN ||
                    memcmp(sqlite3_column_blob(st, 3), ident.sha, SECRET_SHA256_LEN) != 0;
     }
@@ -411,7 +420,7 @@ int tokens_open(struct db *db, struct tokens **ret_tokens)
     if (!t)
         return -ENOMEM;
     t->db = db;
-    for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(statements); i++) {
         sqlite3_stmt **slot = (sqlite3_stmt **)((char *)t + statements[i].offset);
         err = db_prepare(db, statements[i].sql, slot);
         if (err < 0)
@@ -429,7 +438,7 @@ void tokens_close(struct tokens *t)
 {
     if (!t)
         return;
-    for (size_t i = 0; i < sizeof(statements) / sizeof(statements[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(statements); i++)
         sqlite3_finalize(*(sqlite3_stmt **)((char *)t + statements[i].offset));
     free(t);
 }
@@ -481,10 +490,12 @@ int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count)
     sqlite3_bind_int(st, 1, (int)limit);
     while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         page[n].id = sqlite3_column_int64(st, 0);
-        ident_of(sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1), &page[n].ident);
+        err = ident_of(sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1), &page[n].ident);
+        if (err < 0)
+            break;
         n++;
     }
-    if (n < limit && rc != SQLITE_DONE)
+    if (err == 0 && n < limit && rc != SQLITE_DONE)
         err = db_fail(t->db, rc);
     done(st);
     for (unsigned i = 0; i < n && err == 0; i++)
@@ -680,9 +691,11 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
     sqlite3_stmt *st;
     int r, err;
 
-    if (!token || len == 0 || len > SECRET_MAX_LEN || memchr(token, '\0', len))
+    if (!secret_token_ok(token, len))
         return -EINVAL;
-    ident_of(token, len, &ident);
+    err = ident_of(token, len, &ident);
+    if (err < 0)
+        return err;
 
     /* By hash: every row the hasher has seen; the first that still holds
      * its secret, else the first. */
@@ -878,9 +891,9 @@ int tokens_requeue_id(struct tokens *t, struct audit *a, int64_t id, int64_t now
         done(st);
         return -EINVAL;
     }
-    ident_of(token, len, &ident);
+    int err = ident_of(token, len, &ident);
     done(st);
-    return requeue_row(t, a, id, &ident, now_ms);
+    return err < 0 ? err : requeue_row(t, a, id, &ident, now_ms);
 }
 
 int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, unsigned *ret_count)
@@ -902,12 +915,13 @@ int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, uns
         size_t len = (size_t)sqlite3_column_bytes(st, 1);
         after = id;
         bool has_token = token && len > 0; /* without, nothing can be sent */
-        if (has_token)
-            ident_of(token, len, &ident);
+        int err = has_token ? ident_of(token, len, &ident) : 0;
         done(st);
+        if (err < 0)
+            return err;
         if (!has_token)
             continue;
-        int err = requeue_row(t, a, id, &ident, now_ms);
+        err = requeue_row(t, a, id, &ident, now_ms);
         if (err < 0)
             return err;
         count++;

@@ -110,7 +110,8 @@ struct token_status {
 /* Find the token by SHA-256 (or by the secret for a row not yet hashed), or
  * insert it with `subject`; if it is active, make it pending now with a `due`
  * audit row (detail "requested") and reason stored in flag_reason.
- * Writes the row's id and its state after the call. */
+ * Writes the row's id and its state after the call. -EINVAL for a token
+ * that secret_token_ok() refuses: it could never be sent. */
 int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, size_t len,
                          const char *subject, const char *reason, int64_t now_ms,
                          int64_t *ret_id, enum token_state *ret_state);

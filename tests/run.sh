@@ -20,7 +20,7 @@ run_suite() { # name builddir meson-test-args...
 
 meson setup build --reconfigure >/dev/null 2>&1 || meson setup build >/dev/null
 ninja -C build
-run_suite plain build --suite unit --suite e2e
+run_suite plain build --suite unit --suite e2e --suite lint
 run_suite bench-smoke build --suite bench-smoke
 # The daemon of the e2e tests under valgrind memcheck: a memory error or a
 # definite/indirect leak at exit fails the test (exit 99, see harness.py).

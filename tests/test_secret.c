@@ -1,6 +1,7 @@
-/* test_secret: SHA-256 vectors, fingerprint and hex, wiping. */
+/* test_secret: the token rule, SHA-256 vectors, fingerprint and hex, wiping. */
 #include "secret.h"
 #include "unit.h"
+#include "util.h"
 
 static const struct {
     const char *input;
@@ -26,7 +27,7 @@ static void test_vectors(void)
         REQUIRE(buf);
         for (size_t k = 0; k < vectors[i].repeat; k++)
             memcpy(buf + k * n, vectors[i].input, n);
-        secret_sha256(buf, len, digest);
+        REQUIRE(secret_sha256(buf, len, digest) == 0);
         secret_hex(digest, hex);
         CHECK_STR(hex, vectors[i].hex);
         /* the fingerprint is the first 16 hex digits of the digest */
@@ -43,7 +44,7 @@ static void test_fingerprint_abc(void)
     uint8_t digest[SECRET_SHA256_LEN];
     char fp[SECRET_FP_LEN + 1];
 
-    secret_sha256("abc", 3, digest);
+    REQUIRE(secret_sha256("abc", 3, digest) == 0);
     secret_fingerprint(digest, fp);
     CHECK_STR(fp, "ba7816bf8f01cfea");
 }
@@ -58,6 +59,50 @@ static void test_hex_bytes(void)
         digest[i] = (uint8_t)(i * 8 + 7); /* 07 0f 17 ... ff */
     secret_hex(digest, hex);
     CHECK_STR(hex, "070f171f272f373f474f575f676f777f878f979fa7afb7bfc7cfd7dfe7eff7ff");
+}
+
+/* A literal and its length without the NUL. */
+#define T(s) s, sizeof(s) - 1
+
+/* The one rule for a token we can send: visible ASCII, 1..SECRET_MAX_LEN bytes. */
+static void test_token_ok(void)
+{
+    static const struct {
+        const char *t;
+        size_t len;
+        bool ok;
+    } cases[] = {
+        {T("tok-1"), true},
+        {T("!"), true}, /* 0x21, the first visible byte */
+        {T("~"), true}, /* 0x7e, the last */
+        {T("A-Za-z0-9._~+/="), true}, /* RFC 6750 b64token */
+        {T("{\"quoted\"}:;,<>?@[]^`|"), true}, /* visible, if not b64token */
+        {T(""), false},
+        {T("a b"), false}, /* 0x20 */
+        {T("tab\there"), false},
+        {T("x\r\nX-Evil: 1"), false},
+        {T("n\0l"), false}, /* a NUL inside token_len */
+        {T("del\x7f"), false},
+        {T("caf\xc3\xa9"), false}, /* UTF-8: not ASCII */
+        {T("\x80"), false},
+        {T("\xff"), false},
+        {T("\x01"), false},
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        if (secret_token_ok(cases[i].t, cases[i].len) != cases[i].ok) {
+            fprintf(stderr, "case %zu: secret_token_ok gave %d\n", i, !cases[i].ok);
+            unit_failures++;
+        }
+    }
+    CHECK(!secret_token_ok(NULL, 3));
+
+    /* The length limit: SECRET_MAX_LEN bytes go, one more does not. */
+    static char big[SECRET_MAX_LEN + 1];
+    memset(big, 'b', sizeof(big));
+    CHECK(secret_token_ok(big, SECRET_MAX_LEN));
+    CHECK(!secret_token_ok(big, SECRET_MAX_LEN + 1));
+    big[SECRET_MAX_LEN - 1] = ' ';
+    CHECK(!secret_token_ok(big, SECRET_MAX_LEN)); /* the last byte is checked */
 }
 
 static void test_wipe(void)
@@ -79,4 +124,5 @@ static void test_wipe(void)
     secret_free(NULL);
 }
 
-TEST_MAIN(CASE(test_vectors), CASE(test_fingerprint_abc), CASE(test_hex_bytes), CASE(test_wipe))
+TEST_MAIN(CASE(test_vectors), CASE(test_fingerprint_abc), CASE(test_hex_bytes), CASE(test_token_ok),
+          CASE(test_wipe))

@@ -14,6 +14,7 @@
 #include "cli.h"
 #include "secret.h"
 #include "socket_cmds.h"
+#include "util.h"
 
 enum { OPT_VERSION = 256 };
 
@@ -46,7 +47,7 @@ static void print_help(void)
 {
     fputs(usage, stdout);
     fputs("\nControl revokerd, the session-token revocation daemon.\n\nCommands:\n", stdout);
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
         printf("  %-8s %s\n", commands[i]->name, commands[i]->summary);
     putchar('\n');
     fputs(options_help, stdout);
@@ -55,7 +56,7 @@ static void print_help(void)
 
 static const struct command *find_command(const char *name)
 {
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    for (size_t i = 0; i < ARRAY_SIZE(commands); i++)
         if (strcmp(commands[i]->name, name) == 0)
             return commands[i];
     return NULL;

@@ -148,6 +148,9 @@ static int token_error(int r)
     case -EBADMSG:
         return cli_usage_error("revoke", "standard input holds more than one line; give one token");
     case -EILSEQ: return cli_usage_error("revoke", "the token on standard input contains a NUL byte");
+    case -EINVAL: /* secret_token_ok() */
+        return cli_usage_error("revoke", "the token on standard input must be printable ASCII without spaces or "
+                                         "control characters");
     default:
         cli_error("cannot read the token from standard input: %s", strerror(-r));
         return EXIT_USAGE;
@@ -196,11 +199,13 @@ static int add_token(json_t *req)
     int r = token_stdin_read(&token, &len);
     if (r < 0)
         return token_error(r);
-    json_t *v = json_stringn(token, len);
+    /* The daemon refuses it by the same rule: it need not travel. */
+    bool sendable = secret_token_ok(token, len);
+    json_t *v = sendable ? json_stringn(token, len) : NULL;
     secret_wipe(token, len);
     free(token);
     if (!v || json_object_set_new(req, "token", v) < 0)
-        return cli_usage_error("revoke", "the token must be UTF-8 text");
+        return token_error(sendable ? -ENOMEM : -EINVAL);
     return 0;
 }
 

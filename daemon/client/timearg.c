@@ -8,13 +8,14 @@
 #include <time.h>
 
 #include "config.h"
+#include "util.h"
 
 int timearg_parse(const char *s, int64_t *ret_ms)
 {
     static const char *const formats[] = {
         "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d",
     };
-    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(formats); i++) {
         struct tm tm;
         memset(&tm, 0, sizeof(tm));
         const char *p = strptime(s, formats[i], &tm);

@@ -1,0 +1,30 @@
+/* util: the few macros and the formatting helper every module would
+ * otherwise write for itself. No state, no libuv: the common library
+ * (revokerctl's) uses it too. */
+#pragma once
+
+#include <stdarg.h>
+#include <stddef.h>
+
+/* The struct that embeds member at ptr (libuv's handles are embedded by
+ * value; callbacks find their owner with this). */
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* Elements of an array (not a pointer). */
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Around a function where gcc's -fanalyzer (tests/analyze.py) reports a leak
+ * that is not one; the comment before it says why. Nothing for clang. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define ANALYZER_LEAKS_OFF \
+    _Pragma("GCC diagnostic push") _Pragma("GCC diagnostic ignored \"-Wanalyzer-malloc-leak\"")
+#define ANALYZER_LEAKS_ON _Pragma("GCC diagnostic pop")
+#else
+#define ANALYZER_LEAKS_OFF
+#define ANALYZER_LEAKS_ON
+#endif
+
+/* snprintf into buf (len bytes) that is meant to truncate: error and detail
+ * texts are capped on purpose. NULL buf or len 0 writes nothing. */
+void util_format(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void util_vformat(char *buf, size_t len, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
