@@ -524,6 +524,7 @@ class Secrets(harness.E2ETestCase):
         self.wait_until(lambda: not self.holding(d, revoked), 10,
                         "no revoked secret in the database file or its WAL")
         self.assertEqual(d.stop(), 0)
+        self.assertEqual(app.query("PRAGMA integrity_check"), [{"integrity_check": "ok"}])
         app.close()
         self.assertEqual(self.holding(d, revoked), {})
 

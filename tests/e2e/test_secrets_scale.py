@@ -151,6 +151,8 @@ class T(harness.E2ETestCase):
         report = self.explain(d, running)
         self.assertEqual(d.stop(), 0)
         stopped = self.leftovers(d, needles)
+        # The sweep touched unused bytes only.
+        self.assertEqual(app.query("PRAGMA integrity_check"), [{"integrity_check": "ok"}])
         # The check itself: a secret written now is found.
         probe = new_secret()
         app.insert(probe, expires_at=int(now_s()) + 3600)
