@@ -3,10 +3,15 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum {
     STEP2_FRAMES = 128, /* at most this much left for step 2 to copy, */
     STEP1_ROUNDS = 4,   /* unless step 1 ran this many times more */
+    /* wal.c's WAL_CKPT_LOCK: the shm lock every checkpointer holds while it
+     * writes pages into the database file. */
+    SHM_CKPT_LOCK = 1,
+    SWEEP_CHUNK = 64, /* pages read at once */
 };
 
 struct checkpoint {
@@ -17,10 +22,16 @@ struct checkpoint {
     checkpoint_cb cb;
     void *data;
     int step1_rc, step1_frames;
+    int sweep_rc;
+    unsigned sweep_pages; /* rewritten by the last sweep */
+    /* checkpoint_request()s so far, those the running sweep serves, those
+     * served by a sweep that ended well: a sweep is due while they differ. */
+    unsigned requests, sweep_serves, swept;
     int wal_frames;  /* the WAL's size at the last commit */
     unsigned rounds; /* step 1 again in this pass */
     struct checkpoint_stats stats;
-    bool running; /* step 1 is queued or running */
+    bool running; /* step 1 or the sweep is queued or running */
+    bool sweeping; /* it is the sweep */
     bool failed;  /* the last pass failed (not busy): wait for checkpoint_request() */
     bool closing;
     void (*closed)(void *data);
@@ -69,6 +80,148 @@ static void step1(uv_work_t *w)
                                             &c->step1_frames);
 }
 
+/* ---- step 3, the sweep: free space of b-tree pages zeroed in the file ----
+ *
+ * secure_delete zeroes a cell when it is deleted, but when a balance
+ * rebuilds a page (btree.c's rebuildPage(), the fallback of editPage())
+ * the cells are written anew from the end of the page and the bytes
+ * between the cell pointers and the new cell content area are left as
+ * they were: copies of cells that were there, secrets included. A row
+ * that grows (its hash, its due state) is what splits pages; the copy
+ * outlives the row's own secret, which the scrub cleared. */
+
+static unsigned be16(const unsigned char *p)
+{
+    return (unsigned)p[0] << 8 | p[1];
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)be16(p) << 16 | be16(p + 2);
+}
+
+/* Zero p[0..n); true if a byte was not zero. */
+static bool zero_range(unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (p[i]) {
+            memset(p + i, 0, n - i);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Zero the unallocated space and the freeblocks' bodies of one b-tree page
+ * (hdr: 100 on page 1); true if it changed. A page that does not parse as
+ * a b-tree page (overflow, freelist, or damaged) is left alone. */
+static bool sweep_page(unsigned char *page, unsigned hdr, unsigned usable)
+{
+    unsigned char type = page[hdr];
+    unsigned ncell, content, cells, pc, n = 0;
+    bool changed;
+
+    if (type != 2 && type != 5 && type != 10 && type != 13)
+        return false;
+    ncell = be16(page + hdr + 3);
+    content = be16(page + hdr + 5);
+    if (content == 0)
+        content = 65536;
+    cells = hdr + (type == 10 || type == 13 ? 8 : 12) + 2 * ncell;
+    if (cells > content || content > usable)
+        return false;
+    /* The chain must be what btree.c makes: ascending, inside the content
+     * area, not overlapping. */
+    for (pc = be16(page + hdr + 1); pc; pc = be16(page + pc)) {
+        unsigned size = pc + 4 <= usable ? be16(page + pc + 2) : 0;
+        unsigned next = size ? be16(page + pc) : 0;
+        if (pc < content || size < 4 || pc + size > usable || (next && next < pc + size) ||
+            ++n > usable / 4)
+            return false;
+    }
+    changed = zero_range(page + cells, content - cells);
+    for (pc = be16(page + hdr + 1); pc; pc = be16(page + pc))
+        changed |= zero_range(page + pc + 4, be16(page + pc + 2) - 4);
+    return changed;
+}
+
+/* Every page of the file through f; the caller holds the checkpoint lock,
+ * so no checkpointer writes a page between its read and its write here. */
+static int sweep_file(sqlite3_file *f, unsigned *ret_pages)
+{
+    const struct sqlite3_io_methods *m = f->pMethods;
+    unsigned char head[100], *buf;
+    sqlite3_int64 size;
+    unsigned psize, usable, per_map, lock_page, pages, written = 0;
+    bool autovacuum;
+    int rc;
+
+    rc = m->xFileSize(f, &size);
+    if (rc != SQLITE_OK || size < (sqlite3_int64)sizeof(head))
+        return rc;
+    rc = m->xRead(f, head, sizeof(head), 0);
+    if (rc != SQLITE_OK)
+        return rc;
+    psize = be16(head + 16) == 1 ? 65536 : be16(head + 16);
+    if (psize < 512 || (psize & (psize - 1)) || head[20] >= psize - 480)
+        return SQLITE_CORRUPT;
+    usable = psize - head[20];
+    pages = (unsigned)(size / psize);
+    /* Overflow and freelist trunk pages start with a page number: its high
+     * byte is 0 below 2^24 pages, so none looks like a b-tree page. */
+    if (size / psize >= 1 << 24)
+        return SQLITE_OK;
+    autovacuum = be32(head + 52) != 0;
+    per_map = usable / 5 + 1;
+    lock_page = (unsigned)(0x40000000 / psize) + 1; /* PENDING_BYTE's page: never used */
+    buf = malloc((size_t)psize * SWEEP_CHUNK);
+    if (!buf)
+        return SQLITE_NOMEM;
+    for (unsigned first = 1; first <= pages && rc == SQLITE_OK; first += SWEEP_CHUNK) {
+        unsigned n = pages - first + 1 < SWEEP_CHUNK ? pages - first + 1 : SWEEP_CHUNK;
+        sqlite3_int64 at = (sqlite3_int64)(first - 1) * psize;
+        rc = m->xRead(f, buf, (int)(n * psize), at);
+        for (unsigned i = 0; i < n && rc == SQLITE_OK; i++) {
+            unsigned pgno = first + i;
+            unsigned char *page = buf + (size_t)i * psize;
+            /* Pointer-map pages of an auto_vacuum database are no b-tree. */
+            if (pgno == lock_page || (autovacuum && pgno >= 2 && (pgno - 2) % per_map == 0))
+                continue;
+            if (sweep_page(page, pgno == 1 ? 100 : 0, usable)) {
+                rc = m->xWrite(f, page, (int)psize, at + (sqlite3_int64)i * psize);
+                written++;
+            }
+        }
+    }
+    free(buf);
+    if (rc == SQLITE_OK && written)
+        rc = m->xSync(f, SQLITE_SYNC_NORMAL);
+    if (rc == SQLITE_OK)
+        *ret_pages = written;
+    return rc;
+}
+
+/* On the threadpool, through step 1's connection (idle meanwhile). */
+static void sweep(uv_work_t *w)
+{
+    struct checkpoint *c = w->data;
+    sqlite3_file *f = NULL;
+    int rc;
+
+    c->sweep_pages = 0;
+    rc = sqlite3_file_control(c->conn, "main", SQLITE_FCNTL_FILE_POINTER, &f);
+    if (rc == SQLITE_OK && (!f || !f->pMethods || f->pMethods->iVersion < 2 || !f->pMethods->xShmLock))
+        rc = SQLITE_MISUSE;
+    if (rc == SQLITE_OK)
+        rc = f->pMethods->xShmLock(f, SHM_CKPT_LOCK, 1, SQLITE_SHM_LOCK | SQLITE_SHM_EXCLUSIVE);
+    if (rc != SQLITE_OK) {
+        c->sweep_rc = rc;
+        return;
+    }
+    c->sweep_rc = sweep_file(f, &c->sweep_pages);
+    (void)f->pMethods->xShmLock(f, SHM_CKPT_LOCK, 1, SQLITE_SHM_UNLOCK | SQLITE_SHM_EXCLUSIVE);
+}
+
 static void pass_ended(struct checkpoint *c, int err, const char *msg)
 {
     /* Readers in the way (-EBUSY) are common and pass: keep the WAL's size
@@ -78,6 +231,36 @@ static void pass_ended(struct checkpoint *c, int err, const char *msg)
         c->stats.passes++;
     if (c->cb)
         c->cb(c->data, err, msg);
+}
+
+static void after_sweep(uv_work_t *w, int status)
+{
+    struct checkpoint *c = w->data;
+    int rc = status == 0 ? c->sweep_rc : SQLITE_ERROR;
+
+    c->running = c->sweeping = false;
+    if (c->closing) {
+        free_now(c);
+        return;
+    }
+    if (rc != SQLITE_OK) {
+        /* Another checkpointer holds the lock (BUSY): the next pass sweeps. */
+        pass_ended(c, db_errno(rc),
+                   rc == SQLITE_BUSY ? "another connection checkpoints" : sqlite3_errstr(rc));
+        return;
+    }
+    c->swept = c->sweep_serves;
+    c->stats.sweeps++;
+    c->stats.pages_swept += c->sweep_pages;
+    /* Pages the loop's connection read before the sweep would bring the old
+     * bytes back with its next change to them. */
+    if (c->sweep_pages)
+        sqlite3_db_release_memory(c->db->conn);
+    pass_ended(c, 0, NULL);
+    /* A request that came while the sweep ran may have cleared a secret
+     * in a page already swept. */
+    if (c->requests != c->swept && !c->running && !c->closing)
+        start(c);
 }
 
 /* Step 2, on the loop. */
@@ -114,6 +297,12 @@ static void after_step1(uv_work_t *w, int status)
     int err = db_checkpoint(c->db);
     if (err == 0)
         c->wal_frames = 0;
+    if (err == 0 && c->requests != c->swept) {
+        c->running = c->sweeping = true;
+        c->sweep_serves = c->requests;
+        (void)uv_queue_work(c->loop, &c->work, sweep, after_sweep);
+        return;
+    }
     pass_ended(c, err, err < 0 ? db_errmsg(c->db) : NULL);
 }
 
@@ -158,6 +347,7 @@ void checkpoint_request(struct checkpoint *c)
 {
     if (!c || !c->conn || c->closing)
         return;
+    c->requests++;
     /* A running pass serves this request too: its step 2 copies and cuts
      * whatever was committed until then. */
     if (!c->running)
@@ -166,7 +356,7 @@ void checkpoint_request(struct checkpoint *c)
 
 bool checkpoint_copying(const struct checkpoint *c)
 {
-    return c && c->running;
+    return c && c->running && !c->sweeping;
 }
 
 void checkpoint_get_stats(const struct checkpoint *c, struct checkpoint_stats *ret)

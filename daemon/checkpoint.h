@@ -11,7 +11,15 @@
  *  2. back on the loop, a TRUNCATE checkpoint (db_checkpoint): it copies
  *     only what was committed during step 1 and cuts the WAL to 0 bytes, so
  *     that the WAL stays bounded under a steady stream of commits and page
- *     images from before a secret was cleared leave the disk.
+ *     images from before a secret was cleared leave the disk;
+ *  3. after a pass that checkpoint_request() asked for (the owner's scrub),
+ *     the sweep, on the threadpool, holding SQLite's checkpoint lock: the
+ *     unused space and the freeblocks of every b-tree page in the database
+ *     file are zeroed. secure_delete does not reach the bytes a page
+ *     rebuilt in a balance leaves between its cell pointers and its cells:
+ *     old copies of rows, secrets included (see sweep_page()). A sweep kept
+ *     out by another process's checkpoint ends the pass with -EBUSY and the
+ *     next pass sweeps.
  * A pass starts when the WAL reaches CHECKPOINT_FRAMES frames, or on
  * checkpoint_request(); cb hears how each pass ended. After a pass that
  * failed for another reason than readers in the way (-EBUSY), only
@@ -42,7 +50,8 @@ int checkpoint_new(uv_loop_t *loop, struct db *db, checkpoint_cb cb, void *data,
  * fsync on the loop; the owner's writes that can wait should (cb says when
  * the pass ended). */
 bool checkpoint_copying(const struct checkpoint *c);
-/* Start a pass, unless one is running: its step 2 serves this request. */
+/* Start a pass with a sweep, unless one is running: its step 2 serves this
+ * request, and its sweep unless the sweep had begun (then another pass). */
 void checkpoint_request(struct checkpoint *c);
 struct checkpoint_stats {
     unsigned passes;          /* that ended well */
@@ -50,6 +59,8 @@ struct checkpoint_stats {
                                * again count again) */
     unsigned inline_passes;   /* PASSIVE checkpoints in a commit, SQLite's way: the WAL
                                * reached CHECKPOINT_FRAMES_INLINE before step 2 came */
+    unsigned sweeps;          /* step 3s that ended well */
+    uint64_t pages_swept;     /* pages they rewrote */
 };
 void checkpoint_get_stats(const struct checkpoint *c, struct checkpoint_stats *ret);
 /* The loop's connection gets SQLite's automatic checkpoint back; c is freed

@@ -1,6 +1,7 @@
 /* checkpoint: the loop's commits no longer checkpoint; a pass copies the WAL
  * into the database file and cuts it; readers delay the cut; a cleared
- * secret leaves both files; closing waits for a running pass. */
+ * secret leaves both files, also the copies a rebuilt page keeps; closing
+ * waits for a running pass. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -247,6 +248,75 @@ static void test_cleared_secret_leaves_the_files(void)
     close_both(db, c);
 }
 
+/* Rows updated one by one in a shuffled order. */
+static void update_shuffled(struct db *db, const char *sql, int n)
+{
+    sqlite3_stmt *st;
+    int *ids = malloc(sizeof(*ids) * (size_t)n);
+
+    REQUIRE(ids);
+    for (int i = 0; i < n; i++)
+        ids[i] = i + 1;
+    srand(20);
+    for (int i = n - 1; i > 0; i--) {
+        int j = rand() % (i + 1), t = ids[i];
+        ids[i] = ids[j];
+        ids[j] = t;
+    }
+    REQUIRE(sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) == SQLITE_OK);
+    exec_sql(db->conn, "BEGIN");
+    for (int i = 0; i < n; i++) {
+        sqlite3_bind_int(st, 1, ids[i]);
+        REQUIRE(sqlite3_step(st) == SQLITE_DONE);
+        sqlite3_reset(st);
+    }
+    exec_sql(db->conn, "COMMIT");
+    sqlite3_finalize(st);
+    free(ids);
+}
+
+/* Rows that grow in a random order split pages; a page rebuilt in the
+ * balance keeps old copies of its cells below its new cell content area,
+ * where secure_delete does not reach. The sweep zeroes them. */
+static void test_rebuilt_pages_are_swept(void)
+{
+    enum { ROWS = 4000 };
+    struct db *db;
+    struct checkpoint *c;
+    struct checkpoint_stats st;
+    sqlite3_stmt *q;
+
+    open_fresh(&db, &c);
+    exec_sql(db->conn, "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 4000) "
+                       "INSERT INTO tokens (token) SELECT 'zsec-' || hex(randomblob(32)) FROM n");
+    update_shuffled(db, "UPDATE tokens SET token_sha256 = randomblob(32) WHERE id = ?1", ROWS);
+    update_shuffled(db, "UPDATE tokens SET state = 'pending', fingerprint = hex(randomblob(8)) WHERE id = ?1",
+                    ROWS);
+    update_shuffled(db, "UPDATE tokens SET state = 'revoked', token = NULL WHERE id = ?1", ROWS);
+    /* The check itself: a checkpoint alone leaves copies in the file. */
+    REQUIRE(db_checkpoint(db) == 0);
+    CHECK(file_has(path, "zsec-"));
+    checkpoint_request(c);
+    run_until(1);
+    CHECK_INT(last_err, 0);
+    CHECK(!file_has(path, "zsec-"));
+    CHECK(!file_has(wal, "zsec-"));
+    checkpoint_get_stats(c, &st);
+    CHECK_INT(st.sweeps, 1);
+    CHECK(st.pages_swept > 0);
+    /* Only unused bytes were touched. */
+    REQUIRE(sqlite3_prepare_v2(db->conn, "PRAGMA integrity_check", -1, &q, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+    CHECK_STR((const char *)sqlite3_column_text(q, 0), "ok");
+    sqlite3_finalize(q);
+    REQUIRE(sqlite3_prepare_v2(db->conn, "SELECT count(*) FROM tokens WHERE state = 'revoked'", -1, &q,
+                               NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+    CHECK_INT(sqlite3_column_int(q, 0), ROWS);
+    sqlite3_finalize(q);
+    close_both(db, c);
+}
+
 static void on_closed(void *data)
 {
     *(bool *)data = true;
@@ -309,5 +379,6 @@ static void teardown(void)
 }
 
 TEST_MAIN(CASE(setup), CASE(test_threshold_pass), CASE(test_reader_delays_the_cut),
-          CASE(test_cleared_secret_leaves_the_files), CASE(test_close_while_running),
+          CASE(test_cleared_secret_leaves_the_files), CASE(test_rebuilt_pages_are_swept),
+          CASE(test_close_while_running),
           CASE(test_memory_database), CASE(teardown))
