@@ -27,6 +27,9 @@ struct checkpoint {
     /* checkpoint_request()s so far, those the running sweep serves, those
      * served by a sweep that ended well: a sweep is due while they differ. */
     unsigned requests, sweep_serves, swept;
+    /* The sweep reads the whole file: it may take at most a tenth of the
+     * time (one of the two cores' worth of a busy drain otherwise). */
+    uint64_t sweep_started_ms, next_sweep_ms;
     int wal_frames;  /* the WAL's size at the last commit */
     unsigned rounds; /* step 1 again in this pass */
     struct checkpoint_stats stats;
@@ -39,6 +42,8 @@ struct checkpoint {
 };
 
 static void start(struct checkpoint *c);
+
+enum { SWEEP_DUTY = 9 }; /* wait 9 times a sweep's duration before the next */
 
 static void free_now(struct checkpoint *c)
 {
@@ -250,17 +255,20 @@ static void after_sweep(uv_work_t *w, int status)
         return;
     }
     c->swept = c->sweep_serves;
+    c->next_sweep_ms = uv_now(c->loop) + SWEEP_DUTY * (uv_now(c->loop) - c->sweep_started_ms);
     c->stats.sweeps++;
     c->stats.pages_swept += c->sweep_pages;
     /* Pages the loop's connection read before the sweep would bring the old
      * bytes back with its next change to them. */
     if (c->sweep_pages)
         sqlite3_db_release_memory(c->db->conn);
-    pass_ended(c, 0, NULL);
-    /* A request that came while the sweep ran may have cleared a secret
-     * in a page already swept. */
-    if (c->requests != c->swept && !c->running && !c->closing)
-        start(c);
+    /* A request that came while the sweep ran may have cleared a secret in
+     * a page already swept: "busy" makes the engine ask again (in 1 s),
+     * and the pass that serves it sweeps once its turn has come. */
+    if (c->requests != c->swept)
+        pass_ended(c, -EBUSY, "secrets were cleared during the sweep");
+    else
+        pass_ended(c, 0, NULL);
 }
 
 /* Step 2, on the loop. */
@@ -297,8 +305,14 @@ static void after_step1(uv_work_t *w, int status)
     int err = db_checkpoint(c->db);
     if (err == 0)
         c->wal_frames = 0;
+    if (err == 0 && c->requests != c->swept && uv_now(c->loop) < c->next_sweep_ms) {
+        /* Its turn comes later: the engine's retry of a busy pass asks again. */
+        pass_ended(c, -EBUSY, "the sweep waits its turn");
+        return;
+    }
     if (err == 0 && c->requests != c->swept) {
         c->running = c->sweeping = true;
+        c->sweep_started_ms = uv_now(c->loop);
         c->sweep_serves = c->requests;
         (void)uv_queue_work(c->loop, &c->work, sweep, after_sweep);
         return;
