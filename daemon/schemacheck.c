@@ -136,7 +136,7 @@ void schemacheck_free(struct schemacheck *c)
 
 bool schemacheck_changed(struct schemacheck *c, sqlite3 *conn)
 {
-    int cookie;
+    int cookie = -1;
 
     return schema_cookie(conn, &cookie) < 0 || cookie != c->cookie;
 }
@@ -185,7 +185,7 @@ int schemacheck_run(struct schemacheck *c, sqlite3 *conn, schemacheck_note_fn no
 {
     struct object *have = NULL;
     size_t n = 0, n_fixed = 0;
-    int cookie, rc;
+    int cookie = -1, rc;
     /* Told after the commit: what was recreated, and whether it differed. */
     struct {
         const struct object *o;
