@@ -313,6 +313,9 @@ static void on_sock_closed(uv_handle_t *handle)
 /* The socket is closing (or we are done with curl). */
 static void sock_release(struct http *h, struct sock *s)
 {
+    /* The socket is gone: a socket given its number later is new. */
+    s->ours = false;
+    s->connected = false;
     switch (s->state) {
     case SOCK_ACTIVE:
         sock_assert_owned(s);
@@ -377,6 +380,7 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 
             if (ino != s->ino) { /* not the socket we opened: curl's own */
                 s->ours = false;
+                s->connected = false;
                 s->ino = ino;
                 s->stale = true;
             }

@@ -187,8 +187,8 @@ static void db_failure(const struct proto_env *env, int r, struct perr *e)
     else if (r == -ENOMEM)
         e->msg[0] = '\0';
     else if (r == -ESTALE)
-        perr_set(e, "database file was removed or replaced; revokerd is stopping and this request is not "
-                    "recorded: send it again once revokerd is back");
+        perr_set(e, "database file was removed or replaced (or its lock file); revokerd is stopping and "
+                    "this request may not be recorded: send it again once revokerd is back");
     else
         perr_set(e, "database error (%s); nothing was changed", store_errmsg(env->store));
 }

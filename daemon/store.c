@@ -11,6 +11,8 @@
 #include "checkpoint.h"
 #include "dbfile.h"
 
+#define START_BUSY_TIMEOUT_MS 5000
+
 struct store {
     struct dbfile *file;     /* NULL for an in-memory database */
     struct schemacheck *schema;
@@ -122,7 +124,11 @@ int store_open(uv_loop_t *loop, const char *path, schemacheck_note_fn note, void
         snprintf(err, errlen, "cannot build the reference schema: %s", strerror(-rc));
         goto err_after_open;
     }
+    /* At start an application holding the write lock for a moment must
+     * not make the start fail (db.c waits as long when it migrates). */
+    sqlite3_busy_timeout(s->db->conn, START_BUSY_TIMEOUT_MS);
     rc = schemacheck_run(s->schema, s->db->conn, s->note, s->note_data, why, sizeof(why));
+    sqlite3_busy_timeout(s->db->conn, DB_BUSY_TIMEOUT_MS);
     if (rc < 0) {
         snprintf(err, errlen, "cannot start on %s: %s", path, why);
         goto err_after_open;
