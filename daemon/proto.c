@@ -504,6 +504,10 @@ static json_t *op_stats(const struct proto_env *env, json_t *req, struct perr *e
                   (json_int_t)rs.revoked, "already_invalid", (json_int_t)rs.already_invalid,
                   "rejected", (json_int_t)rs.rejected, "gave_up", (json_int_t)rs.gave_up,
                   "retried", (json_int_t)rs.retried, "hashed", (json_int_t)rs.hashed));
+    /* Rows whose expires_at was not Unix seconds (README, the table contract). */
+    put(&reply, "bad_expires_at",
+        json_pack("{s:I,s:I}", "converted_from_ms", (json_int_t)rs.expiry_converted, "rejected",
+                  (json_int_t)rs.expiry_rejected));
     put(&reply, "endpoint",
         json_pack("{s:s,s:o}", "health", rs.health ? rs.health : "unknown", "last_error",
                   str_or_null(rs.last_error)));

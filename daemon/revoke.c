@@ -525,11 +525,22 @@ static void on_db_timer(uv_timer_t *h)
     schedule_work(r);
 }
 
+/* Outcomes committed, and rows the table's rules rejected before any request. */
+static struct report_counts committed_counts(const struct revoke *r)
+{
+    struct tokens_tally t = store_tally(r->store);
+    struct report_counts c = r->counts;
+
+    c.rejected += t.no_token + t.expiry_rejected;
+    return c;
+}
+
 static void on_summary_timer(uv_timer_t *h)
 {
     struct revoke *r = container_of(h, struct revoke, summary_timer);
+    struct report_counts now = committed_counts(r);
 
-    report_summary(&r->counts, &r->summary_base, SUMMARY_MS / 1000, health_describe(&r->health, uv_now(r->loop)));
+    report_summary(&now, &r->summary_base, SUMMARY_MS / 1000, health_describe(&r->health, uv_now(r->loop)));
 }
 
 /* The rows of revoked tokens no longer hold their secrets (secure_delete
@@ -731,12 +742,17 @@ void revoke_kick(struct revoke *r)
 
 void revoke_get_stats(struct revoke *r, struct revoke_stats *ret)
 {
+    struct report_counts c = committed_counts(r);
+    struct tokens_tally t = store_tally(r->store);
+
     *ret = r->stats;
-    ret->revoked = r->counts.revoked;
-    ret->already_invalid = r->counts.already_invalid;
-    ret->rejected = r->counts.rejected;
-    ret->gave_up = r->counts.gave_up;
-    ret->retried = r->counts.retried;
+    ret->revoked = c.revoked;
+    ret->already_invalid = c.already_invalid;
+    ret->rejected = c.rejected;
+    ret->gave_up = c.gave_up;
+    ret->retried = c.retried;
+    ret->expiry_converted = t.expiry_converted;
+    ret->expiry_rejected = t.expiry_rejected;
     ret->queued = r->queue.len;
     ret->in_flight = r->in_flight;
     ret->uncommitted = r->batch.len;

@@ -33,6 +33,8 @@ struct revoke_stats {
     uint64_t sent;                /* requests started since start */
     uint64_t revoked, already_invalid, rejected, gave_up, retried; /* outcomes since start */
     uint64_t hashed;              /* rows hashed since start (tokens_hash_new) */
+    uint64_t expiry_converted;    /* expires_at in milliseconds, rewritten in seconds */
+    uint64_t expiry_rejected;     /* expires_at not a time: failed (also in rejected) */
     uint64_t db_errors;           /* failed commits (retried) */
     const char *health;           /* health_describe() */
     const char *last_error;       /* endpoint's last error, "" if none */

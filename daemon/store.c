@@ -21,6 +21,7 @@ struct store {
     struct db *db;
     struct tokens *tokens;
     struct audit *audit;
+    struct tokens_tally begun_tally; /* tokens' tally at the last store_begin */
     struct checkpoint *ckpt; /* NULL without a loop */
     void (*ckpt_cb)(void *data, int err, const char *msg);
     void *ckpt_data;
@@ -212,6 +213,8 @@ int store_begin(struct store *s, enum store_write kind)
 
     if (!store_may_write(s, kind))
         return -EAGAIN;
+    if (s->tokens)
+        s->begun_tally = tokens_tally(s->tokens);
     rc = db_begin(s->db);
     if (rc < 0)
         store_rollback(s);
@@ -230,8 +233,16 @@ int store_commit(struct store *s)
 void store_rollback(struct store *s)
 {
     db_rollback(s->db);
-    /* The rows behind the cached chain head may be gone with it. */
+    /* The rows behind the cached chain head may be gone with it, and so
+     * may the rows the tally counted. */
     audit_forget(s->audit);
+    if (s->tokens)
+        tokens_set_tally(s->tokens, &s->begun_tally);
+}
+
+struct tokens_tally store_tally(const struct store *s)
+{
+    return tokens_tally(s->tokens);
 }
 
 int store_end(struct store *s, int rc)

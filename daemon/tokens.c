@@ -1,10 +1,12 @@
 #include "tokens.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "util.h"
 
 /* Every statement on the hot path names its index (INDEXED BY): SQLite then
@@ -17,6 +19,7 @@
 struct tokens {
     struct db *db;
     sqlite3_stmt *first_flagged, *first_expired, *set_due, *set_due_refill, *set_no_token;
+    sqlite3_stmt *first_bad_expiry, *set_expiry, *set_bad_expiry;
     sqlite3_stmt *any_flagged, *next_expiry, *next_retry, *fetch, *fetch_from;
     sqlite3_stmt *outcome, *outcome_over, *state_of;
     sqlite3_stmt *by_sha256, *by_unhashed, *set_hash, *unhashed_page, *insert_requested;
@@ -24,6 +27,7 @@ struct tokens {
     sqlite3_stmt *status, *requeue, *next_failed;
     sqlite3_stmt *count_pending, *count_failed, *count_all;
     sqlite3_stmt *begin_read;
+    struct tokens_tally tally;
 };
 
 static const struct {
@@ -35,9 +39,18 @@ static const struct {
      "SELECT id, token, fingerprint, token_sha256 FROM tokens INDEXED BY tokens_flagged "
      "WHERE state = 'active' AND flagged <> 0 ORDER BY id LIMIT 1"},
     {S(first_expired),
-     "SELECT id, token, fingerprint, token_sha256 FROM tokens INDEXED BY tokens_expiry "
+     "SELECT id, token, fingerprint, token_sha256, expires_at FROM tokens INDEXED BY tokens_expiry "
      "WHERE state = 'active' AND expires_at IS NOT NULL AND expires_at <= ?1 "
      "ORDER BY expires_at LIMIT 1"},
+    /* sql/005-bad-expiry.sql. A flagged row is the flag's: it goes first. */
+    {S(first_bad_expiry),
+     "SELECT id, expires_at FROM tokens INDEXED BY tokens_bad_expiry "
+     "WHERE state = 'active' AND expires_at >= 32503680000 AND flagged = 0 ORDER BY id LIMIT 1"},
+    {S(set_expiry), "UPDATE tokens SET expires_at = ?2 WHERE id = ?1 AND state = 'active'"},
+    {S(set_bad_expiry),
+     "UPDATE tokens SET state = 'failed', due_reason = 'expired', due_at = ?2, finished_at = ?2, "
+     "next_attempt_at = NULL, last_event = 'rejected', last_error = ?3 "
+     "WHERE id = ?1 AND state = 'active'"},
     /* Not a word about token or token_sha256: an UPDATE that names an
      * indexed column rewrites that index entry, a random page in a big
      * table. A row not hashed yet gets set_hash first. */
@@ -350,6 +363,8 @@ static int make_current_due(struct tokens *t, struct audit *a, sqlite3_stmt *st,
         .now_ms = now_ms,
     };
     int err = make_due(t, a, &d);
+    if (err == 0 && !has_token)
+        t->tally.no_token++;
     if (err == 0 && ret_id)
         *ret_id = id;
     return err;
@@ -443,27 +458,118 @@ void tokens_close(struct tokens *t)
     free(t);
 }
 
+#define YEAR_2000 INT64_C(946684800)    /* Unix seconds of 2000-01-01 */
+#define YEAR_3000 INT64_C(32503680000)  /* ... of 3000-01-01, as in sql/005-bad-expiry.sql */
+
+/* An expiry in the past before 2000 is due like any other, and said once
+ * (it is promoted once): a 0 or a negative number is usually a bug. */
+static void note_early_expiry(sqlite3_stmt *st)
+{
+    if (sqlite3_column_type(st, 4) != SQLITE_NULL && sqlite3_column_double(st, 4) < YEAR_2000)
+        log_warning("token %" PRId64 ": expires_at %.0f is before the year 2000 (a time in Unix seconds was "
+                    "expected); revoked as expired",
+                    (int64_t)sqlite3_column_int64(st, 0), sqlite3_column_double(st, 4));
+}
+
+/* An expires_at at or after the year 3000 (sql/005-bad-expiry.sql): a number
+ * that reads as milliseconds before the year 3000 is rewritten in seconds
+ * (rounded up: never earlier than meant); anything else (text, a blob, a
+ * number too large) can never fall due, so the row fails with a `rejected`
+ * audit row that says why. *ret_handled: a row was there. */
+static int handle_bad_expiry(struct tokens *t, struct audit *a, int64_t now_ms, bool *ret_handled)
+{
+    sqlite3_stmt *st = t->first_bad_expiry;
+    int r = row(t, st);
+    char why[160];
+    int err;
+
+    *ret_handled = r > 0;
+    if (r <= 0)
+        return r;
+    int64_t id = sqlite3_column_int64(st, 0);
+    int type = sqlite3_column_type(st, 1);
+    double v = sqlite3_column_double(st, 1);
+    int64_t iv = sqlite3_column_int64(st, 1);
+    done(st);
+
+    bool number = type == SQLITE_INTEGER || type == SQLITE_FLOAT;
+    if (number && v >= YEAR_2000 * 1000.0 && v < YEAR_3000 * 1000.0) {
+        int64_t seconds = type == SQLITE_INTEGER ? (iv + 999) / 1000 : (int64_t)(v / 1000.0);
+        if (type == SQLITE_FLOAT && (double)seconds * 1000.0 < v)
+            seconds++;
+        st = t->set_expiry;
+        sqlite3_bind_int64(st, 1, id);
+        sqlite3_bind_int64(st, 2, seconds);
+        err = run(t, st);
+        if (err < 0)
+            return err;
+        t->tally.expiry_converted++;
+        log_warning("token %" PRId64 ": expires_at %.0f looks like milliseconds; rewritten as %" PRId64
+                    " (Unix seconds)",
+                    id, v, seconds);
+        return 0;
+    }
+    if (type == SQLITE_INTEGER)
+        snprintf(why, sizeof(why), "expires_at is not a time: %" PRId64 " is after the year 3000 in seconds", iv);
+    else if (type == SQLITE_FLOAT)
+        snprintf(why, sizeof(why), "expires_at is not a time: %.6g is after the year 3000 in seconds", v);
+    else /* the text itself is the application's, not ours to repeat */
+        snprintf(why, sizeof(why), "expires_at is not a time: it is %s, not Unix seconds",
+                 type == SQLITE_TEXT ? "text" : "a blob");
+    st = t->set_bad_expiry;
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    sqlite3_bind_text(st, 3, why, -1, SQLITE_STATIC);
+    err = run(t, st);
+    if (err < 0)
+        return err;
+    if (sqlite3_changes64(t->db->conn) != 1)
+        return -EIO;
+    struct audit_event e = {
+        .at_ms = now_ms,
+        .token_id = id,
+        .event = AUDIT_REJECTED,
+        .detail = why,
+        .duration_ms = -1,
+    };
+    err = audit_append(a, &e);
+    if (err < 0)
+        return err;
+    t->tally.expiry_rejected++;
+    log_warning("token %" PRId64 ": %s; the row is failed and will not be revoked on expiry", id, why);
+    return 0;
+}
+
 int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
                        unsigned *ret_count)
 {
     unsigned count = 0;
-    bool flagged_done = false;
+    enum { FLAGGED, EXPIRED, BAD_EXPIRY } phase = FLAGGED;
 
     while (count < limit) {
-        sqlite3_stmt *st = flagged_done ? t->first_expired : t->first_flagged;
-        if (flagged_done)
+        if (phase == BAD_EXPIRY) {
+            bool handled;
+            int err = handle_bad_expiry(t, a, now_ms, &handled);
+            if (err < 0)
+                return err;
+            if (!handled)
+                break;
+            count++;
+            continue;
+        }
+        sqlite3_stmt *st = phase == EXPIRED ? t->first_expired : t->first_flagged;
+        if (phase == EXPIRED)
             sqlite3_bind_int64(st, 1, floor_seconds(now_ms));
         int r = row(t, st);
         if (r < 0)
             return r;
         if (r == 0) {
-            if (flagged_done)
-                break;
-            flagged_done = true;
+            phase++;
             continue;
         }
-        int err = make_current_due(t, a, st, flagged_done ? "expired" : "flagged", NULL,
-                                   now_ms, NULL);
+        if (phase == EXPIRED)
+            note_early_expiry(st);
+        int err = make_current_due(t, a, st, phase == EXPIRED ? "expired" : "flagged", NULL, now_ms, NULL);
         if (err < 0)
             return err == -ESTALE ? -EIO : err;
         count++;
@@ -471,6 +577,16 @@ int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsign
     if (ret_count)
         *ret_count = count;
     return 0;
+}
+
+struct tokens_tally tokens_tally(const struct tokens *t)
+{
+    return t->tally;
+}
+
+void tokens_set_tally(struct tokens *t, const struct tokens_tally *tally)
+{
+    t->tally = *tally;
 }
 
 int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count)

@@ -38,10 +38,24 @@ int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count);
  * token_sha256 if the hasher has not been there), due_reason/due_at,
  * next_attempt_at = now_ms and a `due` audit row (detail "flagged" or
  * "expired"). A row without a token goes straight to failed with a
- * `rejected` audit row. *ret_count: rows moved (< limit means nothing more
- * is due now). */
+ * `rejected` audit row. Then rows whose expires_at can never fall due (at
+ * or after the year 3000 in seconds, text, blobs; sql/005): milliseconds
+ * are rewritten in seconds, the rest fail with a `rejected` audit row
+ * ("expires_at is not a time: ..."). Each is logged once. *ret_count: rows
+ * handled (< limit means nothing more is due now). */
 int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
                        unsigned *ret_count);
+
+/* What the table's rules turned away since tokens_open(), counted as the
+ * statements run: a transaction that rolls back must put back the copy
+ * taken at its BEGIN (store does). */
+struct tokens_tally {
+    uint64_t no_token;         /* due without a token: failed, `rejected` */
+    uint64_t expiry_rejected;  /* expires_at not a time: failed, `rejected` */
+    uint64_t expiry_converted; /* expires_at in milliseconds: rewritten in seconds */
+};
+struct tokens_tally tokens_tally(const struct tokens *t);
+void tokens_set_tally(struct tokens *t, const struct tokens_tally *tally);
 
 struct pending_row {
     int64_t id;

@@ -161,7 +161,7 @@ static void test_reopen_is_idempotent(void)
         REQUIRE(db_open(p, 0, &db) == 0);
         CHECK_INT(query_int(db->conn, "PRAGMA user_version"), schema_version);
         CHECK_INT(query_int(db->conn, "SELECT count(*) FROM tokens"), 1);
-        CHECK_INT(query_int(db->conn, "SELECT count(*) FROM sqlite_schema WHERE type='view'"), 3);
+        CHECK_INT(query_int(db->conn, "SELECT count(*) FROM sqlite_schema WHERE type='view'"), 4);
         db_close(db);
     }
     tmp_end();

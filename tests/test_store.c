@@ -216,6 +216,41 @@ static void test_rollback_forgets_audit_head(void)
     store_close(s, NULL, NULL);
 }
 
+/* The tally of rows the table's rules rejected counts committed rows only:
+ * a rolled-back promotion is done again, and must not count twice. */
+static void test_rollback_puts_tally_back(void)
+{
+    struct store *s;
+    unsigned n = 0;
+
+    fresh_path();
+    REQUIRE(store_open(NULL, path, NULL, NULL, &s, NULL, 0) == 0);
+    REQUIRE(sqlite3_exec(store_db(s)->conn,
+                         "INSERT INTO tokens (token, expires_at) VALUES ('tok-ms', 1795000000000), "
+                         "('tok-text', 'tomorrow'); INSERT INTO tokens (token, flagged) VALUES (NULL, 1)",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    REQUIRE(store_begin(s, STORE_WRITE_CAN_WAIT) == 0);
+    CHECK_INT(store_promote_due(s, db_now_ms(), 10, &n), 0);
+    CHECK_INT(n, 3);
+    CHECK_INT(store_tally(s).no_token, 1);
+    CHECK_INT(store_tally(s).expiry_converted, 1);
+    CHECK_INT(store_tally(s).expiry_rejected, 1);
+    CHECK_INT(store_end(s, -EIO), -EIO);
+    CHECK_INT(store_tally(s).no_token, 0);
+    CHECK_INT(store_tally(s).expiry_converted, 0);
+    CHECK_INT(store_tally(s).expiry_rejected, 0);
+    CHECK_INT(sql_int(s, "SELECT count(*) FROM tokens WHERE state = 'active'"), 3);
+
+    REQUIRE(store_begin(s, STORE_WRITE_CAN_WAIT) == 0);
+    CHECK_INT(store_promote_due(s, db_now_ms(), 10, &n), 0);
+    REQUIRE(store_end(s, 0) == 0);
+    CHECK_INT(store_tally(s).no_token, 1);
+    CHECK_INT(store_tally(s).expiry_converted, 1);
+    CHECK_INT(store_tally(s).expiry_rejected, 1);
+    CHECK_INT(sql_int(s, "SELECT expires_at FROM tokens WHERE token = 'tok-ms'"), 1795000000);
+    store_close(s, NULL, NULL);
+}
+
 /* Run the loop until the pass callback ran `want` times (or 5 s passed). */
 static void run_until(uv_loop_t *loop, int want)
 {
@@ -284,5 +319,5 @@ static void teardown(void)
 }
 
 TEST_MAIN(CASE(setup), CASE(test_lifecycle), CASE(test_begin_commit_rollback),
-          CASE(test_rollback_forgets_audit_head), CASE(test_may_write_during_checkpoint),
+          CASE(test_rollback_forgets_audit_head), CASE(test_rollback_puts_tally_back), CASE(test_may_write_during_checkpoint),
           CASE(teardown))

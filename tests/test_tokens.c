@@ -11,6 +11,7 @@
 #include "db.h"
 #include "schema.h"
 #include "secret.h"
+#include "util.h"
 #include "tokens.h"
 #include "unit.h"
 
@@ -173,7 +174,7 @@ static void test_promote_boundaries(void)
         {"1800000000", 7, NOW, "pending", "flagged"},          /* any non-zero */
         {"1699999999.5", 0, NOW - 1, "active", NULL},          /* REAL: due at ceil */
         {"1699999999.5", 0, NOW, "pending", "expired"},
-        {"'tomorrow'", 0, NOW, "active", NULL},                /* text never expires */
+        /* text, milliseconds, ...: test_promote_bad_expiry */
     };
     fx_open();
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -503,8 +504,9 @@ static void test_next_events(void)
     insert_token("f", NULL, NULL, 1);
     CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
     CHECK(n.flagged);
-    /* Once promoted, neither the flag nor the earliest expiry remain. */
-    CHECK_INT(promote(1700000250000LL, 100), 2);
+    /* Once promoted, neither the flag nor the earliest expiry remain (and
+     * 'someday' failed: test_promote_bad_expiry). */
+    CHECK_INT(promote(1700000250000LL, 100), 3);
     CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
     CHECK(!n.flagged);
     CHECK_INT(n.expiry_ms, 1700000300000LL);
@@ -1448,7 +1450,79 @@ static void test_allocation_failures(void)
     REQUIRE(sqlite3_initialize() == SQLITE_OK);
 }
 
-TEST_MAIN(CASE(test_promote_boundaries), CASE(test_promote_order_limit_and_no_token),
+/* sql/005-bad-expiry.sql: an expires_at that can never fall due. */
+static void test_promote_bad_expiry(void)
+{
+    static const struct {
+        const char *expires_at; /* SQL literal */
+        const char *state;      /* after one promotion at NOW */
+        int64_t seconds;        /* expires_at after it, for numbers kept; -1: not checked */
+        const char *error;      /* last_error and the rejected audit detail; NULL: none */
+    } cases[] = {
+        {"1795000000000", "active", 1795000000, NULL},     /* ms: converted */
+        {"1795000000001", "active", 1795000001, NULL},     /* rounded up, never earlier */
+        {"1795000000000.5", "active", 1795000001, NULL},   /* REAL ms */
+        {"946684800000", "pending", 946684800, NULL},      /* first ms accepted: 2000, past */
+        {"1600000000000", "pending", 1600000000, NULL},    /* ms in the past: converted, then due */
+        {"32503679999", "active", 32503679999, NULL},      /* last second before 3000: fine */
+        {"32503680000", "failed", -1, "expires_at is not a time: 32503680000 is after the year 3000 in seconds"},
+        {"946684799999", "failed", -1, "expires_at is not a time: 946684799999 is after the year 3000 in seconds"},
+        {"32503680000000", "failed", -1, "expires_at is not a time: 32503680000000 is after the year 3000 in seconds"},
+        {"9223372036854775807", "failed", -1,
+         "expires_at is not a time: 9223372036854775807 is after the year 3000 in seconds"},
+        {"1e300", "failed", -1, "expires_at is not a time: 1e+300 is after the year 3000 in seconds"},
+        {"'tomorrow'", "failed", -1, "expires_at is not a time: it is text, not Unix seconds"},
+        {"'1795000000'", "active", 1795000000, NULL},     /* INTEGER affinity: stored as a number */
+        {"x'00'", "failed", -1, "expires_at is not a time: it is a blob, not Unix seconds"},
+    };
+    fx_open();
+    struct tokens_tally before = tokens_tally(tk);
+    unsigned converted = 0, rejected = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+        int64_t id = insert_token("tok-bad", NULL, cases[i].expires_at, 0);
+        /* Twice: the second call finds a converted row due or not, like any other. */
+        promote(NOW, 10);
+        promote(NOW, 10);
+        if (strcmp(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)id), cases[i].state) != 0)
+            fprintf(stderr, "bad expiry case %zu (%s)\n", i, cases[i].expires_at);
+        CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)id), cases[i].state);
+        if (cases[i].seconds >= 0) {
+            CHECK_INT(qint("SELECT expires_at FROM tokens WHERE id = %lld", (long long)id), cases[i].seconds);
+            converted += cases[i].seconds != qint("SELECT %s", cases[i].expires_at);
+        }
+        if (cases[i].error) {
+            rejected++;
+            CHECK_STR(qtext("SELECT last_error FROM tokens WHERE id = %lld", (long long)id), cases[i].error);
+            CHECK_INT(audit_count(id, "rejected", cases[i].error), 1);
+            CHECK_INT(qint("SELECT count(*) FROM audit WHERE token_id = %lld", (long long)id), 1);
+            CHECK(qint("SELECT finished_at FROM tokens WHERE id = %lld", (long long)id) == NOW);
+        }
+        exec("UPDATE tokens SET state = 'revoked' WHERE state <> 'failed'");
+    }
+    struct tokens_tally after = tokens_tally(tk);
+    CHECK_INT(after.expiry_converted - before.expiry_converted, converted);
+    CHECK_INT(after.expiry_rejected - before.expiry_rejected, rejected);
+    CHECK_INT(converted, 5);
+    CHECK_INT(rejected, 7);
+
+    /* A flagged row is revoked for its flag, whatever its expires_at says. */
+    int64_t id = insert_token("tok-bad-flagged", NULL, "'soon'", 1);
+    CHECK_INT(promote(NOW, 10), 1);
+    CHECK_STR(qtext("SELECT state || ' ' || due_reason FROM tokens WHERE id = %lld", (long long)id),
+              "pending flagged");
+    /* A row without a token that falls due is counted as rejected too. */
+    before = tokens_tally(tk);
+    insert_token(NULL, NULL, NULL, 1);
+    CHECK_INT(promote(NOW, 10), 1);
+    CHECK_INT(tokens_tally(tk).no_token - before.no_token, 1);
+    /* The index holds nothing once every row was handled. */
+    CHECK_INT(qint("SELECT count(*) FROM tokens INDEXED BY tokens_bad_expiry "
+                   "WHERE state = 'active' AND expires_at >= 32503680000"),
+              0);
+    fx_close();
+}
+
+TEST_MAIN(CASE(test_promote_boundaries), CASE(test_promote_bad_expiry), CASE(test_promote_order_limit_and_no_token),
           CASE(test_fetch_order), CASE(test_outcomes), CASE(test_next_events),
           CASE(test_revoke_secret), CASE(test_hash_new), CASE(test_hash_secret_rewritten),
           CASE(test_hot_path_pages), CASE(test_upgrade_from_schema_2), CASE(test_revoke_id), CASE(test_revoke_subject),
