@@ -3,7 +3,8 @@
 # (plain, and with AddressSanitizer + UndefinedBehaviorSanitizer) and run the
 # unit and end-to-end tests in both; run the end-to-end tests once more with
 # the daemon under valgrind memcheck; the benchmark's 5-second smoke run; the
-# fuzz targets for a bounded time; and check that a release build compiles.
+# 100,000-token secrets search once; the fuzz targets for a bounded time; and
+# check that a release build compiles.
 # Usage (as root on Debian 12): bash tests/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,8 @@ meson setup build --reconfigure >/dev/null 2>&1 || meson setup build >/dev/null
 ninja -C build
 run_suite plain build --suite unit --suite e2e --suite lint
 run_suite bench-smoke build --suite bench-smoke
+# The 100,000-token secrets search (about 3 min), once, in the plain build.
+run_suite slow build --suite slow
 # The daemon of the e2e tests under valgrind memcheck: a memory error or a
 # definite/indirect leak at exit fails the test (exit 99, see harness.py).
 REVOKERD_WRAPPER="valgrind --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --track-fds=no -q" \

@@ -462,6 +462,10 @@ static void print_stats(const struct cli *c, json_t *reply)
         printf("%-12s %s (last error: %s)\n", "endpoint", jstr(ep, "health", "?"), last);
     else
         printf("%-12s %s\n", "endpoint", jstr(ep, "health", "?"));
+    json_t *bad = json_object_get(reply, "bad_expires_at");
+    if (jint(bad, "converted_from_ms") || jint(bad, "rejected"))
+        printf("%-12s %lld read as milliseconds and converted, %lld rejected (view invalid_tokens)\n",
+               "expires_at", jint(bad, "converted_from_ms"), jint(bad, "rejected"));
     const char *dberr = jstr(reply, "db_error", NULL);
     printf("%-12s %s (%lld failed commits since start)\n", "database", dberr ? dberr : "ok",
            jint(reply, "db_errors"));

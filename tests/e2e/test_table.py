@@ -86,6 +86,9 @@ class BadRows(harness.E2ETestCase):
         self.assertEqual(app.state(tokenless), "failed")
         self.assertEqual(st["totals"]["rejected"], len(GARBAGE) + 1)
         self.assertEqual(st["states"]["failed"], len(GARBAGE) + 1)
+        out = harness.run([harness.binary("REVOKERCTL"), "--config", d.config_path, "stats"])
+        self.assertEqual(out[0], 0, out)
+        self.assertIn("expires_at   2 read as milliseconds and converted, %d rejected" % len(GARBAGE), out[1])
 
         # The view for people: the garbage and the early one, not the rewritten ones.
         listed = {r["id"]: r for r in app.query("SELECT * FROM invalid_tokens")}
