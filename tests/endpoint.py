@@ -16,6 +16,8 @@ A threaded HTTP/1.1 server with keep-alive. `POST /v2/token/logout` with
     hang-...            accept, then send nothing for 120 s (or until the
                         client closes).
     reset-...           close the connection without an answer (RST).
+    hangonce-..., resetonce-...  the same for the token's first request,
+                        then 200.
     garbage-...         200 with a binary garbage body.
     bigheader-...       200 with one response header line of 1 MiB.
     idleclose-...       200, then the connection is closed after 50 ms
@@ -317,6 +319,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._hang(token)
         if token.startswith("reset-"):
             return self._reset(token)
+        if token.startswith(("hangonce-", "resetonce-")):
+            if self.server.state.next_count(token) == 1:
+                return (self._hang if token.startswith("hang") else self._reset)(token)
+            return self._answer(token, 200, b"{}")
         if token.startswith("garbage-"):
             return self._answer(token, 200, GARBAGE)
         if token.startswith("bigheader-"):

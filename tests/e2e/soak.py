@@ -1,8 +1,11 @@
 """Soak test of revokerd (issue 6, "Load"): at least 10 minutes of a steady
 stream of insertions, flags, expiries and control-socket revocations, with
-the daemon's RSS and open file descriptors sampled every 10 s. Passes when
-every token that fell due was handled, the RSS slope after the warm-up is
-flat and the descriptor count does not grow.
+the daemon's RSS and open file descriptors sampled every 10 s. The endpoint
+fails at random meanwhile (a first request that hangs past the timeout or is
+reset, a 200 with a garbage body) while a second client pings every second
+and socket clients come and go (issue 20, item 0). Passes when every ping
+was answered, every token that fell due was handled, the RSS slope after the
+warm-up is flat and the descriptor count does not grow.
 
 Not part of the default suites: `meson test -C build --suite soak`.
 SOAK_SECONDS shortens or lengthens the run (default 600)."""
@@ -89,11 +92,15 @@ class Soak(E2ETestCase):
     def test_steady_stream_rss_flat(self):
         rng = random.Random(int(os.environ.get("SOAK_SEED") or 1))
         ep = self.endpoint()
-        d = self.daemon(ep, config={"logout.concurrency": "8", "daemon.client_idle": "5s"})
+        d = self.daemon(ep, config={"logout.concurrency": "8", "daemon.client_idle": "5s",
+                                    "logout.timeout": "2s"})
         pid = d.pid
         app = self.app(d)
         ctl = Ctl(d.socket_path, 5.0)
         self.addCleanup(ctl.close)
+        pinger = Ctl(d.socket_path, 5.0)
+        self.addCleanup(pinger.close)
+        pings = []              # seconds each ping took to be answered
         say("soak for %.0f s: %d tokens/s; sampling RSS and fds every %.0f s", DURATION_S, PER_SECOND,
             SAMPLE_S)
 
@@ -118,6 +125,10 @@ class Soak(E2ETestCase):
                         app.insert("s500x1-soak-" + secrets.token_hex(8), flagged=1)
                     elif r < 0.72:   # answered 422: rejected, failed
                         app.insert("s422-soak-" + secrets.token_hex(8), flagged=1)
+                    elif r < 0.73:   # endpoint failures: a first request that hangs or is reset
+                        app.insert(rng.choice(("hangonce-", "resetonce-")) + secrets.token_hex(8), flagged=1)
+                    elif r < 0.74:   # a 200 with a garbage body
+                        app.insert("garbage-soak-" + secrets.token_hex(8), flagged=1)
                     else:            # no expiry: flagged later
                         active_unexpiring.append(app.insert("soak-later-" + secrets.token_hex(8)))
                     inserted += 1
@@ -135,6 +146,10 @@ class Soak(E2ETestCase):
                 inserted += 1
                 if rng.random() < 0.2:
                     ctl.close()
+            t0 = time.monotonic()
+            reply = pinger.request({"op": "ping"})
+            self.assertTrue(reply["ok"], reply)
+            pings.append(time.monotonic() - t0)
             now = time.monotonic()
             if now >= next_sample:
                 samples.append((now - t_start, rss_kib(pid), fd_count(pid)))
@@ -143,6 +158,7 @@ class Soak(E2ETestCase):
             tick += 1.0
             time.sleep(max(0.0, tick - time.monotonic()))  # the stream's pace: one batch a second
         ctl.close()
+        pinger.close()
 
         # Everything that fell due is handled (expiries within 20 s).
         app.execute("UPDATE tokens SET flagged = 1 WHERE state = 'active' AND expires_at IS NULL")
@@ -160,9 +176,10 @@ class Soak(E2ETestCase):
         slope = slope_per_min(steady)
         fds = [n for _, _, n in samples]
         say("%d tokens (%d through the socket) in %.0f s: %r; RSS %d -> %d KiB (after warm-up %d -> %d), "
-            "slope %+.1f KiB/min (bound %.0f); fds %d..%d",
+            "slope %+.1f KiB/min (bound %.0f); fds %d..%d; %d pings, all answered, slowest %.1f ms",
             inserted, via_socket, DURATION_S, states, samples[0][1], samples[-1][1], steady[0][1],
-            steady[-1][1], slope, SLOPE_MAX_KIB_PER_MIN, min(fds), max(fds))
+            steady[-1][1], slope, SLOPE_MAX_KIB_PER_MIN, min(fds), max(fds), len(pings),
+            1000 * max(pings))
         with open("/proc/%d/maps" % pid) as f:
             asan = "libasan" in f.read()
         if asan:
