@@ -274,7 +274,8 @@ static json_t *op_revoke_token(const struct proto_env *env, const char *token, s
         return NULL;
     }
     kick(env);
-    log_info("control: revocation requested for token %" PRId64 " (state %s)", id, token_state_name(state));
+    log_token(LOG_INFO, id, NULL, NULL, 0, "control: revocation requested for token %" PRId64 " (state %s)", id,
+              token_state_name(state));
     json_t *reply = reply_ok();
     put(&reply, "id", json_integer(id));
     put(&reply, "state", str_or_null(token_state_name(state)));
@@ -303,7 +304,8 @@ static json_t *op_revoke_id(const struct proto_env *env, int64_t id, const char 
     }
     if (changed) {
         kick(env);
-        log_info("control: revocation requested for token %" PRId64, id);
+        log_token(LOG_INFO, id, st.fingerprint[0] ? st.fingerprint : NULL, NULL, 0,
+                  "control: revocation requested for token %" PRId64, id);
     }
     json_t *ids = json_array();
     if (ids && changed && json_array_append_new(ids, json_integer(id)) < 0) {

@@ -238,8 +238,7 @@ static void dispatch(struct revoke *r)
         j->req.done = on_http_done;
         rc = http_submit(r->http, &j->req);
         if (rc < 0 && rc != -EINVAL) {
-            log_err("cannot start a request for token %" PRId64 ": %s; retrying in %d ms", j->id,
-                    strerror(-rc), SUBMIT_RETRY_MS);
+            report_submit_failed(j, rc, SUBMIT_RETRY_MS);
             uv_timer_start(&r->gate_timer, on_gate_timer, SUBMIT_RETRY_MS, 0);
             return;
         }
@@ -315,13 +314,9 @@ static void flush(struct revoke *r)
 
         rc = store_record_outcome(r->store, &j->out.rec, &was);
         if (rc == 0 && was)
-            log_notice("token %" PRId64 " (%s): another process set its state to '%s' while its request was in "
-                       "flight; revokerd's outcome (%s) replaces it: the state column is revokerd's",
-                       j->id, j->fingerprint, token_state_name(was), audit_event_name(j->out.rec.event));
+            report_state_replaced(j, was);
         if (rc == -ESTALE) {
-            log_notice("token %" PRId64 " (%s) was deleted by another process while its request was in flight; "
-                       "outcome %s not recorded",
-                       j->id, j->fingerprint, audit_event_name(j->out.rec.event));
+            report_row_gone(j);
             rc = 0;
         }
     }

@@ -466,9 +466,10 @@ void tokens_close(struct tokens *t)
 static void note_early_expiry(sqlite3_stmt *st)
 {
     if (sqlite3_column_type(st, 4) != SQLITE_NULL && sqlite3_column_double(st, 4) < YEAR_2000)
-        log_warning("token %" PRId64 ": expires_at %.0f is before the year 2000 (a time in Unix seconds was "
-                    "expected); revoked as expired",
-                    (int64_t)sqlite3_column_int64(st, 0), sqlite3_column_double(st, 4));
+        log_token(LOG_WARNING, sqlite3_column_int64(st, 0), NULL, NULL, 0,
+                  "token %" PRId64 ": expires_at %.0f is before the year 2000 (a time in Unix seconds was "
+                  "expected); revoked as expired",
+                  (int64_t)sqlite3_column_int64(st, 0), sqlite3_column_double(st, 4));
 }
 
 /* An expires_at at or after the year 3000 (sql/005-bad-expiry.sql): a number
@@ -504,9 +505,10 @@ static int handle_bad_expiry(struct tokens *t, struct audit *a, int64_t now_ms, 
         if (err < 0)
             return err;
         t->tally.expiry_converted++;
-        log_warning("token %" PRId64 ": expires_at %.0f looks like milliseconds; rewritten as %" PRId64
-                    " (Unix seconds)",
-                    id, v, seconds);
+        log_token(LOG_WARNING, id, NULL, NULL, 0,
+                  "token %" PRId64 ": expires_at %.0f looks like milliseconds; rewritten as %" PRId64
+                  " (Unix seconds)",
+                  id, v, seconds);
         return 0;
     }
     if (type == SQLITE_INTEGER)
@@ -536,7 +538,8 @@ static int handle_bad_expiry(struct tokens *t, struct audit *a, int64_t now_ms, 
     if (err < 0)
         return err;
     t->tally.expiry_rejected++;
-    log_warning("token %" PRId64 ": %s; the row is failed and will not be revoked on expiry", id, why);
+    log_token(LOG_WARNING, id, NULL, audit_event_name(AUDIT_REJECTED), 0,
+              "token %" PRId64 ": %s; the row is failed and will not be revoked on expiry", id, why);
     return 0;
 }
 
