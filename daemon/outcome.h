@@ -12,7 +12,12 @@
  * policy_classify) are the endpoint's fault: they keep the token's
  * attempts, and the token waits at least retry.base (or the Retry-After).
  * Token-level failures count an attempt and end in gave_up at
- * max_attempts. */
+ * max_attempts.
+ *
+ * The audit row's attempt (rec.attempt) is the number of token-level
+ * attempts so far, this one included: attempts + 1 for a token-level answer
+ * (success or failure), attempts as they stand for an endpoint-level failure
+ * or a token never sent (0: the column is NULL). */
 #pragma once
 
 #include <stdbool.h>
