@@ -9,6 +9,9 @@
 #include "secret.h"
 #include "util.h"
 
+_Static_assert(sizeof(((struct token_status *)0)->last_error) >= OUTCOME_TEXT_MAX,
+               "revokerctl status shows a last_error whole");
+
 /* True when text (n bytes) holds the token, or ends with its first 8 bytes
  * or more: the server quoted it and our cut fell inside it. */
 static bool quotes_token(const char *text, size_t n, const char *token, size_t token_len)
@@ -85,7 +88,7 @@ void outcome_of_answer(const struct outcome_job *j, const struct http_result *re
     struct outcome_record *rec = &ret->rec;
     enum outcome o = policy_classify(res->status);
     uint64_t retry_after_ms = 0;
-    char why[200];
+    char why[OUTCOME_WHY_MAX];
     char span[64];
 
     result_init(j, now_ms, ret);

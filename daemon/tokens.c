@@ -205,7 +205,7 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
 static void copy_column(sqlite3_stmt *st, int i, char *buf, size_t len)
 {
     const char *s = (const char *)sqlite3_column_text(st, i);
-    snprintf(buf, len, "%s", s ? s : "");
+    util_format(buf, len, "%s", s ? s : "");
 }
 
 /* The state in column i; 0 for NULL or a name the schema's CHECK refuses. */

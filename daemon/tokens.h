@@ -115,7 +115,7 @@ struct token_status {
     char subject[256];                   /* "" if NULL (truncated) */
     unsigned attempts;
     char last_event[24];                 /* "" if none */
-    char last_error[256];                /* "" if none */
+    char last_error[512];                /* "" if none; holds what outcome.h writes whole */
     int64_t next_attempt_at;             /* 0 if none */
     int64_t expires_at;                  /* Unix s; 0 if none */
     int64_t due_at, finished_at;         /* 0 if none */
