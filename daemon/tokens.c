@@ -128,7 +128,7 @@ static const struct {
      "WHERE subject = ?1 AND id > ?2 AND state = 'active' ORDER BY id LIMIT 1"},
     {S(status),
      "SELECT id, state, fingerprint, subject, attempts, last_event, last_error, "
-     "next_attempt_at, expires_at, due_at, finished_at FROM tokens WHERE id = ?1"},
+     "next_attempt_at, expires_at, due_at, finished_at, flag_reason FROM tokens WHERE id = ?1"},
     {S(requeue),
      "UPDATE tokens SET state = 'pending', attempts = 0, next_attempt_at = ?2, "
      "last_event = 'requeued', last_error = NULL, finished_at = NULL, "
@@ -987,6 +987,7 @@ int tokens_status(struct tokens *t, int64_t id, struct token_status *ret)
     s.expires_at = sqlite3_column_int64(st, 8);
     s.due_at = sqlite3_column_int64(st, 9);
     s.finished_at = sqlite3_column_int64(st, 10);
+    copy_column(st, 11, s.reason, sizeof(s.reason));
     done(st);
     *ret = s;
     return 0;

@@ -113,6 +113,7 @@ struct token_status {
     enum token_state state;
     char fingerprint[SECRET_FP_LEN + 1]; /* "" if never hashed */
     char subject[256];                   /* "" if NULL (truncated) */
+    char reason[256];                    /* flag_reason: the application's or a socket revoke's; "" if NULL */
     unsigned attempts;
     char last_event[24];                 /* "" if none */
     char last_error[512];                /* "" if none; holds what outcome.h writes whole */
