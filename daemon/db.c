@@ -294,8 +294,8 @@ int db_errno(int sqlite_rc)
 
 int db_fail(struct db *db, int sqlite_rc)
 {
-    snprintf(db->errmsg, sizeof(db->errmsg), "sqlite3 code %d (%s): %s", sqlite_rc,
-             sqlite3_errstr(sqlite_rc), db->conn ? sqlite3_errmsg(db->conn) : "no connection");
+    util_format(db->errmsg, sizeof(db->errmsg), "sqlite3 code %d (%s): %s", sqlite_rc,
+                sqlite3_errstr(sqlite_rc), db->conn ? sqlite3_errmsg(db->conn) : "no connection");
     return db_errno(sqlite_rc);
 }
 

@@ -18,11 +18,12 @@
 
 #define DB_READONLY 1
 #define DB_BUSY_TIMEOUT_MS 50
+#define DB_ERRMSG_MAX 256 /* db_errmsg()'s text, cut visibly (util_format) */
 
 struct db {
     sqlite3 *conn;
     char *path;
-    char errmsg[256]; /* last error: "sqlite3 code N (name): message" */
+    char errmsg[DB_ERRMSG_MAX]; /* last error: "sqlite3 code N (name): message" */
 };
 
 int db_open(const char *path, int flags, struct db **ret_db);

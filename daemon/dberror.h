@@ -11,13 +11,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "db.h"
+
 #define DBERROR_RETRY_MIN_MS 250
 #define DBERROR_RETRY_MAX_MS 4000
 #define DBERROR_SUMMARY_MS 60000
 
 struct dberror {
     char what[64];         /* the failing step, "" when none */
-    char msg[160];         /* its error */
+    char msg[DB_ERRMSG_MAX + 64]; /* its error: db_errmsg() and errno's text */
     uint64_t since_ms;     /* first failure of this kind */
     uint64_t count;        /* failures of this kind */
     uint64_t told;         /* count at the last line said */

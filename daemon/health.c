@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util.h"
+
 static uint64_t sat_add(uint64_t a, uint64_t b)
 {
     return a > UINT64_MAX - b ? UINT64_MAX : a + b;
@@ -33,8 +35,7 @@ static void push_not_before(struct health *h, uint64_t at_ms)
 
 static void set_error(struct health *h, enum outcome o, const char *why)
 {
-    snprintf(h->last_error, sizeof(h->last_error), "%s",
-             why && *why ? why : policy_outcome_name(o));
+    util_format(h->last_error, sizeof(h->last_error), "%s", why && *why ? why : policy_outcome_name(o));
 }
 
 void health_init(struct health *h, unsigned down_after, uint64_t base_ms, uint64_t max_ms)

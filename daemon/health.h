@@ -36,7 +36,7 @@ struct health {
     bool misconfigured;
     bool probe_in_flight;       /* DOWN: one request at a time */
     uint64_t not_before_ms;     /* no request before this monotonic time */
-    char last_error[160];       /* why it is down or misconfigured; no secrets */
+    char last_error[320];       /* why it is down or misconfigured (an outcome's reason); no secrets */
 };
 
 void health_init(struct health *h, unsigned down_after, uint64_t base_ms, uint64_t max_ms);

@@ -78,9 +78,55 @@ static void write_all(const char *p, size_t n)
     }
 }
 
+/* The journal fields of a line about a token (log_token). */
+struct token_fields {
+    int64_t id;
+    const char *fingerprint, *event; /* NULL: no field */
+    long http_status;                /* <= 0: no field */
+};
+
+/* The file name without its directories: meson passes "../daemon/revoke.c". */
+static const char *base_name(const char *path)
+{
+    const char *slash = path ? strrchr(path, '/') : NULL;
+
+    return slash ? slash + 1 : path ? path : "?";
+}
+
+/* msg (mlen bytes, "MESSAGE=" room in front) and its fields to the journal;
+ * the writer's result. */
+static int send_journal(const struct log_site *at, int level, const struct token_fields *t, char *msg,
+                        size_t mlen)
+{
+    char prio[16], ident[HEAD_MAX], file[96], line[32], func[96], id[32], fp[64], ev[64], st[32];
+    struct iovec iov[10];
+    int k = 0;
+
+#define FIELD(buf, ...) \
+    (snprintf(buf, sizeof(buf), __VA_ARGS__), iov[k++] = (struct iovec){buf, strlen(buf)})
+    memcpy(msg - 8, "MESSAGE=", 8);
+    iov[k++] = (struct iovec){msg - 8, mlen + 8};
+    FIELD(prio, "PRIORITY=%d", level);
+    FIELD(ident, "SYSLOG_IDENTIFIER=%s", state.ident);
+    FIELD(file, "CODE_FILE=%s", base_name(at->file));
+    FIELD(line, "CODE_LINE=%d", at->line);
+    FIELD(func, "CODE_FUNC=%s", at->func ? at->func : "?");
+    if (t) {
+        FIELD(id, "TOKEN_ID=%" PRId64, t->id);
+        if (t->fingerprint)
+            FIELD(fp, "FINGERPRINT=%s", t->fingerprint);
+        if (t->event)
+            FIELD(ev, "EVENT=%s", t->event);
+        if (t->http_status > 0)
+            FIELD(st, "HTTP_STATUS=%ld", t->http_status);
+    }
+#undef FIELD
+    return state.journal_sendv(iov, k);
+}
+
 /* One line: head + sanitised message (+ fields in the journal). */
-static void emit(int level, bool token, int64_t token_id, const char *fingerprint, const char *event,
-                 long http_status, const char *fmt, va_list ap)
+static void emit(const struct log_site *at, int level, const struct token_fields *t, const char *fmt,
+                 va_list ap)
 {
     char buf[LINE_MAX_BYTES];
     char *msg = buf + HEAD_MAX;
@@ -109,37 +155,9 @@ static void emit(int level, bool token, int64_t token_id, const char *fingerprin
             msg[i] = ' ';
     msg[mlen] = '\0';
 
-    if (state.mode == MODE_JOURNAL) {
-        char prio[16], id[32], fp[64], ev[64], st[32];
-        struct iovec iov[7];
-        int k = 0;
-
-        memcpy(msg - 8, "MESSAGE=", 8);
-        iov[k++] = (struct iovec){msg - 8, mlen + 8};
-        snprintf(prio, sizeof(prio), "PRIORITY=%d", level);
-        iov[k++] = (struct iovec){prio, strlen(prio)};
-        snprintf(head, sizeof(head), "SYSLOG_IDENTIFIER=%s", state.ident);
-        iov[k++] = (struct iovec){head, strlen(head)};
-        if (token) {
-            snprintf(id, sizeof(id), "TOKEN_ID=%" PRId64, token_id);
-            iov[k++] = (struct iovec){id, strlen(id)};
-            if (fingerprint) {
-                snprintf(fp, sizeof(fp), "FINGERPRINT=%s", fingerprint);
-                iov[k++] = (struct iovec){fp, strlen(fp)};
-            }
-            if (event) {
-                snprintf(ev, sizeof(ev), "EVENT=%s", event);
-                iov[k++] = (struct iovec){ev, strlen(ev)};
-            }
-            if (http_status > 0) {
-                snprintf(st, sizeof(st), "HTTP_STATUS=%ld", http_status);
-                iov[k++] = (struct iovec){st, strlen(st)};
-            }
-        }
-        if (state.journal_sendv(iov, k) >= 0)
-            return;
-        /* journald is gone: stderr still reaches it, or someone */
-    }
+    /* if journald is gone, stderr still reaches it, or someone */
+    if (state.mode == MODE_JOURNAL && send_journal(at, level, t, msg, mlen) >= 0)
+        return;
 
     if (state.mode == MODE_TTY)
         snprintf(head, sizeof(head), "%s: %s: ", state.ident, log_level_name(level));
@@ -204,41 +222,41 @@ const char *log_level_name(int level)
     return level_names[level];
 }
 
-void log_write(int level, const char *fmt, ...)
+/* Both entry points: the level filter, errno kept. */
+static void vlog(const struct log_site *at, int level, const struct token_fields *t, const char *fmt,
+                 va_list ap)
 {
-    va_list ap;
-    int saved_errno;
-
-    if (level > state.level)
-        return;
     /* callers may log between a failure and their look at errno */
-    saved_errno = errno;
+    int saved_errno = errno;
+
     if (level < LOG_EMERG)
         level = LOG_EMERG;
     if (!state.initialized)
         log_init(NULL);
-    va_start(ap, fmt);
-    emit(level, false, 0, NULL, NULL, 0, fmt, ap);
-    va_end(ap);
+    emit(at, level, t, fmt, ap);
     errno = saved_errno;
 }
 
-void log_token(int level, int64_t token_id, const char *fingerprint, const char *event, long http_status,
-               const char *fmt, ...)
+void log_write_at(const struct log_site *at, int level, const char *fmt, ...)
 {
     va_list ap;
-    int saved_errno;
 
     if (level > state.level)
         return;
-    /* callers may log between a failure and their look at errno */
-    saved_errno = errno;
-    if (level < LOG_EMERG)
-        level = LOG_EMERG;
-    if (!state.initialized)
-        log_init(NULL);
     va_start(ap, fmt);
-    emit(level, true, token_id, fingerprint, event, http_status, fmt, ap);
+    vlog(at, level, NULL, fmt, ap);
     va_end(ap);
-    errno = saved_errno;
+}
+
+void log_token_at(const struct log_site *at, int level, int64_t token_id, const char *fingerprint,
+                  const char *event, long http_status, const char *fmt, ...)
+{
+    const struct token_fields t = {token_id, fingerprint, event, http_status};
+    va_list ap;
+
+    if (level > state.level)
+        return;
+    va_start(ap, fmt);
+    vlog(at, level, &t, fmt, ap);
+    va_end(ap);
 }

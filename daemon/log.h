@@ -10,8 +10,9 @@
  *
  * When stderr is the journal (JOURNAL_STREAM names stderr's device and inode)
  * and revokerd has handed over sd_journal_sendv (log_set_journal), lines go
- * to the journal with structured fields (PRIORITY, TOKEN_ID, FINGERPRINT,
- * EVENT, HTTP_STATUS); otherwise they are written as
+ * to the journal with structured fields (PRIORITY, CODE_FILE, CODE_LINE and
+ * CODE_FUNC of the caller, and TOKEN_ID, FINGERPRINT, EVENT, HTTP_STATUS for
+ * a line about a token); otherwise they are written as
  * "<N>message" lines (sd-daemon prefixes) when stderr is not a terminal,
  * or as "revokerd: level: message" for a terminal.
  * A line names a token by id and fingerprint, never by its secret. */
@@ -36,11 +37,29 @@ int log_get_level(void);
 int log_level_parse(const char *name, int *ret_level);
 const char *log_level_name(int level);
 
-void log_write(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A line about one token: adds TOKEN_ID, FINGERPRINT, EVENT and HTTP_STATUS
- * (http_status <= 0: none) as journal fields. */
-void log_token(int level, int64_t token_id, const char *fingerprint, const char *event,
-               long http_status, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Where a line is logged from, for the journal's CODE_FILE (the file name
+ * without its directories), CODE_LINE and CODE_FUNC. The macros below pass
+ * their caller's: the journal then points at revoke.c, not at log.c. */
+struct log_site {
+    const char *file;
+    int line;
+    const char *func;
+};
+#define LOG_SITE (&(const struct log_site){__FILE__, __LINE__, __func__})
+
+void log_write_at(const struct log_site *at, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A line about one token: adds TOKEN_ID, FINGERPRINT (NULL: none), EVENT
+ * (NULL: none) and HTTP_STATUS (http_status <= 0: none) as journal fields.
+ * Every line that names a token goes through here, so that
+ * `journalctl TOKEN_ID=42` finds them all. */
+void log_token_at(const struct log_site *at, int level, int64_t token_id, const char *fingerprint,
+                  const char *event, long http_status, const char *fmt, ...)
+    __attribute__((format(printf, 7, 8)));
+
+#define log_write(level, ...) log_write_at(LOG_SITE, (level), __VA_ARGS__)
+#define log_token(level, token_id, fingerprint, event, http_status, ...) \
+    log_token_at(LOG_SITE, (level), (token_id), (fingerprint), (event), (http_status), __VA_ARGS__)
 
 #define log_crit(...) log_write(LOG_CRIT, __VA_ARGS__)
 #define log_err(...) log_write(LOG_ERR, __VA_ARGS__)

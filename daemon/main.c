@@ -195,13 +195,13 @@ static void send_status(struct daemon *d)
 {
     struct revoke_stats s;
     struct state_counts counts = {0};
-    char db_error[256] = "";
+    char db_error[sizeof(s.db_error) + 48] = "";
 
     revoke_get_stats(d->revoke, &s);
     store_count(d->store, false, &counts);
     if (s.db_error[0])
-        snprintf(db_error, sizeof(db_error), "; database error for %" PRIu64 " s: %s",
-                 s.db_error_for_ms / 1000, s.db_error);
+        util_format(db_error, sizeof(db_error), "; database error for %" PRIu64 " s: %s",
+                    s.db_error_for_ms / 1000, s.db_error);
     notify_status(d->notify,
                   "endpoint %s; %" PRId64 "%s pending, %u in flight, %" PRId64 "%s failed; since start %" PRIu64
                   " revoked, %" PRIu64 " already invalid, %" PRIu64 " rejected, %" PRIu64 " gave up%s",

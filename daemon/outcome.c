@@ -9,6 +9,9 @@
 #include "secret.h"
 #include "util.h"
 
+_Static_assert(sizeof(((struct token_status *)0)->last_error) >= OUTCOME_TEXT_MAX,
+               "revokerctl status shows a last_error whole");
+
 /* True when text (n bytes) holds the token, or ends with its first 8 bytes
  * or more: the server quoted it and our cut fell inside it. */
 static bool quotes_token(const char *text, size_t n, const char *token, size_t token_len)
@@ -66,7 +69,7 @@ static void result_init(const struct outcome_job *j, int64_t now_ms, struct outc
     rec->token_id = j->id;
     rec->fingerprint = j->fingerprint;
     rec->attempts = j->attempts;
-    rec->attempt = (int)j->attempts + 1;
+    rec->attempt = (int)j->attempts + 1; /* this answer was an attempt: the endpoint's are not */
     rec->detail = ret->detail;
     rec->at_ms = now_ms;
 }
@@ -85,7 +88,7 @@ void outcome_of_answer(const struct outcome_job *j, const struct http_result *re
     struct outcome_record *rec = &ret->rec;
     enum outcome o = policy_classify(res->status);
     uint64_t retry_after_ms = 0;
-    char why[200];
+    char why[OUTCOME_WHY_MAX];
     char span[64];
 
     result_init(j, now_ms, ret);
@@ -139,6 +142,7 @@ void outcome_of_answer(const struct outcome_job *j, const struct http_result *re
          * over and over. */
         rec->event = AUDIT_RETRY;
         rec->state = TOKEN_PENDING;
+        rec->attempt = (int)j->attempts; /* not an attempt: the count as it stands */
         rec->next_attempt_at =
             now_ms + (int64_t)(retry_after_ms > s->retry_base_ms ? retry_after_ms : s->retry_base_ms);
         set_last_error(ret, why);
@@ -163,6 +167,7 @@ void outcome_of_unsendable(const struct outcome_job *j, int64_t now_ms, struct o
     ret->class = OUTCOME_REJECTED;
     rec->event = AUDIT_REJECTED;
     rec->state = TOKEN_FAILED;
+    rec->attempt = (int)j->attempts; /* never sent: no attempt */
     util_format(ret->detail, sizeof(ret->detail), "not sent: the token is empty, longer than %d bytes, or holds "
                 "spaces or control characters", SECRET_MAX_LEN);
     set_last_error(ret, ret->detail);

@@ -12,7 +12,12 @@
  * policy_classify) are the endpoint's fault: they keep the token's
  * attempts, and the token waits at least retry.base (or the Retry-After).
  * Token-level failures count an attempt and end in gave_up at
- * max_attempts. */
+ * max_attempts.
+ *
+ * The audit row's attempt (rec.attempt) is the number of token-level
+ * attempts so far, this one included: attempts + 1 for a token-level answer
+ * (success or failure), attempts as they stand for an endpoint-level failure
+ * or a token never sent (0: the column is NULL). */
 #pragma once
 
 #include <stdbool.h>
@@ -40,14 +45,21 @@ struct outcome_settings {
     bool keep_secrets;           /* off: a revoked row's secret is dropped */
 };
 
+/* The reason of a failure ("HTTP 503", or "curl error N (curl's message)"
+ * with up to CURL_ERROR_SIZE of curl's) and the texts built around it are
+ * sized to hold it whole: the log, the audit and stats show all of it. Only
+ * a rejection's message from the endpoint is cut, to its start. */
+#define OUTCOME_WHY_MAX (CURL_ERROR_SIZE + 32)
+#define OUTCOME_TEXT_MAX (OUTCOME_WHY_MAX + 128)
+
 /* rec.detail and rec.last_error point into this struct: fill it in place,
  * do not copy it. */
 struct outcome_result {
     enum outcome class;          /* policy_classify(); OUTCOME_REJECTED for an unsendable token */
     uint64_t retry_after_ms;     /* from a 429/503's Retry-After, capped; 0: none */
     struct outcome_record rec;
-    char detail[256];
-    char last_error[256];
+    char detail[OUTCOME_TEXT_MAX];
+    char last_error[OUTCOME_TEXT_MAX]; /* the reason, or a rejection's detail */
 };
 
 /* The outcome of answer res to job j at wall time now_ms (Unix ms). rnd:

@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -177,6 +178,24 @@ static json_t *str_or_null(const char *s)
     return s && *s ? json_string(s) : json_null();
 }
 
+/* A column applications write (subject, flag_reason) may hold bytes that
+ * are not UTF-8, which JSON cannot carry: then every byte >= 0x80 shows as
+ * '?' rather than the reply failing. */
+static json_t *app_text_or_null(const char *s)
+{
+    json_t *v = str_or_null(s);
+    char *copy;
+
+    if (v || !s || !(copy = strdup(s)))
+        return v;
+    for (char *p = copy; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    v = json_string(copy);
+    free(copy);
+    return v;
+}
+
 /* Message for a failed database step; the caller has rolled back. */
 static void db_failure(const struct proto_env *env, int r, struct perr *e)
 {
@@ -274,7 +293,8 @@ static json_t *op_revoke_token(const struct proto_env *env, const char *token, s
         return NULL;
     }
     kick(env);
-    log_info("control: revocation requested for token %" PRId64 " (state %s)", id, token_state_name(state));
+    log_token(LOG_INFO, id, NULL, NULL, 0, "control: revocation requested for token %" PRId64 " (state %s)", id,
+              token_state_name(state));
     json_t *reply = reply_ok();
     put(&reply, "id", json_integer(id));
     put(&reply, "state", str_or_null(token_state_name(state)));
@@ -303,7 +323,8 @@ static json_t *op_revoke_id(const struct proto_env *env, int64_t id, const char 
     }
     if (changed) {
         kick(env);
-        log_info("control: revocation requested for token %" PRId64, id);
+        log_token(LOG_INFO, id, st.fingerprint[0] ? st.fingerprint : NULL, NULL, 0,
+                  "control: revocation requested for token %" PRId64, id);
     }
     json_t *ids = json_array();
     if (ids && changed && json_array_append_new(ids, json_integer(id)) < 0) {
@@ -410,8 +431,9 @@ static json_t *op_status(const struct proto_env *env, json_t *req, struct perr *
     put(&reply, "expires_at", iso_time_ms(st.expires_at > 0 ? st.expires_at * 1000 : 0));
     put(&reply, "due_at", iso_time_ms(st.due_at));
     put(&reply, "finished_at", iso_time_ms(st.finished_at));
-    put(&reply, "subject", str_or_null(st.subject));
+    put(&reply, "subject", app_text_or_null(st.subject));
     put(&reply, "fingerprint", str_or_null(st.fingerprint));
+    put(&reply, "reason", app_text_or_null(st.reason));
     return reply;
 }
 

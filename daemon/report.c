@@ -2,6 +2,7 @@
 #include "report.h"
 
 #include <inttypes.h>
+#include <string.h>
 
 #include "log.h"
 
@@ -52,6 +53,30 @@ void report_unsendable(const struct job *j)
 {
     log_token(LOG_WARNING, j->id, j->fingerprint, audit_event_name(j->out.rec.event), 0,
               "token %" PRId64 " (%s): rejected: %s", j->id, j->fingerprint, j->out.detail);
+}
+
+void report_submit_failed(const struct job *j, int err, int retry_ms)
+{
+    log_token(LOG_ERR, j->id, j->fingerprint, NULL, 0,
+              "cannot start a request for token %" PRId64 ": %s; retrying in %d ms", j->id, strerror(-err), retry_ms);
+}
+
+void report_state_replaced(const struct job *j, enum token_state was)
+{
+    const char *event = audit_event_name(j->out.rec.event);
+
+    log_token(LOG_NOTICE, j->id, j->fingerprint, event, 0,
+              "token %" PRId64 " (%s): another process set its state to '%s' while its request was in flight; "
+              "revokerd's outcome (%s) replaces it: the state column is revokerd's",
+              j->id, j->fingerprint, token_state_name(was), event);
+}
+
+void report_row_gone(const struct job *j)
+{
+    log_token(LOG_NOTICE, j->id, j->fingerprint, NULL, 0,
+              "token %" PRId64 " (%s) was deleted by another process while its request was in flight; "
+              "outcome %s not recorded",
+              j->id, j->fingerprint, audit_event_name(j->out.rec.event));
 }
 
 void report_health_change(const struct health *h, unsigned down_after, uint64_t now_ms)

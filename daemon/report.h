@@ -27,6 +27,13 @@ void report_summary(const struct report_counts *now, struct report_counts *base,
 void report_outcome(const struct job *j);
 /* The line for a token that was never sent (outcome_of_unsendable). */
 void report_unsendable(const struct job *j);
+/* http_submit failed with err (a negative errno); retried in retry_ms. */
+void report_submit_failed(const struct job *j, int err, int retry_ms);
+/* Another process wrote the row's state (was) while j's request was in
+ * flight; j's outcome replaced it. */
+void report_state_replaced(const struct job *j, enum token_state was);
+/* Another process deleted j's row while its request was in flight. */
+void report_row_gone(const struct job *j);
 /* After health_on_result() reported a change: down, misconfigured or
  * answering again. */
 void report_health_change(const struct health *h, unsigned down_after, uint64_t now_ms);

@@ -125,14 +125,14 @@ static void schedule_work(struct revoke *r)
 static void db_trouble(struct revoke *r, const char *what, int rc)
 {
     uint64_t now = uv_now(r->loop), retry_ms;
-    char msg[160];
+    char msg[sizeof(r->dberr.msg)];
     enum dberror_say say;
 
     r->stats.db_errors++;
-    snprintf(msg, sizeof(msg), "%s (%s)", store_errmsg(r->store), strerror(-rc));
+    util_format(msg, sizeof(msg), "%s (%s)", store_errmsg(r->store), strerror(-rc));
     say = dberror_failed(&r->dberr, what, msg, now, &retry_ms);
     report_db_failure(&r->dberr, say, retry_ms, now);
-    snprintf(r->stats.db_error, sizeof(r->stats.db_error), "%s: %s", what, store_errmsg(r->store));
+    util_format(r->stats.db_error, sizeof(r->stats.db_error), "%s: %s", what, store_errmsg(r->store));
     if (!r->db_blocked) {
         r->db_blocked = true;
         uv_idle_stop(&r->work);
@@ -205,6 +205,7 @@ static void reject_unsendable(struct revoke *r, struct job *j)
 
 /* ---- dispatch ---- */
 
+_Static_assert(sizeof(((struct health *)0)->last_error) >= OUTCOME_WHY_MAX, "stats show a reason whole");
 static void on_http_done(struct http_request *req, const struct http_result *res);
 
 static unsigned uncommitted_cap(const struct revoke *r)
@@ -238,8 +239,7 @@ static void dispatch(struct revoke *r)
         j->req.done = on_http_done;
         rc = http_submit(r->http, &j->req);
         if (rc < 0 && rc != -EINVAL) {
-            log_err("cannot start a request for token %" PRId64 ": %s; retrying in %d ms", j->id,
-                    strerror(-rc), SUBMIT_RETRY_MS);
+            report_submit_failed(j, rc, SUBMIT_RETRY_MS);
             uv_timer_start(&r->gate_timer, on_gate_timer, SUBMIT_RETRY_MS, 0);
             return;
         }
@@ -279,7 +279,7 @@ static void on_http_done(struct http_request *req, const struct http_result *res
         goto out;
     }
     outcome_of_answer(&oj, res, &os, wall_ms(r), rng_next(&r->rng), &j->out);
-    if (health_on_result(&r->health, now, j->out.class, j->out.retry_after_ms, rng_next(&r->rng), j->out.detail))
+    if (health_on_result(&r->health, now, j->out.class, j->out.retry_after_ms, rng_next(&r->rng), j->out.rec.last_error))
         report_health_change(&r->health, r->cfg.down_after, now);
     report_outcome(j);
     batch_add(r, j);
@@ -315,13 +315,9 @@ static void flush(struct revoke *r)
 
         rc = store_record_outcome(r->store, &j->out.rec, &was);
         if (rc == 0 && was)
-            log_notice("token %" PRId64 " (%s): another process set its state to '%s' while its request was in "
-                       "flight; revokerd's outcome (%s) replaces it: the state column is revokerd's",
-                       j->id, j->fingerprint, token_state_name(was), audit_event_name(j->out.rec.event));
+            report_state_replaced(j, was);
         if (rc == -ESTALE) {
-            log_notice("token %" PRId64 " (%s) was deleted by another process while its request was in flight; "
-                       "outcome %s not recorded",
-                       j->id, j->fingerprint, audit_event_name(j->out.rec.event));
+            report_row_gone(j);
             rc = 0;
         }
     }

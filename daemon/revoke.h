@@ -38,7 +38,7 @@ struct revoke_stats {
     uint64_t db_errors;           /* failed commits (retried) */
     const char *health;           /* health_describe() */
     const char *last_error;       /* endpoint's last error, "" if none */
-    char db_error[160];           /* the last database error while it persists, "" if none */
+    char db_error[DB_ERRMSG_MAX + 64]; /* the last database error while it persists, "" if none */
     uint64_t db_error_for_ms;     /* how long it has lasted, 0 if none */
 };
 

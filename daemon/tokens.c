@@ -128,7 +128,7 @@ static const struct {
      "WHERE subject = ?1 AND id > ?2 AND state = 'active' ORDER BY id LIMIT 1"},
     {S(status),
      "SELECT id, state, fingerprint, subject, attempts, last_event, last_error, "
-     "next_attempt_at, expires_at, due_at, finished_at FROM tokens WHERE id = ?1"},
+     "next_attempt_at, expires_at, due_at, finished_at, flag_reason FROM tokens WHERE id = ?1"},
     {S(requeue),
      "UPDATE tokens SET state = 'pending', attempts = 0, next_attempt_at = ?2, "
      "last_event = 'requeued', last_error = NULL, finished_at = NULL, "
@@ -205,7 +205,7 @@ static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
 static void copy_column(sqlite3_stmt *st, int i, char *buf, size_t len)
 {
     const char *s = (const char *)sqlite3_column_text(st, i);
-    snprintf(buf, len, "%s", s ? s : "");
+    util_format(buf, len, "%s", s ? s : "");
 }
 
 /* The state in column i; 0 for NULL or a name the schema's CHECK refuses. */
@@ -466,9 +466,10 @@ void tokens_close(struct tokens *t)
 static void note_early_expiry(sqlite3_stmt *st)
 {
     if (sqlite3_column_type(st, 4) != SQLITE_NULL && sqlite3_column_double(st, 4) < YEAR_2000)
-        log_warning("token %" PRId64 ": expires_at %.0f is before the year 2000 (a time in Unix seconds was "
-                    "expected); revoked as expired",
-                    (int64_t)sqlite3_column_int64(st, 0), sqlite3_column_double(st, 4));
+        log_token(LOG_WARNING, sqlite3_column_int64(st, 0), NULL, NULL, 0,
+                  "token %" PRId64 ": expires_at %.0f is before the year 2000 (a time in Unix seconds was "
+                  "expected); revoked as expired",
+                  (int64_t)sqlite3_column_int64(st, 0), sqlite3_column_double(st, 4));
 }
 
 /* An expires_at at or after the year 3000 (sql/005-bad-expiry.sql): a number
@@ -504,9 +505,10 @@ static int handle_bad_expiry(struct tokens *t, struct audit *a, int64_t now_ms, 
         if (err < 0)
             return err;
         t->tally.expiry_converted++;
-        log_warning("token %" PRId64 ": expires_at %.0f looks like milliseconds; rewritten as %" PRId64
-                    " (Unix seconds)",
-                    id, v, seconds);
+        log_token(LOG_WARNING, id, NULL, NULL, 0,
+                  "token %" PRId64 ": expires_at %.0f looks like milliseconds; rewritten as %" PRId64
+                  " (Unix seconds)",
+                  id, v, seconds);
         return 0;
     }
     if (type == SQLITE_INTEGER)
@@ -536,7 +538,8 @@ static int handle_bad_expiry(struct tokens *t, struct audit *a, int64_t now_ms, 
     if (err < 0)
         return err;
     t->tally.expiry_rejected++;
-    log_warning("token %" PRId64 ": %s; the row is failed and will not be revoked on expiry", id, why);
+    log_token(LOG_WARNING, id, NULL, audit_event_name(AUDIT_REJECTED), 0,
+              "token %" PRId64 ": %s; the row is failed and will not be revoked on expiry", id, why);
     return 0;
 }
 
@@ -984,6 +987,7 @@ int tokens_status(struct tokens *t, int64_t id, struct token_status *ret)
     s.expires_at = sqlite3_column_int64(st, 8);
     s.due_at = sqlite3_column_int64(st, 9);
     s.finished_at = sqlite3_column_int64(st, 10);
+    copy_column(st, 11, s.reason, sizeof(s.reason));
     done(st);
     *ret = s;
     return 0;

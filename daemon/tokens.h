@@ -113,9 +113,10 @@ struct token_status {
     enum token_state state;
     char fingerprint[SECRET_FP_LEN + 1]; /* "" if never hashed */
     char subject[256];                   /* "" if NULL (truncated) */
+    char reason[256];                    /* flag_reason: the application's or a socket revoke's; "" if NULL */
     unsigned attempts;
     char last_event[24];                 /* "" if none */
-    char last_error[256];                /* "" if none */
+    char last_error[512];                /* "" if none; holds what outcome.h writes whole */
     int64_t next_attempt_at;             /* 0 if none */
     int64_t expires_at;                  /* Unix s; 0 if none */
     int64_t due_at, finished_at;         /* 0 if none */

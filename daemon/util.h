@@ -24,7 +24,11 @@
 #define ANALYZER_LEAKS_ON
 #endif
 
-/* snprintf into buf (len bytes) that is meant to truncate: error and detail
- * texts are capped on purpose. NULL buf or len 0 writes nothing. */
+/* snprintf into buf (len bytes) for error and detail texts, which are capped
+ * on purpose: a text that does not fit is cut visibly, at a word when one
+ * ends in its last UTIL_CUT_WORD bytes, else at a UTF-8 character, and ends
+ * in "…" (UTIL_ELLIPSIS). NULL buf or len 0 writes nothing. */
+#define UTIL_ELLIPSIS "\xe2\x80\xa6"
+#define UTIL_CUT_WORD 24
 void util_format(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void util_vformat(char *buf, size_t len, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));

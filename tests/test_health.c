@@ -1,8 +1,10 @@
 /* Unit tests for health: the endpoint state machine, driven with explicit
  * monotonic times and fixed random values. */
+#include <curl/curl.h> /* CURL_ERROR_SIZE: curl's message makes the longest reason */
 #include <limits.h>
 
 #include "health.h"
+#include "util.h"
 #include "unit.h"
 
 #define BASE 1000
@@ -470,16 +472,27 @@ static void test_saturation(void)
     CHECK(h.not_before_ms == 1000 + MAX);
 }
 
-/* last_error is bounded and never overflows. */
+/* last_error holds an outcome's longest reason whole; a longer text is
+ * cut visibly and never overflows. */
 static void test_last_error_truncated(void)
 {
     char why[400];
+    struct health h;
+
+    memset(why, 'e', sizeof(why) - 1);
+    memcpy(why, "curl error 6 (", 14);
+    why[14 + CURL_ERROR_SIZE - 1] = ')';
+    why[14 + CURL_ERROR_SIZE] = '\0';
+    health_init(&h, 1, BASE, MAX);
+    CHECK(health_on_result(&h, 0, down, 0, RMAX, why));
+    CHECK_STR(h.last_error, why);
+
     memset(why, 'e', sizeof(why) - 1);
     why[sizeof(why) - 1] = '\0';
-    struct health h;
     health_init(&h, 1, BASE, MAX);
     CHECK(health_on_result(&h, 0, down, 0, RMAX, why));
     CHECK_INT(strlen(h.last_error), sizeof(h.last_error) - 1);
+    CHECK(strcmp(h.last_error + strlen(h.last_error) - 3, UTIL_ELLIPSIS) == 0);
 }
 
 /* The rate limit, driven with explicit nanoseconds. */

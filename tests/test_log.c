@@ -336,6 +336,24 @@ static bool has_key(const char *dgram, const char *key)
     return strncmp(dgram, k + 1, strlen(k + 1)) == 0 || strstr(dgram, k);
 }
 
+/* How many fields named key the datagram holds. */
+static int count_key(const char *dgram, const char *key)
+{
+    size_t n = strlen(key);
+    int count = 0;
+
+    for (const char *p = dgram; *p;) {
+        const char *nl = strchr(p, '\n');
+
+        if (strncmp(p, key, n) == 0 && p[n] == '=')
+            count++;
+        if (!nl)
+            break;
+        p = nl + 1;
+    }
+    return count;
+}
+
 static int journal_child(void)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -367,8 +385,18 @@ static int journal_child(void)
     log_init("revokerd-test");
     log_set_level(LOG_DEBUG);
 
+    int line = __LINE__ + 1;
     log_token(LOG_INFO, 42, "ba7816bf8f01cfea", "revoked", 200, "token 42 (ba7816bf8f01cfea) revoked\nin 12 ms");
     if (recv_fields(sock, d, sizeof(d)) == 0) {
+        char want[64];
+
+        /* the caller's place, once: sd_journal_sendv adds none of its own */
+        CHECK(has_field(d, "CODE_FILE=test_log.c"));
+        snprintf(want, sizeof(want), "CODE_LINE=%d", line);
+        CHECK(has_field(d, want));
+        CHECK(has_field(d, "CODE_FUNC=journal_child"));
+        CHECK_INT(count_key(d, "CODE_FILE"), 1);
+        CHECK_INT(count_key(d, "CODE_LINE"), 1);
         CHECK(has_field(d, "MESSAGE=token 42 (ba7816bf8f01cfea) revoked in 12 ms"));
         CHECK(has_field(d, "PRIORITY=6"));
         CHECK(has_field(d, "SYSLOG_IDENTIFIER=revokerd-test"));
@@ -391,9 +419,27 @@ static int journal_child(void)
         CHECK(!"no datagram for log_token without status");
     }
 
-    /* a plain line has no token fields */
+    /* a line that knows only the token's id still carries TOKEN_ID */
+    log_token(LOG_INFO, 7, NULL, NULL, 0, "control: revocation requested for token 7");
+    if (recv_fields(sock, d, sizeof(d)) == 0) {
+        CHECK(has_field(d, "TOKEN_ID=7"));
+        CHECK(!has_key(d, "FINGERPRINT"));
+        CHECK(!has_key(d, "EVENT"));
+        CHECK(!has_key(d, "HTTP_STATUS"));
+    } else {
+        CHECK(!"no datagram for log_token with an id only");
+    }
+
+    /* a plain line has no token fields, and its own place */
+    line = __LINE__ + 1;
     log_err("plain %s", "line");
     if (recv_fields(sock, d, sizeof(d)) == 0) {
+        char want[64];
+
+        snprintf(want, sizeof(want), "CODE_LINE=%d", line);
+        CHECK(has_field(d, want));
+        CHECK(has_field(d, "CODE_FILE=test_log.c"));
+        CHECK(has_field(d, "CODE_FUNC=journal_child"));
         CHECK(has_field(d, "MESSAGE=plain line"));
         CHECK(has_field(d, "PRIORITY=3"));
         CHECK(!has_key(d, "TOKEN_ID"));

@@ -375,11 +375,13 @@ static void test_status(void)
     CHECK(json_is_null(json_object_get(r, "last_event")));
     CHECK(json_is_null(json_object_get(r, "last_error")));
     CHECK(json_is_null(json_object_get(r, "fingerprint"))); /* never hashed yet */
+    CHECK(json_is_null(json_object_get(r, "reason")));
     CHECK_INT(int_of(r, "attempts"), 0);
     json_decref(r);
 
-    /* After a revoke request: pending, due now, fingerprint known. */
-    snprintf(req, sizeof(req), "{\"op\":\"revoke\",\"id\":%lld}", (long long)id);
+    /* After a revoke request: pending, due now, fingerprint known, the
+     * reason given with it. */
+    snprintf(req, sizeof(req), "{\"op\":\"revoke\",\"id\":%lld,\"reason\":\"offboarded\"}", (long long)id);
     json_decref(call(req));
     snprintf(req, sizeof(req), "{\"op\":\"status\",\"id\":%lld}", (long long)id);
     r = call(req);
@@ -389,6 +391,19 @@ static void test_status(void)
     CHECK(strlen(next) == 24 && next[10] == 'T' && next[23] == 'Z');
     CHECK_INT(strlen(str_of(r, "fingerprint")), SECRET_FP_LEN);
     CHECK(json_is_string(json_object_get(r, "due_at")));
+    CHECK_STR(str_of(r, "reason"), "offboarded");
+    json_decref(r);
+
+    /* An application's subject and flag_reason that are not UTF-8: '?'
+     * for those bytes, not a failed reply. */
+    snprintf(q, sizeof(q), "UPDATE tokens SET subject = 'er' || x'ff' || 'in', "
+             "flag_reason = 'caf' || x'c3' WHERE id = %lld", (long long)id);
+    sql_exec(q);
+    snprintf(req, sizeof(req), "{\"op\":\"status\",\"id\":%lld}", (long long)id);
+    r = call(req);
+    CHECK(ok_of(r));
+    CHECK_STR(str_of(r, "subject"), "er?in");
+    CHECK_STR(str_of(r, "reason"), "caf?");
     json_decref(r);
 
     r = call("{\"op\":\"status\",\"id\":424242}");

@@ -1,5 +1,6 @@
 /* Unit tests for report: the counts, the summary line and the outcome and
  * health lines, read back from stderr (a file: "<N>" prefixed lines). */
+#include <errno.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -105,6 +106,25 @@ static void test_outcome_lines(void)
                              "<4>token 42 (0123456789abcdef): rejected: not sent: x\n");
 }
 
+/* The engine's other lines about one token: the text names it by id and
+ * fingerprint (the journal fields are test_log's). */
+static void test_engine_token_lines(void)
+{
+    struct job j;
+
+    set_outcome(&j, OUTCOME_REVOKED, AUDIT_REVOKED, 200, "HTTP 200");
+    capture_begin();
+    report_submit_failed(&j, -ENOMEM, 100);
+    report_state_replaced(&j, TOKEN_FAILED);
+    report_row_gone(&j);
+    CHECK_STR(capture_end(), "<3>cannot start a request for token 42: Cannot allocate memory; retrying in 100 ms\n"
+                             "<5>token 42 (0123456789abcdef): another process set its state to 'failed' while its "
+                             "request was in flight; revokerd's outcome (revoked) replaces it: the state column is "
+                             "revokerd's\n"
+                             "<5>token 42 (0123456789abcdef) was deleted by another process while its request was "
+                             "in flight; outcome revoked not recorded\n");
+}
+
 static void test_health_lines(void)
 {
     struct health h;
@@ -135,4 +155,5 @@ static void setup(void)
     capture_end();
 }
 
-TEST_MAIN(CASE(setup), CASE(test_counts_and_summary), CASE(test_outcome_lines), CASE(test_health_lines))
+TEST_MAIN(CASE(setup), CASE(test_counts_and_summary), CASE(test_outcome_lines),
+          CASE(test_engine_token_lines), CASE(test_health_lines))

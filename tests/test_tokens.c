@@ -1002,8 +1002,9 @@ static void test_status(void)
     CHECK_INT(s.next_attempt_at, 0);
     CHECK_INT(s.due_at, 0);
     CHECK_STR(s.last_event, "");
+    CHECK_STR(s.reason, "");
 
-    exec("UPDATE tokens SET flagged = 1");
+    exec("UPDATE tokens SET flagged = 1, flag_reason = 'password reset'");
     CHECK_INT(promote(NOW, 1), 1);
     struct outcome_record r = {.token_id = id, .event = AUDIT_RETRY, .state = TOKEN_PENDING,
                                .attempts = 1, .attempt = 1, .http_status = 500,
@@ -1023,6 +1024,7 @@ static void test_status(void)
     CHECK_INT(s.next_attempt_at, NOW + 1000);
     CHECK_INT(s.due_at, NOW);
     CHECK_INT(s.finished_at, 0);
+    CHECK_STR(s.reason, "password reset");
     fx_close();
 }
 

@@ -287,8 +287,9 @@ const struct command socket_cmd_revoke = {
 static const char status_help[] =
     "Usage: revokerctl status ID\n"
     "\n"
-    "Show token ID: state, subject, fingerprint, attempts, last event and error,\n"
-    "when it became due, the next attempt, when it finished. Times are local.\n"
+    "Show token ID: state, subject, fingerprint, the reason given with its\n"
+    "revocation, attempts, last event and error, when it became due, the next\n"
+    "attempt, when it finished. Times are local.\n"
     "\n"
     "See revokerctl(1).\n";
 
@@ -303,6 +304,7 @@ static void print_status(json_t *reply)
     printf("  %-13s %s\n", "state", jstr(reply, "state", "?"));
     printf("  %-13s %s\n", "subject", jstr(reply, "subject", "-"));
     printf("  %-13s %s\n", "fingerprint", jstr(reply, "fingerprint", "-"));
+    printf("  %-13s %s\n", "reason", jstr(reply, "reason", "-"));
     printf("  %-13s %lld\n", "attempts", jint(reply, "attempts"));
     printf("  %-13s %s\n", "last event", jstr(reply, "last_event", "-"));
     printf("  %-13s %s\n", "last error", jstr(reply, "last_error", "-"));

@@ -448,6 +448,42 @@ class NspawnTest(harness.E2ETestCase):
             self.assertNotIn(token, export, "a token secret in the journal")
         print("walk took %.1f s" % (time.monotonic() - t0))
 
+    # -- journal fields (issue 15 item 7), apart from the walk ----------------
+
+    def test_journal_fields(self):
+        """journald shows the caller's CODE_FILE/CODE_LINE/CODE_FUNC, not
+        log.c's, and every line about a token carries TOKEN_ID."""
+        self.C(["sh", "-ec",
+                "mkdir -p /etc/systemd/system/revokerd.service.d /etc/sysusers.d /etc/revokerd\n"
+                "cp {g}/revokerd.service {g}/revokerd.socket /etc/systemd/system/\n"
+                "cp {g}/test.conf /etc/systemd/system/revokerd.service.d/\n"
+                "cp {g}/revokerd.sysusers /etc/sysusers.d/revokerd.conf\n"
+                "cp {g}/app.sysusers /etc/sysusers.d/app.conf\n"
+                "cp {g}/revokerd.conf /etc/revokerd/revokerd.conf\n"
+                "systemd-sysusers\n"
+                "systemctl daemon-reload\n".format(g=GUEST)])
+        self.start_endpoint(0)
+        self.C(["systemctl", "start", "revokerd.socket"])
+        tid = self.revoke("s422-nspawn-journal")["id"]
+        self.wait_active("socket activation")
+
+        def entries(*match):
+            out = self.C(["journalctl", "--no-pager", "-o", "json", "-u", "revokerd.service"] + list(match))
+            return [json.loads(ln) for ln in out.splitlines() if ln.strip()]
+        rejected = self.wait_until(lambda: entries("EVENT=rejected"), 15, "the rejected token's entry")[0]
+        self.assertEqual((rejected.get("CODE_FILE"), rejected.get("CODE_FUNC")), ("report.c", "report_outcome"))
+        self.assertRegex(rejected.get("CODE_LINE", ""), r"^\d+$")
+        self.assertEqual(rejected.get("TOKEN_ID"), str(tid))
+        requested = [e for e in entries("TOKEN_ID=%d" % tid)
+                     if e.get("MESSAGE", "").startswith("control: revocation requested")]
+        self.assertEqual(len(requested), 1, "the socket's request line carries TOKEN_ID")
+        self.assertEqual((requested[0].get("CODE_FILE"), requested[0].get("CODE_FUNC")),
+                         ("proto.c", "op_revoke_token"))
+        own = [e for e in entries() if e.get("_COMM") == "revokerd"]
+        self.assertTrue(own)
+        self.assertEqual([e for e in own if e.get("CODE_FILE") in (None, "log.c")], [],
+                         "every line of revokerd names its caller")
+
 
 if __name__ == "__main__":
     harness.main()

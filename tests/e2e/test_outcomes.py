@@ -3,6 +3,7 @@
 down and back), 429 with Retry-After, 404 (misconfigured), a hang past the
 timeout, a garbage body; and no secret anywhere."""
 
+import json
 import secrets
 import sys
 import time
@@ -147,6 +148,55 @@ class Outcomes(E2ETestCase):
         self.assertEqual({r["http_status"] for r in retries}, {503})
         self.assertEqual(rows[-1]["event"], "revoked")
         self.assertEqual(app.row(tid)["attempts"], 0, "503 never counts")
+        # the audit's attempt: none counted yet (NULL), the success was attempt 1
+        self.assertEqual([r["attempt"] for r in retries], [None] * 5)
+        self.assertEqual(rows[-1]["attempt"], 1)
+        self.finish([t])
+
+    def test_endpoint_failure_keeps_the_attempt_count(self):
+        # 500 (attempt 1), then the endpoint is gone: its retry rows say
+        # attempt 1, as the count stands; restarted, it answers 500 once more
+        # (attempt 2, its counts start again) and then 200 (attempt 3).
+        ep, d, app = self.setup_daemon(config={"retry.base": "2s", "retry.max_delay": "2s",
+                                               "retry.max_attempts": "5"})
+        t = tok("s500x1")
+        tid = app.insert(t, flagged=1)
+        self.wait_until(lambda: app.audit(tid, "retry"), 10, "the first 500")
+        ep.stop()  # within the 2 s before the next attempt
+        self.wait_until(lambda: any(r["http_status"] is None for r in app.audit(tid, "retry")), 15,
+                        "a retry without an answer")
+        ep.start()
+        self.wait_until(lambda: app.state(tid) == "revoked", 20, "revoked once the endpoint is back")
+        rows = self.assert_audit_rows(app, {tid: t}, since_ms=self.t0)[tid]
+        answered = [(r["event"], r["http_status"], r["attempt"]) for r in rows if r["http_status"] is not None]
+        self.assertEqual(answered, [("retry", 500, 1), ("retry", 500, 2), ("revoked", 200, 3)])
+        unanswered = [r for r in rows if r["event"] == "retry" and r["http_status"] is None]
+        self.assertTrue(unanswered)
+        self.assertEqual({r["attempt"] for r in unanswered}, {1}, "not counted: the count as it stands")
+        self.assertTrue(all(r["seq"] > rows[1]["seq"] and r["seq"] < rows[-2]["seq"] for r in unanswered))
+        self.assertEqual(app.row(tid)["attempts"], 2)
+        self.finish([t])
+
+    def test_endpoint_error_texts_are_whole(self):
+        # A refused connection's reason is curl's message (about 100 bytes);
+        # stats showed the audit detail around it cut at 160 bytes
+        # ("...retried when the endpoint answ").
+        ep, d, app = self.setup_daemon(config={"logout.down_after": "1"})
+        ep.stop()
+        t = tok("whole")
+        tid = app.insert(t, flagged=1)
+        self.wait_until(lambda: app.audit(tid, "retry"), 10, "a retry")
+        why = app.row(tid)["last_error"]
+        self.assertRegex(why, r"^curl error 7 \(Failed to connect to 127\.0\.0\.1 port \d+ .*\)$")
+        self.assertEqual(app.audit(tid, "retry")[0]["detail"],
+                         "endpoint failure: %s; not counted towards attempts; retried when the endpoint "
+                         "answers" % why)
+        rc, out, err = harness.run([harness.binary("REVOKERCTL"), "--config", d.config_path, "--json", "stats"])
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(json.loads(out)["endpoint"], {"health": "down", "last_error": why})
+        self.wait_until(lambda: "down after 1 failures in a row (%s); probing" % why in d.stderr(), 5,
+                        "the log's line names the reason whole")
+        self.assertNotIn("\u2026", d.stderr(), "nothing was cut")
         self.finish([t])
 
     def test_reset_is_endpoint_level(self):

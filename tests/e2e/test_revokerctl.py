@@ -114,6 +114,7 @@ class RevokerctlTest(harness.E2ETestCase):
         self.assertEqual(fields["state"], "revoked")
         self.assertEqual(fields["subject"], "bob")
         self.assertEqual(fields["fingerprint"], harness.fingerprint("e2e-rc-b1"))
+        self.assertEqual(fields["reason"], "offboarded", "the reason given with the revocation")
         self.assertEqual(fields["next attempt"], "-")
         self.assertRegex(fields["finished"], r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$")
         finished_ms = app.row(b1)["finished_at"]
@@ -124,6 +125,9 @@ class RevokerctlTest(harness.E2ETestCase):
                                     time.gmtime(finished_ms // 1000 + 9 * 3600)), out)
         rc, out, _ = self.ctl(d, "status", str(b1), "--json")
         self.assertEqual(json.loads(out)["state"], "revoked")
+        self.assertEqual(json.loads(out)["reason"], "offboarded")
+        rc, out, _ = self.ctl(d, "status", str(a))
+        self.assertIn("\n  reason        -\n", out, "revoked without a reason")
 
         # retry: a rejected token fails, retry queues it again
         rc, out, _ = self.ctl(d, "revoke", "--token-stdin", input=b"s422-e2e-rc-rejected")
