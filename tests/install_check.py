@@ -3,7 +3,8 @@
 keeps an edited one when installing again (systemd/install_config.py).
 
 Usage: install_check.py BUILDDIR; CONFIG and EXAMPLE are the installed
-paths of the configuration and of its packaged copy, SOURCE_ROOT the tree."""
+paths of the configuration and of its packaged copy, DATADIR the install's
+datadir, SOURCE_ROOT the tree."""
 
 import json
 import os
@@ -41,6 +42,15 @@ def main():
         for path in sorted(set(installed.values())):
             if not os.path.isfile(under(path)):
                 fail("%s (meson introspect --installed) was not installed" % path)
+        # bash completion where bash-completion.pc says, under our prefix
+        # (bash-completion looks in every XDG_DATA_DIRS entry).
+        pc = subprocess.run(["pkg-config", "--define-variable=datadir=" + os.environ["DATADIR"],
+                             "--variable=completionsdir", "bash-completion"], capture_output=True, text=True)
+        completions = pc.stdout.strip()
+        if pc.returncode != 0:
+            completions = os.environ["DATADIR"] + "/bash-completion/completions"
+        if not os.path.isfile(under(os.path.join(completions, "revokerctl"))):
+            fail("the completion is not installed in %s" % completions)
         for path in (config, example):
             if not os.path.isfile(under(path)):
                 fail("%s was not installed" % path)
