@@ -11,6 +11,7 @@ packages=(
   valgrind                                                    # memcheck of the e2e tests
   scdoc man-db                                                # the manual pages: built, checked
   bash-completion                                             # completion/revokerctl: tested
+  git                                                         # meson dist (test dist)
 )
 missing=()
 for p in "${packages[@]}"; do
