@@ -4,7 +4,8 @@ that a new key, op, event, signal or exit status without its words fails:
 
   revokerctl.1     every command and option of `revokerctl --help`, every
                    audit event (--event)
-  revokerd.8       every option of `revokerd --help`, every socket op
+  revokerd.8       every option of `revokerd --help` (which is short and
+                   ends naming the pages), every socket op
                    (daemon/proto.c), audit event (daemon/names.c), signal,
                    exit status (daemon/main.c) and environment variable the
                    daemon reads (getenv in daemon/)
@@ -116,6 +117,8 @@ def check_revokerctl(text, binary, fail):
 
 def check_revokerd(text, binary, fail):
     short = subprocess.run([binary, "--help"], capture_output=True, text=True, check=True).stdout
+    if not short.endswith("See revokerd(8) and revokerd.conf(5).\n") or len(short.splitlines()) > 25:
+        fail("revokerd --help is not short (at most 25 lines) or does not end pointing at the pages:\n" + short)
     options = section_text(text, "OPTIONS")
     for opt in sorted(set(re.findall(r"(?<![\w-])--?[a-zA-Z][a-z-]*", short))):
         if not re.search(r"(^|, )%s\b" % re.escape(opt), "\n".join(entries(options)), re.M):
