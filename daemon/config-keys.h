@@ -9,8 +9,9 @@
  * config's members (config.h), the defaults, copy and free of the strings,
  * the parser's key lookup and its "keys in [s]" lists, --check-config's
  * output (config_print) and config_equal. test_config checks the shipped
- * systemd/revokerd.conf and README's table against it: a new key goes here,
- * and that test says what the two files must show.
+ * systemd/revokerd.conf and revokerd.conf(5)'s KEYS (doc/revokerd.conf.5.scd)
+ * against it, and tests/man_check.py the rendered page: a new key goes here,
+ * and those tests say what the two files must show.
  *
  * Row order is the order of struct config, of --check-config, of the lists
  * in messages and of both files.

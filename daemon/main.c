@@ -56,31 +56,24 @@ struct daemon {
     int exit_code;
 };
 
+/* Short: the manual pages, revokerd(8) and revokerd.conf(5), say the rest. */
 static const char usage[] =
     "Usage: revokerd [OPTIONS]\n"
     "\n"
-    "Revoke API session tokens recorded in a SQLite table: every token that expires, is\n"
-    "flagged, or is handed over on the control socket is sent to the API's logout endpoint\n"
-    "(POST with Authorization: Bearer), retried with backoff until it is dead, and every\n"
-    "outcome is written to an append-only audit log.\n"
+    "Revoke the API session tokens recorded in a SQLite table that expire, are flagged\n"
+    "or are handed over on the control socket, at the API's logout endpoint.\n"
     "\n"
     "Options:\n"
-    "  -c, --config FILE    read the INI configuration FILE\n"
+    "  -c, --config FILE    the configuration file\n"
     "                       (default " REVOKERD_DEFAULT_CONFIG ", if it exists)\n"
     "  -d, --database PATH  the SQLite database (overrides daemon.database)\n"
-    "  -u, --url URL        the logout endpoint (overrides logout.url); https://, or\n"
-    "                       http:// to a loopback host only\n"
+    "  -u, --url URL        the logout endpoint (overrides logout.url)\n"
     "  -s, --socket PATH    the control socket (overrides daemon.socket)\n"
     "      --check-config   validate the configuration, print it, and exit\n"
     "  -h, --help           show this help and exit\n"
     "  -V, --version        show the version and exit\n"
     "\n"
-    "Signals: SIGTERM/SIGINT stop after the requests in flight finish (at most\n"
-    "logout.timeout); SIGHUP reloads the configuration file.\n"
-    "\n"
-    "Exit status: 0 stopped cleanly, 1 runtime failure, 2 usage or configuration error.\n"
-    "The configuration keys are documented in the README and in the installed\n"
-    "revokerd.conf.\n";
+    "See revokerd(8) and revokerd.conf(5).\n";
 
 static int parse_options(int argc, char **argv, struct options *o)
 {

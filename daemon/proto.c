@@ -1,5 +1,5 @@
-/* proto: the control socket's requests (see proto.h and the README's
- * "Control socket" section for the contract). One JSON object per line in,
+/* proto: the control socket's requests (see proto.h and revokerd(8)'s
+ * CONTROL SOCKET, doc/revokerd.8.scd, for the contract). One JSON object per line in,
  * one JSON object out; every write is one transaction, committed before the
  * ok:true reply is built. The bearer token is never copied into a reply, an
  * error message or a log line. */

@@ -9,7 +9,9 @@ packages=(
   clang libclang-rt-14-dev                                    # libFuzzer
   systemd systemd-container util-linux                        # unit checks, nspawn, setpriv
   valgrind                                                    # memcheck of the e2e tests
-  scdoc man-db                                                # revokerctl(1): built, checked
+  scdoc man-db                                                # the manual pages: built, checked
+  bash-completion                                             # completion/revokerctl: tested
+  git                                                         # meson dist (test dist)
 )
 missing=()
 for p in "${packages[@]}"; do

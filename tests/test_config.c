@@ -1,7 +1,8 @@
 /* test_config: the INI file, its error messages, durations, URLs, validation;
  * and, row by row, the key table of config-keys.h: each default, each limit,
- * --check-config's output, and the shipped revokerd.conf and README's table
+ * --check-config's output, and the shipped revokerd.conf and revokerd.conf(5)'s keys
  * against it (both found under $SOURCE_ROOT, which meson test sets). */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stddef.h>
@@ -1233,42 +1234,112 @@ static void test_shipped_conf(void)
     config_free(&c);
 }
 
-/* README's table of keys: one row per key of the table, in its order. */
-static void test_readme_table(void)
+/* The words of an scdoc paragraph without its markup: no '*' (bold), an
+ * escaped character as itself, no '_' that opens or closes an underline,
+ * one space for any run of blanks. */
+static void plain_words(const char *s, char *out, size_t outlen)
 {
-    char path[512], expect[1024], lo[64], hi[64], range[160];
+    size_t o = 0;
+
+    for (const char *p = s; *p && o + 1 < outlen; p++) {
+        bool alnum_before = p > s && isalnum((unsigned char)p[-1]);
+        bool alnum_after = isalnum((unsigned char)p[1]);
+
+        if (*p == '\\' && p[1]) {
+            out[o++] = *++p;
+            continue;
+        }
+        if (*p == '*' || (*p == '_' && !(alnum_before && alnum_after)))
+            continue;
+        if (isspace((unsigned char)*p)) {
+            if (o > 0 && out[o - 1] != ' ')
+                out[o++] = ' ';
+            continue;
+        }
+        out[o++] = *p;
+    }
+    out[o] = '\0';
+}
+
+/* revokerd.conf(5)'s KEYS (doc/revokerd.conf.5.scd): one entry per key of
+ * the table, in its order, under its section: "*name* = default (lo to hi)"
+ * with the range of a UINT or DURATION, and a paragraph that says the
+ * table's description (its `code` marks left out, any case). */
+static void check_key_entry(const char *path, const struct row *r, const char *head, const char *para)
+{
+    char expect[1024], lo[64], hi[64], range[160] = "", what[512], words[4096];
+    size_t o = 0;
+
+    if (row_is(r, "UINT"))
+        snprintf(range, sizeof(range), " (%" PRIu64 " to %" PRIu64 ")", r->min, r->max);
+    if (row_is(r, "DURATION")) {
+        config_format_duration(r->min, lo, sizeof(lo));
+        config_format_duration(r->max, hi, sizeof(hi));
+        snprintf(range, sizeof(range), " (%s to %s)", lo, hi);
+    }
+    snprintf(expect, sizeof(expect), "*%s* =%s%s%s", r->name, r->def[0] ? " " : "", r->def, range);
+    if (strcmp(head, expect) != 0) {
+        fprintf(stderr, "%s: the entry of [%s] %s is\n  %s\nexpected\n  %s\n", path, r->section, r->name, head,
+                expect);
+        unit_failures++;
+    }
+    for (const char *p = r->what; *p && o + 1 < sizeof(what); p++)
+        if (*p != '`')
+            what[o++] = *p;
+    what[o] = '\0';
+    plain_words(para, words, sizeof(words));
+    if (!strcasestr(words, what)) {
+        fprintf(stderr, "%s: the entry of [%s] %s does not say the table's description\n  %s\nit says\n  %s\n",
+                path, r->section, r->name, what, words);
+        unit_failures++;
+    }
+}
+
+static void test_man_keys(void)
+{
+    char path[512], section[64] = "", head[1024] = "", para[4096] = "";
     size_t cap = 0, i = 0;
     char *line = NULL;
-    FILE *f = open_source("README.md", path, sizeof(path));
+    bool in_keys = false;
+    const struct row *r = NULL;
+    FILE *f = open_source("doc/revokerd.conf.5.scd", path, sizeof(path));
 
-    while (getline(&line, &cap, f) > 0) {
-        if (strncmp(line, "| `[", 4) != 0)
-            continue;
+    for (bool more = true; more;) {
+        more = getline(&line, &cap, f) > 0;
+        if (!more)
+            line[0] = '\0';
         line[strcspn(line, "\n")] = '\0';
-        if (i == N_ROWS) {
-            fprintf(stderr, "%s: a row for a key that is not in the table: %s\n", path, line);
-            unit_failures++;
+        /* an entry ends at the first line that is not its paragraph */
+        if (r && line[0] != '\t') {
+            check_key_entry(path, r, head, para);
+            r = NULL;
+        }
+        if (r) {
+            strncat(para, line, sizeof(para) - strlen(para) - 2);
+            strcat(para, " ");
             continue;
         }
-        const struct row *r = &rows[i++];
-        range[0] = '\0';
-        if (row_is(r, "UINT"))
-            snprintf(range, sizeof(range), "%" PRIu64 "\xe2\x80\x93%" PRIu64, r->min, r->max);
-        if (row_is(r, "DURATION")) {
-            config_format_duration(r->min, lo, sizeof(lo));
-            config_format_duration(r->max, hi, sizeof(hi));
-            snprintf(range, sizeof(range), "%s\xe2\x80\x93%s", lo, hi);
-        }
-        snprintf(expect, sizeof(expect), "| `[%s] %s` | %s%s%s | %s | %s |", r->section, r->name,
-                 r->def[0] ? "`" : "(none)", r->def, r->def[0] ? "`" : "", range, r->what);
-        if (strcmp(line, expect) != 0) {
-            fprintf(stderr, "%s: the row for [%s] %s is\n  %s\nexpected\n  %s\n", path, r->section, r->name, line,
-                    expect);
+        if (strncmp(line, "# ", 2) == 0)
+            in_keys = strcmp(line, "# KEYS") == 0;
+        if (!in_keys)
+            continue;
+        if (sscanf(line, "## [%63[a-z]]", section) == 1)
+            continue;
+        if (line[0] != '*' || !strstr(line, "* ="))
+            continue;
+        if (i == N_ROWS || strcmp(section, rows[i].section) != 0 ||
+            strncmp(line + 1, rows[i].name, strlen(rows[i].name)) != 0 || line[1 + strlen(rows[i].name)] != '*') {
+            fprintf(stderr, "%s: [%s] %s: expected the entry of [%s] %s\n", path, section, line,
+                    i < N_ROWS ? rows[i].section : "-", i < N_ROWS ? rows[i].name : "(none: the table ends)");
             unit_failures++;
+            break;
         }
+        r = &rows[i++];
+        snprintf(head, sizeof(head), "%s", line);
+        para[0] = '\0';
     }
     for (; i < N_ROWS; i++) {
-        fprintf(stderr, "%s: no row for [%s] %s\n", path, rows[i].section, rows[i].name);
+        fprintf(stderr, "%s: no entry for [%s] %s\n", path, rows[i].section, rows[i].name);
         unit_failures++;
     }
     free(line);
@@ -1286,4 +1357,4 @@ TEST_MAIN(CASE(test_url_check_installed), CASE(test_defaults), CASE(test_example
           CASE(test_nul_byte), CASE(test_missing_and_unreadable), CASE(test_failed_load_keeps_struct),
           CASE(test_copy), CASE(test_durations), CASE(test_format_duration), CASE(test_urls), CASE(test_validate),
           CASE(test_table_defaults), CASE(test_table_limits), CASE(test_print_reads_back), CASE(test_shipped_conf),
-          CASE(test_readme_table), CASE(test_cleanup))
+          CASE(test_man_keys), CASE(test_cleanup))

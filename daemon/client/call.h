@@ -1,7 +1,7 @@
 /* call: one request to revokerd over its control socket, and its reply.
  *
  * A request is one JSON object on one line; the reply is one line back
- * (the README's "Control socket"). One deadline covers connecting (a full
+ * (revokerd(8), CONTROL SOCKET). One deadline covers connecting (a full
  * backlog is retried until then), writing and reading. The request is wiped
  * once sent: it may hold a token. Lifecycle: call_encode, call_connect,
  * call_exchange, close the fd, call_reply_free. Every function returns 0 or
