@@ -402,7 +402,8 @@ static void arm_due_timer(struct revoke *r)
 
     /* Retries that came due since the last fetch were neither fetched nor
      * are they "after now": look from the fetch's time (they give 0 ms). */
-    rc = store_next_events(r->store, r->fetched_at_ms < now ? r->fetched_at_ms : now, &next);
+    rc = store_next_events(r->store, r->fetched_at_ms < now ? r->fetched_at_ms : now,
+                           r->fetched_at_ms < now ? r->fetched_at_ms : now, &next);
     if (rc < 0) {
         db_trouble(r, "looking for the next due token", rc);
         return;

@@ -471,7 +471,7 @@ static void test_next_events(void)
 {
     fx_open();
     struct next_events n;
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK(!n.flagged);
     CHECK(n.expiry_ms == INT64_MAX);
     CHECK(n.retry_ms == INT64_MAX);
@@ -482,7 +482,7 @@ static void test_next_events(void)
     insert_token("x4", NULL, "'someday'", 0); /* text never counts */
     int64_t gone = insert_token("x5", NULL, "1700000100", 0);
     exec("UPDATE tokens SET state = 'revoked' WHERE id = %lld", (long long)gone); /* not active */
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK(!n.flagged);
     CHECK_INT(n.expiry_ms, 1700000200000LL);
     CHECK(n.retry_ms == INT64_MAX);
@@ -494,29 +494,29 @@ static void test_next_events(void)
         exec("UPDATE tokens SET state = 'pending', next_attempt_at = %lld WHERE id = %lld",
              (long long)next[i], (long long)id);
     }
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK_INT(n.retry_ms, NOW + 50);
-    CHECK_INT(tokens_next_events(tk, NOW + 50, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW + 50, NOW + 50, &n), 0);
     CHECK_INT(n.retry_ms, NOW + 100);
-    CHECK_INT(tokens_next_events(tk, NOW + 100, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW + 100, NOW + 100, &n), 0);
     CHECK(n.retry_ms == INT64_MAX);
 
     insert_token("f", NULL, NULL, 1);
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK(n.flagged);
     /* Once promoted, neither the flag nor the earliest expiry remain (and
      * 'someday' failed: test_promote_bad_expiry). */
     CHECK_INT(promote(1700000250000LL, 100), 3);
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK(!n.flagged);
     CHECK_INT(n.expiry_ms, 1700000300000LL);
     CHECK_INT(n.retry_ms, NOW + 50);
-    CHECK_INT(tokens_next_events(tk, NOW + 100, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW + 100, NOW + 100, &n), 0);
     CHECK_INT(n.retry_ms, 1700000250000LL); /* the promoted rows' next attempt */
 
     /* A REAL expiry is due at the next whole second. */
     insert_token("r", NULL, "1600000000.25", 0);
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK_INT(n.expiry_ms, 1600000001000LL);
     fx_close();
 }
@@ -1234,7 +1234,7 @@ static void test_timing_million_rows(void)
     int iters = 100000;
     t0 = now_us();
     for (int i = 0; i < iters; i++)
-        REQUIRE(tokens_next_events(tk, NOW, &n) == 0);
+        REQUIRE(tokens_next_events(tk, NOW, NOW, &n) == 0);
     t1 = now_us();
     printf("timing: tokens_next_events: %.2f us/call\n", (t1 - t0) / iters);
     CHECK(!n.flagged);
