@@ -79,6 +79,7 @@ int pages_hash(struct store *s, unsigned *ret_count, bool *ret_more)
 struct fetch_ctx {
     const struct idset *held;
     int64_t now;
+    bool routine; /* skip urgent rows: the urgent lane's own reads take them */
     unsigned seen, added;
     unsigned want;   /* stop after adding this many; 0: no limit */
     int64_t last_id; /* of the last row seen */
@@ -96,7 +97,8 @@ static int on_pending_row(void *ud, const struct pending_row *row)
     f->last_id = row->id;
     /* Id 0 cannot be held (the set's empty slot): such a row was always
      * skipped, as if held. */
-    if (!row->token || row->next_attempt_at > f->now || row->id == 0 || idset_has(f->held, row->id))
+    if (!row->token || row->next_attempt_at > f->now || row->id == 0 || (f->routine && row->urgent) ||
+        idset_has(f->held, row->id))
         return 0;
     rc = f->take(f->ud, row);
     if (rc < 0) {
@@ -116,7 +118,7 @@ static int fetch_backlog(struct pages_cursor *c, struct store *s, struct fetch_c
     int rc;
 
     f->want = FETCH_PAGE;
-    rc = store_fetch_from(s, c->after_id, limit, on_pending_row, f);
+    rc = (c->urgent ? store_fetch_urgent_from : store_fetch_from)(s, c->after_id, limit, on_pending_row, f);
     if (rc < 0)
         return rc;
     if (f->err < 0)
@@ -132,7 +134,7 @@ static int fetch_backlog(struct pages_cursor *c, struct store *s, struct fetch_c
 int pages_fetch(struct pages_cursor *c, struct store *s, const struct idset *held, int64_t now_ms,
                 int (*take)(void *ud, const struct pending_row *row), void *ud, bool *ret_all)
 {
-    const struct fetch_ctx start = {.held = held, .now = now_ms, .take = take, .ud = ud};
+    const struct fetch_ctx start = {.held = held, .now = now_ms, .routine = !c->urgent, .take = take, .ud = ud};
     struct fetch_ctx f = start;
     unsigned limit;
     bool dense = false;
@@ -150,7 +152,7 @@ int pages_fetch(struct pages_cursor *c, struct store *s, const struct idset *hel
     }
     f = start;
     limit = FETCH_PAGE + (unsigned)held->len;
-    rc = store_fetch_due(s, now_ms, limit, on_pending_row, &f);
+    rc = (c->urgent ? store_fetch_urgent : store_fetch_due)(s, now_ms, limit, on_pending_row, &f);
     if (rc < 0)
         return rc;
     if (f.err < 0)
@@ -160,3 +162,4 @@ int pages_fetch(struct pages_cursor *c, struct store *s, const struct idset *hel
         c->backlog = true;
     return 0;
 }
+
