@@ -14,11 +14,17 @@ enum {
 struct page {
     struct store *store;
     int64_t now_ms;
+    enum store_write kind;
 };
 
 static int promote_step(const struct page *p, unsigned *ret_count)
 {
     return store_promote_due(p->store, p->now_ms, PAGE_STEP, ret_count);
+}
+
+static int promote_flagged_step(const struct page *p, unsigned *ret_count)
+{
+    return store_promote_flagged(p->store, p->now_ms, PAGE_STEP, ret_count);
 }
 
 static int hash_step(const struct page *p, unsigned *ret_count)
@@ -38,7 +44,7 @@ static int run_page(const struct page *p, int (*step_fn)(const struct page *, un
     bool more = false;
     int rc;
 
-    rc = store_begin(p->store, STORE_WRITE_CAN_WAIT);
+    rc = store_begin(p->store, p->kind);
     if (rc < 0)
         return rc;
     for (;;) {
@@ -64,14 +70,21 @@ static int run_page(const struct page *p, int (*step_fn)(const struct page *, un
 
 int pages_promote(struct store *s, int64_t now_ms, unsigned *ret_count, bool *ret_more)
 {
-    const struct page p = {.store = s, .now_ms = now_ms};
+    const struct page p = {.store = s, .now_ms = now_ms, .kind = STORE_WRITE_CAN_WAIT};
 
     return run_page(&p, promote_step, PAGE_BUDGET_US, ret_count, ret_more);
 }
 
+int pages_promote_flagged(struct store *s, int64_t now_ms, unsigned *ret_count, bool *ret_more)
+{
+    const struct page p = {.store = s, .now_ms = now_ms, .kind = STORE_WRITE_NOW};
+
+    return run_page(&p, promote_flagged_step, PAGE_BUDGET_US, ret_count, ret_more);
+}
+
 int pages_hash(struct store *s, unsigned *ret_count, bool *ret_more)
 {
-    const struct page p = {.store = s};
+    const struct page p = {.store = s, .kind = STORE_WRITE_CAN_WAIT};
 
     return run_page(&p, hash_step, HASH_BUDGET_US, ret_count, ret_more);
 }

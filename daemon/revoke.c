@@ -71,6 +71,7 @@ struct revoke {
 
     uint64_t turn_db_ns;   /* database work done since the loop last polled */
     bool scan_due;        /* active rows may be due: promote */
+    bool flags_due;       /* rows may be flagged: promote those even while a checkpoint copies */
     bool hash_due;        /* rows may have been written: hash them */
     bool fetch_due;       /* pending rows may be due and not held */
     bool db_blocked;      /* waiting for db_timer after a database error */
@@ -402,8 +403,11 @@ static void work_step(struct revoke *r, uv_idle_t *h)
     unsigned count;
     int rc;
 
-    if (r->scan_due && store_may_write(r->store, STORE_WRITE_CAN_WAIT)) {
-        rc = pages_promote(r->store, wall_ms(r), &count, &more);
+    bool bulk = store_may_write(r->store, STORE_WRITE_CAN_WAIT);
+    if (r->scan_due && (bulk || r->flags_due)) {
+        /* While a checkpoint copies, only flagged rows (a few, urgent). */
+        rc = (bulk ? pages_promote : pages_promote_flagged)(r->store, wall_ms(r), &count, &more);
+        r->flags_due = more;
         if (rc < 0) {
             db_trouble(r, "marking due tokens", rc);
             return;
@@ -413,7 +417,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
             r->fetch_due = r->queue.urgent_due = true;
             changed(r);
         }
-        if (!more)
+        if (!more && bulk)
             r->scan_due = false;
     }
     if ((r->fetch_due && r->queue.routine.len < 2 * r->cfg.concurrency) || r->queue.urgent_due) {
@@ -469,7 +473,7 @@ static void on_due_timer(uv_timer_t *h)
 {
     struct revoke *r = container_of(h, struct revoke, due_timer);
 
-    r->scan_due = true;
+    r->scan_due = r->flags_due = true;
     r->fetch_due = r->queue.urgent_due = true;
     schedule_work(r);
 }
@@ -704,7 +708,7 @@ int revoke_configure(struct revoke *r, const struct config *cfg, const char *cre
 
 void revoke_kick(struct revoke *r)
 {
-    r->scan_due = true;
+    r->scan_due = r->flags_due = true;
     r->fetch_due = r->queue.urgent_due = true;
     if (!uv_is_active((uv_handle_t *)&r->hash_timer))
         uv_timer_start(&r->hash_timer, on_hash_timer, HASH_DELAY_MS, 0);

@@ -265,6 +265,11 @@ int store_promote_due(struct store *s, int64_t now_ms, unsigned limit, unsigned 
     return tokens_promote_due(s->tokens, s->audit, now_ms, limit, ret_count);
 }
 
+int store_promote_flagged(struct store *s, int64_t now_ms, unsigned limit, unsigned *ret_count)
+{
+    return tokens_promote_flagged(s->tokens, s->audit, now_ms, limit, ret_count);
+}
+
 int store_fetch_due(struct store *s, int64_t now_ms, unsigned limit,
                     int (*cb)(void *ud, const struct pending_row *row), void *ud)
 {

@@ -82,6 +82,7 @@ int store_hash_new(struct store *s, unsigned limit, unsigned *ret_count);
 /* tokens_tally(): rows the table's rules turned away, committed ones only. */
 struct tokens_tally store_tally(const struct store *s);
 int store_promote_due(struct store *s, int64_t now_ms, unsigned limit, unsigned *ret_count);
+int store_promote_flagged(struct store *s, int64_t now_ms, unsigned limit, unsigned *ret_count);
 int store_fetch_due(struct store *s, int64_t now_ms, unsigned limit,
                     int (*cb)(void *ud, const struct pending_row *row), void *ud);
 int store_fetch_from(struct store *s, int64_t after_id, unsigned limit,

@@ -555,13 +555,13 @@ static int handle_bad_expiry(struct tokens *t, struct audit *a, int64_t now_ms, 
     return 0;
 }
 
-int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
-                       unsigned *ret_count)
+static int promote(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit, bool flagged_only,
+                   unsigned *ret_count)
 {
     unsigned count = 0;
     enum { FLAGGED, EXPIRED, BAD_EXPIRY } phase = FLAGGED;
 
-    while (count < limit) {
+    while (count < limit && !(flagged_only && phase != FLAGGED)) {
         if (phase == BAD_EXPIRY) {
             bool handled;
             int err = handle_bad_expiry(t, a, now_ms, &handled);
@@ -592,6 +592,18 @@ int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsign
     if (ret_count)
         *ret_count = count;
     return 0;
+}
+
+int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
+                       unsigned *ret_count)
+{
+    return promote(t, a, now_ms, limit, false, ret_count);
+}
+
+int tokens_promote_flagged(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
+                           unsigned *ret_count)
+{
+    return promote(t, a, now_ms, limit, true, ret_count);
 }
 
 struct tokens_tally tokens_tally(const struct tokens *t)

@@ -46,6 +46,11 @@ int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count);
 int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
                        unsigned *ret_count);
 
+/* Only the first phase of tokens_promote_due(): flagged rows (the urgent
+ * lane's), a few, promoted even while bulk work waits (pages.h). */
+int tokens_promote_flagged(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
+                           unsigned *ret_count);
+
 /* What the table's rules turned away since tokens_open(), counted as the
  * statements run: a transaction that rolls back must put back the copy
  * taken at its BEGIN (store does). */

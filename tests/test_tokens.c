@@ -1621,6 +1621,26 @@ static void test_urgent_lane(void)
                    "WHERE state = 'pending' AND due_reason <> 'expired'"), 3);
     CHECK_INT(qint("SELECT count(*) FROM tokens INDEXED BY tokens_urgent_id "
                    "WHERE state = 'pending' AND due_reason <> 'expired'"), 3);
+
+    /* Flagged rows only: an expired one stays for the bulk promotion. */
+    int64_t exp3 = insert_token("u-exp3", NULL, "1699999002", 0);
+    int64_t flag2 = insert_token("u-flag2", NULL, NULL, 1);
+    int64_t flag3 = insert_token("u-flag3", NULL, NULL, 1);
+    unsigned count = 99;
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_promote_flagged(tk, au, NOW, 1, &count), 0);
+    CHECK_INT(count, 1);
+    CHECK_INT(tokens_promote_flagged(tk, au, NOW, 10, &count), 0);
+    CHECK_INT(count, 1);
+    CHECK_INT(tokens_promote_flagged(tk, au, NOW, 10, &count), 0);
+    CHECK_INT(count, 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)exp3), "active");
+    CHECK_STR(qtext("SELECT due_reason FROM tokens WHERE id = %lld", (long long)flag2), "flagged");
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)flag3), "pending");
+    CHECK_INT(audit_count(flag3, "due", "flagged"), 1);
+    CHECK_INT(promote(NOW, 10), 1);
+    CHECK_STR(qtext("SELECT due_reason FROM tokens WHERE id = %lld", (long long)exp3), "expired");
     fx_close();
 }
 
