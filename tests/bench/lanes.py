@@ -160,9 +160,12 @@ def scenario(args, name, rows, flag_every_ms, n_flags):
             harness.wait_until(lambda: (lambda f, r: len(r) >= rows and all(x[0] in f for x in flags))(
                 *read_log(run)), 10, "nginx's log")
         first, routine = read_log(run)
+        if rows:  # only flags raised while routine work was still being sent
+            flags = [f for f in flags if routine and f[1] <= routine[-1]]
         lat = urgent_latencies(first, flags)
         span = routine[-1] - routine[0] if len(routine) > 1 else float("nan")
-        urgent_in = sum(1 for tok, _, _ in flags if tok in first and routine and routine[0] <= first[tok] <= routine[-1])
+        urgent_in = sum(1 for f in flags if f[0] in first and routine[0] <= first[f[0]] <= routine[-1]) \
+            if routine else 0
         return {"latencies": lat, "after_commit": urgent_latencies(first, flags, True), "routine_rate": (len(routine) - 1) / span, "routine": len(routine),
                 "flags": len(flags), "total_rate": (len(routine) - 1 + urgent_in) / span}
     finally:
