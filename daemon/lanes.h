@@ -25,16 +25,17 @@ struct lanes {
     struct job_list urgent, routine;
     bool urgent_due;          /* urgent rows may be due and not held: read them first */
     int64_t urgent_read_ms;   /* wall time of the last read of due urgent rows */
-    int64_t routine_read_ms;  /* ... of due pending rows of either lane (pages_fetch) */
+    int64_t routine_read_ms;  /* ... of due routine rows */
     struct pages_cursor urgent_cursor, cursor; /* where the next reads start */
 };
 
 /* Read due pending rows that held does not hold into the lanes (each job
  * owned by owner, its id added to held): while urgent_due and the urgent
- * lane holds fewer than `concurrency`, a page of urgent rows; then, while *fetch_due and the
- * routine lane holds fewer than 2 * concurrency, a page of routine rows. urgent_due and *fetch_due
- * are cleared once a read saw every due row. 0 or a negative errno from
- * the database or -ENOMEM; what was read before stays in the lanes. */
+ * lane holds fewer than `concurrency`, a page of urgent rows; then, while
+ * *fetch_due and the routine lane holds fewer than 2 * concurrency, a page
+ * of routine rows. urgent_due and *fetch_due are cleared once a read saw
+ * every due row of its lane. 0 or a negative errno from the database or
+ * -ENOMEM; what was read before stays in the lanes. */
 int lanes_fill(struct lanes *l, struct store *s, struct idset *held, void *owner, unsigned concurrency,
                int64_t now_ms, bool *fetch_due);
 

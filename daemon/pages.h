@@ -2,8 +2,7 @@
  * never blocks for long: one transaction that promotes due rows (active ->
  * pending) or hashes new ones, cut at PAGES_ROWS rows or a time budget;
  * and one read of due pending rows for the queue, in retry-time order or,
- * in a backlog, in id order from a cursor; of every pending row, or of the
- * urgent lane's only (lanes.h).
+ * in a backlog, in id order from a cursor, of one lane's rows (lanes.h).
  *
  * No state of its own but the fetch cursor the caller keeps; the caller
  * decides when a page runs (revoke's work step). */
@@ -35,9 +34,9 @@ struct pages_cursor {
     bool urgent;      /* set by the caller: read the urgent lane's rows (sql/006), else the others */
 };
 
-/* Hand the due pending rows (next_attempt_at <= now_ms, with a token) that
- * held does not hold, of the cursor's lane, to take(), at most a page. take() returns 0, or a
- * negative errno that ends the fetch and is returned; it is expected to add
+/* Hand the due pending rows of the cursor's lane (next_attempt_at <=
+ * now_ms, with a token) that held does not hold to take(), at most a page.
+ * take() returns 0, or a negative errno that ends the fetch and is returned; it is expected to add
  * the row's id to held. *ret_all: every due row not held was seen (nothing
  * else is due until the next retry time or promotion). */
 int pages_fetch(struct pages_cursor *c, struct store *s, const struct idset *held, int64_t now_ms,
