@@ -26,7 +26,7 @@ struct job {
     size_t token_len;
     char fingerprint[SECRET_FP_LEN + 1];
     unsigned attempts;
-    bool urgent;              /* flagged or requested: the urgent lane (lanes.h) */
+    bool urgent; /* flagged or requested: the urgent lane (lanes.h) */
     struct outcome_result out;
 };
 

@@ -23,9 +23,9 @@
 
 struct lanes {
     struct job_list urgent, routine;
-    bool urgent_due;          /* urgent rows may be due and not held: read them first */
-    int64_t urgent_read_ms;   /* wall time of the last read of due urgent rows */
-    int64_t routine_read_ms;  /* ... of due routine rows */
+    bool urgent_due;                           /* urgent rows may be due and not held: read them first */
+    int64_t urgent_read_ms;                    /* wall time of the last read of due urgent rows */
+    int64_t routine_read_ms;                   /* ... of due routine rows */
     struct pages_cursor urgent_cursor, cursor; /* where the next reads start */
 };
 

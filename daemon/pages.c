@@ -147,7 +147,8 @@ static int fetch_backlog(struct pages_cursor *c, struct store *s, struct fetch_c
 int pages_fetch(struct pages_cursor *c, struct store *s, const struct idset *held, int64_t now_ms,
                 int (*take)(void *ud, const struct pending_row *row), void *ud, bool *ret_all)
 {
-    const struct fetch_ctx start = {.held = held, .now = now_ms, .routine = !c->urgent, .take = take, .ud = ud};
+    const struct fetch_ctx start = {
+        .held = held, .now = now_ms, .routine = !c->urgent, .take = take, .ud = ud};
     struct fetch_ctx f = start;
     unsigned limit;
     bool dense = false;
@@ -175,4 +176,3 @@ int pages_fetch(struct pages_cursor *c, struct store *s, const struct idset *hel
         c->backlog = true;
     return 0;
 }
-

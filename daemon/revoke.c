@@ -64,7 +64,7 @@ struct revoke {
     uv_check_t flush_check;
     unsigned open_handles;
 
-    struct lanes queue;      /* fetched, not yet sent: the urgent lane goes first */
+    struct lanes queue; /* fetched, not yet sent: the urgent lane goes first */
     unsigned in_flight;
     struct job_list batch;   /* outcomes waiting for their commit */
     struct idset known; /* the ids held: queued, in flight, uncommitted */
@@ -443,7 +443,8 @@ static void work_step(struct revoke *r, uv_idle_t *h)
         r->hash_due = left;
         more = left;
     }
-    if (more || (r->fetch_due && r->queue.routine.len < 2 * r->cfg.concurrency && r->in_flight < r->cfg.concurrency))
+    if (more ||
+        (r->fetch_due && r->queue.routine.len < 2 * r->cfg.concurrency && r->in_flight < r->cfg.concurrency))
         return;
     uv_idle_stop(h);
     /* Also while a fetch waits for room in the queue (a long queue held

@@ -594,8 +594,7 @@ static int promote(struct tokens *t, struct audit *a, int64_t now_ms, unsigned l
     return 0;
 }
 
-int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
-                       unsigned *ret_count)
+int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit, unsigned *ret_count)
 {
     return promote(t, a, now_ms, limit, false, ret_count);
 }

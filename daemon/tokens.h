@@ -69,7 +69,7 @@ struct pending_row {
     const char *fingerprint;
     unsigned attempts;            /* token-level failures so far */
     int64_t next_attempt_at;
-    bool urgent;                  /* due reason flagged or requested: the urgent lane */
+    bool urgent; /* due reason flagged or requested: the urgent lane */
 };
 /* Pending rows with next_attempt_at <= now_ms, ordered by (next_attempt_at,
  * id), at most `limit`, either lane. cb returns 0 to go on, non-zero to stop. A pending

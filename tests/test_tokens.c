@@ -1611,16 +1611,25 @@ static void test_urgent_lane(void)
 
     /* A final outcome takes the row out of the lane. */
     struct outcome_record r = {
-        .token_id = flag1, .fingerprint = "x", .event = AUDIT_REVOKED, .state = TOKEN_REVOKED,
-        .attempt = 1, .http_status = 200, .detail = "HTTP 200", .at_ms = NOW, .duration_ms = 3,
+        .token_id = flag1,
+        .fingerprint = "x",
+        .event = AUDIT_REVOKED,
+        .state = TOKEN_REVOKED,
+        .attempt = 1,
+        .http_status = 200,
+        .detail = "HTTP 200",
+        .at_ms = NOW,
+        .duration_ms = 3,
     };
     REQUIRE(db_begin(db) == 0);
     CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(qint("SELECT count(*) FROM tokens INDEXED BY tokens_urgent "
-                   "WHERE state = 'pending' AND due_reason <> 'expired'"), 3);
+                   "WHERE state = 'pending' AND due_reason <> 'expired'"),
+              3);
     CHECK_INT(qint("SELECT count(*) FROM tokens INDEXED BY tokens_urgent_id "
-                   "WHERE state = 'pending' AND due_reason <> 'expired'"), 3);
+                   "WHERE state = 'pending' AND due_reason <> 'expired'"),
+              3);
 
     /* Flagged rows only: an expired one stays for the bulk promotion. */
     int64_t exp3 = insert_token("u-exp3", NULL, "1699999002", 0);
@@ -1644,9 +1653,10 @@ static void test_urgent_lane(void)
     fx_close();
 }
 
-TEST_MAIN(CASE(test_promote_boundaries), CASE(test_promote_bad_expiry), CASE(test_promote_order_limit_and_no_token),
-          CASE(test_fetch_order), CASE(test_outcomes), CASE(test_next_events),
-          CASE(test_revoke_secret), CASE(test_hash_new), CASE(test_hash_secret_rewritten),
-          CASE(test_hot_path_pages), CASE(test_upgrade_from_schema_2), CASE(test_revoke_id), CASE(test_revoke_subject),
-          CASE(test_status), CASE(test_requeue), CASE(test_counts), CASE(test_query_plans),
-          CASE(test_allocation_failures), CASE(test_urgent_lane), CASE(test_timing_million_rows))
+TEST_MAIN(CASE(test_promote_boundaries), CASE(test_promote_bad_expiry),
+          CASE(test_promote_order_limit_and_no_token), CASE(test_fetch_order), CASE(test_outcomes),
+          CASE(test_next_events), CASE(test_revoke_secret), CASE(test_hash_new),
+          CASE(test_hash_secret_rewritten), CASE(test_hot_path_pages), CASE(test_upgrade_from_schema_2),
+          CASE(test_revoke_id), CASE(test_revoke_subject), CASE(test_status), CASE(test_requeue),
+          CASE(test_counts), CASE(test_query_plans), CASE(test_allocation_failures), CASE(test_urgent_lane),
+          CASE(test_timing_million_rows))
