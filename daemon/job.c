@@ -22,6 +22,7 @@ int job_new(const struct pending_row *row, void *owner, struct job **ret_job)
     j->owner = owner;
     j->id = row->id;
     j->attempts = row->attempts;
+    j->urgent = row->urgent;
     snprintf(j->fingerprint, sizeof(j->fingerprint), "%s", row->fingerprint ? row->fingerprint : "");
     *ret_job = j;
     return 0;

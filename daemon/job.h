@@ -8,6 +8,7 @@
  * -> popped after the commit -> job_free(). */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,7 @@ struct job {
     size_t token_len;
     char fingerprint[SECRET_FP_LEN + 1];
     unsigned attempts;
+    bool urgent; /* flagged or requested: the urgent lane (lanes.h) */
     struct outcome_result out;
 };
 

@@ -14,11 +14,17 @@ enum {
 struct page {
     struct store *store;
     int64_t now_ms;
+    enum store_write kind;
 };
 
 static int promote_step(const struct page *p, unsigned *ret_count)
 {
     return store_promote_due(p->store, p->now_ms, PAGE_STEP, ret_count);
+}
+
+static int promote_flagged_step(const struct page *p, unsigned *ret_count)
+{
+    return store_promote_flagged(p->store, p->now_ms, PAGE_STEP, ret_count);
 }
 
 static int hash_step(const struct page *p, unsigned *ret_count)
@@ -38,7 +44,7 @@ static int run_page(const struct page *p, int (*step_fn)(const struct page *, un
     bool more = false;
     int rc;
 
-    rc = store_begin(p->store, STORE_WRITE_CAN_WAIT);
+    rc = store_begin(p->store, p->kind);
     if (rc < 0)
         return rc;
     for (;;) {
@@ -64,14 +70,21 @@ static int run_page(const struct page *p, int (*step_fn)(const struct page *, un
 
 int pages_promote(struct store *s, int64_t now_ms, unsigned *ret_count, bool *ret_more)
 {
-    const struct page p = {.store = s, .now_ms = now_ms};
+    const struct page p = {.store = s, .now_ms = now_ms, .kind = STORE_WRITE_CAN_WAIT};
 
     return run_page(&p, promote_step, PAGE_BUDGET_US, ret_count, ret_more);
 }
 
+int pages_promote_flagged(struct store *s, int64_t now_ms, unsigned *ret_count, bool *ret_more)
+{
+    const struct page p = {.store = s, .now_ms = now_ms, .kind = STORE_WRITE_NOW};
+
+    return run_page(&p, promote_flagged_step, PAGE_BUDGET_US, ret_count, ret_more);
+}
+
 int pages_hash(struct store *s, unsigned *ret_count, bool *ret_more)
 {
-    const struct page p = {.store = s};
+    const struct page p = {.store = s, .kind = STORE_WRITE_CAN_WAIT};
 
     return run_page(&p, hash_step, HASH_BUDGET_US, ret_count, ret_more);
 }
@@ -79,6 +92,7 @@ int pages_hash(struct store *s, unsigned *ret_count, bool *ret_more)
 struct fetch_ctx {
     const struct idset *held;
     int64_t now;
+    bool routine; /* skip urgent rows: the urgent lane's own reads take them */
     unsigned seen, added;
     unsigned want;   /* stop after adding this many; 0: no limit */
     int64_t last_id; /* of the last row seen */
@@ -96,7 +110,8 @@ static int on_pending_row(void *ud, const struct pending_row *row)
     f->last_id = row->id;
     /* Id 0 cannot be held (the set's empty slot): such a row was always
      * skipped, as if held. */
-    if (!row->token || row->next_attempt_at > f->now || row->id == 0 || idset_has(f->held, row->id))
+    if (!row->token || row->next_attempt_at > f->now || row->id == 0 || (f->routine && row->urgent) ||
+        idset_has(f->held, row->id))
         return 0;
     rc = f->take(f->ud, row);
     if (rc < 0) {
@@ -116,7 +131,7 @@ static int fetch_backlog(struct pages_cursor *c, struct store *s, struct fetch_c
     int rc;
 
     f->want = FETCH_PAGE;
-    rc = store_fetch_from(s, c->after_id, limit, on_pending_row, f);
+    rc = (c->urgent ? store_fetch_urgent_from : store_fetch_from)(s, c->after_id, limit, on_pending_row, f);
     if (rc < 0)
         return rc;
     if (f->err < 0)
@@ -132,7 +147,8 @@ static int fetch_backlog(struct pages_cursor *c, struct store *s, struct fetch_c
 int pages_fetch(struct pages_cursor *c, struct store *s, const struct idset *held, int64_t now_ms,
                 int (*take)(void *ud, const struct pending_row *row), void *ud, bool *ret_all)
 {
-    const struct fetch_ctx start = {.held = held, .now = now_ms, .take = take, .ud = ud};
+    const struct fetch_ctx start = {
+        .held = held, .now = now_ms, .routine = !c->urgent, .take = take, .ud = ud};
     struct fetch_ctx f = start;
     unsigned limit;
     bool dense = false;
@@ -150,7 +166,7 @@ int pages_fetch(struct pages_cursor *c, struct store *s, const struct idset *hel
     }
     f = start;
     limit = FETCH_PAGE + (unsigned)held->len;
-    rc = store_fetch_due(s, now_ms, limit, on_pending_row, &f);
+    rc = (c->urgent ? store_fetch_urgent : store_fetch_due)(s, now_ms, limit, on_pending_row, &f);
     if (rc < 0)
         return rc;
     if (f.err < 0)

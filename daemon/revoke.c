@@ -20,6 +20,7 @@
 #include "http.h"
 #include "idset.h"
 #include "job.h"
+#include "lanes.h"
 #include "log.h"
 #include "outcome.h"
 #include "pages.h"
@@ -63,15 +64,14 @@ struct revoke {
     uv_check_t flush_check;
     unsigned open_handles;
 
-    struct job_list queue;   /* fetched, not yet sent */
+    struct lanes queue; /* fetched, not yet sent: the urgent lane goes first */
     unsigned in_flight;
     struct job_list batch;   /* outcomes waiting for their commit */
     struct idset known; /* the ids held: queued, in flight, uncommitted */
 
-    int64_t fetched_at_ms; /* wall time of the last fetch of pending rows */
-    struct pages_cursor cursor; /* where the next fetch of pending rows reads */
     uint64_t turn_db_ns;   /* database work done since the loop last polled */
     bool scan_due;        /* active rows may be due: promote */
+    bool flags_due;       /* rows may be flagged: promote those even while a checkpoint copies */
     bool hash_due;        /* rows may have been written: hash them */
     bool fetch_due;       /* pending rows may be due and not held */
     bool db_blocked;      /* waiting for db_timer after a database error */
@@ -152,37 +152,6 @@ static void db_fine(struct revoke *r, const char *what)
     changed(r);
 }
 
-/* ---- fetch ---- */
-
-/* A due pending row for the queue (pages_fetch). */
-static int take_row(void *ud, const struct pending_row *row)
-{
-    struct revoke *r = ud;
-    struct job *j;
-    int rc = job_new(row, r, &j);
-
-    if (rc == 0 && idset_add(&r->known, row->id) < 0) {
-        job_free(j);
-        rc = -ENOMEM;
-    }
-    if (rc == 0)
-        job_list_push(&r->queue, j);
-    return rc;
-}
-
-/* Read due pending rows into the queue, skipping those we hold already. */
-static int fetch_page(struct revoke *r)
-{
-    bool all = false;
-    int rc;
-
-    r->fetched_at_ms = wall_ms(r);
-    rc = pages_fetch(&r->cursor, r->store, &r->known, r->fetched_at_ms, take_row, r, &all);
-    if (rc == 0 && all)
-        r->fetch_due = false;
-    return rc;
-}
-
 /* ---- the outcome batch ---- */
 
 static void batch_add(struct revoke *r, struct job *j)
@@ -215,15 +184,15 @@ static unsigned uncommitted_cap(const struct revoke *r)
 
 static void dispatch(struct revoke *r)
 {
-    while (r->queue.head && !r->stopping && r->in_flight < r->cfg.concurrency &&
+    while (lanes_head(&r->queue) && !r->stopping && r->in_flight < r->cfg.concurrency &&
            r->batch.len < uncommitted_cap(r)) {
         uint64_t now = uv_now(r->loop), wake = UINT64_MAX, wait_ms;
         unsigned want = r->cfg.concurrency - r->in_flight;
         struct job *j;
         int rc;
 
-        if (want > r->queue.len)
-            want = r->queue.len;
+        if (want > lanes_len(&r->queue))
+            want = lanes_len(&r->queue);
         if (health_allowance(&r->health, now, r->in_flight, want, &wake) == 0) {
             if (wake != UINT64_MAX)
                 uv_timer_start(&r->gate_timer, on_gate_timer, wake > now ? wake - now : 0, 0);
@@ -233,7 +202,7 @@ static void dispatch(struct revoke *r)
             uv_timer_start(&r->gate_timer, on_gate_timer, wait_ms, 0);
             return;
         }
-        j = r->queue.head;
+        j = lanes_head(&r->queue);
         j->req.token = j->token;
         j->req.token_len = j->token_len;
         j->req.done = on_http_done;
@@ -243,7 +212,7 @@ static void dispatch(struct revoke *r)
             uv_timer_start(&r->gate_timer, on_gate_timer, SUBMIT_RETRY_MS, 0);
             return;
         }
-        job_list_pop(&r->queue);
+        lanes_pop(&r->queue);
         if (rc == -EINVAL) {
             reject_unsendable(r, j);
             continue;
@@ -290,7 +259,7 @@ out:
         return;
     }
     dispatch(r);
-    if (r->queue.len < r->cfg.concurrency)
+    if (r->queue.routine.len < r->cfg.concurrency || r->queue.urgent_due)
         schedule_work(r);
     changed(r);
 }
@@ -331,7 +300,7 @@ static void flush(struct revoke *r)
         j = job_list_pop(&r->batch);
         report_count(&r->counts, j->out.rec.event);
         if (j->out.rec.state == TOKEN_PENDING)
-            r->fetch_due = true;
+            r->fetch_due = r->queue.urgent_due = true;
         scrub |= j->out.rec.drop_secret;
         idset_del(&r->known, j->id);
         job_free(j);
@@ -398,7 +367,8 @@ static void arm_due_timer(struct revoke *r)
 
     /* Retries that came due since the last fetch were neither fetched nor
      * are they "after now": look from the fetch's time (they give 0 ms). */
-    rc = store_next_events(r->store, r->fetched_at_ms < now ? r->fetched_at_ms : now, &next);
+    rc = store_next_events(r->store, r->queue.routine_read_ms < now ? r->queue.routine_read_ms : now,
+                           r->queue.urgent_read_ms < now ? r->queue.urgent_read_ms : now, &next);
     if (rc < 0) {
         db_trouble(r, "looking for the next due token", rc);
         return;
@@ -417,6 +387,8 @@ static void arm_due_timer(struct revoke *r)
     target = next.expiry_ms;
     if (!r->fetch_due && next.retry_ms < target)
         target = next.retry_ms;
+    if (!r->queue.urgent_due && next.urgent_retry_ms < target)
+        target = next.urgent_retry_ms; /* its backoff ends: read first, however full the routine lane */
     uv_timer_start(&r->due_timer, on_due_timer, policy_timer_delay_ms(target, now, RESCAN_MS), 0);
 }
 
@@ -427,22 +399,25 @@ static void work_step(struct revoke *r, uv_idle_t *h)
     unsigned count;
     int rc;
 
-    if (r->scan_due && store_may_write(r->store, STORE_WRITE_CAN_WAIT)) {
-        rc = pages_promote(r->store, wall_ms(r), &count, &more);
+    bool bulk = store_may_write(r->store, STORE_WRITE_CAN_WAIT);
+    if (r->scan_due && (bulk || r->flags_due)) {
+        /* While a checkpoint copies, only flagged rows (a few, urgent). */
+        rc = (bulk ? pages_promote : pages_promote_flagged)(r->store, wall_ms(r), &count, &more);
+        r->flags_due = more;
         if (rc < 0) {
             db_trouble(r, "marking due tokens", rc);
             return;
         }
         db_fine(r, "marking due tokens");
         if (count > 0) {
-            r->fetch_due = true;
+            r->fetch_due = r->queue.urgent_due = true;
             changed(r);
         }
-        if (!more)
+        if (!more && bulk)
             r->scan_due = false;
     }
-    if (r->fetch_due && r->queue.len < 2 * r->cfg.concurrency) {
-        rc = fetch_page(r);
+    if ((r->fetch_due && r->queue.routine.len < 2 * r->cfg.concurrency) || r->queue.urgent_due) {
+        rc = lanes_fill(&r->queue, r->store, &r->known, r, r->cfg.concurrency, wall_ms(r), &r->fetch_due);
         if (rc < 0) {
             db_trouble(r, "reading due tokens", rc);
             return;
@@ -464,7 +439,8 @@ static void work_step(struct revoke *r, uv_idle_t *h)
         r->hash_due = left;
         more = left;
     }
-    if (more || (r->fetch_due && r->queue.len < 2 * r->cfg.concurrency && r->in_flight < r->cfg.concurrency))
+    if (more ||
+        (r->fetch_due && r->queue.routine.len < 2 * r->cfg.concurrency && r->in_flight < r->cfg.concurrency))
         return;
     uv_idle_stop(h);
     /* Also while a fetch waits for room in the queue (a long queue held
@@ -494,8 +470,8 @@ static void on_due_timer(uv_timer_t *h)
 {
     struct revoke *r = container_of(h, struct revoke, due_timer);
 
-    r->scan_due = true;
-    r->fetch_due = true;
+    r->scan_due = r->flags_due = true;
+    r->fetch_due = r->queue.urgent_due = true;
     schedule_work(r);
 }
 
@@ -504,7 +480,7 @@ static void on_gate_timer(uv_timer_t *h)
     struct revoke *r = container_of(h, struct revoke, gate_timer);
 
     dispatch(r);
-    if (r->queue.len < r->cfg.concurrency)
+    if (r->queue.routine.len < r->cfg.concurrency || r->queue.urgent_due)
         schedule_work(r);
 }
 
@@ -515,7 +491,7 @@ static void on_db_timer(uv_timer_t *h)
     r->db_blocked = false;
     r->scan_due = true;
     r->hash_due = true;
-    r->fetch_due = true;
+    r->fetch_due = r->queue.urgent_due = true;
     if (r->batch.head)
         uv_timer_start(&r->flush_timer, on_flush_timer, 0, 0);
     schedule_work(r);
@@ -693,7 +669,7 @@ int revoke_new(uv_loop_t *loop, struct store *store, const struct config *cfg, c
     uv_timer_start(&r->scrub_timer, on_scrub_timer, SCRUB_DELAY_MS, 0);
     uv_check_start(&r->flush_check, on_flush_check);
     uv_timer_start(&r->due_timer, on_due_timer, 0, 0);
-    r->scan_due = r->fetch_due = r->hash_due = true;
+    r->scan_due = r->fetch_due = r->hash_due = r->queue.urgent_due = true;
     *ret = r;
     return 0;
 
@@ -729,8 +705,8 @@ int revoke_configure(struct revoke *r, const struct config *cfg, const char *cre
 
 void revoke_kick(struct revoke *r)
 {
-    r->scan_due = true;
-    r->fetch_due = true;
+    r->scan_due = r->flags_due = true;
+    r->fetch_due = r->queue.urgent_due = true;
     if (!uv_is_active((uv_handle_t *)&r->hash_timer))
         uv_timer_start(&r->hash_timer, on_hash_timer, HASH_DELAY_MS, 0);
     schedule_work(r);
@@ -749,7 +725,7 @@ void revoke_get_stats(struct revoke *r, struct revoke_stats *ret)
     ret->retried = c.retried;
     ret->expiry_converted = t.expiry_converted;
     ret->expiry_rejected = t.expiry_rejected;
-    ret->queued = r->queue.len;
+    ret->queued = lanes_len(&r->queue);
     ret->in_flight = r->in_flight;
     ret->uncommitted = r->batch.len;
     ret->health = health_describe(&r->health, uv_now(r->loop));
@@ -782,7 +758,7 @@ void revoke_stop(struct revoke *r, void (*cb)(void *data), void *data)
     uv_timer_stop(&r->due_timer);
     uv_timer_stop(&r->gate_timer);
     /* Queued tokens were never sent: they stay pending for the next start. */
-    while ((j = job_list_pop(&r->queue))) {
+    while ((j = lanes_pop(&r->queue))) {
         idset_del(&r->known, j->id);
         job_free(j);
     }

@@ -265,6 +265,11 @@ int store_promote_due(struct store *s, int64_t now_ms, unsigned limit, unsigned 
     return tokens_promote_due(s->tokens, s->audit, now_ms, limit, ret_count);
 }
 
+int store_promote_flagged(struct store *s, int64_t now_ms, unsigned limit, unsigned *ret_count)
+{
+    return tokens_promote_flagged(s->tokens, s->audit, now_ms, limit, ret_count);
+}
+
 int store_fetch_due(struct store *s, int64_t now_ms, unsigned limit,
                     int (*cb)(void *ud, const struct pending_row *row), void *ud)
 {
@@ -277,9 +282,21 @@ int store_fetch_from(struct store *s, int64_t after_id, unsigned limit,
     return tokens_fetch_from(s->tokens, after_id, limit, cb, ud);
 }
 
-int store_next_events(struct store *s, int64_t now_ms, struct next_events *ret)
+int store_fetch_urgent(struct store *s, int64_t now_ms, unsigned limit,
+                       int (*cb)(void *ud, const struct pending_row *row), void *ud)
 {
-    return tokens_next_events(s->tokens, now_ms, ret);
+    return tokens_fetch_urgent(s->tokens, now_ms, limit, cb, ud);
+}
+
+int store_fetch_urgent_from(struct store *s, int64_t after_id, unsigned limit,
+                            int (*cb)(void *ud, const struct pending_row *row), void *ud)
+{
+    return tokens_fetch_urgent_from(s->tokens, after_id, limit, cb, ud);
+}
+
+int store_next_events(struct store *s, int64_t now_ms, int64_t urgent_after_ms, struct next_events *ret)
+{
+    return tokens_next_events(s->tokens, now_ms, urgent_after_ms, ret);
 }
 
 int store_record_outcome(struct store *s, const struct outcome_record *r, enum token_state *ret_was)

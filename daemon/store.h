@@ -82,11 +82,16 @@ int store_hash_new(struct store *s, unsigned limit, unsigned *ret_count);
 /* tokens_tally(): rows the table's rules turned away, committed ones only. */
 struct tokens_tally store_tally(const struct store *s);
 int store_promote_due(struct store *s, int64_t now_ms, unsigned limit, unsigned *ret_count);
+int store_promote_flagged(struct store *s, int64_t now_ms, unsigned limit, unsigned *ret_count);
 int store_fetch_due(struct store *s, int64_t now_ms, unsigned limit,
                     int (*cb)(void *ud, const struct pending_row *row), void *ud);
 int store_fetch_from(struct store *s, int64_t after_id, unsigned limit,
                      int (*cb)(void *ud, const struct pending_row *row), void *ud);
-int store_next_events(struct store *s, int64_t now_ms, struct next_events *ret);
+int store_fetch_urgent(struct store *s, int64_t now_ms, unsigned limit,
+                       int (*cb)(void *ud, const struct pending_row *row), void *ud);
+int store_fetch_urgent_from(struct store *s, int64_t after_id, unsigned limit,
+                            int (*cb)(void *ud, const struct pending_row *row), void *ud);
+int store_next_events(struct store *s, int64_t now_ms, int64_t urgent_after_ms, struct next_events *ret);
 int store_record_outcome(struct store *s, const struct outcome_record *r, enum token_state *ret_was);
 int store_revoke_secret(struct store *s, const char *token, size_t len, const char *subject,
                         const char *reason, int64_t now_ms, int64_t *ret_id, enum token_state *ret_state);

@@ -21,6 +21,7 @@ struct tokens {
     sqlite3_stmt *first_flagged, *first_expired, *set_due, *set_due_refill, *set_no_token;
     sqlite3_stmt *first_bad_expiry, *set_expiry, *set_bad_expiry;
     sqlite3_stmt *any_flagged, *next_expiry, *next_retry, *fetch, *fetch_from;
+    sqlite3_stmt *fetch_urgent, *fetch_urgent_from, *next_urgent;
     sqlite3_stmt *outcome, *outcome_over, *state_of;
     sqlite3_stmt *by_sha256, *by_unhashed, *set_hash, *unhashed_page, *insert_requested;
     sqlite3_stmt *by_id, *first_of_subject;
@@ -81,15 +82,29 @@ static const struct {
     {S(next_retry),
      "SELECT next_attempt_at FROM tokens INDEXED BY tokens_next "
      "WHERE state = 'pending' AND next_attempt_at > ?1 ORDER BY next_attempt_at LIMIT 1"},
+    /* Column 5, urgent: the lanes of sql/006-urgent-lane.sql. */
     {S(fetch),
-     "SELECT id, token, fingerprint, attempts, next_attempt_at FROM tokens "
+     "SELECT id, token, fingerprint, attempts, next_attempt_at, due_reason <> 'expired' FROM tokens "
      "INDEXED BY tokens_next "
      "WHERE state = 'pending' AND next_attempt_at <= ?1 AND token IS NOT NULL "
      "ORDER BY next_attempt_at, id LIMIT ?2"},
     {S(fetch_from),
-     "SELECT id, token, fingerprint, attempts, next_attempt_at FROM tokens "
+     "SELECT id, token, fingerprint, attempts, next_attempt_at, due_reason <> 'expired' FROM tokens "
      "INDEXED BY tokens_pending "
      "WHERE state = 'pending' AND id > ?1 ORDER BY id LIMIT ?2"},
+    {S(fetch_urgent),
+     "SELECT id, token, fingerprint, attempts, next_attempt_at, 1 FROM tokens "
+     "INDEXED BY tokens_urgent "
+     "WHERE state = 'pending' AND due_reason <> 'expired' AND next_attempt_at <= ?1 "
+     "AND token IS NOT NULL ORDER BY next_attempt_at, id LIMIT ?2"},
+    {S(fetch_urgent_from),
+     "SELECT id, token, fingerprint, attempts, next_attempt_at, 1 FROM tokens "
+     "INDEXED BY tokens_urgent_id "
+     "WHERE state = 'pending' AND due_reason <> 'expired' AND id > ?1 ORDER BY id LIMIT ?2"},
+    {S(next_urgent),
+     "SELECT next_attempt_at FROM tokens INDEXED BY tokens_urgent "
+     "WHERE state = 'pending' AND due_reason <> 'expired' AND next_attempt_at > ?1 "
+     "ORDER BY next_attempt_at LIMIT 1"},
     {S(outcome),
      "UPDATE tokens SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_event = ?5, "
      "last_error = ?6, finished_at = ?7, token = CASE WHEN ?8 THEN NULL ELSE token END "
@@ -543,13 +558,13 @@ static int handle_bad_expiry(struct tokens *t, struct audit *a, int64_t now_ms, 
     return 0;
 }
 
-int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
-                       unsigned *ret_count)
+static int promote(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit, bool flagged_only,
+                   unsigned *ret_count)
 {
     unsigned count = 0;
     enum { FLAGGED, EXPIRED, BAD_EXPIRY } phase = FLAGGED;
 
-    while (count < limit) {
+    while (count < limit && !(flagged_only && phase != FLAGGED)) {
         if (phase == BAD_EXPIRY) {
             bool handled;
             int err = handle_bad_expiry(t, a, now_ms, &handled);
@@ -580,6 +595,17 @@ int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsign
     if (ret_count)
         *ret_count = count;
     return 0;
+}
+
+int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit, unsigned *ret_count)
+{
+    return promote(t, a, now_ms, limit, false, ret_count);
+}
+
+int tokens_promote_flagged(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
+                           unsigned *ret_count)
+{
+    return promote(t, a, now_ms, limit, true, ret_count);
 }
 
 struct tokens_tally tokens_tally(const struct tokens *t)
@@ -640,6 +666,7 @@ static int fetch_rows(struct tokens *t, sqlite3_stmt *st, bool with_tokenless,
             .fingerprint = (const char *)sqlite3_column_text(st, 2),
             .attempts = attempts < 0 ? 0 : (unsigned)attempts,
             .next_attempt_at = sqlite3_column_int64(st, 4),
+            .urgent = sqlite3_column_int(st, 5) != 0,
         };
         if (!p.token || p.token_len == 0) {
             if (!with_tokenless)
@@ -676,9 +703,38 @@ int tokens_fetch_from(struct tokens *t, int64_t after_id, unsigned limit,
     return fetch_rows(t, t->fetch_from, true, cb, ud);
 }
 
-static int next_events(struct tokens *t, int64_t now_ms, struct next_events *n)
+int tokens_fetch_urgent(struct tokens *t, int64_t now_ms, unsigned limit,
+                        int (*cb)(void *ud, const struct pending_row *row), void *ud)
+{
+    if (!cb)
+        return -EINVAL;
+    sqlite3_bind_int64(t->fetch_urgent, 1, now_ms);
+    sqlite3_bind_int64(t->fetch_urgent, 2, limit);
+    return fetch_rows(t, t->fetch_urgent, false, cb, ud);
+}
+
+int tokens_fetch_urgent_from(struct tokens *t, int64_t after_id, unsigned limit,
+                             int (*cb)(void *ud, const struct pending_row *row), void *ud)
+{
+    if (!cb)
+        return -EINVAL;
+    sqlite3_bind_int64(t->fetch_urgent_from, 1, after_id);
+    sqlite3_bind_int64(t->fetch_urgent_from, 2, limit);
+    return fetch_rows(t, t->fetch_urgent_from, true, cb, ud);
+}
+
+static int next_events(struct tokens *t, int64_t now_ms, int64_t urgent_after_ms, struct next_events *n)
 {
     int r;
+
+    sqlite3_bind_int64(t->next_urgent, 1, urgent_after_ms);
+    r = row(t, t->next_urgent);
+    if (r < 0)
+        return r;
+    if (r) {
+        n->urgent_retry_ms = sqlite3_column_int64(t->next_urgent, 0);
+        done(t->next_urgent);
+    }
 
     r = row(t, t->any_flagged);
     if (r < 0)
@@ -707,16 +763,16 @@ static int next_events(struct tokens *t, int64_t now_ms, struct next_events *n)
     return 0;
 }
 
-int tokens_next_events(struct tokens *t, int64_t now_ms, struct next_events *ret)
+int tokens_next_events(struct tokens *t, int64_t now_ms, int64_t urgent_after_ms, struct next_events *ret)
 {
-    struct next_events n = {false, INT64_MAX, INT64_MAX};
+    struct next_events n = {false, INT64_MAX, INT64_MAX, INT64_MAX};
     bool own;
     int err;
 
     err = read_begin(t, &own);
     if (err < 0)
         return err;
-    err = next_events(t, now_ms, &n);
+    err = next_events(t, now_ms, urgent_after_ms, &n);
     read_end(t, own);
     if (err < 0)
         return err;

@@ -46,6 +46,11 @@ int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count);
 int tokens_promote_due(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
                        unsigned *ret_count);
 
+/* Only the first phase of tokens_promote_due(): flagged rows (the urgent
+ * lane's), a few, promoted even while bulk work waits (pages.h). */
+int tokens_promote_flagged(struct tokens *t, struct audit *a, int64_t now_ms, unsigned limit,
+                           unsigned *ret_count);
+
 /* What the table's rules turned away since tokens_open(), counted as the
  * statements run: a transaction that rolls back must put back the copy
  * taken at its BEGIN (store does). */
@@ -64,9 +69,10 @@ struct pending_row {
     const char *fingerprint;
     unsigned attempts;            /* token-level failures so far */
     int64_t next_attempt_at;
+    bool urgent; /* due reason flagged or requested: the urgent lane */
 };
 /* Pending rows with next_attempt_at <= now_ms, ordered by (next_attempt_at,
- * id), at most `limit`. cb returns 0 to go on, non-zero to stop. A pending
+ * id), at most `limit`, either lane. cb returns 0 to go on, non-zero to stop. A pending
  * row whose token is NULL is skipped (it cannot be sent). */
 int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
                      int (*cb)(void *ud, const struct pending_row *row), void *ud);
@@ -76,12 +82,22 @@ int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
 int tokens_fetch_from(struct tokens *t, int64_t after_id, unsigned limit,
                       int (*cb)(void *ud, const struct pending_row *row), void *ud);
 
+/* The urgent lane (sql/006-urgent-lane.sql): due pending rows whose due
+ * reason is not 'expired', with a token, by (next_attempt_at, id), at most
+ * `limit`, as tokens_fetch_due(); small indexes however large the routine
+ * backlog. */
+int tokens_fetch_urgent(struct tokens *t, int64_t now_ms, unsigned limit,
+                        int (*cb)(void *ud, const struct pending_row *row), void *ud);
+/* tokens_fetch_from() for the urgent lane. */
+int tokens_fetch_urgent_from(struct tokens *t, int64_t after_id, unsigned limit,
+                             int (*cb)(void *ud, const struct pending_row *row), void *ud);
 struct next_events {
     bool flagged;          /* an active token is flagged: due now */
     int64_t expiry_ms;     /* earliest expires_at*1000 of an active token; INT64_MAX: none */
     int64_t retry_ms;      /* earliest next_attempt_at > now_ms of a pending token; INT64_MAX */
+    int64_t urgent_retry_ms; /* ... > urgent_after_ms of an urgent one (its backoff); INT64_MAX */
 };
-int tokens_next_events(struct tokens *t, int64_t now_ms, struct next_events *ret);
+int tokens_next_events(struct tokens *t, int64_t now_ms, int64_t urgent_after_ms, struct next_events *ret);
 
 struct outcome_record {
     int64_t token_id;

@@ -370,4 +370,82 @@ static void test_backlog_in_id_order(void)
     finish(r, &loop, store, &cfg);
 }
 
-TEST_MAIN(CASE(test_clock_jumps), CASE(test_backlog_spans_turns), CASE(test_backlog_in_id_order))
+/* The requests logged before the first one for token (-1: none). */
+static int position_of(const char *token)
+{
+    char path[300], line[4096], needle[128];
+    int n = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/requests.jsonl", dir);
+    snprintf(needle, sizeof(needle), "\"token\":\"%s\"", token);
+    f = fopen(path, "r");
+    REQUIRE(f);
+    while (fgets(line, sizeof(line), f)) {
+        if (strstr(line, needle)) {
+            fclose(f);
+            return n;
+        }
+        n++;
+    }
+    fclose(f);
+    return -1;
+}
+
+/* The lanes (lanes.h): a token requested while a backlog of expired ones
+ * drains takes the next free slot, not its turn after the backlog; the
+ * backlog then drains all the same. */
+static void test_urgent_ahead_of_backlog(void)
+{
+    enum { N = 600 };
+    char path[300], sql[512];
+    struct config cfg;
+    struct revoke_stats st = {0};
+    uv_loop_t loop;
+    uv_timer_t tick;
+    struct store *store;
+    struct db *db;
+    struct revoke *r;
+    uint64_t end, sent_at_kick;
+    int pos;
+
+    setup("5", path, sizeof(path), &cfg, &loop, &store, &db);
+    cfg.concurrency = 2;
+    snprintf(sql, sizeof(sql),
+             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d) "
+             "INSERT INTO tokens(id, token, state, due_reason, due_at, next_attempt_at) "
+             "SELECT i, 'exp-' || i, 'pending', 'expired', %lld, %lld FROM n",
+             N, (long long)db_now_ms(), (long long)db_now_ms());
+    REQUIRE(sqlite3_exec(db->conn, sql, NULL, NULL, NULL) == SQLITE_OK);
+    REQUIRE(revoke_new(&loop, store, &cfg, NULL, &r) == 0);
+    uv_timer_init(&loop, &tick);
+    uv_timer_start(&tick, on_tick, 10, 10);
+    end = uv_hrtime() + 60 * 1000000000ull;
+    while (st.sent < 50 && uv_hrtime() < end) {
+        uv_run(&loop, UV_RUN_ONCE);
+        revoke_get_stats(r, &st);
+    }
+    REQUIRE(st.sent >= 50 && st.queued > 100); /* the routine lane is full */
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO tokens(id, token, state, due_reason, due_at, next_attempt_at) "
+             "VALUES (%d, 'urgent-1', 'pending', 'requested', %lld, %lld)",
+             N + 1, (long long)db_now_ms(), (long long)db_now_ms());
+    REQUIRE(sqlite3_exec(db->conn, sql, NULL, NULL, NULL) == SQLITE_OK);
+    sent_at_kick = st.sent;
+    revoke_kick(r);
+    while (st.revoked < N + 1 && uv_hrtime() < end) {
+        uv_run(&loop, UV_RUN_ONCE);
+        revoke_get_stats(r, &st);
+    }
+    uv_close((uv_handle_t *)&tick, NULL);
+    CHECK_INT(st.revoked, N + 1);
+    pos = position_of("urgent-1");
+    printf("# urgent token: request %d of %d; %d had been sent when it was requested\n", pos + 1, N + 1,
+           (int)sent_at_kick);
+    CHECK(pos >= (int)sent_at_kick && pos <= (int)sent_at_kick + 1); /* the next free slot */
+    CHECK_INT(requests_for("urgent-1"), 1);
+    finish(r, &loop, store, &cfg);
+}
+
+TEST_MAIN(CASE(test_clock_jumps), CASE(test_backlog_spans_turns), CASE(test_backlog_in_id_order),
+          CASE(test_urgent_ahead_of_backlog))

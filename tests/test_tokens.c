@@ -471,7 +471,7 @@ static void test_next_events(void)
 {
     fx_open();
     struct next_events n;
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK(!n.flagged);
     CHECK(n.expiry_ms == INT64_MAX);
     CHECK(n.retry_ms == INT64_MAX);
@@ -482,7 +482,7 @@ static void test_next_events(void)
     insert_token("x4", NULL, "'someday'", 0); /* text never counts */
     int64_t gone = insert_token("x5", NULL, "1700000100", 0);
     exec("UPDATE tokens SET state = 'revoked' WHERE id = %lld", (long long)gone); /* not active */
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK(!n.flagged);
     CHECK_INT(n.expiry_ms, 1700000200000LL);
     CHECK(n.retry_ms == INT64_MAX);
@@ -494,29 +494,29 @@ static void test_next_events(void)
         exec("UPDATE tokens SET state = 'pending', next_attempt_at = %lld WHERE id = %lld",
              (long long)next[i], (long long)id);
     }
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK_INT(n.retry_ms, NOW + 50);
-    CHECK_INT(tokens_next_events(tk, NOW + 50, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW + 50, NOW + 50, &n), 0);
     CHECK_INT(n.retry_ms, NOW + 100);
-    CHECK_INT(tokens_next_events(tk, NOW + 100, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW + 100, NOW + 100, &n), 0);
     CHECK(n.retry_ms == INT64_MAX);
 
     insert_token("f", NULL, NULL, 1);
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK(n.flagged);
     /* Once promoted, neither the flag nor the earliest expiry remain (and
      * 'someday' failed: test_promote_bad_expiry). */
     CHECK_INT(promote(1700000250000LL, 100), 3);
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK(!n.flagged);
     CHECK_INT(n.expiry_ms, 1700000300000LL);
     CHECK_INT(n.retry_ms, NOW + 50);
-    CHECK_INT(tokens_next_events(tk, NOW + 100, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW + 100, NOW + 100, &n), 0);
     CHECK_INT(n.retry_ms, 1700000250000LL); /* the promoted rows' next attempt */
 
     /* A REAL expiry is due at the next whole second. */
     insert_token("r", NULL, "1600000000.25", 0);
-    CHECK_INT(tokens_next_events(tk, NOW, &n), 0);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
     CHECK_INT(n.expiry_ms, 1600000001000LL);
     fx_close();
 }
@@ -1236,7 +1236,7 @@ static void test_timing_million_rows(void)
     int iters = 100000;
     t0 = now_us();
     for (int i = 0; i < iters; i++)
-        REQUIRE(tokens_next_events(tk, NOW, &n) == 0);
+        REQUIRE(tokens_next_events(tk, NOW, NOW, &n) == 0);
     t1 = now_us();
     printf("timing: tokens_next_events: %.2f us/call\n", (t1 - t0) / iters);
     CHECK(!n.flagged);
@@ -1524,9 +1524,141 @@ static void test_promote_bad_expiry(void)
     fx_close();
 }
 
-TEST_MAIN(CASE(test_promote_boundaries), CASE(test_promote_bad_expiry), CASE(test_promote_order_limit_and_no_token),
-          CASE(test_fetch_order), CASE(test_outcomes), CASE(test_next_events),
-          CASE(test_revoke_secret), CASE(test_hash_new), CASE(test_hash_secret_rewritten),
-          CASE(test_hot_path_pages), CASE(test_upgrade_from_schema_2), CASE(test_revoke_id), CASE(test_revoke_subject),
-          CASE(test_status), CASE(test_requeue), CASE(test_counts), CASE(test_query_plans),
-          CASE(test_allocation_failures), CASE(test_timing_million_rows))
+/* ---- the urgent lane (sql/006-urgent-lane.sql) ---- */
+
+struct lane_rows {
+    int n;
+    int64_t id[16];
+    bool urgent[16];
+};
+
+static int on_lane_row(void *ud, const struct pending_row *row)
+{
+    struct lane_rows *l = ud;
+    if (l->n < 16) {
+        l->id[l->n] = row->id;
+        l->urgent[l->n] = row->urgent;
+    }
+    l->n++;
+    return 0;
+}
+
+static void test_urgent_lane(void)
+{
+    fx_open();
+    struct lane_rows l = {0};
+    struct next_events n;
+    enum token_state state;
+    int64_t req;
+
+    /* Promoted by the rules: expired is routine, flagged urgent. */
+    int64_t exp1 = insert_token("u-exp1", NULL, "1699999000", 0);
+    int64_t flag1 = insert_token("u-flag1", NULL, "1800000000", 1);
+    int64_t exp2 = insert_token("u-exp2", NULL, "1699999001", 0);
+    CHECK_INT(promote(NOW - 20, 100), 3);
+    /* Requested over the socket: urgent. */
+    CHECK_INT(revoke_secret_now("u-req1", &req, &state), 0);
+    /* An urgent retry waiting for its backoff, an expired one, and an
+     * urgent row without its secret (never fetched). */
+    int64_t later = insert_token("u-later", NULL, NULL, 1);
+    int64_t bare = insert_token("u-bare", NULL, NULL, 1);
+    CHECK_INT(promote(NOW - 30, 100), 2);
+    exec("UPDATE tokens SET next_attempt_at = %lld WHERE id = %lld", NOW + 100, (long long)later);
+    exec("UPDATE tokens SET token = NULL WHERE id = %lld", (long long)bare);
+    exec("UPDATE tokens SET next_attempt_at = %lld WHERE id = %lld", NOW + 50, (long long)exp2);
+    CHECK_STR(qtext("SELECT group_concat(due_reason) FROM tokens WHERE id IN (%lld, %lld, %lld)",
+                    (long long)exp1, (long long)flag1, (long long)req),
+              "expired,flagged,requested");
+
+    /* Due urgent rows with a secret, by retry time. */
+    CHECK_INT(tokens_fetch_urgent(tk, NOW, 10, on_lane_row, &l), 0);
+    CHECK_INT(l.n, 2);
+    CHECK_INT(l.id[0], flag1); /* due at NOW - 20 */
+    CHECK_INT(l.id[1], req);   /* due at NOW */
+    CHECK(l.urgent[0] && l.urgent[1]);
+    l.n = 0;
+    CHECK_INT(tokens_fetch_urgent(tk, NOW, 1, on_lane_row, &l), 0);
+    CHECK_INT(l.n, 1);
+
+    /* In id order, due or not, the tokenless one included (as tokens_fetch_from). */
+    l.n = 0;
+    CHECK_INT(tokens_fetch_urgent_from(tk, 0, 10, on_lane_row, &l), 0);
+    CHECK_INT(l.n, 4);
+    CHECK_INT(l.id[0], flag1);
+    CHECK_INT(l.id[1], req);
+    CHECK_INT(l.id[2], later);
+    CHECK_INT(l.id[3], bare);
+    l.n = 0;
+    CHECK_INT(tokens_fetch_urgent_from(tk, req, 10, on_lane_row, &l), 0);
+    CHECK_INT(l.n, 2);
+
+    /* Both lanes through the general fetch, each row saying its lane. */
+    l.n = 0;
+    CHECK_INT(tokens_fetch_from(tk, 0, 10, on_lane_row, &l), 0);
+    CHECK_INT(l.n, 6);
+    for (int i = 0; i < l.n; i++)
+        CHECK(l.urgent[i] == (l.id[i] != exp1 && l.id[i] != exp2));
+    l.n = 0;
+    CHECK_INT(tokens_fetch_due(tk, NOW, 10, on_lane_row, &l), 0);
+    CHECK_INT(l.n, 3);
+    CHECK_INT(l.id[0], exp1);
+    CHECK(!l.urgent[0] && l.urgent[1] && l.urgent[2]);
+
+    /* The urgent retry's time, not the routine one's; after urgent_after_ms only. */
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
+    CHECK_INT(n.retry_ms, NOW + 50);
+    CHECK_INT(n.urgent_retry_ms, NOW + 100);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW + 100, &n), 0);
+    CHECK(n.urgent_retry_ms == INT64_MAX);
+
+    /* A final outcome takes the row out of the lane. */
+    struct outcome_record r = {
+        .token_id = flag1,
+        .fingerprint = "x",
+        .event = AUDIT_REVOKED,
+        .state = TOKEN_REVOKED,
+        .attempt = 1,
+        .http_status = 200,
+        .detail = "HTTP 200",
+        .at_ms = NOW,
+        .duration_ms = 3,
+    };
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_record_outcome(tk, au, &r, NULL), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(qint("SELECT count(*) FROM tokens INDEXED BY tokens_urgent "
+                   "WHERE state = 'pending' AND due_reason <> 'expired'"),
+              3);
+    CHECK_INT(qint("SELECT count(*) FROM tokens INDEXED BY tokens_urgent_id "
+                   "WHERE state = 'pending' AND due_reason <> 'expired'"),
+              3);
+
+    /* Flagged rows only: an expired one stays for the bulk promotion. */
+    int64_t exp3 = insert_token("u-exp3", NULL, "1699999002", 0);
+    int64_t flag2 = insert_token("u-flag2", NULL, NULL, 1);
+    int64_t flag3 = insert_token("u-flag3", NULL, NULL, 1);
+    unsigned count = 99;
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_promote_flagged(tk, au, NOW, 1, &count), 0);
+    CHECK_INT(count, 1);
+    CHECK_INT(tokens_promote_flagged(tk, au, NOW, 10, &count), 0);
+    CHECK_INT(count, 1);
+    CHECK_INT(tokens_promote_flagged(tk, au, NOW, 10, &count), 0);
+    CHECK_INT(count, 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)exp3), "active");
+    CHECK_STR(qtext("SELECT due_reason FROM tokens WHERE id = %lld", (long long)flag2), "flagged");
+    CHECK_STR(qtext("SELECT state FROM tokens WHERE id = %lld", (long long)flag3), "pending");
+    CHECK_INT(audit_count(flag3, "due", "flagged"), 1);
+    CHECK_INT(promote(NOW, 10), 1);
+    CHECK_STR(qtext("SELECT due_reason FROM tokens WHERE id = %lld", (long long)exp3), "expired");
+    fx_close();
+}
+
+TEST_MAIN(CASE(test_promote_boundaries), CASE(test_promote_bad_expiry),
+          CASE(test_promote_order_limit_and_no_token), CASE(test_fetch_order), CASE(test_outcomes),
+          CASE(test_next_events), CASE(test_revoke_secret), CASE(test_hash_new),
+          CASE(test_hash_secret_rewritten), CASE(test_hot_path_pages), CASE(test_upgrade_from_schema_2),
+          CASE(test_revoke_id), CASE(test_revoke_subject), CASE(test_status), CASE(test_requeue),
+          CASE(test_counts), CASE(test_query_plans), CASE(test_allocation_failures), CASE(test_urgent_lane),
+          CASE(test_timing_million_rows))
