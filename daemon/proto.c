@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -519,6 +520,24 @@ static json_t *op_stats(const struct proto_env *env, json_t *req, struct perr *e
     return reply;
 }
 
+/* The Prometheus text (metrics.h), in one string field: memory only, no scan. */
+static json_t *op_metrics(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    (void)req;
+    if (!env->metrics) {
+        perr_set(e, "metrics are not available: revokerd could not open its database read-only to count "
+                    "the tokens (see its log)");
+        return NULL;
+    }
+    char *text = metrics_render(env->metrics);
+    if (!text)
+        return NULL;
+    json_t *reply = reply_ok();
+    put(&reply, "text", json_string(text));
+    free(text);
+    return reply;
+}
+
 static json_t *op_ping(const struct proto_env *env, json_t *req, struct perr *e)
 {
     (void)req;
@@ -541,9 +560,10 @@ static const struct op ops[] = {
     {"status", op_status, {"id", NULL}, "id"},
     {"retry", op_retry, {"id", "failed", NULL}, "id, failed"},
     {"stats", op_stats, {NULL}, "none"},
+    {"metrics", op_metrics, {NULL}, "none"},
     {"ping", op_ping, {NULL}, "none"},
 };
-#define OP_NAMES "revoke, status, retry, stats, ping"
+#define OP_NAMES "revoke, status, retry, stats, metrics, ping"
 
 /* Unknown fields are refused so that a typo ("reasn") is not silently lost. */
 static bool fields_known(const struct op *op, json_t *req, struct perr *e)

@@ -272,6 +272,7 @@ static void on_http_done(struct http_request *req, const struct http_result *res
     };
 
     r->in_flight--;
+    metrics_observe(&r->stats.requests, res);
     /* A transfer cut short by our own shutdown says nothing about the token. */
     if (res->curl_code == CURLE_ABORTED_BY_CALLBACK) {
         idset_del(&r->known, j->id);
