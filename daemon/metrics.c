@@ -44,12 +44,12 @@ void metrics_observe(struct metrics_requests *m, const struct http_result *res)
 {
     size_t i = 0;
 
-    while (i < METRICS_NBUCKETS && res->duration_ms > bucket_ms[i])
+    while (i < METRICS_NBUCKETS && res->duration_us > bucket_ms[i] * 1000)
         i++;
     if (i < METRICS_NBUCKETS)
         m->bucket[i]++;
     m->count++;
-    m->sum_ms += res->duration_ms;
+    m->sum_us += res->duration_us;
     m->code[code_of(res->curl_code == CURLE_OK ? res->status : 0)]++;
 }
 
@@ -117,7 +117,7 @@ static void requests(FILE *f, const struct metrics_requests *m)
                 cum);
     }
     fprintf(f, "revokerd_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", m->count);
-    fprintf(f, "revokerd_request_duration_seconds_sum %.3f\n", (double)m->sum_ms / 1000);
+    fprintf(f, "revokerd_request_duration_seconds_sum %.6f\n", (double)m->sum_us / 1e6);
     fprintf(f, "revokerd_request_duration_seconds_count %" PRIu64 "\n", m->count);
     head(f, "revokerd_http_responses_total", "counter",
          "Logout requests that completed, by the class of their answer (none: no HTTP answer).");

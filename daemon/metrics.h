@@ -37,7 +37,7 @@ enum metrics_code { METRICS_2XX, METRICS_3XX, METRICS_401, METRICS_429, METRICS_
 struct metrics_requests {
     uint64_t bucket[METRICS_NBUCKETS]; /* not cumulative: bucket i counts (le[i-1], le[i]] */
     uint64_t count;
-    uint64_t sum_ms;
+    uint64_t sum_us;
     uint64_t code[METRICS_NCODES];
 };
 

@@ -10,6 +10,7 @@ packages=(
   systemd systemd-container util-linux                        # unit checks, nspawn, setpriv
   valgrind                                                    # memcheck of the e2e tests
   scdoc man-db                                                # revokerctl(1): built, checked
+  prometheus python3-prometheus-client                        # promtool and a parser check the metrics text
 )
 missing=()
 for p in "${packages[@]}"; do
