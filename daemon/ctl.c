@@ -83,6 +83,7 @@ struct ctl {
     bool warned_full;
     uint64_t refusal_logged_ms;   /* uv_now of the last "permission denied" line */
     unsigned refusals_unlogged;   /* refused since then, not logged one by one */
+    struct ctl_refusals refused;  /* since start */
     bool closing;
     void (*close_cb)(void *data);
     void *close_data;
@@ -270,6 +271,7 @@ static bool handle_line(struct client *c, char *line, size_t n)
     if (len > 0 && line[len - 1] == '\r')
         len--;
     if (len > PROTO_MAX_LINE) {
+        c->ctl->refused.line_too_long++;
         client_refuse(c, "request line longer than 65536 bytes; closing the connection");
         return false;
     }
@@ -311,6 +313,7 @@ static void process_lines(struct client *c)
     }
     bool complete_left = c->len > 0 && memchr(c->buf, '\n', c->len);
     if (!complete_left && c->len >= CTL_BUF_MAX) {
+        c->ctl->refused.line_too_long++;
         client_refuse(c, "request line longer than 65536 bytes; closing the connection");
         return;
     }
@@ -504,6 +507,7 @@ static void on_connection(uv_stream_t *server, int status)
         } else {
             ctl->refusals_unlogged++;
         }
+        ctl->refused.uid++;
         client_refuse(c, "permission denied");
         return;
     }
@@ -513,6 +517,7 @@ static void on_connection(uv_stream_t *server, int status)
             log_warning("control socket: %u clients connected (daemon.max_clients); refusing more",
                         ctl->nclients);
         ctl->warned_full = true;
+        ctl->refused.too_many++;
         snprintf(msg, sizeof(msg), "too many clients (max %u)", ctl->max_clients);
         client_refuse(c, msg);
         return;
@@ -735,6 +740,12 @@ void ctl_configure(struct ctl *c, unsigned max_clients, uint64_t idle_ms, gid_t 
 unsigned ctl_clients(const struct ctl *c)
 {
     return c ? c->nclients : 0;
+}
+
+struct ctl_refusals ctl_get_refusals(const struct ctl *c)
+{
+    static const struct ctl_refusals none;
+    return c ? c->refused : none;
 }
 
 void ctl_close(struct ctl *c, void (*cb)(void *data), void *data)

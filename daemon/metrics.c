@@ -22,6 +22,7 @@
 /* ---- the requests ---- */
 
 static const uint64_t bucket_ms[METRICS_NBUCKETS] = METRICS_BUCKETS_MS;
+static const char *const op_names[METRICS_NOPS] = METRICS_OPS;
 
 static enum metrics_code code_of(long status)
 {
@@ -147,6 +148,11 @@ static void engine(FILE *f, const struct revoke_stats *rs)
     head(f, "revokerd_endpoint_state", "gauge", "The logout endpoint's state as revokerd sees it: 1 for the current one.");
     for (size_t i = 0; i < ARRAY_SIZE(states); i++)
         fprintf(f, "revokerd_endpoint_state{state=\"%s\"} %d\n", states[i], strcmp(health, states[i]) == 0);
+    head(f, "revokerd_endpoint_down_seconds_total", "counter", "Time the logout endpoint was down since start.");
+    fprintf(f, "revokerd_endpoint_down_seconds_total %.3f\n", (double)rs->down_ms / 1000);
+    head(f, "revokerd_retry_after_wait_seconds_total", "counter",
+         "Time requests were held by the endpoint's Retry-After since start.");
+    fprintf(f, "revokerd_retry_after_wait_seconds_total %.3f\n", (double)rs->paused_ms / 1000);
     one(f, "revokerd_db_errors_total", "counter", "Database steps that failed (and were retried) since start.",
         rs->db_errors);
 }
@@ -163,6 +169,17 @@ char *metrics_format(const struct metrics_snapshot *s)
     if (s->rs)
         engine(f, s->rs);
     one(f, "revokerd_socket_clients", "gauge", "Clients connected to the control socket.", s->socket_clients);
+    if (s->socket_requests) {
+        head(f, "revokerd_socket_requests_total", "counter",
+             "Control socket requests by op (other: an unknown op; invalid: no op, or not JSON).");
+        for (int i = 0; i < METRICS_NOPS; i++)
+            fprintf(f, "revokerd_socket_requests_total{op=\"%s\"} %" PRIu64 "\n", op_names[i], s->socket_requests[i]);
+    }
+    head(f, "revokerd_socket_refused_total", "counter",
+         "Control socket connections refused: not allowed (uid), over daemon.max_clients, a line over 64 KiB.");
+    fprintf(f, "revokerd_socket_refused_total{why=\"uid\"} %" PRIu64 "\n", s->refused_uid);
+    fprintf(f, "revokerd_socket_refused_total{why=\"too_many\"} %" PRIu64 "\n", s->refused_too_many);
+    fprintf(f, "revokerd_socket_refused_total{why=\"line_too_long\"} %" PRIu64 "\n", s->refused_line_too_long);
     head(f, "revokerd_build_info", "gauge", "revokerd's version and the library versions it runs with.");
     fputs("revokerd_build_info{version=", f);
     label_value(f, s->version);
@@ -258,6 +275,7 @@ struct metrics {
     uint64_t took_ms;
 
     struct metrics_tokens tokens; /* the loop's copy, for scrapes */
+    uint64_t requests[METRICS_NOPS];
     bool failing;                  /* the last count failed (logged once) */
     double start_time_s;
     struct revoke *revoke;
@@ -427,8 +445,19 @@ void metrics_set_sources(struct metrics *m, struct revoke *r, struct ctl *c)
     m->ctl = c;
 }
 
+void metrics_count_request(struct metrics *m, const char *op)
+{
+    size_t i = METRICS_NOPS - 1; /* invalid */
+
+    if (op)
+        for (i = 0; i < METRICS_NOPS - 2 && strcmp(op, op_names[i]) != 0; i++)
+            ; /* stops at "other" */
+    m->requests[i]++;
+}
+
 char *metrics_render(struct metrics *m)
 {
+    struct ctl_refusals refused = ctl_get_refusals(m->ctl);
     struct revoke_stats rs;
     curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
     struct metrics_snapshot s = {
@@ -437,6 +466,10 @@ char *metrics_render(struct metrics *m)
         .now_ms = db_now_ms(),
         .start_time_s = m->start_time_s,
         .socket_clients = ctl_clients(m->ctl),
+        .socket_requests = m->requests,
+        .refused_uid = refused.uid,
+        .refused_too_many = refused.too_many,
+        .refused_line_too_long = refused.line_too_long,
         .version = REVOKERD_VERSION,
         .sqlite = sqlite3_libversion(),
         .curl = cv ? cv->version : "",

@@ -46,6 +46,10 @@ void metrics_observe(struct metrics_requests *m, const struct http_result *res);
 /* "2xx", "3xx", "401", "429", "4xx", "5xx", "none" (no HTTP answer). */
 const char *metrics_code_name(enum metrics_code c);
 
+/* The socket ops counted by name; "invalid": no op field, or not JSON. */
+#define METRICS_OPS {"revoke", "status", "retry", "stats", "metrics", "ping", "other", "invalid"}
+#define METRICS_NOPS 8
+
 struct metrics_tokens {
     bool counted;                  /* false until the first count ended well */
     int64_t active, pending, revoked, failed;
@@ -62,6 +66,8 @@ struct metrics_snapshot {
     int64_t now_ms;                /* wall clock, Unix ms */
     double start_time_s;           /* Unix seconds */
     unsigned socket_clients;
+    const uint64_t *socket_requests; /* METRICS_NOPS counts, by metrics_op_names; NULL: left out */
+    uint64_t refused_uid, refused_too_many, refused_line_too_long;
     const char *version, *sqlite, *curl, *uv;
     double cpu_s;
     int64_t rss_bytes, open_fds;
@@ -80,6 +86,10 @@ int metrics_new(uv_loop_t *loop, const char *db_path, struct metrics **ret, char
 /* Where a scrape reads the engine's state and the socket's client count
  * (either may be NULL). */
 void metrics_set_sources(struct metrics *m, struct revoke *r, struct ctl *c);
+/* One control socket request (proto): op is the "op" field's string, or
+ * NULL without one. Counted by name for the ops metrics lists, the rest as
+ * "other" (never a name from the request: it could be a secret). */
+void metrics_count_request(struct metrics *m, const char *op);
 /* A scrape: the text, malloc'd; NULL on ENOMEM. */
 char *metrics_render(struct metrics *m);
 /* Stop counting; cb(data) runs once a count in progress has ended and m is

@@ -644,9 +644,12 @@ char *proto_handle(const struct proto_env *env, const char *line, size_t len)
     json_error_t je;
 
     secret_wipe_json();
+    json_t *req = blank(line, len) ? NULL : json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    /* By the op's name when it is one metrics knows: never a secret. */
+    if (env->metrics)
+        metrics_count_request(env->metrics, json_string_value(json_object_get(req, "op")));
     if (blank(line, len))
         return proto_error("empty request: expected a JSON object such as {\"op\":\"ping\"}");
-    json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!req)
         return parse_error(&je);
     char *reply = handle(env, req);

@@ -29,7 +29,6 @@
 #include "tokens.h"
 #include "util.h"
 
-
 enum {
     BATCH_MAX = 128,         /* outcomes per commit */
     SUBMIT_RETRY_MS = 250,   /* after curl could not start a request (out of memory) */
@@ -760,6 +759,7 @@ void revoke_get_stats(struct revoke *r, struct revoke_stats *ret)
     ret->health = health_describe(&r->health, uv_now(r->loop));
     ret->last_error = r->health.last_error;
     ret->db_error_for_ms = r->dberr.count ? uv_now(r->loop) - r->dberr.since_ms : 0;
+    health_times(&r->health, uv_now(r->loop), &ret->down_ms, &ret->paused_ms);
 }
 
 void revoke_set_clock(struct revoke *r, int64_t (*now_ms)(void *), void *data)

@@ -42,6 +42,7 @@ struct revoke_stats {
     char db_error[160];           /* the last database error while it persists, "" if none */
     uint64_t db_error_for_ms;     /* how long it has lasted, 0 if none */
     struct metrics_requests requests; /* completed requests: durations, answers */
+    uint64_t down_ms, paused_ms;  /* the endpoint DOWN, held by Retry-After (health_times) */
 };
 
 /* The engine reads cfg's [logout] and [retry] settings; it keeps a copy.

@@ -67,7 +67,8 @@ static struct revoke_stats known_stats(void)
 {
     struct revoke_stats rs = {
         .in_flight = 3, .revoked = 10, .already_invalid = 2, .rejected = 1, .gave_up = 4, .retried = 7,
-        .db_errors = 5, .health = "down", .last_error = "connection refused",
+        .db_errors = 5, .health = "down", .last_error = "connection refused", .down_ms = 61500,
+        .paused_ms = 2000,
     };
     struct http_result r;
 
@@ -89,6 +90,7 @@ static struct metrics_snapshot known_snapshot(const struct revoke_stats *rs)
         .now_ms = 1700000090500,
         .start_time_s = 1699999999.25,
         .socket_clients = 2,
+        .refused_uid = 3, .refused_too_many = 1, .refused_line_too_long = 6,
         .version = "0.1.0", .sqlite = "3.40.1", .curl = "7.88.1", .uv = "1.44.2",
         .cpu_s = 1.5, .rss_bytes = 4096, .open_fds = 9,
     };
@@ -171,8 +173,12 @@ static void test_format_known_snapshot(void)
         "\nrevokerd_endpoint_state{state=\"down\"} 1\n",
         "\nrevokerd_endpoint_state{state=\"paused\"} 0\n",
         "\nrevokerd_endpoint_state{state=\"misconfigured\"} 0\n",
+        "# TYPE revokerd_endpoint_down_seconds_total counter\nrevokerd_endpoint_down_seconds_total 61.500\n",
+        "# TYPE revokerd_retry_after_wait_seconds_total counter\nrevokerd_retry_after_wait_seconds_total 2.000\n",
         "# TYPE revokerd_db_errors_total counter\nrevokerd_db_errors_total 5\n",
         "\nrevokerd_socket_clients 2\n",
+        "# TYPE revokerd_socket_refused_total counter\nrevokerd_socket_refused_total{why=\"uid\"} 3\n"
+        "revokerd_socket_refused_total{why=\"too_many\"} 1\nrevokerd_socket_refused_total{why=\"line_too_long\"} 6\n",
         "\nrevokerd_build_info{version=\"0.1.0\",sqlite=\"3.40.1\",curl=\"7.88.1\",uv=\"1.44.2\"} 1\n",
         "\nrevokerd_start_time_seconds 1699999999.250\n",
         "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.500000\n",
@@ -288,9 +294,28 @@ static void test_counter_counts_off_the_loop(void)
     double a = strtod(age + strlen("\nrevokerd_pending_oldest_due_seconds "), NULL);
     CHECK(a >= 60 && a < 70);
     CHECK(strstr(text, "\nrevokerd_socket_clients 0\n") != NULL); /* no ctl */
+    CHECK(strstr(text, "\nrevokerd_socket_refused_total{why=\"uid\"} 0\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_socket_requests_total{op=\"ping\"} 0\n") != NULL);
     CHECK(strstr(text, "revokerd_outcomes_total") == NULL);       /* no engine */
     CHECK(strstr(text, "\nprocess_open_fds ") != NULL);
     check_structure(text);
+    free(text);
+
+    /* Socket requests by op; a name it does not know is "other", never echoed. */
+    metrics_count_request(m, "ping");
+    metrics_count_request(m, "ping");
+    metrics_count_request(m, "metrics");
+    metrics_count_request(m, "tok-SECRET-as-op");
+    metrics_count_request(m, "");
+    metrics_count_request(m, NULL);
+    text = metrics_render(m);
+    REQUIRE(text);
+    CHECK(strstr(text, "\nrevokerd_socket_requests_total{op=\"ping\"} 2\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_socket_requests_total{op=\"metrics\"} 1\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_socket_requests_total{op=\"revoke\"} 0\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_socket_requests_total{op=\"other\"} 2\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_socket_requests_total{op=\"invalid\"} 1\n") != NULL);
+    CHECK(strstr(text, "SECRET") == NULL);
     free(text);
 
     metrics_close(m, on_closed, &closed);

@@ -8,6 +8,7 @@ saw; the oldest pending token's age grows while the endpoint is down and is
 The parser is Debian's python3-prometheus-client, run with /usr/bin/python3
 in a subprocess (the tests may run under another python3)."""
 
+import contextlib
 import json
 import secrets
 import shutil
@@ -189,6 +190,7 @@ class Metrics(harness.E2ETestCase):
         self.assertEqual(rc, 0, err)
         self.promtool_check(out)
         want = {k: v for k, v in samples(text).items() if not k[0].startswith("process_")}
+        want[("revokerd_socket_requests_total", frozenset({("op", "metrics")}))] += 1  # revokerctl's own
         got = {k: v for k, v in samples(out).items() if not k[0].startswith("process_")}
         self.assertEqual(got, want)
         self.assertTrue(out.endswith("\n") and not out.endswith("\n\n"))
@@ -210,11 +212,13 @@ class Metrics(harness.E2ETestCase):
                                   ("revokerd_endpoint_state", frozenset({("state", "down")})): 1,
                                   ("revokerd_tokens", frozenset({("state", "pending")})): 1})
         a1 = value(s, "revokerd_pending_oldest_due_seconds")
+        down1 = value(s, "revokerd_endpoint_down_seconds_total")
         self.assertGreater(a1, 0)
         time.sleep(1.5)
         s = samples(self.scrape(d))
         a2 = value(s, "revokerd_pending_oldest_due_seconds")
         self.assertGreaterEqual(a2, a1 + 1.4, "the age grows while the endpoint is down")
+        self.assertGreaterEqual(value(s, "revokerd_endpoint_down_seconds_total"), down1 + 1.4)
         refused = value(s, "revokerd_http_responses_total", code="none")
         self.assertGreaterEqual(refused, 3, "refused connections count as no answer")
         self.assertEqual(value(s, "revokerd_request_duration_seconds_count"), refused)
@@ -228,6 +232,12 @@ class Metrics(harness.E2ETestCase):
                                   ("revokerd_endpoint_up", frozenset()): 1,
                                   ("revokerd_endpoint_state", frozenset({("state", "up")})): 1,
                                   ("revokerd_outcomes_total", frozenset({("event", "revoked")})): 1})
+        down = value(s, "revokerd_endpoint_down_seconds_total")
+        self.assertGreaterEqual(down, 1.5)
+        time.sleep(0.5)
+        self.assertEqual(value(samples(self.scrape(d)), "revokerd_endpoint_down_seconds_total"), down,
+                         "the outage's time stops when the endpoint is up")
+        self.assertEqual(value(s, "revokerd_retry_after_wait_seconds_total"), 0)
         sent = value(s, "revokerd_request_duration_seconds_count")
         self.assertEqual(sent, value(s, "revokerd_http_responses_total", code="none") + 1,
                          "every request is counted once: the refused ones and the one that got 200")
@@ -236,13 +246,58 @@ class Metrics(harness.E2ETestCase):
         self.assertEqual(d.stop(), 0)
         self.assert_no_sanitizer_errors(d)
 
-    def test_metrics_op_takes_no_fields(self):
+    def test_socket_requests_and_refusals(self):
         ep = self.endpoint()
-        d = self.daemon(ep)
+        d = self.daemon(ep, config={"daemon.max_clients": "2"})
+        before = samples(self.scrape(d))
         reply = request(d.socket_path, {"op": "metrics", "format": "openmetrics"})
         self.assertFalse(reply["ok"])
         self.assertEqual(reply["error"], "unknown field 'format' for op metrics (allowed: none)")
+        request(d.socket_path, {"op": "ping"})
+        request(d.socket_path, {"op": "tok-SECRET-as-op"})
+        # A line over 64 KiB closes the connection.
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(d.socket_path)
+            with contextlib.suppress(OSError):
+                s.sendall(b"x" * (70 * 1024))
+            self.assertIn(b"longer than 65536 bytes", s.recv(4096))
+        # max_clients 2: the third connection is refused.
+        a, b = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
+        a.connect(d.socket_path)
+        b.connect(d.socket_path)
+        self.wait_until(lambda: value(samples(self.scrape_with(a)), "revokerd_socket_clients") == 2, 5, "2 clients")
+        with socket.socket(socket.AF_UNIX) as c:
+            c.settimeout(5)
+            c.connect(d.socket_path)
+            self.assertIn(b"too many clients", c.recv(4096))
+        s = samples(self.scrape_with(a))
+        a.close()
+        b.close()
+
+        def delta(op):
+            return (value(s, "revokerd_socket_requests_total", op=op)
+                    - value(before, "revokerd_socket_requests_total", op=op))
+        self.assertEqual(delta("ping"), 1)
+        self.assertEqual(delta("other"), 1)
+        self.assertGreaterEqual(delta("metrics"), 2)  # the refused field, and the scrapes
+        self.assertEqual(value(s, "revokerd_socket_refused_total", why="line_too_long"), 1)
+        self.assertEqual(value(s, "revokerd_socket_refused_total", why="too_many"), 1)
+        self.assertEqual(value(s, "revokerd_socket_refused_total", why="uid"), 0)
+        self.assertNotIn("SECRET", self.scrape(d))
         self.assertEqual(d.stop(), 0)
+        self.assert_no_sanitizer_errors(d)
+
+    def scrape_with(self, conn):
+        """A scrape over an open connection (the request's reply line)."""
+        conn.settimeout(5)
+        conn.sendall(b'{"op":"metrics"}\n')
+        buf = b""
+        while b"\n" not in buf:
+            buf += conn.recv(1 << 20)
+        reply = json.loads(buf)
+        self.assertTrue(reply["ok"], reply)
+        return reply["text"]
 
 
 if __name__ == "__main__":
