@@ -262,9 +262,11 @@ class Metrics(harness.E2ETestCase):
             with contextlib.suppress(OSError):
                 s.sendall(b"x" * (70 * 1024))
             self.assertIn(b"longer than 65536 bytes", s.recv(4096))
-        # max_clients 2: the third connection is refused.
+        # max_clients 2: the third connection is refused. The earlier ones
+        # are closed asynchronously: wait until a is the only client.
         a, b = socket.socket(socket.AF_UNIX), socket.socket(socket.AF_UNIX)
         a.connect(d.socket_path)
+        self.wait_until(lambda: value(samples(self.scrape_with(a)), "revokerd_socket_clients") == 1, 5, "1 client")
         b.connect(d.socket_path)
         self.wait_until(lambda: value(samples(self.scrape_with(a)), "revokerd_socket_clients") == 2, 5, "2 clients")
         with socket.socket(socket.AF_UNIX) as c:
