@@ -10,6 +10,7 @@ in a subprocess (the tests may run under another python3)."""
 
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -289,6 +290,28 @@ class Metrics(harness.E2ETestCase):
         self.assertNotIn("SECRET", self.scrape(d))
         self.assertEqual(d.stop(), 0)
         self.assert_no_sanitizer_errors(d)
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root to run revokerctl as another uid")
+    def test_revokerctl_metrics_for_the_control_group(self):
+        ep = self.endpoint()
+        d = self.daemon(ep, config={"daemon.control_group": "users"})
+        os.chmod(self.dir, 0o755)
+        ctl = [harness.binary("REVOKERCTL"), "--socket", d.socket_path, "metrics"]
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534"]
+        rc, out, err = harness.run(nobody + ["--groups=100"] + ctl)
+        self.assertEqual(rc, 0, err)
+        self.promtool_check(out)
+        self.assertIn("\nrevokerd_build_info{", out)
+        # Not a member: the socket file keeps it out; past the file mode, SO_PEERCRED does.
+        rc, out, err = harness.run(nobody + ["--clear-groups"] + ctl)
+        self.assertEqual((rc, out), (69, ""), err)
+        os.chmod(d.socket_path, 0o666)
+        rc, out, err = harness.run(nobody + ["--clear-groups"] + ctl)
+        self.assertEqual((rc, out), (1, ""), err)
+        self.assertIn("permission denied", err)
+        s = samples(self.scrape(d))
+        self.assertEqual(value(s, "revokerd_socket_refused_total", why="uid"), 1)
+        self.assertEqual(d.stop(), 0)
 
     def scrape_with(self, conn):
         """A scrape over an open connection (the request's reply line)."""
