@@ -33,5 +33,10 @@ int ctl_new(uv_loop_t *loop, const struct ctl_options *o, const struct proto_env
 /* Reload: new caps apply to new connections. */
 void ctl_configure(struct ctl *c, unsigned max_clients, uint64_t idle_ms, gid_t control_gid);
 unsigned ctl_clients(const struct ctl *c);
+/* Connections refused since ctl_new, by reason (for the metrics). NULL: 0s. */
+struct ctl_refusals {
+    uint64_t uid, too_many, line_too_long;
+};
+struct ctl_refusals ctl_get_refusals(const struct ctl *c);
 /* Close the listener and every client; unlink the path if ctl bound it. */
 void ctl_close(struct ctl *c, void (*cb)(void *data), void *data);

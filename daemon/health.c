@@ -33,6 +33,18 @@ static void push_not_before(struct health *h, uint64_t at_ms)
         h->not_before_ms = at_ms;
 }
 
+/* A Retry-After until at_ms: the window grows, or a new one starts. */
+static void pause_until(struct health *h, uint64_t now_ms, uint64_t at_ms)
+{
+    if (now_ms >= h->pause_until_ms) {
+        h->paused_ms += h->pause_until_ms - h->pause_from_ms;
+        h->pause_from_ms = now_ms;
+        h->pause_until_ms = now_ms;
+    }
+    if (at_ms > h->pause_until_ms)
+        h->pause_until_ms = at_ms;
+}
+
 static void set_error(struct health *h, enum outcome o, const char *why)
 {
     util_format(h->last_error, sizeof(h->last_error), "%s", why && *why ? why : policy_outcome_name(o));
@@ -92,6 +104,8 @@ bool health_on_result(struct health *h, uint64_t now_ms, enum outcome o,
     if (!policy_is_endpoint_level(o)) {
         /* The endpoint answered about the token: it is up and well aimed. */
         changed = h->state != HEALTH_UP || h->misconfigured;
+        if (h->state == HEALTH_DOWN && now_ms > h->down_since_ms)
+            h->down_ms += now_ms - h->down_since_ms;
         h->state = HEALTH_UP;
         h->failures_in_row = 0;
         h->probes_failed = 0;
@@ -112,6 +126,7 @@ bool health_on_result(struct health *h, uint64_t now_ms, enum outcome o,
         if (h->state == HEALTH_UP) {
             if (h->failures_in_row >= threshold) {
                 h->state = HEALTH_DOWN;
+                h->down_since_ms = now_ms;
                 h->probes_failed = 0;
                 h->probe_in_flight = false;
                 push_not_before(h, sat_add(now_ms, policy_backoff_ms(h->base_ms, h->max_ms, 1, rnd)));
@@ -128,9 +143,19 @@ bool health_on_result(struct health *h, uint64_t now_ms, enum outcome o,
         /* else: a leftover from before going down; see the top of the file. */
     }
 
-    if (retry_after_ms > 0)
+    if (retry_after_ms > 0) {
         push_not_before(h, sat_add(now_ms, retry_after_ms));
+        pause_until(h, now_ms, sat_add(now_ms, retry_after_ms));
+    }
     return changed;
+}
+
+void health_times(const struct health *h, uint64_t now_ms, uint64_t *ret_down_ms, uint64_t *ret_paused_ms)
+{
+    uint64_t until = now_ms < h->pause_until_ms ? now_ms : h->pause_until_ms;
+
+    *ret_down_ms = h->down_ms + (h->state == HEALTH_DOWN && now_ms > h->down_since_ms ? now_ms - h->down_since_ms : 0);
+    *ret_paused_ms = h->paused_ms + (until > h->pause_from_ms ? until - h->pause_from_ms : 0);
 }
 
 const char *health_describe(const struct health *h, uint64_t now_ms)

@@ -37,6 +37,11 @@ struct health {
     bool probe_in_flight;       /* DOWN: one request at a time */
     uint64_t not_before_ms;     /* no request before this monotonic time */
     char last_error[320];       /* why it is down or misconfigured (an outcome's reason); no secrets */
+
+    /* For the metrics: time spent DOWN, and time held by Retry-After. */
+    uint64_t down_since_ms, down_ms;          /* the current outage's start; the ended ones */
+    uint64_t pause_from_ms, pause_until_ms;   /* the last Retry-After window */
+    uint64_t paused_ms;                       /* the windows before it */
 };
 
 void health_init(struct health *h, unsigned down_after, uint64_t base_ms, uint64_t max_ms);
@@ -55,6 +60,9 @@ void health_on_send(struct health *h);
  * (UP<->DOWN or misconfigured set/cleared), so the caller logs it once. */
 bool health_on_result(struct health *h, uint64_t now_ms, enum outcome o,
                       uint64_t retry_after_ms, uint64_t rnd, const char *why);
+/* Milliseconds spent DOWN since health_init, and held by a Retry-After
+ * (overlapping windows counted once), up to now_ms. */
+void health_times(const struct health *h, uint64_t now_ms, uint64_t *ret_down_ms, uint64_t *ret_paused_ms);
 /* "up", "down", "misconfigured", "paused" (Retry-After in force), for status. */
 const char *health_describe(const struct health *h, uint64_t now_ms);
 

@@ -675,7 +675,8 @@ static void xfer_finish(struct http *h, struct xfer *x, CURLcode code)
                  "response headers too large: a header line over 100 KiB (or out of memory)");
     else if (!x->res.error[0])
         snprintf(x->res.error, sizeof(x->res.error), "%s", curl_easy_strerror(code));
-    x->res.duration_ms = (uv_hrtime() - x->start_ns) / 1000000;
+    x->res.duration_us = (uv_hrtime() - x->start_ns) / 1000;
+    x->res.duration_ms = x->res.duration_us / 1000;
     res = x->res;
     xfer_unlink(h, x);
     xfer_put(h, x);

@@ -31,6 +31,7 @@ struct http_result {
     char retry_after[64];     /* the Retry-After header's value, "" if none */
     char body[512];           /* start of the response body, NUL-terminated (for 4xx details) */
     uint64_t duration_ms;
+    uint64_t duration_us;     /* the same, finer: for the metrics' histogram */
 };
 
 struct http_request;

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "ctl.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "proto.h"
 #include "revoke.h"
@@ -45,6 +46,7 @@ struct daemon {
     struct revoke *revoke;
     struct watch *watch;
     struct ctl *ctl;
+    struct metrics *metrics; /* NULL when the counter could not open the database */
     struct notify *notify;
     struct proto_env env;
     uv_signal_t sigterm, sigint, sighup;
@@ -446,6 +448,8 @@ static void stop(struct daemon *d, const char *why)
     uv_timer_stop(&d->file_timer);
     ctl_close(d->ctl, NULL, NULL);
     d->ctl = NULL;
+    metrics_close(d->metrics, NULL, NULL);
+    d->metrics = NULL;
     watch_close(d->watch);
     d->watch = NULL;
     revoke_stop(d->revoke, on_engine_stopped, d);
@@ -506,12 +510,16 @@ static int start(struct daemon *d)
         return rc;
     }
     revoke_on_change(d->revoke, on_engine_change, d);
+    rc = metrics_new(&d->loop, d->cfg.database, &d->metrics, err, sizeof(err));
+    if (rc < 0)
+        log_warning("metrics: %s; the metrics op answers with an error", err);
     d->env = (struct proto_env){
         .store = d->store,
         .revoke = d->revoke,
         .started_ms = uv_now(&d->loop),
         .uptime_ms = uptime_ms,
         .file_check = env_file_check,
+        .metrics = d->metrics,
     };
     co = (struct ctl_options){
         .path = d->cfg.socket,
@@ -528,6 +536,8 @@ static int start(struct daemon *d)
         log_crit("control socket: %s", err);
         return rc;
     }
+    if (d->metrics)
+        metrics_set_sources(d->metrics, d->revoke, d->ctl);
     rc = watch_new(&d->loop, store_db(d->store), on_table_changed, d, &d->watch);
     if (rc < 0)
         log_warning("cannot watch %s for changes (%s): other processes' writes are seen by the %d s rescan only",

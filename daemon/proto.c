@@ -541,6 +541,24 @@ static json_t *op_stats(const struct proto_env *env, json_t *req, struct perr *e
     return reply;
 }
 
+/* The Prometheus text (metrics.h), in one string field: memory only, no scan. */
+static json_t *op_metrics(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    (void)req;
+    if (!env->metrics) {
+        perr_set(e, "metrics are not available: revokerd could not open its database read-only to count "
+                    "the tokens (see its log)");
+        return NULL;
+    }
+    char *text = metrics_render(env->metrics);
+    if (!text)
+        return NULL;
+    json_t *reply = reply_ok();
+    put(&reply, "text", json_string(text));
+    free(text);
+    return reply;
+}
+
 static json_t *op_ping(const struct proto_env *env, json_t *req, struct perr *e)
 {
     (void)req;
@@ -563,9 +581,10 @@ static const struct op ops[] = {
     {"status", op_status, {"id", NULL}, "id"},
     {"retry", op_retry, {"id", "failed", NULL}, "id, failed"},
     {"stats", op_stats, {NULL}, "none"},
+    {"metrics", op_metrics, {NULL}, "none"},
     {"ping", op_ping, {NULL}, "none"},
 };
-#define OP_NAMES "revoke, status, retry, stats, ping"
+#define OP_NAMES "revoke, status, retry, stats, metrics, ping"
 
 /* Unknown fields are refused so that a typo ("reasn") is not silently lost. */
 static bool fields_known(const struct op *op, json_t *req, struct perr *e)
@@ -646,9 +665,12 @@ char *proto_handle(const struct proto_env *env, const char *line, size_t len)
     json_error_t je;
 
     secret_wipe_json();
+    json_t *req = blank(line, len) ? NULL : json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    /* By the op's name when it is one metrics knows: never a secret. */
+    if (env->metrics)
+        metrics_count_request(env->metrics, json_string_value(json_object_get(req, "op")));
     if (blank(line, len))
         return proto_error("empty request: expected a JSON object such as {\"op\":\"ping\"}");
-    json_t *req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (!req)
         return parse_error(&je);
     char *reply = handle(env, req);

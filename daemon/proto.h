@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "metrics.h"
 #include "revoke.h"
 #include "store.h"
 
@@ -24,6 +25,7 @@ struct proto_env {
      * negative errno once it was removed or replaced (see dbfile.h). Asked
      * before and after every write. NULL: always 0. */
     int (*file_check)(const struct proto_env *env);
+    struct metrics *metrics;   /* NULL: the metrics op answers an error */
 };
 
 /* Returns a malloc'd reply without the trailing newline, or NULL on ENOMEM. */

@@ -30,7 +30,6 @@
 #include "tokens.h"
 #include "util.h"
 
-
 enum {
     BATCH_MAX = 128,         /* outcomes per commit */
     SUBMIT_RETRY_MS = 250,   /* after curl could not start a request (out of memory) */
@@ -241,6 +240,7 @@ static void on_http_done(struct http_request *req, const struct http_result *res
     };
 
     r->in_flight--;
+    metrics_observe(&r->stats.requests, res);
     /* A transfer cut short by our own shutdown says nothing about the token. */
     if (res->curl_code == CURLE_ABORTED_BY_CALLBACK) {
         idset_del(&r->known, j->id);
@@ -731,6 +731,7 @@ void revoke_get_stats(struct revoke *r, struct revoke_stats *ret)
     ret->health = health_describe(&r->health, uv_now(r->loop));
     ret->last_error = r->health.last_error;
     ret->db_error_for_ms = r->dberr.count ? uv_now(r->loop) - r->dberr.since_ms : 0;
+    health_times(&r->health, uv_now(r->loop), &ret->down_ms, &ret->paused_ms);
 }
 
 void revoke_set_clock(struct revoke *r, int64_t (*now_ms)(void *), void *data)

@@ -23,6 +23,7 @@
 
 #include "config.h"
 #include "health.h"
+#include "metrics.h"
 #include "store.h"
 
 struct revoke;
@@ -40,6 +41,8 @@ struct revoke_stats {
     const char *last_error;       /* endpoint's last error, "" if none */
     char db_error[DB_ERRMSG_MAX + 64]; /* the last database error while it persists, "" if none */
     uint64_t db_error_for_ms;     /* how long it has lasted, 0 if none */
+    struct metrics_requests requests; /* completed requests: durations, answers */
+    uint64_t down_ms, paused_ms;  /* the endpoint DOWN, held by Retry-After (health_times) */
 };
 
 /* The engine reads cfg's [logout] and [retry] settings; it keeps a copy.

@@ -10,8 +10,9 @@ packages=(
   systemd systemd-container util-linux                        # unit checks, nspawn, setpriv
   valgrind                                                    # memcheck of the e2e tests
   scdoc man-db                                                # the manual pages: built, checked
-  bash-completion                                             # completion/revokerctl: tested
+  bash-completion                                             # the completion of revokerctl: tested
   git                                                         # meson dist (test dist)
+  prometheus python3-prometheus-client                        # promtool and a parser check the metrics text
 )
 missing=()
 for p in "${packages[@]}"; do

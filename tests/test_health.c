@@ -289,6 +289,52 @@ static void test_retry_after_pause(void)
     CHECK_INT(allow(&h, UINT64_MAX - 1, 0, 16, &wake), 0);
 }
 
+/* The metrics' clocks: time DOWN (the current outage up to now, then the
+ * ended ones), and time held by Retry-After, overlapping windows once. */
+static void test_times(void)
+{
+    struct health h;
+    uint64_t d, p;
+
+    health_init(&h, 2, BASE, MAX);
+    health_times(&h, 5000, &d, &p);
+    CHECK_INT(d, 0);
+    CHECK_INT(p, 0);
+    fail_n(&h, 10000, 2, down); /* DOWN at 10 s */
+    REQUIRE(h.state == HEALTH_DOWN);
+    health_times(&h, 12500, &d, &p);
+    CHECK_INT(d, 2500);
+    CHECK(!health_on_result(&h, 13000, down, 0, RMAX, "x")); /* a leftover: still DOWN */
+    CHECK(health_on_result(&h, 14000, OUTCOME_REVOKED, 0, RMAX, NULL));
+    health_times(&h, 20000, &d, &p);
+    CHECK_INT(d, 4000);                                      /* 10 s .. 14 s, then UP */
+    fail_n(&h, 30000, 2, down);
+    CHECK(health_on_result(&h, 31000, OUTCOME_REVOKED, 0, RMAX, NULL));
+    health_times(&h, 40000, &d, &p);
+    CHECK_INT(d, 5000);
+    CHECK_INT(p, 0);
+
+    /* Retry-After 3 s at 50 s, 1 s more at 51 s (overlap), then 2 s at 60 s. */
+    health_on_result(&h, 50000, down, 3000, RMAX, "429");
+    health_times(&h, 51000, &d, &p);
+    CHECK_INT(p, 1000);
+    health_on_result(&h, 51000, down, 3000, RMAX, "429");   /* until 54 s */
+    health_times(&h, 56000, &d, &p);
+    CHECK_INT(p, 4000);
+    health_on_result(&h, 60000, down, 2000, RMAX, "503");
+    health_times(&h, 61000, &d, &p);
+    CHECK_INT(p, 5000);
+    health_times(&h, 70000, &d, &p);
+    CHECK_INT(p, 6000);
+    /* The two 429s at 50 s and 51 s were endpoint-level failures in a row:
+     * DOWN since 51 s as well. */
+    CHECK_INT(d, 5000 + 19000);
+    health_configure(&h, 3, BASE, MAX);                     /* a reload keeps them */
+    health_times(&h, 70000, &d, &p);
+    CHECK_INT(d, 24000);
+    CHECK_INT(p, 6000);
+}
+
 /* A Retry-After on the failure that takes it DOWN, or on a failed probe,
  * wins over a shorter backoff. */
 static void test_retry_after_while_down(void)
@@ -583,7 +629,7 @@ static void test_rate_refill(void)
 
 TEST_MAIN(CASE(test_init), CASE(test_down_after_exactly), CASE(test_probe_schedule),
           CASE(test_recovery), CASE(test_leftovers_after_down),
-          CASE(test_leftover_success_recovers), CASE(test_retry_after_pause),
+          CASE(test_leftover_success_recovers), CASE(test_retry_after_pause), CASE(test_times),
           CASE(test_retry_after_while_down), CASE(test_misconfigured),
           CASE(test_change_reports), CASE(test_configure_midway), CASE(test_saturation),
           CASE(test_last_error_truncated), CASE(test_rate_unlimited), CASE(test_rate_table),

@@ -483,6 +483,33 @@ const struct command socket_cmd_stats = {
     "stats", "tokens per state, the engine, the endpoint's health, uptime", stats_help, stats_run,
 };
 
+static const char metrics_help[] =
+    "Usage: revokerctl metrics\n"
+    "\n"
+    "Print revokerd's metrics in the Prometheus text format (0.0.4): ready for\n"
+    "node_exporter's textfile collector, e.g.\n"
+    "  revokerctl metrics > DIR/revokerd.prom.$$ && mv DIR/revokerd.prom.$$ DIR/revokerd.prom\n"
+    "Read from memory: no table scan. --json prints the reply as it came.\n"
+    "\n"
+    "See revokerctl(1).\n";
+
+/* The text as it came: it ends with a newline already. */
+static void print_metrics(const struct cli *c, json_t *reply)
+{
+    (void)c;
+    fputs(jstr(reply, "text", ""), stdout);
+}
+
+static int metrics_run(struct cli *c, int argc, char **argv)
+{
+    return run_plain(c, &socket_cmd_metrics, argc, argv, print_metrics);
+}
+
+const struct command socket_cmd_metrics = {
+    "metrics", "the metrics in the Prometheus text format (for node_exporter's textfile collector)",
+    metrics_help, metrics_run,
+};
+
 static const char ping_help[] =
     "Usage: revokerctl ping\n"
     "\n"
