@@ -21,6 +21,7 @@
 #include "build-config.h"
 #include "config.h"
 #include "ctl.h"
+#include "dbfile.h"
 #include "log.h"
 #include "notify.h"
 #include "proto.h"
@@ -145,7 +146,10 @@ static int read_config(const struct options *o, struct config *ret, char *err, s
     if (rc == 0)
         rc = config_validate(&c, err, errlen);
     if (rc == 0 && c.control_group && !getgrnam(c.control_group)) {
-        snprintf(err, errlen, "daemon.control_group: there is no group named '%s'", c.control_group);
+        snprintf(err, errlen,
+                 "daemon.control_group: there is no group named '%s'%s%s%s: create it (systemd-sysusers does, "
+                 "from revokerd's sysusers.d entry), or set another group, or none: control_group =",
+                 c.control_group, path ? " (set in " : "", path ? path : "", path ? ")" : "");
         rc = -EINVAL;
     }
     if (rc < 0) {
@@ -287,8 +291,7 @@ static void repair_note(void *data, const char *type, const char *name, const ch
 {
     (void)data;
     if (strcmp(type, "file") == 0)
-        log_warning("%s was open to other users (mode %s): their permissions were taken off, the file holds "
-                    "secrets",
+        log_warning("%s had %s: it holds secrets, only revokerd's user and daemon.control_group may use it",
                     name, how);
     else
         log_warning("%s %s was %s (dropped or changed by another process: an application's connection or the "
@@ -499,11 +502,16 @@ static int start(struct daemon *d)
     char err[512], *header;
     int rc;
 
-    rc = store_open(&d->loop, d->cfg.database, repair_note, d, &d->store, err, sizeof(err));
+    rc = store_open_group(&d->loop, d->cfg.database, control_gid(&d->cfg), repair_note, d, &d->store, err,
+                          sizeof(err));
     if (rc < 0) {
         log_crit("%s", err);
         return rc;
     }
+    if (dbfile_dir_check(d->cfg.database, control_gid(&d->cfg)) < 0)
+        log_warning("the directory of %s does not belong to daemon.control_group %s with mode g+rwx and setgid "
+                    "(2770): its members can write the table only while -wal and -shm exist",
+                    d->cfg.database, d->cfg.control_group);
     rc = load_credential(&d->cfg, &header);
     if (rc == 0)
         rc = revoke_new(&d->loop, d->store, &d->cfg, header, &d->revoke);
