@@ -386,6 +386,25 @@ static int load_credential(const struct config *cfg, char **ret_header)
 
 /* ---- reload and stop ---- */
 
+/* A new URL: the engine forgot the old one's health (revoke_configure);
+ * here the pending tokens' waits earned at the old URL end, so that the
+ * new one is tried at once. Attempts stay. */
+static void endpoint_changed(struct daemon *d)
+{
+    unsigned n = 0;
+    int rc = store_begin(d->store, STORE_WRITE_NOW);
+
+    if (rc == 0)
+        rc = store_end(d->store, store_due_now(d->store, db_now_ms(), &n));
+    if (rc < 0)
+        log_warning("the endpoint changed, but the pending tokens' waits could not be ended (%s): they keep "
+                    "them", store_errmsg(d->store));
+    else
+        log_notice("the endpoint changed: its health starts afresh, %u pending token%s due now", n,
+                   n == 1 ? " is" : "s are");
+    revoke_kick(d->revoke); /* the next retry it waits for may be the old one */
+}
+
 static void reload(struct daemon *d)
 {
     struct config c;
@@ -407,6 +426,8 @@ static void reload(struct daemon *d)
     if (rc == 0)
         rc = revoke_configure(d->revoke, &c, header);
     secret_free(header);
+    if (rc == 0 && strcmp(c.url, d->cfg.url) != 0)
+        endpoint_changed(d);
     if (rc < 0) {
         log_err("reload refused, keeping the running configuration: applying it failed: %s", strerror(-rc));
         config_free(&c);

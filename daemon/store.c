@@ -332,6 +332,11 @@ int store_requeue_failed(struct store *s, int64_t now_ms, unsigned *ret_count)
     return tokens_requeue_failed(s->tokens, s->audit, now_ms, ret_count);
 }
 
+int store_due_now(struct store *s, int64_t now_ms, unsigned *ret_count)
+{
+    return tokens_due_now(s->tokens, now_ms, ret_count);
+}
+
 int store_count(struct store *s, bool full, struct state_counts *ret)
 {
     return tokens_count(s->tokens, full, ret);

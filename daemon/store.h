@@ -100,6 +100,7 @@ int store_revoke_subject(struct store *s, const char *subject, const char *reaso
 int store_status(struct store *s, int64_t id, struct token_status *ret);
 int store_requeue_id(struct store *s, int64_t id, int64_t now_ms);
 int store_requeue_failed(struct store *s, int64_t now_ms, unsigned *ret_count);
+int store_due_now(struct store *s, int64_t now_ms, unsigned *ret_count);
 int store_count(struct store *s, bool full, struct state_counts *ret);
 
 /* ---- checkpoints ---- */
