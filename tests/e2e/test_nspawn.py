@@ -241,6 +241,10 @@ class NspawnTest(harness.E2ETestCase):
             "client.py": CLIENT,
             "revokerd.conf": test_config(PORTS[0]),
             "revokerd-reload.conf": test_config(PORTS[1]),
+            # Nothing listens on PORTS[1] + 1: down after one refusal, and
+            # then a minute before the next probe.
+            "revokerd-down.conf": test_config(PORTS[1] + 1).replace("base = 100ms", "base = 1min")
+                                  .replace("max_delay = 1s", "max_delay = 15min") + "[logout]\ndown_after = 1\n",
         }
         for name, text in files.items():
             with open(os.path.join(srv, name), "w") as f:
@@ -396,6 +400,30 @@ class NspawnTest(harness.E2ETestCase):
         export = self.C(["journalctl", "--no-pager", "-o", "export"])
         for token in self.secrets:
             self.assertNotIn(token, export, "a token secret in the journal")
+
+    def test_reload_to_a_new_url_ends_the_wait(self):
+        # Issue 15: a reload that fixes the URL ends the 'endpoint down'
+        # wait (here a minute, retry.base) at once: health and the pending
+        # token's wait start afresh.
+        self.install()
+        self.C(["cp", GUEST + "/revokerd-down.conf", "/etc/revokerd/revokerd.conf"])
+        self.C(["systemctl", "start", "revokerd.socket", "revokerd.service"])
+        self.wait_active("start")
+        self.revoke("nspawn-down-1")
+        self.wait_until(lambda: "endpoint down" in self.show("StatusText"), 15, "endpoint down")
+        self.start_endpoint(0)
+        # The file still carries its 1 min waits; only the URL is fixed.
+        self.C(["sed", "-i", "s/:%d/:%d/" % (PORTS[1] + 1, PORTS[0]), "/etc/revokerd/revokerd.conf"])
+        t0 = time.monotonic()
+        self.C(["systemctl", "reload", "revokerd.service"])
+        self.wait_until(lambda: "nspawn-down-1" in self.endpoint_tokens(0), 20,
+                        "nspawn-down-1 at the new URL before the old wait (60 s) ended")
+        took = time.monotonic() - t0
+        print("token at the new URL %.1f s after the reload" % took)
+        self.assertLess(took, 30)
+        self.wait_until(lambda: "endpoint up" in self.show("StatusText"), 10, "endpoint up")
+        journal = self.C(["journalctl", "-u", "revokerd.service", "--no-pager", "-o", "cat"])
+        self.assertIn("the endpoint changed: its health starts afresh, 1 pending token is due now", journal)
 
     def test_service_lifecycle(self):
         t0 = time.monotonic()
