@@ -14,6 +14,9 @@ the stand-in endpoint inside, and then walks through what an operator does:
   line; systemctl reload to a new endpoint; a restart that keeps the socket
   (same inode) working; a watchdog restart of a stalled (SIGSTOPped) daemon;
   journalctl with priorities and structured fields, and no secret in it.
+Beside the walk: an application user in revokerd writes the table with
+sqlite3 and verifies the audit while a user outside the group can do
+neither; and a reload that fixes a down endpoint's URL is tried at once.
 
 Needs root, systemd-nspawn (apt-get install systemd-container), nsenter,
 unshare and setpriv (util-linux). Takes about 15 s.
