@@ -40,11 +40,11 @@
 /* clang-format off */
 #define CONFIG_KEYS(X)                                                                                        \
     X("daemon", "database", PATH, database, "/var/lib/revokerd/revokerd.db", 0, 0,                            \
-      "the SQLite file: tokens and audit log (created with mode 0600)")                                      \
+      "the SQLite file: tokens and audit log (mode 0600; 0660 in control_group when set)")                   \
     X("daemon", "socket", SOCKET, socket, "/run/revokerd.sock", 0, 0,                                         \
       "control socket path (at most 107 bytes; mode 0660)")                                                  \
     X("daemon", "control_group", GROUP, control_group, "", 0, 0,                                              \
-      "group allowed on the socket besides root and the daemon's own user")                                  \
+      "group allowed on the socket and in the table besides root and the daemon's own user")                 \
     X("daemon", "max_clients", UINT, max_clients, "64", 1, 65536,                                            \
       "control clients at once")                                                                             \
     X("daemon", "client_idle", DURATION, client_idle_ms, "30s", 1, CONFIG_D,                                 \

@@ -150,26 +150,47 @@ void dbfile_close(struct dbfile *f)
     free(f);
 }
 
-int dbfile_private(const char *db_path, void (*tightened)(void *ud, const char *path, unsigned old_mode,
-                                                          unsigned new_mode),
-                   void *ud)
+int dbfile_modes(const char *db_path, gid_t group, dbfile_fixed_fn fixed, void *ud)
 {
     static const char *const suffixes[] = {"", "-wal", "-shm"};
+    mode_t want = group == (gid_t)-1 ? 0600 : 0660;
 
     for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
         char path[4096];
         struct stat st;
-        mode_t mode;
 
         if (snprintf(path, sizeof(path), "%s%s", db_path, suffixes[i]) >= (int)sizeof(path))
             return -ENAMETOOLONG;
-        if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & S_IRWXO))
+        if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
             continue;
-        mode = st.st_mode & 07777 & ~(mode_t)S_IRWXO;
-        if (chmod(path, mode) < 0)
+        if ((st.st_mode & 07777) == want && (group == (gid_t)-1 || st.st_gid == group))
+            continue;
+        /* The group first: a chmod 0660 under the wrong group would open
+         * the secrets to that group for a moment. */
+        if (group != (gid_t)-1 && st.st_gid != group && lchown(path, (uid_t)-1, group) < 0)
             return -errno;
-        if (tightened)
-            tightened(ud, path, st.st_mode & 07777, mode);
+        if (chmod(path, want) < 0)
+            return -errno;
+        if (fixed)
+            fixed(ud, path, st.st_mode & 07777, st.st_gid, want);
     }
     return 0;
+}
+
+int dbfile_dir_check(const char *db_path, gid_t group)
+{
+    char dir[4096];
+    const char *slash = strrchr(db_path, '/');
+    struct stat st;
+
+    if (group == (gid_t)-1)
+        return 0;
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else if (snprintf(dir, sizeof(dir), "%.*s", slash == db_path ? 1 : (int)(slash - db_path), db_path) >=
+             (int)sizeof(dir))
+        return -ENAMETOOLONG;
+    if (stat(dir, &st) < 0)
+        return -errno;
+    return st.st_gid == group && (st.st_mode & 02070) == 02070 ? 0 : -EACCES;
 }

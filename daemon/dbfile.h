@@ -10,9 +10,10 @@
  * paths still name them (a removed or replaced database would otherwise
  * swallow every write that follows, unseen). revokerctl takes no lock.
  *
- * dbfile_private() takes every permission for others off the database and
- * its -wal and -shm (SQLite gives those the database's mode, and they hold
- * secrets): an existing file keeps its owner and group bits.
+ * dbfile_modes() gives the database and its -wal and -shm (SQLite gives
+ * those the database's mode, and they hold secrets) mode 0600, or 0660 and
+ * the database group (daemon.control_group) when there is one: never
+ * anything for others, never another group.
  *
  * Lifecycle: dbfile_lock() -> dbfile_remember() -> dbfile_check()* ->
  * dbfile_close() (after the database is closed; the lock file stays). */
@@ -34,9 +35,17 @@ int dbfile_remember(struct dbfile *f);
 int dbfile_check(const struct dbfile *f, const char **ret_what);
 void dbfile_close(struct dbfile *f); /* NULL is fine */
 
-/* For each of DB, DB-wal and DB-shm that exists with any permission for
- * others: chmod o-rwx, then tightened(ud, path, old mode, new mode). 0 or
- * the first chmod's negative errno. */
-int dbfile_private(const char *db_path, void (*tightened)(void *ud, const char *path, unsigned old_mode,
-                                                          unsigned new_mode),
-                   void *ud);
+/* Called with each file dbfile_modes() changed: its old mode and group. */
+typedef void (*dbfile_fixed_fn)(void *ud, const char *path, unsigned old_mode, gid_t old_group,
+                                unsigned new_mode);
+/* Each of DB, DB-wal and DB-shm that exists gets mode 0600, or with a
+ * group (not (gid_t)-1) that group and mode 0660 (lchown before chmod),
+ * whatever it had; then fixed(). Files already so are left alone. 0 or the
+ * first failing call's negative errno (-EPERM: a file of another user, or
+ * a group the process is not in). */
+int dbfile_modes(const char *db_path, gid_t group, dbfile_fixed_fn fixed, void *ud);
+/* With a group: 0 when the database's directory belongs to it with g+rwx
+ * and setgid (so members can create DB-wal and DB-shm, and they get the
+ * group), -EACCES when not, another negative errno from stat. Without a
+ * group ((gid_t)-1) always 0. */
+int dbfile_dir_check(const char *db_path, gid_t group);

@@ -65,6 +65,11 @@ void health_configure(struct health *h, unsigned down_after, uint64_t base_ms, u
     h->max_ms = max_ms;
 }
 
+void health_reset(struct health *h)
+{
+    health_init(h, h->down_after, h->base_ms, h->max_ms);
+}
+
 unsigned health_allowance(const struct health *h, uint64_t now_ms, unsigned in_flight,
                           unsigned want, uint64_t *ret_wake_ms)
 {

@@ -21,6 +21,7 @@
 #include "build-config.h"
 #include "config.h"
 #include "ctl.h"
+#include "dbfile.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -140,7 +141,10 @@ static int read_config(const struct options *o, struct config *ret, char *err, s
     if (rc == 0)
         rc = config_validate(&c, err, errlen);
     if (rc == 0 && c.control_group && !getgrnam(c.control_group)) {
-        snprintf(err, errlen, "daemon.control_group: there is no group named '%s'", c.control_group);
+        snprintf(err, errlen,
+                 "daemon.control_group: there is no group named '%s'%s%s%s: create it (systemd-sysusers does, "
+                 "from revokerd's sysusers.d entry), or set another group, or none: control_group =",
+                 c.control_group, path ? " (set in " : "", path ? path : "", path ? ")" : "");
         rc = -EINVAL;
     }
     if (rc < 0) {
@@ -282,8 +286,7 @@ static void repair_note(void *data, const char *type, const char *name, const ch
 {
     (void)data;
     if (strcmp(type, "file") == 0)
-        log_warning("%s was open to other users (mode %s): their permissions were taken off, the file holds "
-                    "secrets",
+        log_warning("%s had %s: it holds secrets, only revokerd's user and daemon.control_group may use it",
                     name, how);
     else
         log_warning("%s %s was %s (dropped or changed by another process: an application's connection or the "
@@ -378,6 +381,25 @@ static int load_credential(const struct config *cfg, char **ret_header)
 
 /* ---- reload and stop ---- */
 
+/* A new URL: the engine forgot the old one's health (revoke_configure);
+ * here the pending tokens' waits earned at the old URL end, so that the
+ * new one is tried at once. Attempts stay. */
+static void endpoint_changed(struct daemon *d)
+{
+    unsigned n = 0;
+    int rc = store_begin(d->store, STORE_WRITE_NOW);
+
+    if (rc == 0)
+        rc = store_end(d->store, store_due_now(d->store, db_now_ms(), &n));
+    if (rc < 0)
+        log_warning("the endpoint changed, but the pending tokens' waits could not be ended (%s): they keep "
+                    "them", store_errmsg(d->store));
+    else
+        log_notice("the endpoint changed: its health starts afresh, %u pending token%s due now", n,
+                   n == 1 ? " is" : "s are");
+    revoke_kick(d->revoke); /* the next retry it waits for may be the old one */
+}
+
 static void reload(struct daemon *d)
 {
     struct config c;
@@ -399,6 +421,8 @@ static void reload(struct daemon *d)
     if (rc == 0)
         rc = revoke_configure(d->revoke, &c, header);
     secret_free(header);
+    if (rc == 0 && strcmp(c.url, d->cfg.url) != 0)
+        endpoint_changed(d);
     if (rc < 0) {
         log_err("reload refused, keeping the running configuration: applying it failed: %s", strerror(-rc));
         config_free(&c);
@@ -496,11 +520,16 @@ static int start(struct daemon *d)
     char err[512], *header;
     int rc;
 
-    rc = store_open(&d->loop, d->cfg.database, repair_note, d, &d->store, err, sizeof(err));
+    rc = store_open_group(&d->loop, d->cfg.database, control_gid(&d->cfg), repair_note, d, &d->store, err,
+                          sizeof(err));
     if (rc < 0) {
         log_crit("%s", err);
         return rc;
     }
+    if (dbfile_dir_check(d->cfg.database, control_gid(&d->cfg)) < 0)
+        log_warning("the directory of %s does not belong to daemon.control_group %s with mode g+rwx and setgid "
+                    "(2770): its members can write the table only while -wal and -shm exist",
+                    d->cfg.database, d->cfg.control_group);
     rc = load_credential(&d->cfg, &header);
     if (rc == 0)
         rc = revoke_new(&d->loop, d->store, &d->cfg, header, &d->revoke);

@@ -685,9 +685,8 @@ int revoke_configure(struct revoke *r, const struct config *cfg, const char *cre
 {
     struct http_options ho;
     struct config copy;
-    int rc;
+    int rc = config_copy(&copy, cfg);
 
-    rc = config_copy(&copy, cfg);
     if (rc < 0)
         return rc;
     ho = http_options_from(&copy, credential);
@@ -696,6 +695,8 @@ int revoke_configure(struct revoke *r, const struct config *cfg, const char *cre
         config_free(&copy);
         return rc;
     }
+    if (strcmp(copy.url, r->cfg.url) != 0) /* the old URL's failures say nothing about the new one */
+        health_reset(&r->health);
     config_free(&r->cfg);
     r->cfg = copy;
     health_configure(&r->health, copy.down_after, copy.retry_base_ms, copy.retry_max_delay_ms);

@@ -18,6 +18,7 @@ struct store {
     struct schemacheck *schema;
     schemacheck_note_fn note;
     void *note_data;
+    gid_t group; /* the database group, (gid_t)-1 for none */
     struct db *db;
     struct tokens *tokens;
     struct audit *audit;
@@ -60,12 +61,13 @@ static bool is_memory(const char *path)
     return path[0] == '\0' || strcmp(path, ":memory:") == 0;
 }
 
-static void on_tightened(void *ud, const char *path, unsigned old_mode, unsigned new_mode)
+static void on_tightened(void *ud, const char *path, unsigned old_mode, gid_t old_group, unsigned new_mode)
 {
     struct store *s = ud;
-    char how[64];
+    char how[96];
 
-    snprintf(how, sizeof(how), "%04o, now %04o", old_mode, new_mode);
+    snprintf(how, sizeof(how), "mode %04o group %u; now %04o%s", old_mode, (unsigned)old_group, new_mode,
+             s->group == (gid_t)-1 ? "" : " in the database group");
     if (s->note)
         s->note(s->note_data, "file", path, how);
 }
@@ -91,6 +93,12 @@ static int lock_file(struct store *s, const char *path, char *err, size_t errlen
 int store_open(uv_loop_t *loop, const char *path, schemacheck_note_fn note, void *note_data,
                struct store **ret_store, char *err, size_t errlen)
 {
+    return store_open_group(loop, path, (gid_t)-1, note, note_data, ret_store, err, errlen);
+}
+
+int store_open_group(uv_loop_t *loop, const char *path, gid_t group, schemacheck_note_fn note, void *note_data,
+                     struct store **ret_store, char *err, size_t errlen)
+{
     struct store *s = calloc(1, sizeof(*s));
     char why[512];
     int rc;
@@ -101,6 +109,7 @@ int store_open(uv_loop_t *loop, const char *path, schemacheck_note_fn note, void
     }
     s->note = note;
     s->note_data = note_data;
+    s->group = group;
     rc = lock_file(s, path, err, errlen);
     if (rc < 0)
         goto err_after_alloc;
@@ -109,9 +118,12 @@ int store_open(uv_loop_t *loop, const char *path, schemacheck_note_fn note, void
         snprintf(err, errlen, "%s", db_open_error());
         goto err_after_alloc;
     }
-    rc = is_memory(path) ? 0 : dbfile_private(path, on_tightened, s);
+    rc = is_memory(path) ? 0 : dbfile_modes(path, group, on_tightened, s);
     if (rc < 0) {
-        snprintf(err, errlen, "cannot take the permissions for others off %s: %s", path, strerror(-rc));
+        snprintf(err, errlen, "cannot give %s(-wal, -shm) mode %s: %s%s", path,
+                 group == (gid_t)-1 ? "0600" : "0660 and the group daemon.control_group", strerror(-rc),
+                 rc == -EPERM ? " (a file of another user, or a group revokerd's user is not in: chown or "
+                                "chmod it)" : "");
         goto err_after_open;
     }
     rc = s->file ? dbfile_remember(s->file) : 0;
@@ -335,6 +347,11 @@ int store_requeue_id(struct store *s, int64_t id, int64_t now_ms)
 int store_requeue_failed(struct store *s, int64_t now_ms, unsigned *ret_count)
 {
     return tokens_requeue_failed(s->tokens, s->audit, now_ms, ret_count);
+}
+
+int store_due_now(struct store *s, int64_t now_ms, unsigned *ret_count)
+{
+    return tokens_due_now(s->tokens, now_ms, ret_count);
 }
 
 int store_count(struct store *s, bool full, struct state_counts *ret)

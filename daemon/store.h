@@ -29,8 +29,7 @@ struct store;
 
 /* Opens the database at path: takes its lock (one daemon per database,
  * dbfile.h: -EBUSY, err names the other's pid), creates and migrates it,
- * takes every permission for others off it and its -wal and -shm
- * (dbfile_private), checks its schema against the migrations'
+ * gives it and its -wal and -shm mode 0600 (dbfile_modes), checks its schema against the migrations'
  * (schemacheck.h; a damaged table is -EBADMSG); each repair is told to
  * note(note_data, type, name, how), NULL for none: an index, trigger or
  * view recreated, or type "file" with how "OLD, now NEW" for a mode
@@ -40,6 +39,11 @@ struct store;
  * operator. */
 int store_open(uv_loop_t *loop, const char *path, schemacheck_note_fn note, void *note_data,
                struct store **ret_store, char *err, size_t errlen);
+/* The same with a database group (daemon.control_group): the files get
+ * that group and mode 0660 instead, so that its members may write the
+ * table. (gid_t)-1: none, as store_open. */
+int store_open_group(uv_loop_t *loop, const char *path, gid_t group, schemacheck_note_fn note, void *note_data,
+                     struct store **ret_store, char *err, size_t errlen);
 /* Frees s once a running checkpoint step has returned (at once without
  * one), then closed(data). NULL is fine (closed still runs). */
 void store_close(struct store *s, void (*closed)(void *data), void *data);
@@ -101,6 +105,7 @@ int store_revoke_subject(struct store *s, const char *subject, const char *reaso
 int store_status(struct store *s, int64_t id, struct token_status *ret);
 int store_requeue_id(struct store *s, int64_t id, int64_t now_ms);
 int store_requeue_failed(struct store *s, int64_t now_ms, unsigned *ret_count);
+int store_due_now(struct store *s, int64_t now_ms, unsigned *ret_count);
 int store_count(struct store *s, bool full, struct state_counts *ret);
 
 /* ---- checkpoints ---- */

@@ -25,7 +25,7 @@ struct tokens {
     sqlite3_stmt *outcome, *outcome_over, *state_of;
     sqlite3_stmt *by_sha256, *by_unhashed, *set_hash, *unhashed_page, *insert_requested;
     sqlite3_stmt *by_id, *first_of_subject;
-    sqlite3_stmt *status, *requeue, *next_failed;
+    sqlite3_stmt *status, *requeue, *next_failed, *due_now;
     sqlite3_stmt *count_pending, *count_failed, *count_all;
     sqlite3_stmt *begin_read;
     struct tokens_tally tally;
@@ -149,6 +149,9 @@ static const struct {
      "last_event = 'requeued', last_error = NULL, finished_at = NULL, "
      "token_sha256 = ?3, fingerprint = ?4 "
      "WHERE id = ?1 AND state = 'failed' AND token IS NOT NULL"},
+    /* A new endpoint: no wait earned at the old one stands. */
+    {S(due_now),
+     "UPDATE tokens SET next_attempt_at = ?1 WHERE state = 'pending' AND next_attempt_at > ?1"},
     {S(next_failed),
      "SELECT id, token FROM tokens INDEXED BY tokens_failed "
      "WHERE state = 'failed' AND id > ?1 ORDER BY id LIMIT 1"},
@@ -1070,6 +1073,15 @@ int tokens_requeue_id(struct tokens *t, struct audit *a, int64_t id, int64_t now
     int err = ident_of(token, len, &ident);
     done(st);
     return err < 0 ? err : requeue_row(t, a, id, &ident, now_ms);
+}
+
+int tokens_due_now(struct tokens *t, int64_t now_ms, unsigned *ret_count)
+{
+    sqlite3_bind_int64(t->due_now, 1, now_ms);
+    int err = run(t, t->due_now);
+    if (err == 0 && ret_count)
+        *ret_count = (unsigned)sqlite3_changes64(t->db->conn);
+    return err;
 }
 
 int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, unsigned *ret_count)

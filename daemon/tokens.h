@@ -160,6 +160,9 @@ int tokens_status(struct tokens *t, int64_t id, struct token_status *ret);
  * row, -EINVAL it is not failed (or its secret is gone). */
 int tokens_requeue_id(struct tokens *t, struct audit *a, int64_t id, int64_t now_ms);
 int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, unsigned *ret_count);
+/* Every pending token waiting past now_ms is due at now_ms (attempts
+ * unchanged): after the endpoint's URL changed. */
+int tokens_due_now(struct tokens *t, int64_t now_ms, unsigned *ret_count);
 
 struct state_counts {
     int64_t active, pending, revoked, failed;

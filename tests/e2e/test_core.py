@@ -311,6 +311,15 @@ class CommandLine(E2ETestCase):
                 self.assertIn(".conf", out, "names the file")
         self.assertFalse(os.path.exists(db), "nothing started")
 
+    def test_missing_control_group_says_what_to_do(self):
+        # Issue 15: installed, run by hand before systemd-sysusers.
+        rc, out = self.check("[daemon]\ndatabase = %s\ncontrol_group = no-such-group-x\n"
+                             % os.path.join(self.dir, "x.db"))
+        self.assertEqual(rc, 2, out)
+        self.assertIn("there is no group named 'no-such-group-x' (set in %s" % self.dir, out)
+        self.assertIn("systemd-sysusers", out)
+        self.assertIn("control_group =", out)
+
     def test_missing_config_file(self):
         rc, out, err = harness.run([harness.binary("REVOKERD"), "--config",
                                     os.path.join(self.dir, "nope.conf"), "--check-config"])

@@ -14,6 +14,9 @@ the stand-in endpoint inside, and then walks through what an operator does:
   line; systemctl reload to a new endpoint; a restart that keeps the socket
   (same inode) working; a watchdog restart of a stalled (SIGSTOPped) daemon;
   journalctl with priorities and structured fields, and no secret in it.
+Beside the walk: an application user in revokerd writes the table with
+sqlite3 and verifies the audit while a user outside the group can do
+neither; and a reload that fixes a down endpoint's URL is tried at once.
 
 Needs root, systemd-nspawn (apt-get install systemd-container), nsenter,
 unshare and setpriv (util-linux). Takes about 15 s.
@@ -216,6 +219,7 @@ class NspawnTest(harness.E2ETestCase):
         if not os.path.exists("/usr/lib/systemd/systemd"):
             raise unittest.SkipTest("no /usr/lib/systemd/systemd (apt-get install systemd)")
         cls.revokerd = os.path.abspath(harness.binary("REVOKERD"))
+        cls.revokerctl = os.path.abspath(harness.binary("REVOKERCTL"))
         cls.units_dir = os.path.join(os.path.dirname(os.path.dirname(cls.revokerd)), "systemd")
         cls.source_systemd = os.path.join(os.path.dirname(os.path.dirname(harness.HERE)), "systemd")
         for name in ("revokerd.service", "revokerd.socket"):
@@ -229,6 +233,7 @@ class NspawnTest(harness.E2ETestCase):
         os.mkdir(srv)
         os.chmod(srv, 0o755)  # the daemon runs as revokerd and execs /srv/t/revokerd
         shutil.copy(self.revokerd, os.path.join(srv, "revokerd"))
+        shutil.copy(self.revokerctl, os.path.join(srv, "revokerctl"))
         for name in ("revokerd.service", "revokerd.socket"):
             shutil.copy(os.path.join(self.units_dir, name), srv)
         shutil.copy(os.path.join(self.source_systemd, "revokerd.sysusers"), srv)
@@ -239,12 +244,16 @@ class NspawnTest(harness.E2ETestCase):
             "client.py": CLIENT,
             "revokerd.conf": test_config(PORTS[0]),
             "revokerd-reload.conf": test_config(PORTS[1]),
+            # Nothing listens on PORTS[1] + 1: down after one refusal, and
+            # then a minute before the next probe.
+            "revokerd-down.conf": test_config(PORTS[1] + 1).replace("base = 100ms", "base = 1min")
+                                  .replace("max_delay = 1s", "max_delay = 15min") + "[logout]\ndown_after = 1\n",
         }
         for name, text in files.items():
             with open(os.path.join(srv, name), "w") as f:
                 f.write(text)
         for name in os.listdir(srv):
-            os.chmod(os.path.join(srv, name), 0o755 if name == "revokerd" else 0o644)
+            os.chmod(os.path.join(srv, name), 0o755 if name in ("revokerd", "revokerctl") else 0o644)
         return srv
 
     def setUp(self):
@@ -319,8 +328,7 @@ class NspawnTest(harness.E2ETestCase):
 
     # -- the walk ------------------------------------------------------------
 
-    def test_service_lifecycle(self):
-        t0 = time.monotonic()
+    def install(self):
         # Installed as README's "Install as a service" does, but for the binary.
         self.C(["sh", "-ec",
                 "mkdir -p /etc/systemd/system/revokerd.service.d /etc/sysusers.d /etc/revokerd\n"
@@ -331,6 +339,98 @@ class NspawnTest(harness.E2ETestCase):
                 "cp {g}/revokerd.conf /etc/revokerd/revokerd.conf\n"
                 "systemd-sysusers\n"
                 "systemctl daemon-reload\n".format(g=GUEST)])
+
+    def as_user(self, user, cmd, groups=("--init-groups",), input=None):  # noqa: A002
+        """(rc, out, err) of cmd run in the container as user."""
+        return self.ct.run(["setpriv", "--reuid=" + user, "--regid=" + user] + list(groups) + cmd,
+                           input=input)
+
+    def test_app_user_writes_the_table(self):
+        # Issue 15: an application user (app, in revokerd; neither root nor
+        # revokerd) writes and flags tokens with its own sqlite3, the
+        # service revokes them, and app reads and verifies the audit; a
+        # user outside the group can do none of it.
+        db = "/var/lib/revokerd/revokerd.db"
+        self.install()
+        self.start_endpoint(0)
+        self.C(["systemctl", "start", "revokerd.socket", "revokerd.service"])
+        self.wait_active("start")
+        self.assertEqual(self.C(["stat", "-c", "%U:%G %a", "/var/lib/revokerd"]).strip(),
+                         "revokerd:revokerd 2770")
+        for suffix in ("", "-wal", "-shm"):
+            self.assertEqual(self.C(["stat", "-c", "%G %a", db + suffix]).strip(), "revokerd 660", suffix)
+
+        def sql(user, text, groups=("--init-groups",)):
+            return self.as_user(user, ["sqlite3", "-bail", "-cmd", ".timeout 5000", db, text], groups=groups)
+
+        self.secrets += ["app-tok-1", "app-tok-2", "app-tok-3"]
+        rc, out, err = sql("app", "INSERT INTO tokens (token, subject) VALUES ('app-tok-1', 'alice');"
+                                  "INSERT INTO tokens (token, subject, flagged) VALUES ('app-tok-2', 'bob', 1);")
+        self.assertEqual(rc, 0, err)
+        rc, out, err = sql("app", "UPDATE tokens SET flagged = 1 WHERE token = 'app-tok-1';")
+        self.assertEqual(rc, 0, err)
+        self.wait_until(lambda: {"app-tok-1", "app-tok-2"} <= set(self.endpoint_tokens(0)), 15,
+                        "app's tokens at the endpoint")
+
+        # With the daemon stopped, app's sqlite3 creates -wal and -shm
+        # itself (the directory's setgid gives them the group); the next
+        # start takes the row.
+        self.C(["systemctl", "stop", "revokerd.service"])
+        rc, out, err = sql("app", "PRAGMA journal_mode=WAL; BEGIN; "
+                                  "INSERT INTO tokens (token, flagged) VALUES ('app-tok-3', 1); COMMIT;")
+        self.assertEqual(rc, 0, err)
+        self.C(["systemctl", "start", "revokerd.service"])
+        self.wait_until(lambda: "app-tok-3" in self.endpoint_tokens(0), 15, "app-tok-3 at the endpoint")
+        for suffix in ("", "-wal", "-shm"):
+            self.assertRegex(self.C(["stat", "-c", "%G %a", db + suffix]).strip(), r"^revokerd 6[0-6]0$", suffix)
+
+        ctl = [GUEST + "/revokerctl", "--database", db, "audit"]
+        rc, out, err = self.as_user("app", ctl + ["--verify"])
+        self.assertEqual(rc, 0, out + err)
+        rc, out, err = self.as_user("app", ctl)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("revoked", out)
+
+        # Outside the group: no read, no write, no audit.
+        nobody = ("--clear-groups",)
+        rc, out, err = sql("65534", "SELECT count(*) FROM tokens;", groups=nobody)
+        self.assertNotEqual(rc, 0, out)
+        rc, out, err = sql("65534", "INSERT INTO tokens (token) VALUES ('x');", groups=nobody)
+        self.assertNotEqual(rc, 0, out)
+        rc, out, err = self.as_user("65534", ctl + ["--verify"], groups=nobody)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("Permission denied", err)
+        export = self.C(["journalctl", "--no-pager", "-o", "export"])
+        for token in self.secrets:
+            self.assertNotIn(token, export, "a token secret in the journal")
+
+    def test_reload_to_a_new_url_ends_the_wait(self):
+        # Issue 15: a reload that fixes the URL ends the 'endpoint down'
+        # wait (here a minute, retry.base) at once: health and the pending
+        # token's wait start afresh.
+        self.install()
+        self.C(["cp", GUEST + "/revokerd-down.conf", "/etc/revokerd/revokerd.conf"])
+        self.C(["systemctl", "start", "revokerd.socket", "revokerd.service"])
+        self.wait_active("start")
+        self.revoke("nspawn-down-1")
+        self.wait_until(lambda: "endpoint down" in self.show("StatusText"), 15, "endpoint down")
+        self.start_endpoint(0)
+        # The file still carries its 1 min waits; only the URL is fixed.
+        self.C(["sed", "-i", "s/:%d/:%d/" % (PORTS[1] + 1, PORTS[0]), "/etc/revokerd/revokerd.conf"])
+        t0 = time.monotonic()
+        self.C(["systemctl", "reload", "revokerd.service"])
+        self.wait_until(lambda: "nspawn-down-1" in self.endpoint_tokens(0), 20,
+                        "nspawn-down-1 at the new URL before the old wait (60 s) ended")
+        took = time.monotonic() - t0
+        print("token at the new URL %.1f s after the reload" % took)
+        self.assertLess(took, 30)
+        self.wait_until(lambda: "endpoint up" in self.show("StatusText"), 10, "endpoint up")
+        journal = self.C(["journalctl", "-u", "revokerd.service", "--no-pager", "-o", "cat"])
+        self.assertIn("the endpoint changed: its health starts afresh, 1 pending token is due now", journal)
+
+    def test_service_lifecycle(self):
+        t0 = time.monotonic()
+        self.install()
         group = self.C(["getent", "group", "revokerd"]).strip()
         self.assertRegex(group, r"^revokerd:x:\d+:app$")
         self.start_endpoint(0)

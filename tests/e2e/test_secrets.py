@@ -18,6 +18,7 @@
 import hashlib
 import http.server
 import json
+import grp
 import os
 import random
 import re
@@ -580,9 +581,39 @@ class Secrets(harness.E2ETestCase):
         d.start()
         conn.close()
         modes = {suffix: stat.S_IMODE(os.stat(d.db_path + suffix).st_mode) for suffix in ("", "-wal", "-shm")}
-        self.assertEqual(modes, {"": 0o640, "-wal": 0o640, "-shm": 0o640})
-        self.assertIn("%s was open to other users (mode 0644, now 0640)" % d.db_path, d.stderr())
-        self.assertIn("%s-wal was open to other users" % d.db_path, d.stderr())
+        # No database group: the group's bits go too (issue 20).
+        self.assertEqual(modes, {"": 0o600, "-wal": 0o600, "-shm": 0o600})
+        gid = os.getgid()
+        self.assertIn("%s had mode 0644 group %d; now 0600" % (d.db_path, gid), d.stderr())
+        self.assertIn("%s-wal had mode 0644" % d.db_path, d.stderr())
+        self.assertEqual(d.stop(), 0)
+
+    def test_database_group_gets_0660(self):
+        # Issue 15: with daemon.control_group the files are the group's,
+        # 0660, whatever they had (0644 with root's group here).
+        try:
+            group = grp.getgrnam("users")
+        except KeyError:
+            self.skipTest("no group 'users'")
+        ep = self.endpoint()
+        d = self.daemon(ep, config={"daemon.control_group": "users"})
+        self.assertEqual(d.stop(), 0)
+        conn = sqlite3.connect(d.db_path)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("INSERT INTO tokens (token) VALUES ('group-test')")
+        conn.commit()
+        for suffix in ("", "-wal", "-shm"):
+            os.chown(d.db_path + suffix, -1, 0)
+            os.chmod(d.db_path + suffix, 0o644)
+        d.start()
+        conn.close()
+        files = {suffix: (stat.S_IMODE(st.st_mode), st.st_gid)
+                 for suffix in ("", "-wal", "-shm") for st in [os.stat(d.db_path + suffix)]}
+        self.assertEqual(files, {s: (0o660, group.gr_gid) for s in ("", "-wal", "-shm")})
+        self.assertIn("%s had mode 0644 group 0; now 0660 in the database group" % d.db_path,
+                      d.stderr())
+        # The directory is not the group's: the daemon says what members lack.
+        self.assertIn("does not belong to daemon.control_group users", d.stderr())
         self.assertEqual(d.stop(), 0)
 
     # -- (e) tamper evidence -------------------------------------------------

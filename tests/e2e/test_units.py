@@ -155,7 +155,7 @@ class UnitsTest(harness.E2ETestCase):
         u = read_unit(self.units["revokerd.service"])
         expect = {
             "Type": "notify", "NotifyAccess": "main", "Restart": "on-failure",
-            "StateDirectory": "revokerd", "StateDirectoryMode": "0700",
+            "StateDirectory": "revokerd", "StateDirectoryMode": "2770",
             "User": "revokerd", "Group": "revokerd",
             "DynamicUser": "no", "UMask": "0077", "NoNewPrivileges": "yes",
             "CapabilityBoundingSet": "", "ProtectSystem": "strict", "PrivateTmp": "yes",
