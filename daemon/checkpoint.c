@@ -37,7 +37,7 @@ struct checkpoint {
     bool sweeping; /* it is the sweep */
     bool failed;  /* the last pass failed (not busy): wait for checkpoint_request() */
     int stuck_err;     /* step 1 or 2 failed (not busy): the WAL cannot be reset; 0 when it can */
-    unsigned stuck_passes; /* passes that failed so since the WAL was last reset */
+    unsigned stuck_passes; /* failed passes since the WAL was last cut */
     bool closing;
     void (*closed)(void *data);
     void *closed_data;
