@@ -36,6 +36,8 @@ struct checkpoint {
     bool running; /* step 1 or the sweep is queued or running */
     bool sweeping; /* it is the sweep */
     bool failed;  /* the last pass failed (not busy): wait for checkpoint_request() */
+    int stuck_err;     /* step 1 or 2 failed (not busy): the WAL cannot be reset; 0 when it can */
+    unsigned stuck_passes; /* failed passes since the WAL was last cut */
     bool closing;
     void (*closed)(void *data);
     void *closed_data;
@@ -284,7 +286,9 @@ static void after_step1(uv_work_t *w, int status)
     if (status == 0 && c->step1_frames > 0)
         c->stats.frames_off_loop += (uint64_t)c->step1_frames;
     if (status == 0 && c->step1_rc != SQLITE_OK && c->step1_rc != SQLITE_BUSY) {
-        pass_ended(c, db_errno(c->step1_rc), sqlite3_errmsg(c->conn));
+        c->stuck_err = db_errno(c->step1_rc);
+        c->stuck_passes++;
+        pass_ended(c, c->stuck_err, sqlite3_errmsg(c->conn));
         return;
     }
     /* Much was committed while step 1 ran (its fsync takes long under
@@ -303,8 +307,14 @@ static void after_step1(uv_work_t *w, int status)
         return;
     }
     int err = db_checkpoint(c->db);
-    if (err == 0)
+    if (err == 0) {
         c->wal_frames = 0;
+        c->stuck_err = 0;
+        c->stuck_passes = 0;
+    } else if (err != -EBUSY) {
+        c->stuck_err = err;
+        c->stuck_passes++;
+    }
     if (err == 0 && c->requests != c->swept && uv_now(c->loop) < c->next_sweep_ms) {
         /* Its turn comes later: the engine's retry of a busy pass asks again. */
         pass_ended(c, -EBUSY, "the sweep waits its turn");
@@ -366,6 +376,23 @@ void checkpoint_request(struct checkpoint *c)
      * whatever was committed until then. */
     if (!c->running)
         start(c);
+}
+
+int checkpoint_stuck(const struct checkpoint *c)
+{
+    return c ? c->stuck_err : 0;
+}
+
+unsigned checkpoint_retry_ms(const struct checkpoint *c)
+{
+    unsigned n = c && c->stuck_passes ? c->stuck_passes - 1 : 0;
+    unsigned ms;
+
+    if (!c || !c->stuck_err)
+        return CHECKPOINT_RETRY_SWEEP_MS; /* the WAL was cut: only the sweep failed */
+    ms = CHECKPOINT_RETRY_MIN_MS << (n < 4 ? n : 4);
+
+    return ms < CHECKPOINT_RETRY_MAX_MS ? ms : CHECKPOINT_RETRY_MAX_MS;
 }
 
 bool checkpoint_copying(const struct checkpoint *c)

@@ -27,6 +27,14 @@
  * If one loop turn lasts so long that the WAL reaches CHECKPOINT_FRAMES_INLINE
  * frames before step 2 runs, the commit checkpoints as SQLite would (PASSIVE),
  * so that the WAL stays bounded whatever the loop does.
+ * While step 1 or 2 fails (not busy: a full disk, an I/O error) the WAL
+ * cannot be reset and each commit only makes it longer; on a full disk each
+ * frame takes space the checkpoint needs to grow the database file into.
+ * checkpoint_stuck() says so until a step 2 has cut the WAL: the store then
+ * starts no write (store.h), so the WAL stays at its size when the
+ * checkpoint first failed (below CHECKPOINT_FRAMES_INLINE frames) and space
+ * that returns goes to the checkpoint; the owner retries after
+ * checkpoint_retry_ms(), 250 ms doubling to 4 s (doc/disk-full.md).
  * An in-memory database has no WAL: nothing is done. */
 #pragma once
 
@@ -38,6 +46,9 @@
 
 #define CHECKPOINT_FRAMES 1000        /* SQLite's own default threshold */
 #define CHECKPOINT_FRAMES_INLINE 4000 /* step 2 is late: checkpoint in the commit */
+#define CHECKPOINT_RETRY_MIN_MS 250   /* a stuck checkpoint is retried this soon, */
+#define CHECKPOINT_RETRY_MAX_MS 4000  /* doubling to this */
+#define CHECKPOINT_RETRY_SWEEP_MS 30000 /* a failed sweep (the WAL was cut) */
 
 struct checkpoint;
 /* err: 0, -EBUSY (readers or writers in the way: try again soon) or another
@@ -50,6 +61,12 @@ int checkpoint_new(uv_loop_t *loop, struct db *db, checkpoint_cb cb, void *data,
  * fsync on the loop; the owner's writes that can wait should (cb says when
  * the pass ended). */
 bool checkpoint_copying(const struct checkpoint *c);
+/* 0, or the negative errno of the step 1 or 2 that failed last: the WAL
+ * cannot be reset and must not grow (see above). */
+int checkpoint_stuck(const struct checkpoint *c);
+/* When to retry a pass that failed: 250 ms, doubling per failed pass to
+ * 4 s, while stuck; 30 s after a sweep that failed. */
+unsigned checkpoint_retry_ms(const struct checkpoint *c);
 /* Start a pass with a sweep, unless one is running: its step 2 serves this
  * request, and its sweep unless the sweep had begun (then another pass). */
 void checkpoint_request(struct checkpoint *c);

@@ -545,9 +545,11 @@ static void on_checkpoint(void *data, int err, const char *msg)
     if (err == -EBUSY) {
         uv_timer_start(&r->scrub_timer, on_scrub_timer, SCRUB_DELAY_MS, 0);
     } else if (err < 0) {
-        log_err("database: cannot checkpoint the WAL (%s): %s; cleared secrets may stay in it; retrying in %d s",
-                strerror(-err), msg, RESCAN_MS / 1000);
-        uv_timer_start(&r->scrub_timer, on_scrub_timer, RESCAN_MS, 0);
+        unsigned ms;
+        if (store_checkpoint_retry(r->store, &ms)) /* said once, then quiet while it backs off */
+            log_err("database: cannot checkpoint the WAL (%s): %s; writes wait for it; retrying in %u ms",
+                    strerror(-err), msg, ms);
+        uv_timer_start(&r->scrub_timer, on_scrub_timer, ms, 0);
     }
 }
 

@@ -216,20 +216,35 @@ bool store_may_write(const struct store *s, enum store_write kind)
 {
     /* A commit made while step 1 copies is left for step 2 to copy, with an
      * fsync on the loop; a client's request is small and cannot wait. */
+    if (checkpoint_stuck(s->ckpt))
+        return false; /* the WAL cannot be reset: it must not grow (checkpoint.h) */
     return kind == STORE_WRITE_NOW || !checkpoint_copying(s->ckpt);
+}
+
+/* A commit that failed for want of space or on an I/O error: a checkpoint
+ * that cuts the WAL may give the space back; if it fails too, writes wait
+ * for it (checkpoint_stuck). */
+static void after_write_error(struct store *s, int rc)
+{
+    if (rc == -ENOSPC || rc == -EIO)
+        checkpoint_request(s->ckpt);
 }
 
 int store_begin(struct store *s, enum store_write kind)
 {
     int rc;
 
+    if (checkpoint_stuck(s->ckpt))
+        return checkpoint_stuck(s->ckpt);
     if (!store_may_write(s, kind))
         return -EAGAIN;
     if (s->tokens)
         s->begun_tally = tokens_tally(s->tokens);
     rc = db_begin(s->db);
-    if (rc < 0)
+    if (rc < 0) {
         store_rollback(s);
+        after_write_error(s, rc);
+    }
     return rc;
 }
 
@@ -237,8 +252,10 @@ int store_commit(struct store *s)
 {
     int rc = db_commit(s->db);
 
-    if (rc < 0)
+    if (rc < 0) {
         store_rollback(s);
+        after_write_error(s, rc);
+    }
     return rc;
 }
 
@@ -370,6 +387,12 @@ void store_on_checkpoint(struct store *s, void (*cb)(void *data, int err, const 
 void store_checkpoint_request(struct store *s)
 {
     checkpoint_request(s->ckpt);
+}
+
+bool store_checkpoint_retry(const struct store *s, unsigned *ret_ms)
+{
+    *ret_ms = checkpoint_retry_ms(s->ckpt);
+    return *ret_ms == CHECKPOINT_RETRY_MIN_MS || *ret_ms == CHECKPOINT_RETRY_SWEEP_MS;
 }
 
 int store_checkpoint_now(struct store *s)

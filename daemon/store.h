@@ -67,10 +67,14 @@ enum store_write {
     STORE_WRITE_CAN_WAIT, /* the engine's pages and batches: held while a checkpoint copies */
     STORE_WRITE_NOW,      /* a client waits for the reply: always goes */
 };
-/* May a write of this kind start now? */
+/* May a write of this kind start now? Never while the WAL cannot be
+ * checkpointed (checkpoint_stuck: a full disk): it would only grow. */
 bool store_may_write(const struct store *s, enum store_write kind);
-/* BEGIN IMMEDIATE. -EAGAIN when store_may_write() says no (nothing is
- * opened); on any failure no transaction is left open. */
+/* BEGIN IMMEDIATE. The checkpoint's error (-ENOSPC on a full disk) while
+ * the WAL cannot be checkpointed, -EAGAIN when store_may_write() says no
+ * otherwise (nothing is opened); on any failure no transaction is left
+ * open. A begin or commit that fails with -ENOSPC or -EIO starts a
+ * checkpoint pass: cutting the WAL may give the space back. */
 int store_begin(struct store *s, enum store_write kind);
 /* On failure the transaction is rolled back (store_rollback). */
 int store_commit(struct store *s);
@@ -116,6 +120,10 @@ int store_count(struct store *s, bool full, struct state_counts *ret);
 void store_on_checkpoint(struct store *s, void (*cb)(void *data, int err, const char *msg), void *data);
 /* Start a checkpoint pass, unless one is running (checkpoint_request). */
 void store_checkpoint_request(struct store *s);
+/* *ret_ms: when to retry a checkpoint pass that failed (checkpoint_retry_ms);
+ * true when the failure is worth a log line (the first of a stuck run, or a
+ * failed sweep), false while a stuck checkpoint backs off. */
+bool store_checkpoint_retry(const struct store *s, unsigned *ret_ms);
 /* A TRUNCATE checkpoint now, on the loop (db_checkpoint): -EBUSY when
  * readers or writers are in the way. */
 int store_checkpoint_now(struct store *s);
