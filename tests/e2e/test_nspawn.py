@@ -16,7 +16,9 @@ the stand-in endpoint inside, and then walks through what an operator does:
   journalctl with priorities and structured fields, and no secret in it.
 Beside the walk: an application user in revokerd writes the table with
 sqlite3 and verifies the audit while a user outside the group can do
-neither; and a reload that fixes a down endpoint's URL is tried at once.
+neither; a reload that fixes a down endpoint's URL is tried at once; and what
+`meson install` puts down answers there (man revokerd, completion) and a
+second install keeps an edited configuration.
 
 Needs root, systemd-nspawn (apt-get install systemd-container), nsenter,
 unshare and setpriv (util-linux). Takes about 15 s.
@@ -553,15 +555,7 @@ class NspawnTest(harness.E2ETestCase):
     def test_journal_fields(self):
         """journald shows the caller's CODE_FILE/CODE_LINE/CODE_FUNC, not
         log.c's, and every line about a token carries TOKEN_ID."""
-        self.C(["sh", "-ec",
-                "mkdir -p /etc/systemd/system/revokerd.service.d /etc/sysusers.d /etc/revokerd\n"
-                "cp {g}/revokerd.service {g}/revokerd.socket /etc/systemd/system/\n"
-                "cp {g}/test.conf /etc/systemd/system/revokerd.service.d/\n"
-                "cp {g}/revokerd.sysusers /etc/sysusers.d/revokerd.conf\n"
-                "cp {g}/app.sysusers /etc/sysusers.d/app.conf\n"
-                "cp {g}/revokerd.conf /etc/revokerd/revokerd.conf\n"
-                "systemd-sysusers\n"
-                "systemctl daemon-reload\n".format(g=GUEST)])
+        self.install()
         self.start_endpoint(0)
         self.C(["systemctl", "start", "revokerd.socket"])
         tid = self.revoke("s422-nspawn-journal")["id"]
@@ -583,6 +577,49 @@ class NspawnTest(harness.E2ETestCase):
         self.assertTrue(own)
         self.assertEqual([e for e in own if e.get("CODE_FILE") in (None, "log.c")], [],
                          "every line of revokerd names its caller")
+
+    def test_installed_pages_completion_and_config(self):
+        """What `meson install` puts down answers in the container: `man
+        revokerd`, `man 5 revokerd.conf` and `man revokerctl` from the
+        installed man tree, bash-completion's loader completing revokerctl
+        from the installed file; and a second install keeps an edited
+        configuration."""
+        build = os.path.dirname(os.path.dirname(self.revokerd))
+        dest = os.path.join(self.dir, "srv", "dest")  # GUEST/dest in the container
+
+        def install():
+            r = subprocess.run(["meson", "install", "-C", build, "--no-rebuild", "--quiet", "--destdir", dest],
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        install()
+        installed = json.loads(subprocess.run(["meson", "introspect", "--installed", build], check=True,
+                                              capture_output=True, text=True).stdout)
+        by_name = {os.path.basename(p): p for p in installed.values()}
+        # The container's /etc is empty; man-db's configuration is the host's, as Debian installs it.
+        shutil.copy("/etc/manpath.config", os.path.join(self.dir, "srv"))
+        self.C(["cp", GUEST + "/manpath.config", "/etc/manpath.config"])
+        mandir = os.path.dirname(os.path.dirname(by_name["revokerd.8"]))
+        for page, want in ((["revokerd"], "revokerd - "), (["5", "revokerd.conf"], "revokerd.conf - "),
+                           (["revokerctl"], "revokerctl - ")):
+            out = self.C(["env", "MANPATH=%s/dest%s" % (GUEST, mandir), "MANWIDTH=80", "man", "-P", "cat"] + page)
+            self.assertIn(want, out, page)
+
+        completion = next(p for p in installed.values() if p.endswith("/completions/revokerctl"))
+        script = ("source /usr/share/bash-completion/bash_completion; source %s/dest%s; "
+                  "COMP_WORDS=(revokerctl st); COMP_CWORD=1; COMP_LINE='revokerctl st'; COMP_POINT=13; "
+                  "f=$(complete -p revokerctl | sed -n 's/.*-F \\([^ ]*\\) .*/\\1/p'); "
+                  "$f revokerctl st revokerctl; printf '%%s\\n' \"${COMPREPLY[@]}\"" % (GUEST, completion))
+        out = self.C(["bash", "-c", script])
+        self.assertEqual(sorted(out.split()), ["stats", "status"], out)
+
+        opts = {o["name"]: o["value"] for o in json.loads(subprocess.run(
+            ["meson", "introspect", "--buildoptions", build], check=True, capture_output=True, text=True).stdout)}
+        config = dest + os.path.join(opts["prefix"], opts["sysconfdir"], "revokerd", "revokerd.conf")
+        with open(config, "a") as f:
+            f.write("# edited by the operator\n")
+        install()
+        with open(config) as f:
+            self.assertTrue(f.read().endswith("# edited by the operator\n"), "a second install replaced " + config)
 
 
 if __name__ == "__main__":
