@@ -686,44 +686,41 @@ static int fetch_rows(struct tokens *t, sqlite3_stmt *st, bool with_tokenless,
     return err;
 }
 
-int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
-                     int (*cb)(void *ud, const struct pending_row *row), void *ud)
+/* The four fetches differ in their statement and in what ?1 is: a time
+ * (due rows by retry time) or an id (a backlog's cursor, which also hands
+ * over the rows without a token). */
+static int fetch_page(struct tokens *t, sqlite3_stmt *st, int64_t key, unsigned limit, bool with_tokenless,
+                      int (*cb)(void *ud, const struct pending_row *row), void *ud)
 {
     if (!cb)
         return -EINVAL;
-    sqlite3_bind_int64(t->fetch, 1, now_ms);
-    sqlite3_bind_int64(t->fetch, 2, limit);
-    return fetch_rows(t, t->fetch, false, cb, ud);
+    sqlite3_bind_int64(st, 1, key);
+    sqlite3_bind_int64(st, 2, limit);
+    return fetch_rows(t, st, with_tokenless, cb, ud);
+}
+
+int tokens_fetch_due(struct tokens *t, int64_t now_ms, unsigned limit,
+                     int (*cb)(void *ud, const struct pending_row *row), void *ud)
+{
+    return fetch_page(t, t->fetch, now_ms, limit, false, cb, ud);
 }
 
 int tokens_fetch_from(struct tokens *t, int64_t after_id, unsigned limit,
                       int (*cb)(void *ud, const struct pending_row *row), void *ud)
 {
-    if (!cb)
-        return -EINVAL;
-    sqlite3_bind_int64(t->fetch_from, 1, after_id);
-    sqlite3_bind_int64(t->fetch_from, 2, limit);
-    return fetch_rows(t, t->fetch_from, true, cb, ud);
+    return fetch_page(t, t->fetch_from, after_id, limit, true, cb, ud);
 }
 
 int tokens_fetch_urgent(struct tokens *t, int64_t now_ms, unsigned limit,
                         int (*cb)(void *ud, const struct pending_row *row), void *ud)
 {
-    if (!cb)
-        return -EINVAL;
-    sqlite3_bind_int64(t->fetch_urgent, 1, now_ms);
-    sqlite3_bind_int64(t->fetch_urgent, 2, limit);
-    return fetch_rows(t, t->fetch_urgent, false, cb, ud);
+    return fetch_page(t, t->fetch_urgent, now_ms, limit, false, cb, ud);
 }
 
 int tokens_fetch_urgent_from(struct tokens *t, int64_t after_id, unsigned limit,
                              int (*cb)(void *ud, const struct pending_row *row), void *ud)
 {
-    if (!cb)
-        return -EINVAL;
-    sqlite3_bind_int64(t->fetch_urgent_from, 1, after_id);
-    sqlite3_bind_int64(t->fetch_urgent_from, 2, limit);
-    return fetch_rows(t, t->fetch_urgent_from, true, cb, ud);
+    return fetch_page(t, t->fetch_urgent_from, after_id, limit, true, cb, ud);
 }
 
 static int next_events(struct tokens *t, int64_t now_ms, int64_t urgent_after_ms, struct next_events *n)

@@ -574,6 +574,22 @@ class Daemon:
         return run(cmd, timeout=timeout)
 
 
+def request(path, obj, timeout=5):
+    """One request on a new connection to the control socket at path: the
+    reply as an object, or None when the daemon closed without one."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(path)
+        s.sendall(json.dumps(obj).encode() + b"\n")
+        buf = b""
+        while b"\n" not in buf:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            buf += chunk
+        return json.loads(buf.split(b"\n", 1)[0]) if buf else None
+
+
 def run(cmd, timeout=30, env=None, input=None):  # noqa: A002 - mirrors subprocess
     """Run a command to completion: (rc, stdout, stderr) as text."""
     e = dict(os.environ)

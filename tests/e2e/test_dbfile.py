@@ -3,27 +3,14 @@ daemon per database whatever socket it is given, and a database removed or
 replaced while the daemon runs is noticed, refused on the socket and ends
 the daemon with exit 1, so that a restart opens the file that is there now."""
 
-import json
 import os
-import socket
 import sqlite3
 import time
 
 import harness
+from harness import request
 
 
-def request(path, obj, timeout=5):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(json.dumps(obj).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        return json.loads(buf.split(b"\n", 1)[0]) if buf else None
 
 
 class OneDaemonPerDatabase(harness.E2ETestCase):

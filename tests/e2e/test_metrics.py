@@ -19,6 +19,7 @@ import time
 import unittest
 
 import harness
+from harness import request
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -37,18 +38,6 @@ def tok(prefix):
     return "%s-%s" % (prefix, secrets.token_hex(12))
 
 
-def request(path, obj, timeout=5):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(json.dumps(obj).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            chunk = s.recv(1 << 20)
-            if not chunk:
-                break
-            buf += chunk
-        return json.loads(buf.split(b"\n", 1)[0])
 
 
 def samples(text):

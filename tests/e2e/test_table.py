@@ -5,12 +5,10 @@ year 3000 fail with `rejected: expires_at is not a time`, logged once with the
 row's id, audited, counted in `stats` and listed by the invalid_tokens view;
 and a due row without a token counts as rejected in `stats` too."""
 
-import json
-import socket
 import time
 
 import harness
-from harness import now_s
+from harness import now_s, request
 
 # (SQL literal, what the row's last_error says) for values that can never be a time.
 GARBAGE = [
@@ -21,18 +19,6 @@ GARBAGE = [
 ]
 
 
-def request(path, obj, timeout=5):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(json.dumps(obj).encode() + b"\n")
-        buf = b""
-        while b"\n" not in buf:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        return json.loads(buf.split(b"\n", 1)[0])
 
 
 class BadRows(harness.E2ETestCase):
