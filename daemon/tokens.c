@@ -82,16 +82,20 @@ static const struct {
     {S(next_retry),
      "SELECT next_attempt_at FROM tokens INDEXED BY tokens_next "
      "WHERE state = 'pending' AND next_attempt_at > ?1 ORDER BY next_attempt_at LIMIT 1"},
-    /* Column 5, urgent: the lanes of sql/006-urgent-lane.sql. */
+    /* Column 5, urgent: the lanes of sql/006-urgent-lane.sql. The routine
+     * reads leave urgent rows out in SQL, so that a page of them does not
+     * count as a full page of routine work (the loop would spin on it). */
     {S(fetch),
      "SELECT id, token, fingerprint, attempts, next_attempt_at, due_reason <> 'expired' FROM tokens "
      "INDEXED BY tokens_next "
      "WHERE state = 'pending' AND next_attempt_at <= ?1 AND token IS NOT NULL "
+     "AND (due_reason = 'expired' OR due_reason IS NULL) "
      "ORDER BY next_attempt_at, id LIMIT ?2"},
     {S(fetch_from),
      "SELECT id, token, fingerprint, attempts, next_attempt_at, due_reason <> 'expired' FROM tokens "
      "INDEXED BY tokens_pending "
-     "WHERE state = 'pending' AND id > ?1 ORDER BY id LIMIT ?2"},
+     "WHERE state = 'pending' AND id > ?1 AND (due_reason = 'expired' OR due_reason IS NULL) "
+     "ORDER BY id LIMIT ?2"},
     {S(fetch_urgent),
      "SELECT id, token, fingerprint, attempts, next_attempt_at, 1 FROM tokens "
      "INDEXED BY tokens_urgent "
