@@ -285,7 +285,9 @@ static int file_check(struct daemon *d)
 static void repair_note(void *data, const char *type, const char *name, const char *how)
 {
     (void)data;
-    if (strcmp(type, "file") == 0)
+    if (strcmp(type, "link") == 0)
+        log_notice("%s is %s through a symbolic link: revokerd locks, opens and checks that file", name, how);
+    else if (strcmp(type, "file") == 0)
         log_warning("%s had %s: it holds secrets, only revokerd's user and daemon.control_group may use it",
                     name, how);
     else

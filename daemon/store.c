@@ -3,6 +3,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,12 +97,42 @@ int store_open(uv_loop_t *loop, const char *path, schemacheck_note_fn note, void
     return store_open_group(loop, path, (gid_t)-1, note, note_data, ret_store, err, errlen);
 }
 
-int store_open_group(uv_loop_t *loop, const char *path, gid_t group, schemacheck_note_fn note, void *note_data,
-                     struct store **ret_store, char *err, size_t errlen)
+/* The file that path names, through any symbolic link in it: the lock, the
+ * -wal/-shm and the file check must be the ones beside the file SQLite
+ * opens, or a second daemon given another name of the same file would run
+ * beside the first. A file not created yet: its directory, resolved. */
+static void resolve_path(const char *path, char *out, size_t outlen)
+{
+    char dir[PATH_MAX], real[PATH_MAX];
+    const char *slash = strrchr(path, '/');
+
+    snprintf(out, outlen, "%s", path);
+    if (is_memory(path) || strncmp(path, "file:", 5) == 0)
+        return;
+    if (realpath(path, real)) {
+        snprintf(out, outlen, "%s", real);
+        return;
+    }
+    snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
+    if (slash == path)
+        snprintf(dir, sizeof(dir), "/");
+    if (realpath(dir, real)) {
+        int n = snprintf(out, outlen, "%s/%s", strcmp(real, "/") == 0 ? "" : real, slash ? slash + 1 : path);
+        if (n < 0 || (size_t)n >= outlen) /* too long resolved: SQLite will say so of the name given */
+            snprintf(out, outlen, "%s", path);
+    }
+}
+
+int store_open_group(uv_loop_t *loop, const char *given_path, gid_t group, schemacheck_note_fn note,
+                     void *note_data, struct store **ret_store, char *err, size_t errlen)
 {
     struct store *s = calloc(1, sizeof(*s));
-    char why[512];
+    char why[512], path[PATH_MAX];
     int rc;
+
+    resolve_path(given_path, path, sizeof(path));
+    if (strcmp(path, given_path) != 0 && note)
+        note(note_data, "link", given_path, path);
 
     if (!s) {
         snprintf(err, errlen, "cannot open %s: out of memory", path);
@@ -207,7 +238,15 @@ int store_check_schema(struct store *s, char *err, size_t errlen)
 
 const char *store_errmsg(const struct store *s)
 {
+    /* While writes are held, that is why a write failed, not SQLite's last word. */
+    if (checkpoint_stuck(s->ckpt))
+        return "the WAL cannot be checkpointed (is the disk full?); nothing more is written until it can";
     return db_errmsg(s->db);
+}
+
+int store_writes_held(const struct store *s)
+{
+    return checkpoint_stuck(s->ckpt);
 }
 
 /* ---- transactions ---- */

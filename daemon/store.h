@@ -54,6 +54,8 @@ struct db *store_db(struct store *s);
 /* 0 while the path (and the lock file beside it) still name the files that
  * are open; -ENOENT (removed) or -ESTALE (replaced), *ret_what the path. */
 int store_check_file(const struct store *s, const char **ret_what);
+/* Nonzero (a negative errno) while writes wait for a stuck checkpoint. */
+int store_writes_held(const struct store *s);
 /* When another process changed the schema since the last check: check and
  * repair it as store_open() does. 0; -EBADMSG with err saying what to do; or
  * a passing error (busy) with err set: try again later. */

@@ -38,6 +38,36 @@ class OneDaemonPerDatabase(harness.E2ETestCase):
         d2.start()
         self.assertEqual(d2.stop(), 0)
 
+    def test_another_name_of_the_same_file_is_the_same_database(self):
+        """A symbolic link to the database is the database: a second daemon
+        given the link is refused, and the modes are set on the file itself
+        and on the -wal/-shm beside it."""
+        ep = self.endpoint()
+        d = self.daemon(ep)
+        real = os.path.realpath(d.db_path)
+        other = os.path.join(self.dir, "elsewhere")
+        os.mkdir(other)
+        link = os.path.join(other, "link.db")
+        os.symlink(real, link)
+        d2 = self.daemon(ep, start=False, config={"daemon.database": link})
+        d2.start(wait_ready=False)
+        self.assertEqual(d2.proc.wait(15), 1)
+        self.assertIn("another revokerd (pid %d) is using %s" % (d.pid, real), d2.stderr())
+        self.assertIn("%s is %s through a symbolic link" % (link, real), d2.stderr())
+        self.assertEqual(d.stop(), 0)
+
+        # Opened through the link: the file and its -wal/-shm lose the
+        # permissions others had.
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(real + suffix):
+                os.chmod(real + suffix, 0o644)
+        d2.start()
+        for suffix in ("", "-wal", "-shm"):
+            self.assertEqual(os.stat(real + suffix).st_mode & 0o777, 0o600, suffix)
+        self.assertFalse(os.path.exists(link + "-wal"))
+        self.assertEqual(d2.stop(), 0)
+
+
 
 class DatabaseRemovedOrReplaced(harness.E2ETestCase):
 
