@@ -36,7 +36,7 @@ struct checkpoint {
     bool running; /* step 1 or the sweep is queued or running */
     bool sweeping; /* it is the sweep */
     bool failed;  /* the last pass failed (not busy): wait for checkpoint_request() */
-    int stuck_err;     /* step 1 or 2 failed (not busy): the WAL cannot be reset; 0 when it can */
+    int stuck_err;     /* step 1 or 2 failed for want of space or on I/O: writes wait; 0 when not */
     unsigned stuck_passes; /* failed passes since the WAL was last cut */
     bool closing;
     void (*closed)(void *data);
@@ -274,6 +274,14 @@ static void after_sweep(uv_work_t *w, int status)
 }
 
 /* Step 2, on the loop. */
+/* Out of space, or the disk failing: each commit would only grow a WAL that
+ * cannot be reset, so writes wait (checkpoint_stuck). Other failures
+ * (corruption, a read-only file) are retried and logged as before. */
+static bool holds_writes(int err)
+{
+    return err == -ENOSPC || err == -EIO;
+}
+
 static void after_step1(uv_work_t *w, int status)
 {
     struct checkpoint *c = w->data;
@@ -286,9 +294,12 @@ static void after_step1(uv_work_t *w, int status)
     if (status == 0 && c->step1_frames > 0)
         c->stats.frames_off_loop += (uint64_t)c->step1_frames;
     if (status == 0 && c->step1_rc != SQLITE_OK && c->step1_rc != SQLITE_BUSY) {
-        c->stuck_err = db_errno(c->step1_rc);
-        c->stuck_passes++;
-        pass_ended(c, c->stuck_err, sqlite3_errmsg(c->conn));
+        int err = db_errno(c->step1_rc);
+        if (holds_writes(err)) {
+            c->stuck_err = err;
+            c->stuck_passes++;
+        }
+        pass_ended(c, err, sqlite3_errmsg(c->conn));
         return;
     }
     /* Much was committed while step 1 ran (its fsync takes long under
@@ -311,7 +322,7 @@ static void after_step1(uv_work_t *w, int status)
         c->wal_frames = 0;
         c->stuck_err = 0;
         c->stuck_passes = 0;
-    } else if (err != -EBUSY) {
+    } else if (holds_writes(err)) {
         c->stuck_err = err;
         c->stuck_passes++;
     }

@@ -275,7 +275,13 @@ static void flush(struct revoke *r)
     bool scrub = false;
     int rc;
 
-    if (!r->batch.head || r->db_blocked || !store_may_write(r->store, STORE_WRITE_CAN_WAIT))
+    if (!r->batch.head || r->db_blocked)
+        return;
+    if (store_writes_held(r->store)) { /* said, backed off, and no wait at a stop */
+        db_trouble(r, "recording outcomes", store_writes_held(r->store));
+        return;
+    }
+    if (!store_may_write(r->store, STORE_WRITE_CAN_WAIT))
         return;
     start = uv_hrtime();
     rc = store_begin(r->store, STORE_WRITE_CAN_WAIT);

@@ -76,6 +76,29 @@ class WalSampler(threading.Thread):
 class DiskFullRecovery(FaultTest):
     small_filesystem = test_faults.DiskFull.small_filesystem
 
+    def test_stop_while_full_says_what_was_not_recorded(self):
+        """SIGTERM while writes wait for the stuck checkpoint: the daemon
+        says why in stats and exits at once with the outcomes it could not
+        commit named (they stay pending), instead of waiting to be killed."""
+        mnt = self.small_filesystem("8m")
+        ep = self.endpoint(delay_ms=5)
+        d = self.daemon(ep, start=False)
+        d.db_path = os.path.join(mnt, "revokerd.db")
+        d.set({"daemon.database": d.db_path})
+        d.start()
+        app = self.app(d)
+        ids = app.insert_many([tok("stop") for _ in range(BACKLOG)], flagged=1)
+        self.wait_until(lambda: self.count(app, ids.values(), "revoked") >= 300, 20, "the drain under way")
+        fill_filesystem(os.path.join(mnt, "filler"))
+        self.wait_until(lambda: "disk is full" in d.stderr(), 15, "the full disk in the log")
+        c = CtlClient(d.socket_path)
+        self.addCleanup(c.close)
+        self.wait_until(lambda: "WAL cannot be checkpointed" in (c.request({"op": "stats"}).get("db_error") or ""),
+                        15, "stats naming the stuck checkpoint")
+        c.close()
+        self.assertEqual(d.stop(timeout=10), 0)
+        self.assertIn("could not be committed at shutdown", d.stderr())
+
     def test_recovers_with_a_small_margin_over_what_the_database_needs(self):
         mnt = self.small_filesystem("8m")
         ep = self.endpoint(delay_ms=5)
