@@ -50,9 +50,9 @@ static int open_fail(sqlite3 *conn, const char *what, const char *path, int rc)
 }
 
 /* Create the file with mode 0600 when missing, whatever the umask: SQLite
- * would create it with 0644 & ~umask. An existing file keeps its mode (an
- * operator may have opened it to a group on purpose). SQLite gives the -wal
- * and -shm files the mode of the database file. */
+ * would create it with 0644 & ~umask. An existing file keeps its mode here;
+ * the daemon's store sets it (dbfile_modes: 0600, or 0660 in its group).
+ * SQLite gives the -wal and -shm files the mode of the database file. */
 static int create_private(const char *path)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);

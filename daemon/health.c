@@ -65,9 +65,15 @@ void health_configure(struct health *h, unsigned down_after, uint64_t base_ms, u
     h->max_ms = max_ms;
 }
 
-void health_reset(struct health *h)
+void health_reset(struct health *h, uint64_t now_ms)
 {
+    uint64_t down_ms, paused_ms;
+
+    health_times(h, now_ms, &down_ms, &paused_ms); /* since start: they stay */
     health_init(h, h->down_after, h->base_ms, h->max_ms);
+    h->down_ms = down_ms;
+    h->paused_ms = paused_ms;
+    h->pause_from_ms = h->pause_until_ms = now_ms;
 }
 
 unsigned health_allowance(const struct health *h, uint64_t now_ms, unsigned in_flight,

@@ -46,9 +46,10 @@ struct health {
 
 void health_init(struct health *h, unsigned down_after, uint64_t base_ms, uint64_t max_ms);
 void health_configure(struct health *h, unsigned down_after, uint64_t base_ms, uint64_t max_ms);
-/* UP, no failures, no pause, no last_error; the settings kept. For a new
+/* UP, no failures, no pause, no last_error; the settings and the time
+ * spent down or paused since start (the metrics' counters) kept. For a new
  * URL: what the old one did says nothing about it. */
-void health_reset(struct health *h);
+void health_reset(struct health *h, uint64_t now_ms);
 
 /* How many requests may start now, given in_flight running and a wish of
  * `want`. 0 means wait: *ret_wake_ms (if not NULL) is then the monotonic time

@@ -27,6 +27,7 @@ struct job {
     char fingerprint[SECRET_FP_LEN + 1];
     unsigned attempts;
     bool urgent; /* flagged or requested: the urgent lane (lanes.h) */
+    unsigned url_gen; /* the engine's URL generation when it was sent */
     struct outcome_result out;
 };
 

@@ -118,6 +118,33 @@ static int replace_string(char **dst, const char *value)
     return 0;
 }
 
+/* daemon.control_group: a group name, or a number (which need not name a
+ * group in /etc/group). NULL when there is none by that name. */
+static const struct group *find_group(const char *name)
+{
+    static struct group by_number;
+    char *end;
+    unsigned long n;
+
+    errno = 0;
+    n = strtoul(name, &end, 10);
+    if (name[0] >= '0' && name[0] <= '9' && *end == '\0' && errno == 0 && n < (gid_t)-1) {
+        const struct group *g = getgrgid((gid_t)n);
+        if (g)
+            return g;
+        by_number = (struct group){.gr_gid = (gid_t)n};
+        return &by_number;
+    }
+    return getgrnam(name);
+}
+
+static gid_t control_gid(const struct config *c)
+{
+    const struct group *g = c->control_group ? find_group(c->control_group) : NULL;
+
+    return g ? g->gr_gid : (gid_t)-1;
+}
+
 /* Defaults, then the file, then the command line, then the whole checked. */
 static int read_config(const struct options *o, struct config *ret, char *err, size_t errlen)
 {
@@ -140,7 +167,7 @@ static int read_config(const struct options *o, struct config *ret, char *err, s
         snprintf(err, errlen, "out of memory");
     if (rc == 0)
         rc = config_validate(&c, err, errlen);
-    if (rc == 0 && c.control_group && !getgrnam(c.control_group)) {
+    if (rc == 0 && c.control_group && !find_group(c.control_group)) {
         snprintf(err, errlen,
                  "daemon.control_group: there is no group named '%s'%s%s%s: create it (systemd-sysusers does, "
                  "from revokerd's sysusers.d entry), or set another group, or none: control_group =",
@@ -155,12 +182,6 @@ static int read_config(const struct options *o, struct config *ret, char *err, s
     return 0;
 }
 
-static gid_t control_gid(const struct config *c)
-{
-    struct group *g = c->control_group ? getgrnam(c->control_group) : NULL;
-
-    return g ? g->gr_gid : (gid_t)-1;
-}
 
 /* Every control client holds a file descriptor: make the soft RLIMIT_NOFILE
  * fit daemon.max_clients plus the database, curl's connections and the

@@ -50,6 +50,7 @@ struct revoke {
     struct http *http;
     struct config cfg;
     struct health health;
+    unsigned url_gen; /* one more at each reload that changes the URL */
     struct rng rng;
 
     uv_idle_t work;
@@ -205,6 +206,7 @@ static void dispatch(struct revoke *r)
         j->req.token = j->token;
         j->req.token_len = j->token_len;
         j->req.done = on_http_done;
+        j->url_gen = r->url_gen;
         rc = http_submit(r->http, &j->req);
         if (rc < 0 && rc != -EINVAL) {
             report_submit_failed(j, rc, SUBMIT_RETRY_MS);
@@ -248,7 +250,10 @@ static void on_http_done(struct http_request *req, const struct http_result *res
         goto out;
     }
     outcome_of_answer(&oj, res, &os, wall_ms(r), rng_next(&r->rng), &j->out);
-    if (health_on_result(&r->health, now, j->out.class, j->out.retry_after_ms, rng_next(&r->rng), j->out.rec.last_error))
+    if (j->url_gen != r->url_gen && policy_is_endpoint_level(j->out.class))
+        j->out.rec.next_attempt_at = wall_ms(r); /* the old URL failed: the new one is tried at once */
+    else if (health_on_result(&r->health, now, j->out.class, j->out.retry_after_ms, rng_next(&r->rng),
+                              j->out.rec.last_error))
         report_health_change(&r->health, r->cfg.down_after, now);
     report_outcome(j);
     batch_add(r, j);
@@ -703,8 +708,10 @@ int revoke_configure(struct revoke *r, const struct config *cfg, const char *cre
         config_free(&copy);
         return rc;
     }
-    if (strcmp(copy.url, r->cfg.url) != 0) /* the old URL's failures say nothing about the new one */
-        health_reset(&r->health);
+    if (strcmp(copy.url, r->cfg.url) != 0) { /* the old URL's failures say nothing about the new one */
+        health_reset(&r->health, uv_now(r->loop));
+        r->url_gen++;
+    }
     config_free(&r->cfg);
     r->cfg = copy;
     health_configure(&r->health, copy.down_after, copy.retry_base_ms, copy.retry_max_delay_ms);

@@ -291,6 +291,25 @@ static void test_retry_after_pause(void)
 
 /* The metrics' clocks: time DOWN (the current outage up to now, then the
  * ended ones), and time held by Retry-After, overlapping windows once. */
+/* A new URL: UP and forgiven at once; the counters since start stay. */
+static void test_reset_keeps_the_counters(void)
+{
+    struct health h;
+    uint64_t d, p;
+
+    health_init(&h, 2, BASE, MAX);
+    health_on_result(&h, 1000, down, 3000, RMAX, "429"); /* paused 1 s .. 4 s */
+    fail_n(&h, 10000, 2, down);                                           /* DOWN at 10 s */
+    REQUIRE(h.state == HEALTH_DOWN);
+    health_reset(&h, 12000);
+    CHECK(h.state == HEALTH_UP);
+    CHECK_INT(h.failures_in_row, 0);
+    CHECK_STR(h.last_error, "");
+    health_times(&h, 20000, &d, &p);
+    CHECK_INT(d, 2000); /* 10 s .. 12 s, not growing after the reset */
+    CHECK_INT(p, 3000);
+}
+
 static void test_times(void)
 {
     struct health h;
@@ -629,7 +648,7 @@ static void test_rate_refill(void)
 
 TEST_MAIN(CASE(test_init), CASE(test_down_after_exactly), CASE(test_probe_schedule),
           CASE(test_recovery), CASE(test_leftovers_after_down),
-          CASE(test_leftover_success_recovers), CASE(test_retry_after_pause), CASE(test_times),
+          CASE(test_leftover_success_recovers), CASE(test_retry_after_pause), CASE(test_times), CASE(test_reset_keeps_the_counters),
           CASE(test_retry_after_while_down), CASE(test_misconfigured),
           CASE(test_change_reports), CASE(test_configure_midway), CASE(test_saturation),
           CASE(test_last_error_truncated), CASE(test_rate_unlimited), CASE(test_rate_table),

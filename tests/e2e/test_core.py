@@ -319,6 +319,10 @@ class CommandLine(E2ETestCase):
         self.assertIn("there is no group named 'no-such-group-x' (set in %s" % self.dir, out)
         self.assertIn("systemd-sysusers", out)
         self.assertIn("control_group =", out)
+        # A number is a group too, as revokerd.conf(5) says.
+        rc, out = self.check("[daemon]\ndatabase = %s\ncontrol_group = %d\n"
+                             % (os.path.join(self.dir, "x.db"), os.getgid()))
+        self.assertEqual(rc, 0, out)
 
     def test_missing_config_file(self):
         rc, out, err = harness.run([harness.binary("REVOKERD"), "--config",

@@ -86,6 +86,24 @@ class Reload(harness.E2ETestCase):
         self.assertIn("configuration reloaded", d.stderr())
         self.assertEqual(d.stop(), 0)
 
+    def test_reload_while_a_request_hangs_at_the_old_url(self):
+        """A request to the old URL that times out after a reload to a new
+        one says nothing about the new one: the endpoint stays up and the
+        token goes to the new URL at once, not after retry.base."""
+        slow = self.endpoint(delay_ms=4000)  # answers after the timeout: an endpoint-level failure
+        good = self.endpoint()
+        d = self.daemon(slow, config={"logout.timeout": "2s", "logout.down_after": "1",
+                                      "retry.base": "1min", "retry.max_delay": "15min"})
+        app = self.app(d)
+        tid = app.insert("reload-hang", flagged=1)
+        self.wait_until(lambda: slow.requests("reload-hang"), 5, "the request in flight at the old URL")
+        d.set({"logout.url": good.url})
+        d.send_signal(signal.SIGHUP)
+        self.wait_until(lambda: app.state(tid) == "revoked", 10, "revoked at the new URL within seconds")
+        self.assertEqual(len(good.requests("reload-hang")), 1)
+        self.assertNotIn("logout endpoint is down", d.stderr())
+        self.assertEqual(d.stop(), 0)
+
     def test_bad_file_is_refused_and_the_old_configuration_kept(self):
         ep = self.endpoint()
         d = self.daemon(ep)
