@@ -177,8 +177,8 @@ static void test_format_known_snapshot(void)
         "# TYPE revokerd_retry_after_wait_seconds_total counter\nrevokerd_retry_after_wait_seconds_total 2.000\n",
         "# TYPE revokerd_db_errors_total counter\nrevokerd_db_errors_total 5\n",
         "\nrevokerd_socket_clients 2\n",
-        "# TYPE revokerd_socket_refused_total counter\nrevokerd_socket_refused_total{why=\"uid\"} 3\n"
-        "revokerd_socket_refused_total{why=\"too_many\"} 1\nrevokerd_socket_refused_total{why=\"line_too_long\"} 6\n",
+        ("# TYPE revokerd_socket_refused_total counter\nrevokerd_socket_refused_total{why=\"uid\"} 3\n"
+         "revokerd_socket_refused_total{why=\"too_many\"} 1\nrevokerd_socket_refused_total{why=\"line_too_long\"} 6\n"),
         "\nrevokerd_build_info{version=\"0.1.0\",sqlite=\"3.40.1\",curl=\"7.88.1\",uv=\"1.44.2\"} 1\n",
         "\nrevokerd_start_time_seconds 1699999999.250\n",
         "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.500000\n",
