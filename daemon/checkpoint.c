@@ -21,7 +21,7 @@ struct checkpoint {
     uv_work_t work;
     checkpoint_cb cb;
     void *data;
-    int step1_rc, step1_frames, step1_log; /* step1_log: the WAL's frames it saw */
+    int step1_rc, step1_frames;
     int sweep_rc;
     unsigned sweep_pages; /* rewritten by the last sweep */
     /* checkpoint_request()s so far, those the running sweep serves, those
@@ -76,12 +76,14 @@ static int on_commit(void *data, sqlite3 *conn, const char *schema, int frames)
 }
 
 /* Step 1, on the threadpool: touches c->conn, c->step1_rc and
- * c->step1_frames and c->step1_log only. */
+ * c->step1_frames only. */
 static void step1(uv_work_t *w)
 {
     struct checkpoint *c = w->data;
-    c->step1_frames = c->step1_log = 0;
-    c->step1_rc = sqlite3_wal_checkpoint_v2(c->conn, NULL, SQLITE_CHECKPOINT_PASSIVE, &c->step1_log,
+    int log_frames = 0;
+
+    c->step1_frames = 0;
+    c->step1_rc = sqlite3_wal_checkpoint_v2(c->conn, NULL, SQLITE_CHECKPOINT_PASSIVE, &log_frames,
                                             &c->step1_frames);
 }
 
@@ -291,12 +293,6 @@ static void after_step1(uv_work_t *w, int status)
     }
     if (status == 0 && c->step1_frames > 0)
         c->stats.frames_off_loop += (uint64_t)c->step1_frames;
-    /* The whole WAL is in the database file: what a full disk refused is
-     * done, though a reader may still keep step 2 from cutting the WAL. */
-    if (status == 0 && c->step1_rc == SQLITE_OK && c->step1_log > 0 && c->step1_frames == c->step1_log) {
-        c->stuck_err = 0;
-        c->stuck_passes = 0;
-    }
     if (status == 0 && c->step1_rc != SQLITE_OK && c->step1_rc != SQLITE_BUSY) {
         int err = db_errno(c->step1_rc);
         if (holds_writes(err)) {
