@@ -609,10 +609,10 @@ class DbErrorPersists(FaultTest):
         self.assertEqual(d.stop(), 0)
 
 
-def fill_filesystem(path):
+def fill_filesystem(path, append=False):
     """Write path until the filesystem has no block left; returns bytes written."""
     written = 0
-    with open(path, "wb", buffering=0) as f:
+    with open(path, "ab" if append else "wb", buffering=0) as f:
         for size in (1 << 16, 1 << 12, 1 << 9, 1):
             chunk = b"\0" * size
             while True:
