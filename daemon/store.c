@@ -105,8 +105,12 @@ static void resolve_path(const char *path, char *out, size_t outlen)
 {
     char dir[PATH_MAX], real[PATH_MAX];
     const char *slash = strrchr(path, '/');
+    size_t len = strlen(path);
 
-    snprintf(out, outlen, "%s", path);
+    if (len >= outlen) /* too long to resolve: SQLite will say so of the name given */
+        len = outlen - 1;
+    memcpy(out, path, len);
+    out[len] = '\0';
     if (is_memory(path) || strncmp(path, "file:", 5) == 0)
         return;
     if (realpath(path, real)) {
@@ -118,8 +122,10 @@ static void resolve_path(const char *path, char *out, size_t outlen)
         snprintf(dir, sizeof(dir), "/");
     if (realpath(dir, real)) {
         int n = snprintf(out, outlen, "%s/%s", strcmp(real, "/") == 0 ? "" : real, slash ? slash + 1 : path);
-        if (n < 0 || (size_t)n >= outlen) /* too long resolved: SQLite will say so of the name given */
-            snprintf(out, outlen, "%s", path);
+        if (n < 0 || (size_t)n >= outlen) { /* too long resolved: the name given */
+            memcpy(out, path, len);
+            out[len] = '\0';
+        }
     }
 }
 
