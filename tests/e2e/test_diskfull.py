@@ -90,10 +90,9 @@ class WalSampler(threading.Thread):
 class DiskFullRecovery(FaultTest):
     small_filesystem = test_faults.DiskFull.small_filesystem
 
-    def test_stop_while_full_says_what_was_not_recorded(self):
-        """SIGTERM while writes wait for the stuck checkpoint: the daemon
-        says why in stats and exits at once (what it could not commit stays
-        pending and is named in the log), instead of waiting to be killed."""
+    def start_on_small_disk(self, prefix):
+        """A daemon whose database is on an 8 MiB tmpfs, with a flagged
+        backlog of BACKLOG tokens: (mount point, endpoint, daemon, app, ids)."""
         mnt = self.small_filesystem("8m")
         ep = self.endpoint(delay_ms=5)
         d = self.daemon(ep, start=False)
@@ -101,7 +100,14 @@ class DiskFullRecovery(FaultTest):
         d.set({"daemon.database": d.db_path})
         d.start()
         app = self.app(d)
-        ids = app.insert_many([tok("stop") for _ in range(BACKLOG)], flagged=1)
+        ids = app.insert_many([tok(prefix) for _ in range(BACKLOG)], flagged=1)
+        return mnt, ep, d, app, ids
+
+    def test_stop_while_full_says_what_was_not_recorded(self):
+        """SIGTERM while writes wait for the stuck checkpoint: the daemon
+        says why in stats and exits at once (what it could not commit stays
+        pending and is named in the log), instead of waiting to be killed."""
+        mnt, ep, d, app, ids = self.start_on_small_disk("stop")
         self.wait_until(lambda: self.count(app, ids.values(), "revoked") >= 300, 20, "the drain under way")
         c = CtlClient(d.socket_path)
         self.addCleanup(c.close)
@@ -112,14 +118,7 @@ class DiskFullRecovery(FaultTest):
         self.assertEqual(d.stop(timeout=10), 0)
 
     def test_recovers_with_a_small_margin_over_what_the_database_needs(self):
-        mnt = self.small_filesystem("8m")
-        ep = self.endpoint(delay_ms=5)
-        d = self.daemon(ep, start=False)
-        d.db_path = os.path.join(mnt, "revokerd.db")
-        d.set({"daemon.database": d.db_path})
-        d.start()
-        app = self.app(d)
-        ids = app.insert_many([tok("backlog") for _ in range(BACKLOG)], flagged=1)
+        mnt, ep, d, app, ids = self.start_on_small_disk("backlog")
         wal = WalSampler(d.db_path + "-wal")
         wal.start()
         self.addCleanup(setattr, wal, "halt", True)

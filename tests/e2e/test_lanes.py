@@ -8,11 +8,11 @@ retries keep their backoff and routine work flows meanwhile.
 import json
 import os
 import re
-import socket
 import statistics
 import time
 
 import harness
+from test_faults import CtlClient
 
 CONCURRENCY = 16
 
@@ -49,29 +49,6 @@ class EndpointLog:
                                   "a request for %s" % token[:12], interval=0.002)
 
 
-class Ctl:
-    """One control-socket connection (newline-delimited JSON)."""
-
-    def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(path)
-        self.buf = b""
-
-    def request(self, obj):
-        self.sock.sendall(json.dumps(obj).encode() + b"\n")
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise AssertionError("control socket closed")
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def close(self):
-        self.sock.close()
-
-
 def percentile(values, q):
     s = sorted(values)
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
@@ -104,7 +81,7 @@ class T(harness.E2ETestCase):
         # The drain is under way: the queue, the flight and the batch are full.
         harness.wait_until(lambda: len(log.poll().entries) >= 500, 30, "the drain under way")
 
-        ctl = Ctl(d.socket_path)
+        ctl = CtlClient(d.socket_path)
         urgent = []  # (token, how, t0)
         for i in range(40):
             kind = i % 4
