@@ -87,6 +87,8 @@ MODES = {
 TARGETS = [
     ("drain.rate", ">=", 10000, "drain >= 10,000 revocations/s"),
     ("drain.ratio_wrk", ">=", 0.2, "drain >= 0.2 of wrk's rate"),
+    ("drain.ratio_reference", ">=", 0.9, "drain >= 0.9 of the reference's rate"),
+    ("drain.cpu_ratio_reference", "<=", 1.15, "CPU <= 1.15 x the reference's"),
     ("drain.cpu_us_per_rev", "<=", 80, "CPU <= 80 us per revocation"),
     ("drain.peak_rss_mib", "<=", 64, "peak RSS <= 64 MiB"),
     ("startup.big.ready_ms", "<=", 100, "READY <= 100 ms with 10 M rows"),
@@ -1048,6 +1050,31 @@ def scenario_outage(b):
             "_recovery_wait_ok": int(wait_ms is not None and wait_ms <= in_force_ms + 100)}
 
 
+def scenario_reference(b):
+    """The in-run reference (tests/bench/reference.c): the same due rows of a
+    copy of the same table, the same nginx and concurrency, the least durable
+    recording (one row update and one audit row per outcome, 100 per
+    commit). Timed from its start to its exit, as the drain is from the
+    daemon's start to its last outcome."""
+    m = b.mode
+    db = fresh_copy(b, m["rows"], "reference")
+    n = set_expiry(db, int(time.time()) - 3600, limit=m["due"])
+    cont = Contention(b.nginx_pids)
+    t0 = time.monotonic()
+    p = spawn([b.reference, db, b.nginx.url, str(CONCURRENCY)], stdout=subprocess.PIPE,
+              stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=600)
+    dur = time.monotonic() - t0
+    reap(p)
+    c = cont.stop()
+    if p.returncode != 0:
+        raise BenchError("the reference failed: %s" % err.decode()[-500:])
+    r = json.loads(out)
+    if r["revoked"] != n:
+        raise BenchError("the reference revoked %d of %d due rows" % (r["revoked"], n))
+    return {"n": n, "seconds": dur, "rate": n / dur, "cpu_us_per_rev": r["cpu_s"] * 1e6 / n, **c}
+
+
 def scenario_wrk(b):
     wrk = shutil.which("wrk")
     if not wrk:
@@ -1112,6 +1139,7 @@ class Bench:
         if args.reps:
             self.mode["reps"] = args.reps
         self.revokerd = os.path.abspath(args.revokerd)
+        self.reference = os.path.abspath(args.reference) if args.reference else None
         self.out = os.path.abspath(args.out)
         self.cache = os.path.abspath(args.cache or os.path.join(self.out, "cache"))
         os.makedirs(self.out, exist_ok=True)
@@ -1162,7 +1190,17 @@ class Bench:
         if want("wrk"):
             self.results["wrk"] = self.repeat("wrk", scenario_wrk)
         if want("drain"):
-            self.results["drain"] = self.repeat("drain", scenario_drain)
+            # Alternating with the reference, so that a slow phase of a shared
+            # host weighs on both sides of each ratio.
+            pairs = [("drain", scenario_drain)] + ([("reference", scenario_reference)] if self.reference else [])
+            for name, _ in pairs:
+                self.results[name] = []
+            for i in range(self.mode["reps"]):
+                for name, fn in pairs:
+                    log("%s %d/%d" % (name, i + 1, self.mode["reps"]))
+                    r = fn(self)
+                    log("  " + ", ".join("%s=%s" % (k, fmt(v)) for k, v in r.items()))
+                    self.results[name].append(r)
         if want("startup"):
             self.results["startup"] = self.repeat("startup", scenario_startup, self.mode["rows"])
             if self.args.big:
@@ -1211,6 +1249,13 @@ def summarize(results):
     drain = s.get("drain", {}).get("rate")
     if wrk and drain:
         s["drain"]["ratio_wrk"] = {k: drain[k] / wrk["median"] for k in ("median", "min", "max")}
+    ref = results.get("reference")
+    if ref and results.get("drain") and len(ref) == len(results["drain"]):
+        # Per pair (each drain with the reference run right after it).
+        rate = [d["rate"] / r["rate"] for d, r in zip(results["drain"], ref)]
+        cpu = [d["cpu_us_per_rev"] / r["cpu_us_per_rev"] for d, r in zip(results["drain"], ref)]
+        s["drain"]["ratio_reference"] = {"median": statistics.median(rate), "min": min(rate), "max": max(rate)}
+        s["drain"]["cpu_ratio_reference"] = {"median": statistics.median(cpu), "min": min(cpu), "max": max(cpu)}
     out = s.get("outage")
     if out:
         # Full rate within one interval: the first request after the return
@@ -1252,8 +1297,12 @@ def judge(summary):
 ROWS = [
     # (title, scenario, metric, unit)
     ("wrk ceiling (same nginx, c=16)", "wrk", "rate", "req/s"),
-    ("drain: revocations/s", "drain", "rate", "/s"),
+    ("drain: ratio to the reference", "drain", "ratio_reference", ""),
+    ("drain: CPU ratio to the reference", "drain", "cpu_ratio_reference", ""),
     ("drain: ratio to wrk", "drain", "ratio_wrk", ""),
+    ("drain: revocations/s", "drain", "rate", "/s"),
+    ("reference: revocations/s", "reference", "rate", "/s"),
+    ("reference: CPU per revocation", "reference", "cpu_us_per_rev", "us"),
     ("drain: CPU per revocation", "drain", "cpu_us_per_rev", "us"),
     ("drain: peak RSS", "drain", "peak_rss_mib", "MiB"),
     ("drain: commits/s", "drain", "commits_per_s", "/s"),
@@ -1297,6 +1346,7 @@ ROWS = [
 
 TARGET_OF = {
     "drain.rate": "drain.rate", "drain.ratio_wrk": "drain.ratio_wrk",
+    "drain.ratio_reference": "drain.ratio_reference", "drain.cpu_ratio_reference": "drain.cpu_ratio_reference",
     "drain.cpu_us_per_rev": "drain.cpu_us_per_rev", "drain.peak_rss_mib": "drain.peak_rss_mib",
     "startup.big.ready_ms": "startup.big.ready_ms", "startup.big.rss_mib": "startup.big.rss_mib",
     "idle.cpu_ms_per_60s": "idle.cpu_ms_per_60s", "latency.expiry_p99_ms": "latency.expiry_p99_ms",
@@ -1426,7 +1476,17 @@ def versions(revokerd):
         "wrk": run(["wrk", "-v"]), "curl": run(["curl-config", "--version"]) or run(["curl", "--version"]),
         "sqlite": sqlite3.sqlite_version, "kernel": platform.release(), "cpus": os.cpu_count(),
         "cpu": cpu, "git": run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]),
+        # What revokerd and the reference were built against.
+        "libs": {lib: run(["pkg-config", "--modversion", lib]) for lib in ("sqlite3", "libcurl", "libuv")},
     }
+
+
+def machine_line(v, load):
+    """The machine a result belongs to: absolute numbers hold only there."""
+    libs = v.get("libs") or {}
+    return ("machine: %s, %s cores, kernel %s; SQLite %s, curl %s, libuv %s; load average %s" % (
+        v.get("cpu"), v.get("cpus"), v.get("kernel"), libs.get("sqlite3"), libs.get("libcurl"),
+        libs.get("libuv"), " -> ".join("%.2f" % x for x in load)))
 
 
 def main():
@@ -1434,6 +1494,8 @@ def main():
     ap.add_argument("--revokerd", default=os.environ.get("REVOKERD"), help="the revokerd binary")
     ap.add_argument("--out", default=os.path.join(ROOT, "build-bench", "bench"),
                     help="where results.json, results.txt and results.png go")
+    ap.add_argument("--reference", default=os.environ.get("REVOKERD_REFERENCE"),
+                    help="the reference revoker (tests/bench/reference.c), run beside each drain")
     ap.add_argument("--cache", help="where generated tables are kept (default OUT/cache)")
     ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, one repetition")
     ap.add_argument("--big", action="store_true", help="also start-up with 10 M rows (a 1 GB file)")
@@ -1462,6 +1524,7 @@ def main():
 
     bench = Bench(args)
     t0 = time.monotonic()
+    load = [loadavg()]
     failed = None
     try:
         bench.run()
@@ -1471,13 +1534,15 @@ def main():
     finally:
         bench.close()
         cleanup_all()
+    load.append(loadavg())
     summary = summarize({k: v for k, v in bench.results.items() if v})
     verdicts = judge(summary)
-    text = table(summary, verdicts, mode_name, bench.mode["reps"], bench.mode)
+    vers = versions(bench.revokerd)
+    text = machine_line(vers, load) + "\n" + table(summary, verdicts, mode_name, bench.mode["reps"], bench.mode)
     print(text)
     result = {"mode": mode_name, "reps": bench.mode["reps"], "sizes": bench.mode, "nice": NICE,
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "elapsed_s": round(time.monotonic() - t0, 1), "versions": versions(bench.revokerd),
+              "elapsed_s": round(time.monotonic() - t0, 1), "versions": vers, "loadavg": load,
               "commits_counted": bench.commits.ok, "summary": summary, "targets": verdicts,
               "runs": bench.results, "profile": bench.profile, "failed": failed}
     with open(os.path.join(bench.out, "results.json"), "w") as f:
