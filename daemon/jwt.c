@@ -16,7 +16,7 @@
 static bool b64url_char(char ch)
 {
     return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '-' ||
-           ch == '_';
+        ch == '_';
 }
 
 /* The base64url text s (n bytes, no '.') into out (room for n * 3 / 4 + 3

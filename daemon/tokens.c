@@ -144,9 +144,9 @@ static const struct {
      "due_reason, due_at, next_attempt_at, last_event) "
      "VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 'requested', ?6, ?6, 'due')"},
     {S(insert_tracked),
-     "INSERT INTO tokens (token, subject, expires_at, token_sha256, fingerprint) VALUES (?1, ?2, ?3, ?4, ?5)"},
-    {S(by_id),
-     "SELECT id, token, fingerprint, token_sha256, state FROM tokens WHERE id = ?1"},
+     "INSERT INTO tokens (token, subject, expires_at, token_sha256, fingerprint) VALUES (?1, ?2, ?3, ?4, "
+     "?5)"},
+    {S(by_id), "SELECT id, token, fingerprint, token_sha256, state FROM tokens WHERE id = ?1"},
     {S(first_of_subject),
      "SELECT id, token, fingerprint, token_sha256 FROM tokens INDEXED BY tokens_subject "
      "WHERE subject = ?1 AND id > ?2 AND state = 'active' ORDER BY id LIMIT 1"},
@@ -159,8 +159,7 @@ static const struct {
      "token_sha256 = ?3, fingerprint = ?4 "
      "WHERE id = ?1 AND state = 'failed' AND token IS NOT NULL"},
     /* A new endpoint: no wait earned at the old one stands. */
-    {S(due_now),
-     "UPDATE tokens SET next_attempt_at = ?1 WHERE state = 'pending' AND next_attempt_at > ?1"},
+    {S(due_now), "UPDATE tokens SET next_attempt_at = ?1 WHERE state = 'pending' AND next_attempt_at > ?1"},
     {S(next_failed),
      "SELECT id, token FROM tokens INDEXED BY tokens_failed "
      "WHERE state = 'failed' AND id > ?1 ORDER BY id LIMIT 1"},
@@ -485,8 +484,8 @@ void tokens_close(struct tokens *t)
     free(t);
 }
 
-#define YEAR_2000 INT64_C(946684800)    /* Unix seconds of 2000-01-01 */
-#define YEAR_3000 INT64_C(32503680000)  /* ... of 3000-01-01, as in sql/005-bad-expiry.sql */
+#define YEAR_2000 TOKENS_EXPIRY_MIN
+#define YEAR_3000 TOKENS_EXPIRY_END
 
 /* An expiry in the past before 2000 is due like any other, and said once
  * (it is promoted once): a 0 or a negative number is usually a bug. */
@@ -647,7 +646,8 @@ static int token_expiry(const struct tokens *t, sqlite3_stmt *st, int i, const c
     int err;
 
     *ret_exp = *ret_old = 0;
-    if (!t->jwt_expiry || !(type == SQLITE_NULL || (type == SQLITE_INTEGER && old >= YEAR_2000 && old < YEAR_3000)))
+    if (!t->jwt_expiry ||
+        !(type == SQLITE_NULL || (type == SQLITE_INTEGER && old >= YEAR_2000 && old < YEAR_3000)))
         return 0;
     err = jwt_exp(token, len, &exp);
     if (err == -ENOMEM)
@@ -664,8 +664,8 @@ static int token_expiry(const struct tokens *t, sqlite3_stmt *st, int i, const c
 static void log_jwt_expiry(int64_t id, const char *fp, int64_t exp, int64_t old)
 {
     if (old == 0)
-        log_token(LOG_DEBUG, id, fp, NULL, 0, "token %" PRId64 " (%s): expires_at set to its JWT's exp, %" PRId64,
-                  id, fp, exp);
+        log_token(LOG_DEBUG, id, fp, NULL, 0,
+                  "token %" PRId64 " (%s): expires_at set to its JWT's exp, %" PRId64, id, fp, exp);
     else
         log_token(LOG_INFO, id, fp, NULL, 0,
                   "token %" PRId64 " (%s): expires_at %" PRId64 " lowered to its JWT's exp, %" PRId64
@@ -931,10 +931,10 @@ int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcom
 
 /* A token handed over on the socket, found as it was stored. */
 struct found {
-    int64_t id;             /* 0: no row */
+    int64_t id; /* 0: no row */
     enum token_state state;
-    bool has_secret;        /* the row still holds its token */
-    bool unhashed;          /* found by the secret: the hasher has not been there */
+    bool has_secret; /* the row still holds its token */
+    bool unhashed;   /* found by the secret: the hasher has not been there */
 };
 
 /* By hash: every row the hasher has seen; the first that still holds its
@@ -979,8 +979,8 @@ static int find_secret(struct tokens *t, const char *token, size_t len, const st
 }
 
 int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, size_t len,
-                         const char *subject, const char *reason, int64_t now_ms,
-                         int64_t *ret_id, enum token_state *ret_state)
+                         const char *subject, const char *reason, int64_t now_ms, int64_t *ret_id,
+                         enum token_state *ret_state)
 {
     struct ident ident;
     struct found f;
@@ -1096,8 +1096,7 @@ static int track_found(struct tokens *t, const struct found *f, const struct ide
     ret->expires_at = type == SQLITE_INTEGER ? old : 0;
     ret->created = false;
     bool lower = ret->state == TOKEN_ACTIVE && exp > 0 &&
-                 (type == SQLITE_NULL || (type == SQLITE_INTEGER && old >= YEAR_2000 && old < YEAR_3000 &&
-                                          exp < old));
+        (type == SQLITE_NULL || (type == SQLITE_INTEGER && old >= YEAR_2000 && old < YEAR_3000 && exp < old));
     if (!lower)
         return 0;
     err = store_token_expiry(t, f->id, ident->fp, exp, type == SQLITE_NULL ? 0 : old);

@@ -21,6 +21,11 @@
 
 struct tokens;
 
+/* The expires_at the table accepts, in Unix seconds: from 2000-01-01 to
+ * before 3000-01-01 (sql/005-bad-expiry.sql). */
+#define TOKENS_EXPIRY_MIN INT64_C(946684800)
+#define TOKENS_EXPIRY_END INT64_C(32503680000)
+
 int tokens_open(struct db *db, struct tokens **ret_tokens);
 void tokens_close(struct tokens *t); /* NULL is fine */
 

@@ -92,10 +92,10 @@ static void test_malformed(void)
         "opaque-token-0123456789",
         "..",
         "a..c",
-        ".eyJleHAiOjE3OTUwMDAwMDB9.c",                 /* no header */
-        "eyJhIjoxfQ.eyJleHAiOjE3OTUwMDAwMDB9=.c",      /* padding that does not fit */
-        "eyJhIjoxfQ.eyJleHAiOjE3OTUwMDAwMDB9A.c",      /* length 4n+1: no base64 */
-        "eyJhIjoxfQ.eyJleHAiOj E3OTUwMDAwMDB9.c",      /* a space */
+        ".eyJleHAiOjE3OTUwMDAwMDB9.c",            /* no header */
+        "eyJhIjoxfQ.eyJleHAiOjE3OTUwMDAwMDB9=.c", /* padding that does not fit */
+        "eyJhIjoxfQ.eyJleHAiOjE3OTUwMDAwMDB9A.c", /* length 4n+1: no base64 */
+        "eyJhIjoxfQ.eyJleHAiOj E3OTUwMDAwMDB9.c", /* a space */
         "eyJhIjoxfQ.eyJleHAiOjE3OTUwMDAwMDB9.c d",
     };
     for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++) {

@@ -747,14 +747,14 @@ static void test_hash_jwt_expiry(void)
         const char *want; /* expires_at afterwards, as text */
     } cases[] = {
         {JWT1, "NULL", "active", true, "1700000100"},
-        {JWT2, "1700009999", "active", true, "1700000200"},      /* later: lowered */
-        {JWT3, "1700000000", "active", true, "1700000000"},      /* earlier: kept */
+        {JWT2, "1700009999", "active", true, "1700000200"},       /* later: lowered */
+        {JWT3, "1700000000", "active", true, "1700000000"},       /* earlier: kept */
         {JWT4, "1700000400000", "active", true, "1700000400000"}, /* milliseconds: sql/005's */
-        {JWT4, "'soon'", "active", true, "soon"},                /* text: sql/005's */
-        {JWT_TEXT_EXP, "NULL", "active", true, "(null)"},        /* no usable exp */
+        {JWT4, "'soon'", "active", true, "soon"},                 /* text: sql/005's */
+        {JWT_TEXT_EXP, "NULL", "active", true, "(null)"},         /* no usable exp */
         {"opaque-token-1", "NULL", "active", true, "(null)"},
-        {JWT1, "NULL", "active", false, "(null)"},               /* jwt_expiry = false */
-        {JWT2, "NULL", "failed", true, "(null)"},                /* not active: not ours to change */
+        {JWT1, "NULL", "active", false, "(null)"}, /* jwt_expiry = false */
+        {JWT2, "NULL", "failed", true, "(null)"},  /* not active: not ours to change */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         fx_open();
@@ -793,10 +793,11 @@ static void test_track(void)
     CHECK_STR(token_state_name(tr.state), "active");
     CHECK_INT(tr.expires_at, NOW_S + 60);
     fp_of("opaque-track-1", fp, hex);
-    CHECK_STR(qtext("SELECT state || ',' || subject || ',' || expires_at || ',' || lower(hex(token_sha256)) || "
-                    "',' || fingerprint FROM tokens WHERE id = %lld",
-                    (long long)tr.id),
-              qtext("SELECT 'active,alice,%lld,%s,%s'", (long long)(NOW_S + 60), hex, fp));
+    CHECK_STR(
+        qtext("SELECT state || ',' || subject || ',' || expires_at || ',' || lower(hex(token_sha256)) || "
+              "',' || fingerprint FROM tokens WHERE id = %lld",
+              (long long)tr.id),
+        qtext("SELECT 'active,alice,%lld,%s,%s'", (long long)(NOW_S + 60), hex, fp));
     int64_t first = tr.id;
     /* The same secret again: the row that is there, no second one. */
     CHECK_INT(track("opaque-track-1", NULL, NOW_S + 90, &tr), 0);
@@ -1778,9 +1779,8 @@ static void test_urgent_lane(void)
 
 TEST_MAIN(CASE(test_promote_boundaries), CASE(test_promote_bad_expiry),
           CASE(test_promote_order_limit_and_no_token), CASE(test_fetch_order), CASE(test_outcomes),
-          CASE(test_next_events), CASE(test_revoke_secret), CASE(test_hash_new),
-          CASE(test_hash_jwt_expiry), CASE(test_track),
-          CASE(test_hash_secret_rewritten), CASE(test_hot_path_pages), CASE(test_upgrade_from_schema_2),
-          CASE(test_revoke_id), CASE(test_revoke_subject), CASE(test_status), CASE(test_requeue),
-          CASE(test_counts), CASE(test_query_plans), CASE(test_allocation_failures), CASE(test_urgent_lane),
-          CASE(test_timing_million_rows))
+          CASE(test_next_events), CASE(test_revoke_secret), CASE(test_hash_new), CASE(test_hash_jwt_expiry),
+          CASE(test_track), CASE(test_hash_secret_rewritten), CASE(test_hot_path_pages),
+          CASE(test_upgrade_from_schema_2), CASE(test_revoke_id), CASE(test_revoke_subject),
+          CASE(test_status), CASE(test_requeue), CASE(test_counts), CASE(test_query_plans),
+          CASE(test_allocation_failures), CASE(test_urgent_lane), CASE(test_timing_million_rows))
