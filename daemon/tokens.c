@@ -1095,6 +1095,8 @@ static int track_found(struct tokens *t, const struct found *f, const struct ide
     done(st);
     ret->expires_at = type == SQLITE_INTEGER ? old : 0;
     ret->created = false;
+    if (ret->state == TOKEN_ACTIVE && type == SQLITE_NULL && exp == 0)
+        return -ENODATA; /* it would stay active for ever, as it is */
     bool lower = ret->state == TOKEN_ACTIVE && exp > 0 &&
         (type == SQLITE_NULL || (type == SQLITE_INTEGER && old >= YEAR_2000 && old < YEAR_3000 && exp < old));
     if (!lower)

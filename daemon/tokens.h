@@ -169,7 +169,8 @@ struct tokens_tracked {
  * (or the only one). A row that was there keeps all but a NULL or later
  * expires_at while active, which takes the earlier one. No audit row: the
  * row is active, as one an application wrote. -EINVAL: a token that
- * secret_token_ok() refuses; -ENODATA: a new row would have no expiry. */
+ * secret_token_ok() refuses; -ENODATA: a new row, or an active one found
+ * with a NULL expires_at, would have no expiry. */
 int tokens_track(struct tokens *t, const char *token, size_t len, const char *subject, int64_t expires_at,
                  struct tokens_tracked *ret);
 /* Make token `id` pending if active. -ENOENT if no such row. *ret_changed

@@ -830,6 +830,7 @@ static void test_track(void)
     /* An application's row the hasher has not reached: found by its secret,
      * hashed, and given the expiry it lacked. */
     int64_t app = insert_token("app-row-1", NULL, NULL, 0);
+    CHECK_INT(track("app-row-1", NULL, 0, &tr), -ENODATA); /* active for ever otherwise */
     CHECK_INT(track("app-row-1", NULL, NOW_S + 70, &tr), 0);
     CHECK(!tr.created);
     CHECK_INT(tr.id, app);
