@@ -310,11 +310,16 @@ static const char track_help[] =
     "\n"
     "See revokerctl(1).\n";
 
+/* A token already past active (revoked, pending, failed) says so. */
 static void print_track(json_t *reply)
 {
+    const char *state = jstr(reply, "state", "?");
     char exp[64];
     iso_to_local(reply, "expires_at", exp, sizeof(exp));
-    printf("token %lld tracked\n", jint(reply, "id"));
+    if (strcmp(state, "active") == 0)
+        printf("token %lld tracked\n", jint(reply, "id"));
+    else
+        printf("token %lld is already %s\n", jint(reply, "id"), state);
     printf("  %-13s %s\n", "state", jstr(reply, "state", "?"));
     printf("  %-13s %s\n", "expires", exp);
 }

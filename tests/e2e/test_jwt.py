@@ -244,6 +244,47 @@ class Track(JwtTestCase):
         self.assertEqual(d.stop(), 0)
         self.assert_no_payload(d, app, [token, "opaque-ctl-1"])
 
+    def test_replies_keep_request_order_around_other_ops(self):
+        # One write: tracks, other ops between them, and a last track without
+        # its newline before the shutdown of our side.
+        ep, d, app = self.start()
+        exp = int(now_s()) + 3600
+        reqs = [{"op": "track", "token": "order-1", "expires_at": exp},
+                {"op": "ping"},
+                {"op": "track", "token": "order-2"},  # no expiry: an error in its place
+                {"op": "track", "token": "order-3", "expires_at": exp},
+                {"op": "status", "id": 1},
+                {"op": "track", "token": "order-4", "expires_at": exp}]
+        data = b"\n".join(json.dumps(r).encode() for r in reqs)  # no newline after the last
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(10)
+            sock.connect(d.socket_path)
+            sock.sendall(data)
+            sock.shutdown(socket.SHUT_WR)
+            buf = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        replies = [json.loads(x) for x in buf.splitlines()]
+        self.replies.extend(json.dumps(r) for r in replies)
+        self.assertEqual(len(replies), len(reqs), replies)
+        self.assertEqual(replies[0]["id"], 1)
+        self.assertIn("version", replies[1])
+        self.assertEqual(replies[2], {"ok": False, "error": NO_EXPIRY})
+        self.assertEqual(replies[3]["id"], 2)
+        self.assertEqual((replies[4]["id"], replies[4]["state"]), (1, "active"))  # status sees the commit
+        self.assertEqual(replies[5]["id"], 3)
+        self.assertEqual(app.query("SELECT count(*) AS n FROM tokens")[0]["n"], 3)
+        rc, out, err = revokerctl(d, "revoke", "--id", "1")
+        self.assertEqual(rc, 0, err)
+        self.wait_until(lambda: app.state(1) == "revoked", 5, "revoked")
+        rc, out, err = revokerctl(d, "track", "--token-stdin", "--expires-at", str(exp), stdin="order-1")
+        self.assertEqual(rc, 0, err)
+        self.assertTrue(out.startswith("token 1 is already revoked\n"), out)
+        self.assertEqual(d.stop(), 0)
+
     def test_ten_thousand_pipelined_on_one_connection(self):
         ep, d, app = self.start()
         n = 10000
