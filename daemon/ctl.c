@@ -58,6 +58,7 @@ struct client {
     bool draining;          /* final reply queued: close once writes are done */
     bool closing;           /* uv_close called */
     bool counted;           /* counts towards max_clients */
+    bool awaiting;          /* a reply comes later (proto_handle_async): the next requests wait */
 };
 
 struct wreq {
@@ -117,7 +118,7 @@ static void client_free_buf(struct client *c)
 
 static void client_maybe_free(struct client *c)
 {
-    if (c->open_handles > 0 || c->writes > 0)
+    if (c->open_handles > 0 || c->writes > 0 || c->awaiting)
         return;
     struct ctl *ctl = c->ctl;
     if (c->prev)
@@ -275,6 +276,26 @@ static void idle_fired(uv_timer_t *t)
     client_close(c);
 }
 
+/* The reply of a request run off the loop: sent, and the requests after it
+ * go on; a client closed meanwhile only frees itself now. */
+static void deferred_reply(void *ud, char *reply)
+{
+    struct client *c = ud;
+
+    c->awaiting = false;
+    if (c->closing) {
+        free(reply);
+        client_maybe_free(c);
+        return;
+    }
+    if (send_reply(c, reply) < 0) {
+        log_err("control socket: cannot queue a reply (out of memory); closing that client");
+        client_close(c);
+        return;
+    }
+    process_lines(c);
+}
+
 static bool handle_line(struct client *c, char *line, size_t n)
 {
     size_t len = n;
@@ -287,8 +308,13 @@ static bool handle_line(struct client *c, char *line, size_t n)
     if (len == 0) /* blank lines are not requests */
         return true;
     idle_restart(c);
-    char *reply = proto_handle(c->ctl->env, line, len);
+    char *reply = NULL;
+    int r = proto_handle_async(c->ctl->env, line, len, deferred_reply, c, &reply);
     secret_wipe(line, n);
+    if (r == -EINPROGRESS) {
+        c->awaiting = true;
+        return true;
+    }
     if (send_reply(c, reply) < 0) {
         log_err("control socket: cannot queue a reply (out of memory); closing that client");
         client_close(c);
@@ -303,7 +329,7 @@ static void process_lines(struct client *c)
 {
     size_t start = 0;
 
-    while (!c->closing && !c->draining && c->queued_bytes < CTL_HIGH_WATER && start < c->len) {
+    while (!c->closing && !c->draining && !c->awaiting && c->queued_bytes < CTL_HIGH_WATER && start < c->len) {
         char *line = c->buf + start;
         char *nl = memchr(line, '\n', c->len - start);
         if (!nl)
@@ -325,7 +351,7 @@ static void process_lines(struct client *c)
         refuse_long_line(c);
         return;
     }
-    if (!complete_left && c->eof) {
+    if (!complete_left && c->eof && !c->awaiting) {
         /* The peer shut down its side: a last line without '\n' counts. */
         if (c->len > 0 && !handle_line(c, c->buf, c->len))
             return;
@@ -338,7 +364,7 @@ static void process_lines(struct client *c)
     if (c->len == 0 && c->cap > CTL_READ_CHUNK)
         client_free_buf(c);
 
-    bool pause = c->queued_bytes >= CTL_HIGH_WATER || complete_left;
+    bool pause = c->queued_bytes >= CTL_HIGH_WATER || complete_left || c->awaiting;
     if (pause && c->reading) {
         uv_read_stop((uv_stream_t *)&c->pipe);
         c->reading = false;

@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "proto.h"
+#include "queue.h"
 #include "revoke.h"
 #include "secret.h"
 #include "store.h"
@@ -48,6 +49,7 @@ struct daemon {
     struct watch *watch;
     struct ctl *ctl;
     struct metrics *metrics; /* NULL when the counter could not open the database */
+    struct queue *queue;     /* shape's counts off the loop; NULL: on the loop */
     struct notify *notify;
     struct proto_env env;
     uv_signal_t sigterm, sigint, sighup;
@@ -497,6 +499,8 @@ static void stop(struct daemon *d, const char *why)
     d->ctl = NULL;
     metrics_close(d->metrics, NULL, NULL);
     d->metrics = NULL;
+    queue_close(d->queue);
+    d->queue = NULL;
     watch_close(d->watch);
     d->watch = NULL;
     revoke_stop(d->revoke, on_engine_stopped, d);
@@ -565,6 +569,8 @@ static int start(struct daemon *d)
     rc = metrics_new(&d->loop, d->cfg.database, &d->metrics, err, sizeof(err));
     if (rc < 0)
         log_warning("metrics: %s; the metrics op answers with an error", err);
+    if (queue_new(&d->loop, d->cfg.database, &d->queue) < 0)
+        log_warning("queue: out of memory; the shape op counts on the loop");
     d->env = (struct proto_env){
         .store = d->store,
         .revoke = d->revoke,
@@ -572,6 +578,7 @@ static int start(struct daemon *d)
         .uptime_ms = uptime_ms,
         .file_check = env_file_check,
         .metrics = d->metrics,
+        .queue = d->queue,
     };
     co = (struct ctl_options){
         .path = d->cfg.socket,

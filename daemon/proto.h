@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "metrics.h"
+#include "queue.h"
 #include "revoke.h"
 #include "store.h"
 
@@ -26,9 +27,19 @@ struct proto_env {
      * before and after every write. NULL: always 0. */
     int (*file_check)(const struct proto_env *env);
     struct metrics *metrics;   /* NULL: the metrics op answers an error */
+    struct queue *queue;       /* NULL: shape counts on the calling thread (tests, fuzz) */
 };
 
 /* Returns a malloc'd reply without the trailing newline, or NULL on ENOMEM. */
 char *proto_handle(const struct proto_env *env, const char *line, size_t len);
+/* The reply to a request that runs off the loop (shape): on the loop, once,
+ * malloc'd as proto_handle's (NULL on ENOMEM). */
+typedef void proto_done_fn(void *ud, char *reply);
+/* proto_handle() for the control socket: 0 with *ret_reply as proto_handle
+ * returns it, or -EINPROGRESS for an op that runs off the loop: then
+ * done(ud, reply) comes later, and the caller holds the requests after this
+ * one until it has (replies go in request order). */
+int proto_handle_async(const struct proto_env *env, const char *line, size_t len, proto_done_fn *done, void *ud,
+                       char **ret_reply);
 /* A reply for errors found before parsing (line too long, ...). */
 char *proto_error(const char *message);

@@ -12,6 +12,7 @@
 #include "audit_cmd.h"
 #include "build-config.h"
 #include "cli.h"
+#include "queue_cmds.h"
 #include "secret.h"
 #include "socket_cmds.h"
 #include "util.h"
@@ -26,7 +27,7 @@ static const struct command help_cmd = {
 
 static const struct command *const commands[] = {
     &socket_cmd_revoke, &socket_cmd_status, &socket_cmd_retry, &socket_cmd_stats,
-    &socket_cmd_metrics, &socket_cmd_ping, &audit_cmd, &help_cmd,
+    &socket_cmd_metrics, &socket_cmd_ping, &queue_cmd, &shape_cmd, &audit_cmd, &help_cmd,
 };
 
 static const char usage[] =
@@ -102,7 +103,7 @@ int main(int argc, char **argv)
     const struct command *cmd = find_command(argv[optind]);
     if (!cmd)
         return cli_usage_error(NULL, "unknown command '%s' (revoke, status, retry, stats, metrics, ping, "
-                                     "audit, help)", argv[optind]);
+                                     "queue, shape, audit, help)", argv[optind]);
     int sub_argc = argc - optind;
     char **sub_argv = argv + optind;
     optind = 0; /* glibc: start over on the command's arguments */
