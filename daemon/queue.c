@@ -438,13 +438,21 @@ int queue_shape_compute(sqlite3 *conn, enum queue_by by, int64_t now_ms, struct 
 
 /* ---- shape off the loop ---- */
 
+struct shape_waiter {
+    struct shape_waiter *next;
+    queue_shape_cb *cb;
+    void *ud;
+};
+
+/* One count, for every request of its `by` that came before it started:
+ * a burst of requests (or clients that leave before their reply) costs at
+ * most one count per `by` after the one running. */
 struct shape_job {
     struct shape_job *next;
     struct queue *q;
     uv_work_t work;
     enum queue_by by;
-    queue_shape_cb *cb;
-    void *ud;
+    struct shape_waiter *waiters;
     int err;
     char errmsg[200];
     struct queue_shape shape;
@@ -454,8 +462,8 @@ struct queue {
     uv_loop_t *loop;
     char *db_path;
     struct shape_job *running;
-    struct shape_job *waiting, **waiting_tail;
-    unsigned nwaiting;
+    struct shape_job *waiting;     /* at most one per `by`, in request order */
+    unsigned nwaiters;             /* requests not answered yet */
     bool closing;
 };
 
@@ -478,6 +486,19 @@ static void shape_work(uv_work_t *w)
     sqlite3_close(conn);
 }
 
+/* Tells every waiter of j and frees j. */
+static void answer(struct queue *q, struct shape_job *j, int err, const char *msg)
+{
+    while (j->waiters) {
+        struct shape_waiter *w = j->waiters;
+        j->waiters = w->next;
+        q->nwaiters--;
+        w->cb(w->ud, err, err < 0 ? NULL : &j->shape, msg);
+        free(w);
+    }
+    free(j);
+}
+
 static void shape_done(uv_work_t *w, int status);
 
 static void start_next(struct queue *q)
@@ -487,15 +508,11 @@ static void start_next(struct queue *q)
     if (q->running || !j)
         return;
     q->waiting = j->next;
-    if (!q->waiting)
-        q->waiting_tail = &q->waiting;
-    q->nwaiting--;
     q->running = j;
     int rc = uv_queue_work(q->loop, &j->work, shape_work, shape_done);
     if (rc < 0) {
         q->running = NULL;
-        j->cb(j->ud, rc, NULL, uv_strerror(rc));
-        free(j);
+        answer(q, j, rc, uv_strerror(rc));
         start_next(q);
     }
 }
@@ -515,12 +532,9 @@ static void shape_done(uv_work_t *w, int status)
 
     q->running = NULL;
     if (status < 0)
-        j->cb(j->ud, status, NULL, uv_strerror(status));
-    else if (j->err < 0)
-        j->cb(j->ud, j->err, NULL, j->errmsg);
+        answer(q, j, status, uv_strerror(status));
     else
-        j->cb(j->ud, 0, &j->shape, NULL);
-    free(j);
+        answer(q, j, j->err, j->err < 0 ? j->errmsg : NULL);
     if (q->closing)
         finish(q);
     else
@@ -536,28 +550,35 @@ int queue_new(uv_loop_t *loop, const char *db_path, struct queue **ret)
         return -ENOMEM;
     }
     q->loop = loop;
-    q->waiting_tail = &q->waiting;
     *ret = q;
     return 0;
 }
 
 int queue_shape_start(struct queue *q, enum queue_by by, queue_shape_cb *cb, void *ud)
 {
-    struct shape_job *j;
+    struct shape_job *j, **tail = &q->waiting;
+    struct shape_waiter *w;
 
     if (q->closing)
         return -ECANCELED;
-    if (q->nwaiting >= QUEUE_SHAPE_WAITING)
+    if (q->nwaiters >= QUEUE_SHAPE_WAITING)
         return -EBUSY;
-    if (!(j = calloc(1, sizeof(*j))))
+    for (j = q->waiting; j && j->by != by; j = j->next)
+        tail = &j->next;
+    if (!(w = calloc(1, sizeof(*w))))
         return -ENOMEM;
-    j->q = q;
-    j->by = by;
-    j->cb = cb;
-    j->ud = ud;
-    *q->waiting_tail = j;
-    q->waiting_tail = &j->next;
-    q->nwaiting++;
+    if (!j) {
+        if (!(j = calloc(1, sizeof(*j)))) {
+            free(w);
+            return -ENOMEM;
+        }
+        j->q = q;
+        j->by = by;
+        *tail = j;
+    }
+    *w = (struct shape_waiter){.next = j->waiters, .cb = cb, .ud = ud};
+    j->waiters = w;
+    q->nwaiters++;
     start_next(q);
     return 0;
 }
@@ -570,10 +591,7 @@ void queue_close(struct queue *q)
     while (q->waiting) {
         struct shape_job *j = q->waiting;
         q->waiting = j->next;
-        j->cb(j->ud, -ECANCELED, NULL, "revokerd is stopping");
-        free(j);
+        answer(q, j, -ECANCELED, "revokerd is stopping");
     }
-    q->waiting_tail = &q->waiting;
-    q->nwaiting = 0;
     finish(q);
 }

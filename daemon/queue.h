@@ -11,7 +11,8 @@
  *    since due_at in doubling buckets, per due reason or per last event.
  *    It reads every pending row, so it runs on libuv's threadpool through a
  *    read-only connection of its own (queue_shape_start), one at a time, and
- *    answers later; queue_shape_compute() is the same count on the calling
+ *    answers later; the requests that come while one runs share the next
+ *    count of their `by`. queue_shape_compute() is the same count on the calling
  *    thread (tests, and proto without a queue).
  *
  * Lifecycle: queue_new() at start, queue_shape_start()* while it runs,
@@ -33,7 +34,7 @@
 #define QUEUE_NBUCKETS 10      /* 5m 10m 20m ... 1280m 1280m+ */
 #define QUEUE_BUCKET_MS (5 * 60 * 1000)
 #define QUEUE_SHAPE_ROWS 16    /* TOTAL and the names a grid can have */
-#define QUEUE_SHAPE_WAITING 8  /* shape requests that may wait for the one running */
+#define QUEUE_SHAPE_WAITING 64 /* shape requests not answered yet (each client has one at most) */
 #define QUEUE_CURSOR_LEN 48
 
 /* Filters; 0 is "any". */
@@ -132,8 +133,8 @@ struct queue;
 /* db_path: the database, opened read-only by each shape on the threadpool. */
 int queue_new(uv_loop_t *loop, const char *db_path, struct queue **ret);
 /* cb runs on the loop, once: err 0 with the grid, or -errno with a message
- * (-ECANCELED at queue_close). -EBUSY when QUEUE_SHAPE_WAITING already
- * wait (cb is not called then), -ENOMEM. */
+ * (-ECANCELED at queue_close). -EBUSY when QUEUE_SHAPE_WAITING requests
+ * are not answered yet (cb is not called then), -ENOMEM. */
 typedef void queue_shape_cb(void *ud, int err, const struct queue_shape *s, const char *errmsg);
 int queue_shape_start(struct queue *q, enum queue_by by, queue_shape_cb *cb, void *ud);
 /* NULL is fine. */
