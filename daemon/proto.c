@@ -633,13 +633,12 @@ static json_t *op_queue(const struct proto_env *env, json_t *req, struct perr *e
     }
     if (lim)
         f.limit = (unsigned)json_integer_value(lim);
-    if (json_is_string(json_object_get(req, "after")) && json_string_length(json_object_get(req, "after")) == 0) {
-        perr_set(e, "field 'after' must be the 'next' of the previous reply (\"DUE_AT_MS:ID\" or \"null:ID\")");
+    json_t *a = json_object_get(req, "after");
+    /* An empty string is a malformed cursor, not a missing one. */
+    if (!(json_is_string(a) && json_string_length(a) == 0) &&
+        get_string(req, "after", QUEUE_CURSOR_LEN, &after, NULL, e) < 0)
         return NULL;
-    }
-    if (get_string(req, "after", QUEUE_CURSOR_LEN, &after, NULL, e) < 0)
-        return NULL;
-    if (after && queue_cursor_parse(after, &f.after) < 0) {
+    if ((json_is_string(a) && !after) || (after && queue_cursor_parse(after, &f.after) < 0)) {
         perr_set(e, "field 'after' must be the 'next' of the previous reply (\"DUE_AT_MS:ID\" or \"null:ID\")");
         return NULL;
     }
@@ -651,9 +650,7 @@ static json_t *op_queue(const struct proto_env *env, json_t *req, struct perr *e
     char cursor[QUEUE_CURSOR_LEN];
     int r = queue_page(store_db(env->store), &f, &rows, &more, &next);
     if (r < 0) {
-        perr_set(e, "database error (%s); try again", db_errmsg(store_db(env->store)));
-        if (r == -ENOMEM)
-            e->msg[0] = '\0';
+        db_failure(env, r, e);
         return NULL;
     }
     if (more)

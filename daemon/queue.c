@@ -150,8 +150,9 @@ json_t *queue_row_json(const struct queue_row *r)
                      text_or_null(r->fingerprint), "subject", app_text_or_null(r->subject), "reason",
                      reason ? json_string(reason) : json_null(), "lane", urgent ? "urgent" : "routine",
                      "due_at", r->due_null ? json_null() : iso_or_null(r->due_at), "attempts",
-                     (json_int_t)r->attempts, "next_attempt_at", iso_or_null(r->next_attempt_at), "last_event",
-                     app_text_or_null(r->last_event), "last_error", app_text_or_null(r->last_error), "held", r->held);
+                     (json_int_t)r->attempts, "next_attempt_at", iso_or_null(r->next_attempt_at),
+                     "last_event", app_text_or_null(r->last_event), "last_error",
+                     app_text_or_null(r->last_error), "held", r->held);
 }
 
 /* ---- a page ---- */
@@ -165,8 +166,8 @@ static const char page_null_sql[] =
 static const char page_after_sql[] =
     "SELECT id, due_at, due_reason, state FROM tokens INDEXED BY tokens_queue "
     "WHERE state IN ('pending', 'held') AND (due_at, id) > (?1, ?2) ORDER BY due_at, id";
-static const char row_sql[] =
-    "SELECT fingerprint, subject, attempts, next_attempt_at, last_event, last_error FROM tokens WHERE id = ?1";
+static const char row_sql[] = "SELECT fingerprint, subject, attempts, next_attempt_at, last_event, "
+                              "last_error FROM tokens WHERE id = ?1";
 
 static void column_text(sqlite3_stmt *st, int col, char *buf, size_t len)
 {
@@ -390,19 +391,20 @@ json_t *queue_shape_json(const struct queue_shape *s)
     for (unsigned i = 0; ok && i < s->nrows; i++) {
         json_t *row = json_pack("{s:s,s:I}", "name", rows[i].name, "T", (json_int_t)rows[i].total);
         for (unsigned b = 0; row && b < QUEUE_NBUCKETS; b++)
-            if (json_object_set_new(row, queue_bucket_name(b), json_integer((json_int_t)rows[i].count[b])) < 0) {
+            if (json_object_set_new(row, queue_bucket_name(b), json_integer((json_int_t)rows[i].count[b])) <
+                0) {
                 json_decref(row);
                 row = NULL;
             }
         ok = row && json_array_append_new(list, row) == 0;
     }
     int64_t age_ms = s->oldest_due_ms > 0 && s->now_ms > s->oldest_due_ms ? s->now_ms - s->oldest_due_ms : 0;
-    json_t *reply = ok ? json_pack("{s:b,s:s,s:o,s:o,s:o,s:O,s:O}", "ok", 1, "by", queue_by_name(s->by), "now",
-                                   iso_or_null(s->now_ms), "oldest_due_at", iso_or_null(s->oldest_due_ms),
-                                   "oldest_age_s",
-                                   s->oldest_due_ms ? json_integer((json_int_t)(age_ms / 1000)) : json_null(),
-                                   "buckets", buckets, "rows", list)
-                       : NULL;
+    json_t *reply = ok
+        ? json_pack("{s:b,s:s,s:o,s:o,s:o,s:O,s:O}", "ok", 1, "by", queue_by_name(s->by), "now",
+                    iso_or_null(s->now_ms), "oldest_due_at", iso_or_null(s->oldest_due_ms), "oldest_age_s",
+                    s->oldest_due_ms ? json_integer((json_int_t)(age_ms / 1000)) : json_null(), "buckets",
+                    buckets, "rows", list)
+        : NULL;
     json_decref(buckets);
     json_decref(list);
     return reply;
@@ -426,8 +428,8 @@ int queue_shape_compute(sqlite3 *conn, enum queue_by by, int64_t now_ms, struct 
     if (rc == SQLITE_OK)
         rc = sqlite3_prepare_v2(conn, shape_sql[by], -1, &st, NULL);
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        queue_shape_add(ret, (const char *)sqlite3_column_text(st, 1), sqlite3_column_type(st, 0) == SQLITE_NULL,
-                        sqlite3_column_int64(st, 0));
+        queue_shape_add(ret, (const char *)sqlite3_column_text(st, 1),
+                        sqlite3_column_type(st, 0) == SQLITE_NULL, sqlite3_column_int64(st, 0));
         rc = SQLITE_OK;
     }
     if (rc != SQLITE_DONE)
@@ -462,8 +464,8 @@ struct queue {
     uv_loop_t *loop;
     char *db_path;
     struct shape_job *running;
-    struct shape_job *waiting;     /* at most one per `by`, in request order */
-    unsigned nwaiters;             /* requests not answered yet */
+    struct shape_job *waiting; /* at most one per `by`, in request order */
+    unsigned nwaiters;         /* requests not answered yet */
     bool closing;
 };
 

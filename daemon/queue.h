@@ -29,9 +29,9 @@
 
 #include "db.h"
 
-#define QUEUE_PAGE_MAX 1000    /* rows in one page */
-#define QUEUE_SCAN_MAX 10000   /* index entries one page reads at most (filters leave rows out) */
-#define QUEUE_NBUCKETS 10      /* 5m 10m 20m ... 1280m 1280m+ */
+#define QUEUE_PAGE_MAX 1000  /* rows in one page */
+#define QUEUE_SCAN_MAX 10000 /* index entries one page reads at most (filters leave rows out) */
+#define QUEUE_NBUCKETS 10    /* 5m 10m 20m ... 1280m 1280m+ */
 #define QUEUE_BUCKET_MS (5 * 60 * 1000)
 #define QUEUE_SHAPE_ROWS 16    /* TOTAL and the names a grid can have */
 #define QUEUE_SHAPE_WAITING 64 /* shape requests not answered yet (each client has one at most) */
@@ -86,9 +86,9 @@ json_t *queue_row_json(const struct queue_row *r);
 struct queue_filter {
     enum queue_reason reason;
     enum queue_state state;
-    unsigned limit;             /* 1 .. QUEUE_PAGE_MAX */
+    unsigned limit; /* 1 .. QUEUE_PAGE_MAX */
     bool after_set;
-    struct queue_cursor after;  /* when after_set */
+    struct queue_cursor after; /* when after_set */
 };
 /* One page: *ret_rows a JSON array of queue_row_json() objects, and
  * *ret_more true with *ret_next where the next page starts when the page
@@ -105,14 +105,14 @@ unsigned queue_bucket(int64_t age_ms);
 const char *queue_bucket_name(unsigned i);
 
 struct queue_shape_row {
-    const char *name;                       /* "TOTAL", a reason or event name, "other" */
+    const char *name; /* "TOTAL", a reason or event name, "other" */
     uint64_t total, count[QUEUE_NBUCKETS];
 };
 struct queue_shape {
     enum queue_by by;
     int64_t now_ms;
-    int64_t oldest_due_ms;                  /* 0: none pending, or none with a due_at */
-    unsigned nrows;                         /* rows[0] is TOTAL */
+    int64_t oldest_due_ms; /* 0: none pending, or none with a due_at */
+    unsigned nrows;        /* rows[0] is TOTAL */
     struct queue_shape_row rows[QUEUE_SHAPE_ROWS];
 };
 void queue_shape_init(struct queue_shape *s, enum queue_by by, int64_t now_ms);

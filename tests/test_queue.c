@@ -23,11 +23,15 @@ static void test_bucket(void)
         int64_t age_ms;
         unsigned bucket;
     } cases[] = {
-        {-3600000, 0},         {0, 0},          {5 * MINUTE - 1, 0},        {5 * MINUTE, 1},
-        {10 * MINUTE - 1, 1},     {10 * MINUTE, 2},   {20 * MINUTE - 1, 2},       {20 * MINUTE, 3},
-        {40 * MINUTE, 4},         {80 * MINUTE, 5},   {160 * MINUTE, 6},          {320 * MINUTE, 7},
-        {640 * MINUTE - 1, 7},    {640 * MINUTE, 8},  {1280 * MINUTE - 1, 8},     {1280 * MINUTE, 9},
-        {100000 * MINUTE, 9},     {INT64_MAX, 9},
+        {-3600000, 0},          {0, 0},
+        {5 * MINUTE - 1, 0},    {5 * MINUTE, 1},
+        {10 * MINUTE - 1, 1},   {10 * MINUTE, 2},
+        {20 * MINUTE - 1, 2},   {20 * MINUTE, 3},
+        {40 * MINUTE, 4},       {80 * MINUTE, 5},
+        {160 * MINUTE, 6},      {320 * MINUTE, 7},
+        {640 * MINUTE - 1, 7},  {640 * MINUTE, 8},
+        {1280 * MINUTE - 1, 8}, {1280 * MINUTE, 9},
+        {100000 * MINUTE, 9},   {INT64_MAX, 9},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         if (queue_bucket(cases[i].age_ms) != cases[i].bucket)
@@ -46,11 +50,16 @@ static void test_names(void)
         const char *name;
         int reason, state, by; /* -1: refused */
     } cases[] = {
-        {"expired", QUEUE_EXPIRED, -1, -1}, {"flagged", QUEUE_FLAGGED, -1, -1},
-        {"requested", QUEUE_REQUESTED, -1, -1}, {"pending", -1, QUEUE_PENDING, -1},
-        {"held", -1, QUEUE_HELD, -1},        {"reason", -1, -1, QUEUE_BY_REASON},
-        {"event", -1, -1, QUEUE_BY_EVENT},   {"Expired", -1, -1, -1},
-        {"", -1, -1, -1},                    {NULL, -1, -1, -1},
+        {"expired", QUEUE_EXPIRED, -1, -1},
+        {"flagged", QUEUE_FLAGGED, -1, -1},
+        {"requested", QUEUE_REQUESTED, -1, -1},
+        {"pending", -1, QUEUE_PENDING, -1},
+        {"held", -1, QUEUE_HELD, -1},
+        {"reason", -1, -1, QUEUE_BY_REASON},
+        {"event", -1, -1, QUEUE_BY_EVENT},
+        {"Expired", -1, -1, -1},
+        {"", -1, -1, -1},
+        {NULL, -1, -1, -1},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         enum queue_reason r = 0;
@@ -131,25 +140,39 @@ static void test_row_json(void)
         struct queue_row row;
         const char *json;
     } cases[] = {
-        {{.id = 7, .fingerprint = "0123456789abcdef", .subject = "alice", .reason = QUEUE_FLAGGED,
-          .due_at = 1764756000123, .attempts = 2, .next_attempt_at = 1764756060000, .last_event = "retry",
+        {{.id = 7,
+          .fingerprint = "0123456789abcdef",
+          .subject = "alice",
+          .reason = QUEUE_FLAGGED,
+          .due_at = 1764756000123,
+          .attempts = 2,
+          .next_attempt_at = 1764756060000,
+          .last_event = "retry",
           .last_error = "HTTP 500"},
          "{\"id\":7,\"fingerprint\":\"0123456789abcdef\",\"subject\":\"alice\",\"reason\":\"flagged\","
          "\"lane\":\"urgent\",\"due_at\":\"2025-12-03T10:00:00.123Z\",\"attempts\":2,"
-         "\"next_attempt_at\":\"2025-12-03T10:01:00.000Z\",\"last_event\":\"retry\",\"last_error\":\"HTTP 500\","
+         "\"next_attempt_at\":\"2025-12-03T10:01:00.000Z\",\"last_event\":\"retry\",\"last_error\":\"HTTP "
+         "500\","
          "\"held\":false}"},
         {{.id = 8, .reason = QUEUE_EXPIRED, .due_null = true},
          "{\"id\":8,\"fingerprint\":null,\"subject\":null,\"reason\":\"expired\",\"lane\":\"routine\","
          "\"due_at\":null,\"attempts\":0,\"next_attempt_at\":null,\"last_event\":null,\"last_error\":null,"
          "\"held\":false}"},
-        {{.id = 9, .reason = QUEUE_REQUESTED, .due_at = 1000, .held = true, .subject = "b\xff" "b"},
+        {{.id = 9,
+          .reason = QUEUE_REQUESTED,
+          .due_at = 1000,
+          .held = true,
+          .subject = "b\xff"
+                     "b"},
          "{\"id\":9,\"fingerprint\":null,\"subject\":\"b?b\",\"reason\":\"requested\",\"lane\":\"urgent\","
-         "\"due_at\":\"1970-01-01T00:00:01.000Z\",\"attempts\":0,\"next_attempt_at\":null,\"last_event\":null,"
+         "\"due_at\":\"1970-01-01T00:00:01.000Z\",\"attempts\":0,\"next_attempt_at\":null,\"last_event\":"
+         "null,"
          "\"last_error\":null,\"held\":true}"},
         /* A due reason revokerd does not write: no reason, the routine lane (as tokens.c reads it). */
         {{.id = 10, .reason = QUEUE_REASON_ANY, .due_at = 1000},
          "{\"id\":10,\"fingerprint\":null,\"subject\":null,\"reason\":null,\"lane\":\"routine\","
-         "\"due_at\":\"1970-01-01T00:00:01.000Z\",\"attempts\":0,\"next_attempt_at\":null,\"last_event\":null,"
+         "\"due_at\":\"1970-01-01T00:00:01.000Z\",\"attempts\":0,\"next_attempt_at\":null,\"last_event\":"
+         "null,"
          "\"last_error\":null,\"held\":false}"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -167,9 +190,14 @@ static void test_shape_grid(void)
         bool due_null;
         int64_t age_ms;
     } adds[] = {
-        {"expired", false, 0},         {"expired", false, 6 * MINUTE},  {"expired", false, 2000 * MINUTE},
-        {"flagged", false, 4 * MINUTE},   {"requested", false, 30 * MINUTE}, {NULL, false, 11 * MINUTE},
-        {"banana", false, 11 * MINUTE},   {"expired", true, 0},
+        {"expired", false, 0},
+        {"expired", false, 6 * MINUTE},
+        {"expired", false, 2000 * MINUTE},
+        {"flagged", false, 4 * MINUTE},
+        {"requested", false, 30 * MINUTE},
+        {NULL, false, 11 * MINUTE},
+        {"banana", false, 11 * MINUTE},
+        {"expired", true, 0},
     };
     struct queue_shape s;
 
@@ -187,21 +215,26 @@ static void test_shape_grid(void)
     REQUIRE(text);
     /* TOTAL first, then by total (expired 4, other 2, then 1s by name);
      * a row without a due_at counts in the oldest bucket. */
-    const char *want =
-        "{\"ok\":true,\"by\":\"reason\",\"now\":\"2025-12-03T10:00:00.000Z\","
-        "\"oldest_due_at\":\"2025-12-02T00:40:00.000Z\",\"oldest_age_s\":120000,"
-        "\"buckets\":[\"T\",\"5m\",\"10m\",\"20m\",\"40m\",\"80m\",\"160m\",\"320m\",\"640m\",\"1280m\",\"1280m+\"],"
-        "\"rows\":["
-        "{\"name\":\"TOTAL\",\"T\":8,\"5m\":2,\"10m\":1,\"20m\":2,\"40m\":1,\"80m\":0,\"160m\":0,\"320m\":0,\"640m\":0,"
-        "\"1280m\":0,\"1280m+\":2},"
-        "{\"name\":\"expired\",\"T\":4,\"5m\":1,\"10m\":1,\"20m\":0,\"40m\":0,\"80m\":0,\"160m\":0,\"320m\":0,"
-        "\"640m\":0,\"1280m\":0,\"1280m+\":2},"
-        "{\"name\":\"other\",\"T\":2,\"5m\":0,\"10m\":0,\"20m\":2,\"40m\":0,\"80m\":0,\"160m\":0,\"320m\":0,\"640m\":0,"
-        "\"1280m\":0,\"1280m+\":0},"
-        "{\"name\":\"flagged\",\"T\":1,\"5m\":1,\"10m\":0,\"20m\":0,\"40m\":0,\"80m\":0,\"160m\":0,\"320m\":0,"
-        "\"640m\":0,\"1280m\":0,\"1280m+\":0},"
-        "{\"name\":\"requested\",\"T\":1,\"5m\":0,\"10m\":0,\"20m\":0,\"40m\":1,\"80m\":0,\"160m\":0,\"320m\":0,"
-        "\"640m\":0,\"1280m\":0,\"1280m+\":0}]}";
+    const char *want = "{\"ok\":true,\"by\":\"reason\",\"now\":\"2025-12-03T10:00:00.000Z\","
+                       "\"oldest_due_at\":\"2025-12-02T00:40:00.000Z\",\"oldest_age_s\":120000,"
+                       "\"buckets\":[\"T\",\"5m\",\"10m\",\"20m\",\"40m\",\"80m\",\"160m\",\"320m\",\"640m\","
+                       "\"1280m\",\"1280m+\"],"
+                       "\"rows\":["
+                       "{\"name\":\"TOTAL\",\"T\":8,\"5m\":2,\"10m\":1,\"20m\":2,\"40m\":1,\"80m\":0,"
+                       "\"160m\":0,\"320m\":0,\"640m\":0,"
+                       "\"1280m\":0,\"1280m+\":2},"
+                       "{\"name\":\"expired\",\"T\":4,\"5m\":1,\"10m\":1,\"20m\":0,\"40m\":0,\"80m\":0,"
+                       "\"160m\":0,\"320m\":0,"
+                       "\"640m\":0,\"1280m\":0,\"1280m+\":2},"
+                       "{\"name\":\"other\",\"T\":2,\"5m\":0,\"10m\":0,\"20m\":2,\"40m\":0,\"80m\":0,"
+                       "\"160m\":0,\"320m\":0,\"640m\":0,"
+                       "\"1280m\":0,\"1280m+\":0},"
+                       "{\"name\":\"flagged\",\"T\":1,\"5m\":1,\"10m\":0,\"20m\":0,\"40m\":0,\"80m\":0,"
+                       "\"160m\":0,\"320m\":0,"
+                       "\"640m\":0,\"1280m\":0,\"1280m+\":0},"
+                       "{\"name\":\"requested\",\"T\":1,\"5m\":0,\"10m\":0,\"20m\":0,\"40m\":1,\"80m\":0,"
+                       "\"160m\":0,\"320m\":0,"
+                       "\"640m\":0,\"1280m\":0,\"1280m+\":0}]}";
     CHECK_STR(text, want);
     free(text);
 
@@ -261,7 +294,8 @@ static void sql(const char *s)
 /* Rows in a known order: due_at ties broken by id, a NULL due_at first,
  * active / revoked / failed rows never listed. */
 static const char seed[] =
-    "INSERT INTO tokens (id, token, fingerprint, subject, state, due_reason, due_at, next_attempt_at, attempts, "
+    "INSERT INTO tokens (id, token, fingerprint, subject, state, due_reason, due_at, next_attempt_at, "
+    "attempts, "
     "last_event, last_error) VALUES "
     "(1, 'secret-1', 'fp01', 'alice', 'pending', 'expired', 3000, 3000, 0, 'due', NULL),"
     "(2, 'secret-2', 'fp02', 'bob',   'pending', 'flagged', 1000, 9000, 2, 'retry', 'HTTP 500'),"
@@ -284,11 +318,13 @@ static void page_all(struct queue_filter f, char *out, size_t len, unsigned *ret
         size_t i;
         REQUIRE(queue_page(db, &f, &rows, &more, &next) == 0);
         REQUIRE(json_array_size(rows) <= f.limit);
-        json_array_foreach(rows, i, row) {
+        json_array_foreach(rows, i, row)
+        {
             char *s = json_dumps(row, JSON_COMPACT);
             CHECK(strstr(s, "secret-") == NULL);
             free(s);
-            snprintf(out + strlen(out), len - strlen(out), "%lld,", (long long)json_integer_value(json_object_get(row, "id")));
+            snprintf(out + strlen(out), len - strlen(out), "%lld,",
+                     (long long)json_integer_value(json_object_get(row, "id")));
         }
         json_decref(rows);
         f.after_set = more;
@@ -306,14 +342,9 @@ static void test_page(void)
         unsigned limit;
         const char *ids;
     } cases[] = {
-        {0, 0, 1000, "7,2,3,8,1,"},
-        {0, 0, 1, "7,2,3,8,1,"},
-        {0, 0, 2, "7,2,3,8,1,"},
-        {QUEUE_EXPIRED, 0, 1, "8,1,"},
-        {QUEUE_FLAGGED, 0, 1000, "2,"},
-        {QUEUE_REQUESTED, 0, 1000, "3,"},
-        {0, QUEUE_PENDING, 3, "7,2,3,8,1,"},
-        {0, QUEUE_HELD, 1000, ""},
+        {0, 0, 1000, "7,2,3,8,1,"},          {0, 0, 1, "7,2,3,8,1,"},        {0, 0, 2, "7,2,3,8,1,"},
+        {QUEUE_EXPIRED, 0, 1, "8,1,"},       {QUEUE_FLAGGED, 0, 1000, "2,"}, {QUEUE_REQUESTED, 0, 1000, "3,"},
+        {0, QUEUE_PENDING, 3, "7,2,3,8,1,"}, {0, QUEUE_HELD, 1000, ""},
     };
     char ids[256];
     unsigned pages;
@@ -334,9 +365,12 @@ static void test_page(void)
     struct queue_cursor next;
     REQUIRE(queue_page(db, &f, &rows, &more, &next) == 0);
     char *s = json_dumps(json_array_get(rows, 0), JSON_COMPACT);
-    CHECK_STR(s, "{\"id\":2,\"fingerprint\":\"fp02\",\"subject\":\"bob\",\"reason\":\"flagged\",\"lane\":\"urgent\","
-                 "\"due_at\":\"1970-01-01T00:00:01.000Z\",\"attempts\":2,\"next_attempt_at\":\"1970-01-01T00:00:09.000Z\","
-                 "\"last_event\":\"retry\",\"last_error\":\"HTTP 500\",\"held\":false}");
+    CHECK_STR(
+        s,
+        "{\"id\":2,\"fingerprint\":\"fp02\",\"subject\":\"bob\",\"reason\":\"flagged\",\"lane\":\"urgent\","
+        "\"due_at\":\"1970-01-01T00:00:01.000Z\",\"attempts\":2,\"next_attempt_at\":\"1970-01-01T00:00:09."
+        "000Z\","
+        "\"last_event\":\"retry\",\"last_error\":\"HTTP 500\",\"held\":false}");
     CHECK(!more);
     free(s);
     json_decref(rows);
@@ -361,8 +395,10 @@ static void test_scan_cap(void)
 
     open_db();
     sql("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10005) "
-        "INSERT INTO tokens (id, token, state, due_reason, due_at) SELECT i, 'secret-' || i, 'pending', 'expired', i FROM n");
-    sql("INSERT INTO tokens (id, token, state, due_reason, due_at) VALUES (20000, 'secret-x', 'pending', 'flagged', 20000)");
+        "INSERT INTO tokens (id, token, state, due_reason, due_at) SELECT i, 'secret-' || i, 'pending', "
+        "'expired', i FROM n");
+    sql("INSERT INTO tokens (id, token, state, due_reason, due_at) VALUES (20000, 'secret-x', 'pending', "
+        "'flagged', 20000)");
     struct queue_filter f = {.reason = QUEUE_FLAGGED, .limit = 5};
     json_t *rows;
     bool more;
@@ -389,8 +425,8 @@ static void test_shape_compute(void)
     /* Only pending rows: 1, 2, 3, 7, 8. */
     REQUIRE(queue_shape_compute(db->conn, QUEUE_BY_REASON, 3000 + 6 * MINUTE, &s, err, sizeof(err)) == 0);
     CHECK_INT(s.rows[0].total, 5);
-    CHECK_INT(s.rows[0].count[1], 4);  /* 1, 2, 3, 8: between 5 and 10 min */
-    CHECK_INT(s.rows[0].count[9], 1);  /* 7: no due_at */
+    CHECK_INT(s.rows[0].count[1], 4); /* 1, 2, 3, 8: between 5 and 10 min */
+    CHECK_INT(s.rows[0].count[9], 1); /* 7: no due_at */
     CHECK_INT(s.oldest_due_ms, 1000);
     REQUIRE(queue_shape_compute(db->conn, QUEUE_BY_EVENT, 3000, &s, err, sizeof(err)) == 0);
     CHECK_INT(s.nrows, 4); /* TOTAL, due (1, 3), retry (2, 8), other (7) */
@@ -454,18 +490,26 @@ static void test_bad_input(void)
     static const struct {
         const char *req, *error;
     } cases[] = {
-        {"{\"op\":\"queue\",\"reason\":\"lost\"}", "field 'reason' must be one of expired, flagged, requested, got 'lost'"},
-        {"{\"op\":\"queue\",\"reason\":\"tok-SECRET.1234\"}", "field 'reason' must be one of expired, flagged, requested"},
+        {"{\"op\":\"queue\",\"reason\":\"lost\"}",
+         "field 'reason' must be one of expired, flagged, requested, got 'lost'"},
+        {"{\"op\":\"queue\",\"reason\":\"tok-SECRET.1234\"}",
+         "field 'reason' must be one of expired, flagged, requested"},
         {"{\"op\":\"queue\",\"reason\":7}", "field 'reason' must be a string, got an integer"},
-        {"{\"op\":\"queue\",\"state\":\"active\"}", "field 'state' must be one of pending, held, got 'active'"},
+        {"{\"op\":\"queue\",\"state\":\"active\"}",
+         "field 'state' must be one of pending, held, got 'active'"},
         {"{\"op\":\"queue\",\"limit\":0}", "field 'limit' must be an integer from 1 to 1000, got 0"},
         {"{\"op\":\"queue\",\"limit\":1001}", "field 'limit' must be an integer from 1 to 1000, got 1001"},
-        {"{\"op\":\"queue\",\"limit\":\"5\"}", "field 'limit' must be an integer from 1 to 1000, got a string"},
-        {"{\"op\":\"queue\",\"limit\":2.5}", "field 'limit' must be an integer from 1 to 1000, got a number with a fraction"},
-        {"{\"op\":\"queue\",\"after\":\"12\"}", "field 'after' must be the 'next' of the previous reply (\"DUE_AT_MS:ID\" or \"null:ID\")"},
-        {"{\"op\":\"queue\",\"after\":\"\"}", "field 'after' must be the 'next' of the previous reply (\"DUE_AT_MS:ID\" or \"null:ID\")"},
+        {"{\"op\":\"queue\",\"limit\":\"5\"}",
+         "field 'limit' must be an integer from 1 to 1000, got a string"},
+        {"{\"op\":\"queue\",\"limit\":2.5}",
+         "field 'limit' must be an integer from 1 to 1000, got a number with a fraction"},
+        {"{\"op\":\"queue\",\"after\":\"12\"}",
+         "field 'after' must be the 'next' of the previous reply (\"DUE_AT_MS:ID\" or \"null:ID\")"},
+        {"{\"op\":\"queue\",\"after\":\"\"}",
+         "field 'after' must be the 'next' of the previous reply (\"DUE_AT_MS:ID\" or \"null:ID\")"},
         {"{\"op\":\"queue\",\"after\":5}", "field 'after' must be a string, got an integer"},
-        {"{\"op\":\"queue\",\"sort\":\"id\"}", "unknown field 'sort' for op queue (allowed: reason, state, limit, after)"},
+        {"{\"op\":\"queue\",\"sort\":\"id\"}",
+         "unknown field 'sort' for op queue (allowed: reason, state, limit, after)"},
         {"{\"op\":\"shape\",\"by\":\"subject\"}", "field 'by' must be one of reason, event, got 'subject'"},
         {"{\"op\":\"shape\",\"by\":true}", "field 'by' must be a string, got a boolean"},
         {"{\"op\":\"shape\",\"limit\":3}", "unknown field 'limit' for op shape (allowed: by)"},

@@ -50,9 +50,9 @@ static void print_row(json_t *row)
     socket_cmds_local_time(row, "next_attempt_at", next, sizeof(next));
     printf("%-8lld %-7s %-9s %-7s %-23s %3lld  %-23s %-15s %-16s ",
            (long long)json_integer_value(json_object_get(row, "id")),
-           json_is_true(json_object_get(row, "held")) ? "held" : "pending", text(row, "reason"), text(row, "lane"),
-           due, (long long)json_integer_value(json_object_get(row, "attempts")), next, text(row, "last_event"),
-           text(row, "fingerprint"));
+           json_is_true(json_object_get(row, "held")) ? "held" : "pending", text(row, "reason"),
+           text(row, "lane"), due, (long long)json_integer_value(json_object_get(row, "attempts")), next,
+           text(row, "last_event"), text(row, "fingerprint"));
     print_clean(text(row, "subject"));
     putchar(' ');
     print_clean(text(row, "last_error"));
@@ -61,7 +61,8 @@ static void print_row(json_t *row)
 
 /* One page from the daemon: 0 with the rows printed, *ret_n their count and
  * *ret_next the cursor (malloc'd, NULL at the end); or an exit status. */
-static int page(struct cli *c, json_t *filter, unsigned limit, const char *after, unsigned *ret_n, char **ret_next)
+static int page(struct cli *c, json_t *filter, unsigned limit, const char *after, unsigned *ret_n,
+                char **ret_next)
 {
     struct call_reply reply;
     json_t *req = json_deep_copy(filter), *row;
@@ -88,7 +89,8 @@ static int page(struct cli *c, json_t *filter, unsigned limit, const char *after
     if (!after && !c->json)
         printf("%-8s %-7s %-9s %-7s %-23s %3s  %-23s %-15s %-16s %s %s\n", "ID", "STATE", "REASON", "LANE",
                "DUE SINCE", "ATT", "NEXT ATTEMPT", "LAST EVENT", "FINGERPRINT", "SUBJECT", "LAST ERROR");
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         if (c->json) {
             char *line = json_dumps(row, JSON_COMPACT);
             if (line)
@@ -164,20 +166,22 @@ static int queue_run(struct cli *c, int argc, char **argv)
 }
 
 const struct command queue_cmd = {
-    "queue", "list pending and held tokens, oldest due first", queue_help, queue_run,
+    "queue",
+    "list pending and held tokens, oldest due first",
+    queue_help,
+    queue_run,
 };
 
 /* ---- shape ---- */
 
-static const char shape_help[] =
-    "Usage: revokerctl shape [--by reason|event]\n"
-    "\n"
-    "Count the pending tokens by how long they have been due, in buckets of\n"
-    "5 min doubling up to 1280 min (T: the total), one row per due reason\n"
-    "(default) or per last event (--by event), like Postfix's qshape. The\n"
-    "first line says how long the oldest pending token has been due.\n"
-    "\n"
-    "See revokerctl(1).\n";
+static const char shape_help[] = "Usage: revokerctl shape [--by reason|event]\n"
+                                 "\n"
+                                 "Count the pending tokens by how long they have been due, in buckets of\n"
+                                 "5 min doubling up to 1280 min (T: the total), one row per due reason\n"
+                                 "(default) or per last event (--by event), like Postfix's qshape. The\n"
+                                 "first line says how long the oldest pending token has been due.\n"
+                                 "\n"
+                                 "See revokerctl(1).\n";
 
 static void print_shape(json_t *reply)
 {
@@ -190,39 +194,38 @@ static void print_shape(json_t *reply)
     } else {
         char since[64], age[64];
         socket_cmds_local_time(reply, "oldest_due_at", since, sizeof(since));
-        config_format_duration((uint64_t)json_integer_value(json_object_get(reply, "oldest_age_s")) * 1000, age,
-                               sizeof(age));
+        config_format_duration((uint64_t)json_integer_value(json_object_get(reply, "oldest_age_s")) * 1000,
+                               age, sizeof(age));
         printf("oldest pending token: due for %s (since %s)\n", age, since);
     }
-    json_array_foreach(rows, i, row)
-        if (strlen(text(row, "name")) > nw)
-            nw = strlen(text(row, "name"));
+    json_array_foreach(rows, i, row) if (strlen(text(row, "name")) > nw) nw = strlen(text(row, "name"));
     /* Each column as wide as its head or the TOTAL row's count, and a space. */
-    json_array_foreach(heads, j, v) {
+    json_array_foreach(heads, j, v)
+    {
         char n[24];
         const char *h = json_string_value(v);
         if (j >= ARRAY_SIZE(w) || !h)
             break;
-        snprintf(n, sizeof(n), "%lld", (long long)json_integer_value(json_object_get(json_array_get(rows, 0), h)));
+        snprintf(n, sizeof(n), "%lld",
+                 (long long)json_integer_value(json_object_get(json_array_get(rows, 0), h)));
         w[j] = (int)(strlen(h) > strlen(n) ? strlen(h) : strlen(n)) + 1;
     }
     printf("%*s", (int)nw, "");
-    json_array_foreach(heads, j, v)
-        if (j < ARRAY_SIZE(w))
-            printf("%*s", w[j], json_string_value(v));
+    json_array_foreach(heads, j, v) if (j < ARRAY_SIZE(w)) printf("%*s", w[j], json_string_value(v));
     putchar('\n');
-    json_array_foreach(rows, i, row) {
+    json_array_foreach(rows, i, row)
+    {
         printf("%*s", (int)nw, text(row, "name"));
-        json_array_foreach(heads, j, v)
-            if (j < ARRAY_SIZE(w))
-                printf("%*lld", w[j], (long long)json_integer_value(json_object_get(row, json_string_value(v))));
+        json_array_foreach(heads, j, v) if (j < ARRAY_SIZE(w))
+            printf("%*lld", w[j], (long long)json_integer_value(json_object_get(row, json_string_value(v))));
         putchar('\n');
     }
 }
 
 static int shape_run(struct cli *c, int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_OPTIONS, {"by", required_argument, NULL, OPT_BY}, {NULL, 0, NULL, 0}};
+    static const struct option opts[] = {
+        CLI_OPTIONS, {"by", required_argument, NULL, OPT_BY}, {NULL, 0, NULL, 0}};
     const char *by = NULL;
     struct call_reply reply;
     int opt, r;
@@ -258,5 +261,8 @@ static int shape_run(struct cli *c, int argc, char **argv)
 }
 
 const struct command shape_cmd = {
-    "shape", "pending tokens by age and due reason (or last event), like qshape", shape_help, shape_run,
+    "shape",
+    "pending tokens by age and due reason (or last event), like qshape",
+    shape_help,
+    shape_run,
 };
