@@ -644,11 +644,12 @@ int main(int argc, char **argv)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     secret_wipe_json(); /* jansson wipes what it frees, from the first request on */
     signal(SIGPIPE, SIG_IGN);
-    /* libuv's threadpool runs the WAL checkpoints and the metrics' count of
-     * tokens per state: a thread each, so that a checkpoint (which holds the
-     * engine's bulk commits while it is queued) never waits behind a count
-     * of a large table; no more, as each thread keeps a malloc arena. */
-    setenv("UV_THREADPOOL_SIZE", "2", 0);
+    /* libuv's threadpool runs the WAL checkpoints, the metrics' count of
+     * tokens per state and a shape request's count (queue.h), each one at a
+     * time: a thread each, so that a checkpoint (which holds the engine's
+     * bulk commits while it is queued) never waits behind a count of a large
+     * table; no more, as each thread keeps a malloc arena. */
+    setenv("UV_THREADPOOL_SIZE", "3", 0);
 
     rc = uv_loop_init(&d.loop);
     if (rc < 0) {
