@@ -411,12 +411,15 @@ json_t *queue_shape_json(const struct queue_shape *s)
 }
 
 /* Through tokens_queue alone by reason; by event each row is read too. */
+static const char shape_reason_sql[] = "SELECT due_at, due_reason FROM tokens INDEXED BY tokens_queue "
+                                       "WHERE state IN ('pending', 'held') AND state = 'pending'";
+static const char shape_event_sql[] = "SELECT due_at, last_event FROM tokens INDEXED BY tokens_queue "
+                                      "WHERE state IN ('pending', 'held') AND state = 'pending'";
 static const char *const shape_sql[] = {
-    [QUEUE_BY_REASON] = "SELECT due_at, due_reason FROM tokens INDEXED BY tokens_queue "
-                        "WHERE state IN ('pending', 'held') AND state = 'pending'",
-    [QUEUE_BY_EVENT] = "SELECT due_at, last_event FROM tokens INDEXED BY tokens_queue "
-                       "WHERE state IN ('pending', 'held') AND state = 'pending'",
-};
+    [QUEUE_BY_REASON] = shape_reason_sql, [QUEUE_BY_EVENT] = shape_event_sql};
+
+const char *const queue_statements[] = {page_null_sql,    page_after_sql,  row_sql,
+                                        shape_reason_sql, shape_event_sql, NULL};
 
 int queue_shape_compute(sqlite3 *conn, enum queue_by by, int64_t now_ms, struct queue_shape *ret, char *err,
                         size_t errlen)

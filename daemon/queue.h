@@ -139,3 +139,7 @@ typedef void queue_shape_cb(void *ud, int err, const struct queue_shape *s, cons
 int queue_shape_start(struct queue *q, enum queue_by by, queue_shape_cb *cb, void *ud);
 /* NULL is fine. */
 void queue_close(struct queue *q);
+
+/* Every statement above, NULL-terminated: for the tests' EXPLAIN QUERY PLAN
+ * (an index, no temporary b-tree). */
+extern const char *const queue_statements[];
