@@ -265,7 +265,8 @@ def main():
         return "%.1f ms" % (v * 1000)
 
     def line(what, lat):
-        print("%-44s %12s %12s" % ("%s (%d)" % (what, len(lat)), ms(percentile(lat, .5)), ms(percentile(lat, .99))))
+        print("%-44s %12s %12s" % ("%s (%d)" % (what, len(lat)), ms(percentile(lat, .5)), ms(percentile(lat, .99))),
+              flush=True)
 
     # A flag per 10 ms for the whole drain: more urgent tokens than it lasts.
     alone = scenario(args, "alone", args.rows, 0, 0) if "alone" in want or args.alone_only else None
@@ -275,15 +276,15 @@ def main():
     rate = alone["routine_rate"] if alone and alone["routine_rate"] > 0 else 3000.0
     expect_s = args.rows / rate
     n_flags = int(expect_s * 1.5 * 1000 / args.flag_every_ms) + 100
+    # Each line as soon as its scenario ends: a million-row run takes long.
+    print("%-44s %12s %12s" % ("", "p50", "p99"), flush=True)
     idle = scenario(args, "idle", 0, 50, args.idle_flags) if "idle" in want else None
-    drain = scenario(args, "drain", args.rows, args.flag_every_ms, n_flags) if "drain" in want else None
-    back = outage(args, args.rows, args.flag_every_ms, n_flags) if "outage" in want else None
-
-    print("%-44s %12s %12s" % ("", "p50", "p99"))
     if idle:
         line("urgent flag -> request, idle daemon", idle["latencies"])
+    drain = scenario(args, "drain", args.rows, args.flag_every_ms, n_flags) if "drain" in want else None
     if drain:
         line("urgent flag -> request, %d-row drain" % args.rows, drain["latencies"])
+    back = outage(args, args.rows, args.flag_every_ms, n_flags) if "outage" in want else None
     if back:
         line("urgent flag -> request, return from outage", back["latencies"])
     if idle and drain:
