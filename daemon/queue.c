@@ -338,12 +338,13 @@ static const char *row_name(enum queue_by by, const char *name)
 {
     enum queue_reason r;
     enum audit_event_kind e;
+    const char *n = NULL;
 
     if (by == QUEUE_BY_REASON && queue_reason_from_name(name, &r) == 0)
-        return queue_reason_name(r);
-    if (by == QUEUE_BY_EVENT && audit_event_from_name(name, &e) == 0)
-        return audit_event_name(e);
-    return "other";
+        n = queue_reason_name(r);
+    else if (by == QUEUE_BY_EVENT && audit_event_from_name(name, &e) == 0)
+        n = audit_event_name(e);
+    return n ? n : "other";
 }
 
 static void count(struct queue_shape_row *row, unsigned bucket)
@@ -355,7 +356,8 @@ static void count(struct queue_shape_row *row, unsigned bucket)
 void queue_shape_add(struct queue_shape *s, const char *name, bool due_null, int64_t due_at)
 {
     const char *n = row_name(s->by, name);
-    unsigned bucket = due_null ? QUEUE_NBUCKETS - 1 : queue_bucket(s->now_ms - due_at);
+    /* A due_at before 1970 (another process's) is old: no overflow. */
+    unsigned bucket = due_null || due_at < 0 ? QUEUE_NBUCKETS - 1 : queue_bucket(s->now_ms - due_at);
     unsigned i = 1;
 
     while (i < s->nrows && strcmp(s->rows[i].name, n) != 0)

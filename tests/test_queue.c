@@ -249,6 +249,8 @@ static void test_shape_grid(void)
     queue_shape_add(&s, "retry", false, now);
     queue_shape_add(&s, "due", false, now);
     queue_shape_add(&s, "expired", false, now);
+    queue_shape_add(&s, "retry", false, INT64_MIN); /* written by another process: old, no overflow */
+    CHECK_INT(s.rows[1].count[QUEUE_NBUCKETS - 1], 1);
     CHECK_INT(s.nrows, 4);
     CHECK_STR(s.rows[1].name, "retry");
     CHECK_STR(s.rows[2].name, "due");
