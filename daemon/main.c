@@ -501,6 +501,7 @@ static void stop(struct daemon *d, const char *why)
     d->metrics = NULL;
     queue_close(d->queue);
     d->queue = NULL;
+    d->env.queue = NULL; /* a late request counts on the loop rather than on a freed queue */
     watch_close(d->watch);
     d->watch = NULL;
     revoke_stop(d->revoke, on_engine_stopped, d);
