@@ -58,6 +58,7 @@ struct client {
     bool draining;          /* final reply queued: close once writes are done */
     bool closing;           /* uv_close called */
     bool counted;           /* counts towards max_clients */
+    bool awaiting;          /* a reply comes later (proto_batch_line: -EINPROGRESS): the next requests wait */
 };
 
 struct wreq {
@@ -117,7 +118,7 @@ static void client_free_buf(struct client *c)
 
 static void client_maybe_free(struct client *c)
 {
-    if (c->open_handles > 0 || c->writes > 0)
+    if (c->open_handles > 0 || c->writes > 0 || c->awaiting)
         return;
     struct ctl *ctl = c->ctl;
     if (c->prev)
@@ -290,6 +291,26 @@ static void on_reply(void *ud, char *reply)
     }
 }
 
+/* The reply of a request run off the loop (shape): sent, and the requests
+ * after it go on; a client closed meanwhile only frees itself now. */
+static void deferred_reply(void *ud, char *reply)
+{
+    struct client *c = ud;
+
+    c->awaiting = false;
+    if (c->closing) {
+        free(reply);
+        client_maybe_free(c);
+        return;
+    }
+    if (send_reply(c, reply) < 0) {
+        log_err("control socket: cannot queue a reply (out of memory); closing that client");
+        client_close(c);
+        return;
+    }
+    process_lines(c);
+}
+
 static bool handle_line(struct client *c, struct proto_batch *b, char *line, size_t n)
 {
     size_t len = n;
@@ -303,7 +324,8 @@ static bool handle_line(struct client *c, struct proto_batch *b, char *line, siz
     if (len == 0) /* blank lines are not requests */
         return true;
     idle_restart(c);
-    proto_batch_line(b, line, len);
+    if (proto_batch_line(b, line, len) == -EINPROGRESS)
+        c->awaiting = true; /* the next requests wait for deferred_reply */
     secret_wipe(line, n);
     return !c->closing;
 }
@@ -318,7 +340,8 @@ static void process_lines(struct client *c)
     size_t start = 0;
 
     proto_batch_begin(&b, c->ctl->env, on_reply, c);
-    while (!c->closing && !c->draining && c->queued_bytes < CTL_HIGH_WATER && start < c->len) {
+    b.late = deferred_reply;
+    while (!c->closing && !c->draining && !c->awaiting && c->queued_bytes < CTL_HIGH_WATER && start < c->len) {
         char *line = c->buf + start;
         char *nl = memchr(line, '\n', c->len - start);
         if (!nl)
@@ -341,11 +364,12 @@ static void process_lines(struct client *c)
         refuse_long_line(c);
         return;
     }
-    if (!complete_left && c->eof) {
+    if (!complete_left && c->eof && !c->awaiting) {
         /* The peer shut down its side: a last line without '\n' counts. */
         bool ok = true;
         if (c->len > 0) {
             proto_batch_begin(&b, c->ctl->env, on_reply, c);
+            b.late = deferred_reply;
             ok = handle_line(c, &b, c->buf, c->len);
             proto_batch_end(&b);
         }
@@ -360,7 +384,7 @@ static void process_lines(struct client *c)
     if (c->len == 0 && c->cap > CTL_READ_CHUNK)
         client_free_buf(c);
 
-    bool pause = c->queued_bytes >= CTL_HIGH_WATER || complete_left;
+    bool pause = c->queued_bytes >= CTL_HIGH_WATER || complete_left || c->awaiting;
     if (pause && c->reading) {
         uv_read_stop((uv_stream_t *)&c->pipe);
         c->reading = false;

@@ -3,7 +3,9 @@
  * crashed run replaced, a live daemon there detected) or taken from systemd
  * (LISTEN_FDS). Each connection's peer is checked (SO_PEERCRED: root, the
  * daemon's own uid, members of the control group); lines are cut at '\n'
- * and handed to proto_handle(); replies go back in request order. Caps:
+ * and handed to proto_batch_line(); replies go back in request order (a
+ * reply that comes later, from an op run off the loop, holds the client's
+ * next requests until it is sent). Caps:
  * PROTO_MAX_LINE per line, max_clients connections, idle_ms without a request.
  *
  * The process must ignore SIGPIPE (main does): a peer that leaves before its

@@ -26,6 +26,7 @@
 #include "metrics.h"
 #include "notify.h"
 #include "proto.h"
+#include "queue.h"
 #include "revoke.h"
 #include "secret.h"
 #include "store.h"
@@ -48,6 +49,7 @@ struct daemon {
     struct watch *watch;
     struct ctl *ctl;
     struct metrics *metrics; /* NULL when the counter could not open the database */
+    struct queue *queue;     /* shape's counts off the loop; NULL: on the loop */
     struct notify *notify;
     struct proto_env env;
     uv_signal_t sigterm, sigint, sighup;
@@ -498,6 +500,9 @@ static void stop(struct daemon *d, const char *why)
     d->ctl = NULL;
     metrics_close(d->metrics, NULL, NULL);
     d->metrics = NULL;
+    queue_close(d->queue);
+    d->queue = NULL;
+    d->env.queue = NULL; /* a late request counts on the loop rather than on a freed queue */
     watch_close(d->watch);
     d->watch = NULL;
     revoke_stop(d->revoke, on_engine_stopped, d);
@@ -567,6 +572,8 @@ static int start(struct daemon *d)
     rc = metrics_new(&d->loop, d->cfg.database, &d->metrics, err, sizeof(err));
     if (rc < 0)
         log_warning("metrics: %s; the metrics op answers with an error", err);
+    if (queue_new(&d->loop, d->cfg.database, &d->queue) < 0)
+        log_warning("queue: out of memory; the shape op counts on the loop");
     d->env = (struct proto_env){
         .store = d->store,
         .revoke = d->revoke,
@@ -574,6 +581,7 @@ static int start(struct daemon *d)
         .uptime_ms = uptime_ms,
         .file_check = env_file_check,
         .metrics = d->metrics,
+        .queue = d->queue,
     };
     co = (struct ctl_options){
         .path = d->cfg.socket,
@@ -639,11 +647,12 @@ int main(int argc, char **argv)
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     secret_wipe_json(); /* jansson wipes what it frees, from the first request on */
     signal(SIGPIPE, SIG_IGN);
-    /* libuv's threadpool runs the WAL checkpoints and the metrics' count of
-     * tokens per state: a thread each, so that a checkpoint (which holds the
-     * engine's bulk commits while it is queued) never waits behind a count
-     * of a large table; no more, as each thread keeps a malloc arena. */
-    setenv("UV_THREADPOOL_SIZE", "2", 0);
+    /* libuv's threadpool runs the WAL checkpoints, the metrics' count of
+     * tokens per state and a shape request's count (queue.h), each one at a
+     * time: a thread each, so that a checkpoint (which holds the engine's
+     * bulk commits while it is queued) never waits behind a count of a large
+     * table; no more, as each thread keeps a malloc arena. */
+    setenv("UV_THREADPOOL_SIZE", "3", 0);
 
     rc = uv_loop_init(&d.loop);
     if (rc < 0) {

@@ -185,15 +185,8 @@ static int get_unix_s(json_t *req, const char *key, int64_t *ret, struct perr *e
 
 static json_t *iso_time_ms(int64_t ms)
 {
-    if (ms <= 0)
-        return json_null();
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    char buf[40], out[48];
-    if (!gmtime_r(&t, &tm) || strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
-        return json_null();
-    snprintf(out, sizeof(out), "%s.%03dZ", buf, (int)(ms % 1000));
-    return json_string(out);
+    char buf[UTIL_ISO_LEN];
+    return util_iso_ms(ms, buf, sizeof(buf)) ? json_string(buf) : json_null();
 }
 
 static json_t *str_or_null(const char *s)
@@ -680,9 +673,171 @@ static json_t *op_ping(const struct proto_env *env, json_t *req, struct perr *e)
     return reply;
 }
 
+/* ---- queue and shape (queue.h) ---- */
+
+/* A name field from a fixed list: 1 (present, *ret set), 0 (absent) or -1
+ * with the message naming the field, the value (when it is safe to echo)
+ * and the names allowed. */
+static int get_name(json_t *req, const char *key, int (*from_name)(const char *, int *), int *ret,
+                    const char *allowed, struct perr *e)
+{
+    const char *s = NULL;
+    size_t len = 0;
+    char buf[32];
+    int r = get_string(req, key, 64, &s, &len, e);
+
+    if (r <= 0)
+        return r;
+    if (from_name(s, ret) == 0)
+        return 1;
+    const char *shown = safe_name(s, len, buf, sizeof(buf));
+    if (shown)
+        perr_set(e, "field '%s' must be one of %s, got '%s'", key, allowed, shown);
+    else
+        perr_set(e, "field '%s' must be one of %s", key, allowed);
+    return -1;
+}
+
+static int reason_from(const char *s, int *ret)
+{
+    enum queue_reason v;
+    int r = queue_reason_from_name(s, &v);
+    *ret = (int)v;
+    return r;
+}
+
+static int state_from(const char *s, int *ret)
+{
+    enum queue_state v;
+    int r = queue_state_from_name(s, &v);
+    *ret = (int)v;
+    return r;
+}
+
+static int by_from(const char *s, int *ret)
+{
+    enum queue_by v;
+    int r = queue_by_from_name(s, &v);
+    *ret = (int)v;
+    return r;
+}
+
+static json_t *op_queue(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    struct queue_filter f = {.limit = QUEUE_PAGE_MAX};
+    int reason = 0, state = 0;
+    const char *after = NULL;
+    json_t *lim = json_object_get(req, "limit");
+
+    if (get_name(req, "reason", reason_from, &reason, "expired, flagged, requested", e) < 0 ||
+        get_name(req, "state", state_from, &state, "pending, held", e) < 0)
+        return NULL;
+    f.reason = (enum queue_reason)reason;
+    f.state = (enum queue_state)state;
+    if (lim && (!json_is_integer(lim) || json_integer_value(lim) < 1 || json_integer_value(lim) > QUEUE_PAGE_MAX)) {
+        if (json_is_integer(lim))
+            perr_set(e, "field 'limit' must be an integer from 1 to %d, got %" JSON_INTEGER_FORMAT, QUEUE_PAGE_MAX,
+                     json_integer_value(lim));
+        else
+            perr_set(e, "field 'limit' must be an integer from 1 to %d, got %s", QUEUE_PAGE_MAX, type_name(lim));
+        return NULL;
+    }
+    if (lim)
+        f.limit = (unsigned)json_integer_value(lim);
+    json_t *a = json_object_get(req, "after");
+    /* An empty string is a malformed cursor, not a missing one. */
+    if (!(json_is_string(a) && json_string_length(a) == 0) &&
+        get_string(req, "after", QUEUE_CURSOR_LEN, &after, NULL, e) < 0)
+        return NULL;
+    if ((json_is_string(a) && !after) || (after && queue_cursor_parse(after, &f.after) < 0)) {
+        perr_set(e, "field 'after' must be the 'next' of the previous reply (\"DUE_AT_MS:ID\" or \"null:ID\")");
+        return NULL;
+    }
+    f.after_set = after != NULL;
+
+    json_t *rows;
+    bool more;
+    struct queue_cursor next;
+    char cursor[QUEUE_CURSOR_LEN];
+    int r = queue_page(store_db(env->store), &f, &rows, &more, &next);
+    if (r < 0) {
+        db_failure(env, r, e);
+        return NULL;
+    }
+    if (more)
+        queue_cursor_format(&next, cursor, sizeof(cursor));
+    json_t *reply = reply_ok();
+    put(&reply, "rows", rows);
+    put(&reply, "next", more ? json_string(cursor) : json_null());
+    return reply;
+}
+
+static char *shape_error(int err, const char *msg)
+{
+    char text[300];
+    if (err == -ENOMEM)
+        return NULL;
+    util_format(text, sizeof(text), "%s", msg);
+    return proto_error(text);
+}
+
+struct shape_wait {
+    proto_done_fn *done;
+    void *ud;
+};
+
+static void shape_counted(void *ud, int err, const struct queue_shape *s, const char *msg)
+{
+    struct shape_wait *w = ud;
+    w->done(w->ud, err < 0 ? shape_error(err, msg) : dump(queue_shape_json(s)));
+    free(w);
+}
+
+static json_t *op_shape(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    int by = QUEUE_BY_REASON;
+    char msg[200];
+
+    if (get_name(req, "by", by_from, &by, "reason, event", e) < 0)
+        return NULL;
+    struct queue_shape *s = malloc(sizeof(*s));
+    int r = s ? queue_shape_compute(store_db(env->store)->conn, (enum queue_by)by, db_now_ms(), s, msg, sizeof(msg))
+              : -ENOMEM;
+    json_t *reply = r == 0 ? queue_shape_json(s) : NULL;
+    if (r < 0 && r != -ENOMEM)
+        perr_set(e, "%s", msg);
+    free(s);
+    return reply;
+}
+
+/* shape off the loop, when there is a queue: it reads every pending row
+ * (0.2 s for a million). */
+static int op_shape_start(const struct proto_env *env, json_t *req, struct perr *e, proto_done_fn *done, void *ud)
+{
+    int by = QUEUE_BY_REASON;
+
+    if (get_name(req, "by", by_from, &by, "reason, event", e) < 0)
+        return -EINVAL;
+    struct shape_wait *w = malloc(sizeof(*w));
+    int r = w ? queue_shape_start(env->queue, (enum queue_by)by, shape_counted, w) : -ENOMEM;
+    if (r == 0) {
+        *w = (struct shape_wait){.done = done, .ud = ud};
+        return -EINPROGRESS;
+    }
+    free(w);
+    if (r == -EBUSY)
+        perr_set(e, "%d shape requests are waiting already; try again in a moment", QUEUE_SHAPE_WAITING);
+    else if (r != -ENOMEM)
+        perr_set(e, "cannot count the pending tokens: %s", strerror(-r));
+    return r;
+}
+
 struct op {
     const char *name;
     json_t *(*fn)(const struct proto_env *env, json_t *req, struct perr *e);
+    /* NULL, or fn off the loop, when there is a queue and the caller takes
+     * a later reply: -EINPROGRESS (done comes), or another -errno with e set. */
+    int (*start)(const struct proto_env *env, json_t *req, struct perr *e, proto_done_fn *done, void *ud);
     const char *fields[5]; /* besides "op" */
     const char *field_list;
     /* Instead of fn: runs in the batch's transaction (proto_batch). */
@@ -690,15 +845,17 @@ struct op {
 };
 
 static const struct op ops[] = {
-    {"revoke", op_revoke, {"token", "id", "subject", "reason", NULL}, "token, id, subject, reason", NULL},
-    {"status", op_status, {"id", NULL}, "id", NULL},
-    {"retry", op_retry, {"id", "failed", NULL}, "id, failed", NULL},
-    {"stats", op_stats, {NULL}, "none", NULL},
-    {"metrics", op_metrics, {NULL}, "none", NULL},
-    {"ping", op_ping, {NULL}, "none", NULL},
-    {"track", NULL, {"token", "subject", "expires_at", NULL}, "token, subject, expires_at", op_track},
+    {"revoke", op_revoke, NULL, {"token", "id", "subject", "reason", NULL}, "token, id, subject, reason", NULL},
+    {"status", op_status, NULL, {"id", NULL}, "id", NULL},
+    {"retry", op_retry, NULL, {"id", "failed", NULL}, "id, failed", NULL},
+    {"stats", op_stats, NULL, {NULL}, "none", NULL},
+    {"metrics", op_metrics, NULL, {NULL}, "none", NULL},
+    {"ping", op_ping, NULL, {NULL}, "none", NULL},
+    {"track", NULL, NULL, {"token", "subject", "expires_at", NULL}, "token, subject, expires_at", op_track},
+    {"queue", op_queue, NULL, {"reason", "state", "limit", "after", NULL}, "reason, state, limit, after", NULL},
+    {"shape", op_shape, op_shape_start, {"by", NULL}, "by", NULL},
 };
-#define OP_NAMES "revoke, status, retry, stats, metrics, ping, track"
+#define OP_NAMES "revoke, status, retry, stats, metrics, ping, track, queue, shape"
 
 /* Unknown fields are refused so that a typo ("reasn") is not silently lost. */
 static bool fields_known(const struct op *op, json_t *req, struct perr *e)
@@ -775,18 +932,18 @@ static bool blank(const char *s, size_t len)
     return true;
 }
 
-void proto_batch_begin(struct proto_batch *b, const struct proto_env *env,
-                       void (*emit)(void *ud, char *reply), void *ud)
+void proto_batch_begin(struct proto_batch *b, const struct proto_env *env, proto_done_fn *emit, void *ud)
 {
     b->env = env;
     b->emit = emit;
+    b->late = NULL;
     b->ud = ud;
     b->open = false;
     b->writes = 0;
     b->held = 0;
 }
 
-void proto_batch_line(struct proto_batch *b, const char *line, size_t len)
+int proto_batch_line(struct proto_batch *b, const char *line, size_t len)
 {
     struct perr e = {.msg = ""};
     const struct op *op = NULL;
@@ -806,10 +963,18 @@ void proto_batch_line(struct proto_batch *b, const char *line, size_t len)
         json_t *ok = op->batched(b, req, &e);
         json_decref(req); /* the token's string is zeroed (secret_wipe_json) */
         batch_hold(b, reply_text(ok, &e), ok != NULL);
-        return;
+        return 0;
     }
     /* Anything else runs alone, after the batch's replies. */
     proto_batch_end(b);
+    if (op && op->start && b->late && b->env->queue) {
+        int r = op->start(b->env, req, &e, b->late, b->ud);
+        json_decref(req);
+        if (r == -EINPROGRESS)
+            return r;
+        b->emit(b->ud, e.msg[0] ? proto_error(e.msg) : NULL);
+        return 0;
+    }
     if (blank(line, len))
         reply = proto_error("empty request: expected a JSON object such as {\"op\":\"ping\"}");
     else if (!req)
@@ -820,6 +985,7 @@ void proto_batch_line(struct proto_batch *b, const char *line, size_t len)
         reply = reply_text(op->fn(b->env, req, &e), &e);
     json_decref(req);
     b->emit(b->ud, reply);
+    return 0;
 }
 
 void proto_batch_end(struct proto_batch *b)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "metrics.h"
+#include "queue.h"
 #include "revoke.h"
 #include "store.h"
 
@@ -27,6 +28,7 @@ struct proto_env {
      * before and after every write. NULL: always 0. */
     int (*file_check)(const struct proto_env *env);
     struct metrics *metrics;   /* NULL: the metrics op answers an error */
+    struct queue *queue;       /* NULL: shape counts on the calling thread (tests, fuzz) */
 };
 
 /* Returns a malloc'd reply without the trailing newline, or NULL on ENOMEM.
@@ -43,13 +45,22 @@ char *proto_handle(const struct proto_env *env, const char *line, size_t len);
  * write only after its commit; a failed commit turns each into the error.
  * Any other request runs as before, in its own transaction.
  *
+ * An op that runs off the loop (shape, on the threadpool) does so only when
+ * the caller sets `late` and the environment has a queue: the batch's
+ * replies go first, proto_batch_line() returns -EINPROGRESS, and late(ud,
+ * reply) comes once, on the loop, later; the caller holds the requests after
+ * it until then (replies go in request order). Without `late` it runs on the
+ * calling thread.
+ *
  * Lifecycle: proto_batch_begin(), proto_batch_line() for each line,
  * proto_batch_end(); lines may follow an end (a new transaction). Nothing
  * to free. */
 #define PROTO_BATCH_MAX 256
+typedef void proto_done_fn(void *ud, char *reply);
 struct proto_batch {
     const struct proto_env *env;
-    void (*emit)(void *ud, char *reply);
+    proto_done_fn *emit;
+    proto_done_fn *late; /* NULL (proto_batch_begin's): every op on the calling thread */
     void *ud;
     bool open;       /* the batch's transaction is open */
     unsigned writes; /* requests run in it: the engine is kicked after the commit */
@@ -59,9 +70,9 @@ struct proto_batch {
         bool written; /* an ok:true that holds only once committed */
     } replies[PROTO_BATCH_MAX];
 };
-void proto_batch_begin(struct proto_batch *b, const struct proto_env *env,
-                       void (*emit)(void *ud, char *reply), void *ud);
-void proto_batch_line(struct proto_batch *b, const char *line, size_t len);
+void proto_batch_begin(struct proto_batch *b, const struct proto_env *env, proto_done_fn *emit, void *ud);
+/* 0, or -EINPROGRESS: the reply comes through b->late. */
+int proto_batch_line(struct proto_batch *b, const char *line, size_t len);
 void proto_batch_end(struct proto_batch *b);
 /* A reply for errors found before parsing (line too long, ...). */
 char *proto_error(const char *message);

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 void util_vformat(char *buf, size_t len, const char *fmt, va_list ap)
 {
@@ -39,4 +40,16 @@ void util_format(char *buf, size_t len, const char *fmt, ...)
     va_start(ap, fmt);
     util_vformat(buf, len, fmt, ap);
     va_end(ap);
+}
+
+bool util_iso_ms(int64_t ms, char *buf, size_t len)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    char day[40];
+
+    if (ms <= 0 || !gmtime_r(&t, &tm) || strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        return false;
+    snprintf(buf, len, "%s.%03dZ", day, (int)(ms % 1000));
+    return true;
 }

@@ -1,10 +1,12 @@
-/* util: the few macros and the formatting helper every module would
+/* util: the few macros and the formatting helpers every module would
  * otherwise write for itself. No state, no libuv: the common library
  * (revokerctl's) uses it too. */
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* The struct that embeds member at ptr (libuv's handles are embedded by
  * value; callbacks find their owner with this). */
@@ -32,3 +34,8 @@
 #define UTIL_CUT_WORD 24
 void util_format(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void util_vformat(char *buf, size_t len, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+
+/* Unix ms as "2026-11-27T10:00:03.123Z" (UTC) into buf (at least
+ * UTIL_ISO_LEN bytes); false for ms <= 0 or a time gmtime cannot show. */
+#define UTIL_ISO_LEN 48
+bool util_iso_ms(int64_t ms, char *buf, size_t len);

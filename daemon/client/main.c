@@ -12,6 +12,7 @@
 #include "audit_cmd.h"
 #include "build-config.h"
 #include "cli.h"
+#include "queue_cmds.h"
 #include "secret.h"
 #include "socket_cmds.h"
 #include "util.h"
@@ -26,7 +27,8 @@ static const struct command help_cmd = {
 
 static const struct command *const commands[] = {
     &socket_cmd_revoke,  &socket_cmd_track, &socket_cmd_status, &socket_cmd_retry, &socket_cmd_stats,
-    &socket_cmd_metrics, &socket_cmd_ping,  &audit_cmd,         &help_cmd,
+    &socket_cmd_metrics, &socket_cmd_ping,  &queue_cmd,         &shape_cmd,        &audit_cmd,
+    &help_cmd,
 };
 
 static const char usage[] =
@@ -103,7 +105,7 @@ int main(int argc, char **argv)
     if (!cmd)
         return cli_usage_error(NULL,
                                "unknown command '%s' (revoke, track, status, retry, stats, metrics, ping, "
-                               "audit, help)",
+                               "queue, shape, audit, help)",
                                argv[optind]);
     int sub_argc = argc - optind;
     char **sub_argv = argv + optind;

@@ -645,3 +645,13 @@ static int ping_run(struct cli *c, int argc, char **argv)
 const struct command socket_cmd_ping = {
     "ping", "check that the daemon answers", ping_help, ping_run,
 };
+
+int socket_cmds_ask(struct cli *c, json_t *req, struct call_reply *ret)
+{
+    return ask(c, req, ret);
+}
+
+void socket_cmds_local_time(json_t *o, const char *key, char *buf, size_t len)
+{
+    iso_to_local(o, key, buf, len);
+}

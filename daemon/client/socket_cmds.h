@@ -5,6 +5,9 @@
  * cannot be reached. */
 #pragma once
 
+#include <jansson.h>
+
+#include "call.h"
 #include "cli.h"
 
 extern const struct command socket_cmd_revoke;
@@ -14,3 +17,9 @@ extern const struct command socket_cmd_retry;
 extern const struct command socket_cmd_stats;
 extern const struct command socket_cmd_metrics;
 extern const struct command socket_cmd_ping;
+
+/* For the commands of other files (queue_cmds): one request and its reply,
+ * 0 with *ret or the exit status after saying what failed; and a reply's
+ * ISO time field in local time ("-" without one). */
+int socket_cmds_ask(struct cli *c, json_t *req, struct call_reply *ret);
+void socket_cmds_local_time(json_t *o, const char *key, char *buf, size_t len);

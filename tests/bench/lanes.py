@@ -3,6 +3,10 @@
 
     python3 tests/bench/lanes.py --revokerd BUILD/daemon/revokerd [--rows 100000]
                                  [--endpoint nginx|slow] [--delay-ms 5] [--flag-every-ms 10]
+                                 [--scenarios alone,idle,drain,outage]
+
+--rows 1000000 measures a million-row routine backlog (the rows are written
+in one transaction first: about 15 s; a drain at nginx's speed takes minutes).
 
 Against nginx on loopback (tests/bench/nginx.conf.in, as bench.py; the
 default when installed) or the stand-in endpoint (`slow`: tests/endpoint.py,
@@ -14,6 +18,10 @@ default when installed) or the stand-in endpoint (`slow`: tests/endpoint.py,
            every --flag-every-ms; and the routine drain's rate
            (routine requests per second, first to last)
   alone    the routine drain's rate without urgent traffic
+  outage   the same latency during the return from an outage: the endpoint
+           down while --rows expired tokens fall due (all pending, probed
+           one at a time), then up, one flag every --flag-every-ms from the
+           moment it is back; and the time to the first request after it
 
 and prints them side by side with the issue's goals (urgent p99 during the
 drain within 2x the idle p99; routine rate within 5 %) and the machine.
@@ -172,6 +180,62 @@ def scenario(args, name, rows, flag_every_ms, n_flags):
         run.close()
 
 
+def endpoint_down(run):
+    if run.nginx:
+        run.nginx.stop()
+    else:
+        run.ep.stop()
+
+
+def endpoint_up(run):
+    if run.nginx:
+        run.nginx.start()
+    else:
+        run.ep.start()
+
+
+def outage(args, rows, flag_every_ms, n_flags):
+    """The endpoint down while rows fall due, then up: flags from the moment
+    it is back, while the backlog drains."""
+    run = Run(args, "outage")
+    try:
+        far = harness.now_s() + 86400
+        urgent = ["urg-%06d-%s" % (i, "u" * 24) for i in range(n_flags)]
+        ids = run.app.insert_many(urgent, expires_at=far)
+        endpoint_down(run)
+        with run.app.transaction():
+            run.app.conn.executemany(
+                "INSERT INTO tokens (token, expires_at) VALUES (?, ?)",
+                (("rout-%07d-%s" % (i, "r" * 24), harness.now_s() - 1) for i in range(rows)))
+        harness.wait_until(lambda: run.count("pending") >= rows, 3600, "the backlog pending", interval=0.5)
+        harness.wait_until(lambda: any(m.startswith("endpoint down") for m in run.d.notify.statuses(run.d.pid)),
+                           60, "the endpoint down")
+        back = time.time()
+        endpoint_up(run)
+        flags, stop = [], threading.Event()
+        th = threading.Thread(target=flagger, args=(run, list(ids.items()), flag_every_ms / 1000.0, stop, flags))
+        th.start()
+        harness.wait_until(lambda: run.count("revoked") - len(flags) >= rows or
+                           (not th.is_alive() and run.count("revoked") >= rows + n_flags),
+                           3600, "the drain", interval=0.5)
+        stop.set()
+        th.join()
+        harness.wait_until(lambda: run.count("revoked") >= rows + len(flags), 120, "every flag revoked",
+                           interval=0.1)
+        if run.nginx:
+            harness.wait_until(lambda: (lambda f, r: len(r) >= rows and all(x[0] in f for x in flags))(
+                *read_log(run)), 10, "nginx's log")
+        first, routine = read_log(run)
+        routine = [t for t in routine if t >= back]
+        flags = [f for f in flags if routine and f[1] <= routine[-1]]
+        after = [t for t in list(first.values()) if t >= back]
+        return {"latencies": urgent_latencies(first, flags), "flags": len(flags),
+                "first_request_s": (min(after) - back) if after else float("nan"),
+                "routine_rate": (len(routine) - 1) / (routine[-1] - routine[0]) if len(routine) > 1 else float("nan")}
+    finally:
+        run.close()
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--revokerd", required=True)
@@ -182,7 +246,10 @@ def main():
     p.add_argument("--flag-every-ms", type=float, default=10)
     p.add_argument("--idle-flags", type=int, default=200)
     p.add_argument("--alone-only", action="store_true", help="only the routine drain without urgent traffic")
+    p.add_argument("--scenarios", default="alone,idle,drain,outage",
+                   help="which to run (comma-separated; drain and outage size their flags from alone's rate)")
     args = p.parse_args()
+    want = set(args.scenarios.split(","))
     os.environ["REVOKERD"] = os.path.abspath(args.revokerd)
     os.environ.setdefault("ENDPOINT", os.path.join(os.path.dirname(HERE), "endpoint.py"))
 
@@ -194,36 +261,51 @@ def main():
              "nginx (1 worker)" if args.endpoint == "nginx" else
              "tests/endpoint.py --delay-ms %d" % args.delay_ms, CONCURRENCY))
 
+    def ms(v):
+        return "%.1f ms" % (v * 1000)
+
+    def line(what, lat):
+        print("%-44s %12s %12s" % ("%s (%d)" % (what, len(lat)), ms(percentile(lat, .5)), ms(percentile(lat, .99))),
+              flush=True)
+
     # A flag per 10 ms for the whole drain: more urgent tokens than it lasts.
-    alone = scenario(args, "alone", args.rows, 0, 0)
+    alone = scenario(args, "alone", args.rows, 0, 0) if "alone" in want or args.alone_only else None
     if args.alone_only:
         print("routine drain rate alone: %.0f/s" % alone["routine_rate"])
         return 0
-    idle = scenario(args, "idle", 0, 50, args.idle_flags)
-    expect_s = args.rows / alone["routine_rate"] if alone["routine_rate"] > 0 else 600
+    rate = alone["routine_rate"] if alone and alone["routine_rate"] > 0 else 3000.0
+    expect_s = args.rows / rate
     n_flags = int(expect_s * 1.5 * 1000 / args.flag_every_ms) + 100
-    drain = scenario(args, "drain", args.rows, args.flag_every_ms, n_flags)
-
-    def ms(v):
-        return "%.1f ms" % (v * 1000)
-    il, dl = idle["latencies"], drain["latencies"]
-    print("%-44s %12s %12s" % ("", "p50", "p99"))
-    print("%-44s %12s %12s" % ("urgent flag -> request, idle daemon (%d)" % len(il), ms(percentile(il, .5)),
-                               ms(percentile(il, .99))))
-    print("%-44s %12s %12s" % ("urgent flag -> request, %d-row drain (%d)" % (args.rows, len(dl)),
-                               ms(percentile(dl, .5)), ms(percentile(dl, .99))))
-    ic, dc = idle["after_commit"], drain["after_commit"]
-    print("%-44s %12s %12s" % ("  the same from the flag's commit, idle", ms(percentile(ic, .5)), ms(percentile(ic, .99))))
-    print("%-44s %12s %12s" % ("  the same from the flag's commit, drain", ms(percentile(dc, .5)), ms(percentile(dc, .99))))
-    ratio = percentile(dl, .99) / percentile(il, .99)
-    print("urgent p99 drain / idle: %.2fx (goal: within 2x)" % ratio)
-    print("routine drain rate: %.0f/s alone, %.0f/s with a flag every %g ms: %+.1f %% (goal: within 5 %%)"
-          % (alone["routine_rate"], drain["routine_rate"], args.flag_every_ms,
-             100.0 * (drain["routine_rate"] / alone["routine_rate"] - 1)))
-    print("all requests during the drain: %.0f/s alone, %.0f/s with the flags (the urgent ones take slots)"
-          % (alone["total_rate"], drain["total_rate"]))
+    # Each line as soon as its scenario ends: a million-row run takes long.
+    print("%-44s %12s %12s" % ("", "p50", "p99"), flush=True)
+    idle = scenario(args, "idle", 0, 50, args.idle_flags) if "idle" in want else None
+    if idle:
+        line("urgent flag -> request, idle daemon", idle["latencies"])
+    drain = scenario(args, "drain", args.rows, args.flag_every_ms, n_flags) if "drain" in want else None
+    if drain:
+        line("urgent flag -> request, %d-row drain" % args.rows, drain["latencies"])
+    back = outage(args, args.rows, args.flag_every_ms, n_flags) if "outage" in want else None
+    if back:
+        line("urgent flag -> request, return from outage", back["latencies"])
+    if idle and drain:
+        ic, dc = idle["after_commit"], drain["after_commit"]
+        print("%-44s %12s %12s" % ("  the same from the flag's commit, idle", ms(percentile(ic, .5)), ms(percentile(ic, .99))))
+        print("%-44s %12s %12s" % ("  the same from the flag's commit, drain", ms(percentile(dc, .5)), ms(percentile(dc, .99))))
+        print("urgent p99 drain / idle: %.2fx (goal: within 2x)"
+              % (percentile(drain["latencies"], .99) / percentile(idle["latencies"], .99)))
+    if idle and back:
+        print("urgent p99 return from outage / idle: %.2fx; first request %.0f ms after the endpoint came back "
+              "(the next probe: retry.max_delay at most)"
+              % (percentile(back["latencies"], .99) / percentile(idle["latencies"], .99), back["first_request_s"] * 1000))
+    if alone and drain:
+        print("routine drain rate: %.0f/s alone, %.0f/s with a flag every %g ms: %+.1f %% (goal: within 5 %%)"
+              % (alone["routine_rate"], drain["routine_rate"], args.flag_every_ms,
+                 100.0 * (drain["routine_rate"] / alone["routine_rate"] - 1)))
+        print("all requests during the drain: %.0f/s alone, %.0f/s with the flags (the urgent ones take slots)"
+              % (alone["total_rate"], drain["total_rate"]))
+    if back:
+        print("routine rate after the outage, with the flags: %.0f/s" % back["routine_rate"])
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

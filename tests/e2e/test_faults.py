@@ -65,6 +65,10 @@ class CtlClient:
 
     def request(self, obj):
         self.sock.sendall(json.dumps(obj).encode() + b"\n")
+        return self.reply()
+
+    def reply(self):
+        """The next reply line, parsed."""
         while b"\n" not in self.buf:
             chunk = self.sock.recv(65536)
             if not chunk:

@@ -187,6 +187,41 @@ class T(harness.E2ETestCase):
                         == rows + 1, 60, "the backlog drained")
         self.assertEqual(d.stop(), 0)
 
+    def test_the_probe_is_urgent_while_the_endpoint_is_down(self):
+        """While the endpoint is down revokerd sends one probe at a time;
+        once a token is flagged, the next probe is that token's, however
+        many routine tokens wait, and it is revoked as soon as the endpoint
+        answers for it while the routine ones are still held back."""
+        ep = self.endpoint()
+        d = self.daemon(ep, config={"logout.down_after": "3", "retry.base": "200ms", "retry.max_delay": "400ms"})
+        app = self.app(d)
+        log = EndpointLog(ep.log_path)
+        routine = ["s503-rout-%03d-%s" % (i, "r" * 20) for i in range(300)]  # 503: the endpoint's fault, never final
+        routine_ids = app.insert_many(routine, expires_at=harness.now_s() - 1)
+        self.wait_until(lambda: any(s.startswith("endpoint down") for s in d.notify.statuses(d.pid)), 20,
+                        "the endpoint down")
+        # Down: probes, one at a time, of routine tokens.
+        n0 = len(log.poll().entries)
+        time.sleep(1.5)
+        probes = log.poll().entries[n0:]
+        self.assertGreaterEqual(len(probes), 2, "no probe in 1.5 s")
+        self.assertLess(len(probes), 20, "more than a probe at a time: %d requests in 1.5 s" % len(probes))
+        self.assertTrue(all(tok.startswith("s503-rout-") for _, tok in probes))
+
+        tok = "s503x2-flagged-%s" % ("f" * 20)  # 503 twice, then 200: the endpoint answers for it at last
+        t0 = time.time()
+        tid = app.insert(tok, expires_at=harness.now_s() + 86400, flagged=1)
+        log.wait_for(tok, 10)
+        after = [o for t, o in log.entries if t >= t0]
+        # A routine probe may have been on its way already when the flag was seen; not two.
+        self.assertIn(tok, after[:2], "the probes after the flag: %s" % [o[:14] for o in after[:5]])
+        self.wait_until(lambda: app.state(tid) == "revoked", 20, "the flagged token revoked")
+        log.poll()
+        self.assertEqual(sum(1 for _, o in log.entries if o == tok), 3)
+        pending = app.query("SELECT count(*) AS n FROM tokens WHERE state = 'pending' AND id IN (%s)"
+                            % ",".join(str(i) for i in routine_ids.values()))[0]["n"]
+        self.assertEqual(pending, len(routine))
+
 
 if __name__ == "__main__":
     harness.main()
