@@ -25,6 +25,7 @@ struct metrics_http {
     uv_poll_t poll;   /* MHD's epoll descriptor */
     uv_timer_t timer; /* MHD_get_timeout() */
     unsigned open_handles;
+    unsigned conns; /* connections MHD holds (MHD_OPTION_NOTIFY_CONNECTION) */
     char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* bound by us: removed at close */
     void (*closed)(void *);
     void *closed_data;
@@ -162,6 +163,32 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     while (n && msg[n - 1] == '\n')
         msg[--n] = '\0';
     log_debug("metrics listener: %s", msg);
+}
+
+/* Over the cap, a connection is accepted and closed at once. MHD's own
+ * limit would stop accepting instead: the excess would wait in the listen
+ * backlog, and 0.9.75 in external epoll mode did not come back to it after
+ * slots freed (a half-sent request flood left it stuck). */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct metrics_http *h = cls;
+
+    (void)addr;
+    (void)addrlen;
+    return h->conns < METRICS_HTTP_MAX_CONNS ? MHD_YES : MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct metrics_http *h = cls;
+
+    (void)conn;
+    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        h->conns++;
+    else if (h->conns)
+        h->conns--;
 }
 
 /* ---- the loop ---- */
@@ -306,9 +333,11 @@ int metrics_http_new(uv_loop_t *loop, const char *listen, struct metrics *m, str
     rc = bind_listener(h, &a, listen, &fd, err, errlen);
     if (rc < 0)
         goto err_after_alloc;
-    h->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL, on_request, h,
+    h->mhd = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, on_accept, h, on_request, h,
                               MHD_OPTION_LISTEN_SOCKET, fd,
-                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)METRICS_HTTP_MAX_CONNS,
+                              /* a backstop: on_accept keeps them below */
+                              MHD_OPTION_CONNECTION_LIMIT, (unsigned)(2 * METRICS_HTTP_MAX_CONNS),
+                              MHD_OPTION_NOTIFY_CONNECTION, on_connection, h,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)METRICS_HTTP_TIMEOUT_S,
                               MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)METRICS_HTTP_CONN_MEMORY,
                               MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
