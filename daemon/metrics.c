@@ -22,6 +22,7 @@
 
 /* ---- the requests ---- */
 
+_Static_assert(METRICS_NBUCKETS == HISTOGRAM_MAX, "histogram() renders HISTOGRAM_MAX buckets");
 static const uint64_t bucket_us[METRICS_NBUCKETS] = METRICS_BUCKETS_US;
 static const uint64_t commit_us[HISTOGRAM_MAX] = HISTOGRAM_COMMIT_US;
 static const uint64_t checkpoint_us[HISTOGRAM_MAX] = HISTOGRAM_CHECKPOINT_US;

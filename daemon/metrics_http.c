@@ -166,9 +166,9 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 }
 
 /* Over the cap, a connection is accepted and closed at once. MHD's own
- * limit would stop accepting instead: the excess would wait in the listen
- * backlog, and 0.9.75 in external epoll mode did not come back to it after
- * slots freed (a half-sent request flood left it stuck). */
+ * limit stops accepting instead, and the excess waits in the listen
+ * backlog: with 80 half-sent requests against a limit of 64, 0.9.75 in
+ * external epoll mode had not served or closed the last 16 after 30 s. */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     struct metrics_http *h = cls;

@@ -507,6 +507,25 @@ class MetricsHTTP(MetricsBase):
             self.assertEqual(d.proc.wait(timeout=15), 2)
         self.assertIn("[metrics] listen: cannot bind 127.0.0.1:%d: Address already in use" % port, d.stderr())
 
+    def test_ipv6_and_a_non_loopback_address(self):
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        port = harness.free_port()
+        d = self.daemon(self.endpoint(), config={"metrics.listen": "[::1]:%d" % port})
+        p = subprocess.run(["curl", "-sS", "-g", "http://[::1]:%d/metrics" % port], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("\nrevokerd_build_info{", p.stdout)
+        self.assertNotIn("not a loopback address", d.stderr())
+        self.assertEqual(d.stop(), 0)
+        # Any address the operator wrote is allowed; the log says it is not loopback.
+        d.set({"metrics.listen": "0.0.0.0:%d" % port})
+        d.start()
+        self.assertEqual(http_get(port)[0], 200)
+        self.assertIn("metrics: listening on 0.0.0.0:%d, which is not a loopback address" % port, d.stderr())
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_sanitizer_errors(d)
+
     def write_listen(self, listen):
         return harness.write_ini(os.path.join(self.dir, "bad.conf"), {"metrics.listen": listen})
 
