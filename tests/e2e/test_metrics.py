@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -517,6 +518,13 @@ class MetricsHTTP(MetricsBase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("\nrevokerd_build_info{", p.stdout)
         self.assertNotIn("not a loopback address", d.stderr())
+        # A reload keeps the listener: the address is read at start only.
+        d.set({"metrics.listen": "127.0.0.1:%d" % port})
+        d.send_signal(signal.SIGHUP)
+        self.wait_until(lambda: "metrics.listen changed to '127.0.0.1:%d': takes effect at the next restart" % port
+                        in d.stderr(), 10, "the reload's warning")
+        self.assertEqual(subprocess.run(["curl", "-sS", "-g", "-o", "/dev/null", "http://[::1]:%d/metrics" % port],
+                                        capture_output=True, timeout=30).returncode, 0)
         self.assertEqual(d.stop(), 0)
         # Any address the operator wrote is allowed; the log says it is not loopback.
         d.set({"metrics.listen": "0.0.0.0:%d" % port})
