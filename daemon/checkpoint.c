@@ -32,6 +32,7 @@ struct checkpoint {
     uint64_t sweep_started_ms, next_sweep_ms;
     int wal_frames;  /* the WAL's size at the last commit */
     unsigned rounds; /* step 1 again in this pass */
+    uint64_t pass_started_ns; /* uv_hrtime at the pass's first step 1 */
     struct checkpoint_stats stats;
     bool running; /* step 1 or the sweep is queued or running */
     bool sweeping; /* it is the sweep */
@@ -231,6 +232,9 @@ static void sweep(uv_work_t *w)
 
 static void pass_ended(struct checkpoint *c, int err, const char *msg)
 {
+    static const uint64_t le_us[HISTOGRAM_MAX] = HISTOGRAM_CHECKPOINT_US;
+
+    histogram_observe(&c->stats.duration, le_us, HISTOGRAM_MAX, (uv_hrtime() - c->pass_started_ns) / 1000);
     /* Readers in the way (-EBUSY) are common and pass: keep the WAL's size
      * asking. Anything else would fail again at every commit. */
     c->failed = err < 0 && err != -EBUSY;
@@ -343,6 +347,8 @@ static void after_step1(uv_work_t *w, int status)
 
 static void start(struct checkpoint *c)
 {
+    if (c->rounds == 0)
+        c->pass_started_ns = uv_hrtime();
     c->running = true;
     c->work.data = c;
     (void)uv_queue_work(c->loop, &c->work, step1, after_step1); /* fails for NULL callbacks only */
@@ -415,6 +421,7 @@ void checkpoint_get_stats(const struct checkpoint *c, struct checkpoint_stats *r
 {
     static const struct checkpoint_stats none;
     *ret = c ? c->stats : none;
+    ret->wal_frames = c ? c->wal_frames : 0;
 }
 
 void checkpoint_close(struct checkpoint *c, void (*closed)(void *data), void *data)

@@ -43,6 +43,7 @@
 #include <uv.h>
 
 #include "db.h"
+#include "histogram.h"
 
 #define CHECKPOINT_FRAMES 1000        /* SQLite's own default threshold */
 #define CHECKPOINT_FRAMES_INLINE 4000 /* step 2 is late: checkpoint in the commit */
@@ -78,6 +79,8 @@ struct checkpoint_stats {
                                * reached CHECKPOINT_FRAMES_INLINE before step 2 came */
     unsigned sweeps;          /* step 3s that ended well */
     uint64_t pages_swept;     /* pages they rewrote */
+    struct histogram duration; /* of each pass, from its step 1 to its end (HISTOGRAM_CHECKPOINT_US) */
+    int wal_frames;           /* the WAL's size at the last commit; 0 once step 2 cut it */
 };
 void checkpoint_get_stats(const struct checkpoint *c, struct checkpoint_stats *ret);
 /* The loop's connection gets SQLite's automatic checkpoint back; c is freed

@@ -22,6 +22,7 @@
  *   OPT_PATH   char *    any string; empty: unset (NULL)
  *   GROUP      char *    a group name or number; empty: unset
  *   HEADER     char *    an HTTP header name but Authorization; empty: unset
+ *   LISTEN     char *    listenaddr_parse(): IPv4:PORT, [IPv6]:PORT or /path; empty: unset
  *   URL        char *    config_check_url(): https, or http to loopback
  *   UINT       unsigned  a decimal number from min to max
  *   BOOL       bool      true false yes no on off 1 0
@@ -77,7 +78,9 @@
     X("retry", "max_attempts", UINT, max_attempts, "8", 1, 1000,                                              \
       "token-level failures before `gave_up`")                                                               \
     X("retry", "retry_after_max", DURATION, retry_after_max_ms, "1h", 0, 30 * CONFIG_D,                       \
-      "cap on a Retry-After pause")
+      "cap on a Retry-After pause")                                                                          \
+    X("metrics", "listen", LISTEN, metrics_listen, "", 0, 0,                                                  \
+      "HTTP listener for Prometheus (GET /metrics): IPv4:PORT, [IPv6]:PORT or a UNIX socket path; empty: off")
 /* clang-format on */
 
 #define CONFIG_CTYPE_PATH char *
@@ -85,6 +88,7 @@
 #define CONFIG_CTYPE_OPT_PATH char *
 #define CONFIG_CTYPE_GROUP char *
 #define CONFIG_CTYPE_HEADER char *
+#define CONFIG_CTYPE_LISTEN char *
 #define CONFIG_CTYPE_URL char *
 #define CONFIG_CTYPE_UINT unsigned
 #define CONFIG_CTYPE_BOOL bool

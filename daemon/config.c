@@ -28,6 +28,7 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include "listenaddr.h"
 #include "log.h"
 #include "util.h"
 
@@ -51,6 +52,7 @@ enum key_type {
     KEY_OPT_PATH,
     KEY_GROUP,
     KEY_HEADER,
+    KEY_LISTEN,
     KEY_URL,
     KEY_UINT,
     KEY_BOOL,
@@ -249,6 +251,15 @@ static int check_value(const struct config *c, const struct key *k, char *why, s
             return -EINVAL;
         }
         return 0;
+    case KEY_LISTEN: {
+        struct listenaddr a;
+        char reason[WHY_MAX];
+        s = *(char *const *)field(c, k);
+        if (!s || listenaddr_parse(s, &a, reason, sizeof(reason)) == 0)
+            return 0;
+        util_format(why, whylen, "%s: %s", quote(s, q, sizeof(q)), reason);
+        return -EINVAL;
+    }
     case KEY_URL:
         s = *(char *const *)field(c, k);
         if (!s || !*s) {
@@ -309,6 +320,7 @@ static int set_value(struct config *c, const struct key *k, const char *value, b
     case KEY_GROUP:
     case KEY_OPT_PATH:
     case KEY_HEADER:
+    case KEY_LISTEN:
         if (!*value && (k->type == KEY_PATH || k->type == KEY_SOCKET || k->type == KEY_URL)) {
             util_format(why, whylen, "empty value (expected %s)",
                         k->type == KEY_URL ? "https://HOST/PATH" : "a path");
@@ -373,7 +385,7 @@ static int set_value(struct config *c, const struct key *k, const char *value, b
 static bool is_string(enum key_type t)
 {
     return t == KEY_PATH || t == KEY_SOCKET || t == KEY_OPT_PATH || t == KEY_GROUP || t == KEY_HEADER ||
-           t == KEY_URL;
+           t == KEY_LISTEN || t == KEY_URL;
 }
 
 /* Rows are grouped by section: a section starts where the name changes. */

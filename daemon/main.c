@@ -24,6 +24,7 @@
 #include "dbfile.h"
 #include "log.h"
 #include "metrics.h"
+#include "metrics_http.h"
 #include "notify.h"
 #include "proto.h"
 #include "queue.h"
@@ -50,6 +51,7 @@ struct daemon {
     struct ctl *ctl;
     struct metrics *metrics; /* NULL when the counter could not open the database */
     struct queue *queue;     /* shape's counts off the loop; NULL: on the loop */
+    struct metrics_http *metrics_http; /* NULL unless [metrics] listen is set */
     struct notify *notify;
     struct proto_env env;
     uv_signal_t sigterm, sigint, sighup;
@@ -442,6 +444,9 @@ static void reload(struct daemon *d)
         log_warning("daemon.database changed to %s: takes effect at the next restart", c.database);
     if (strcmp(c.socket, d->cfg.socket) != 0)
         log_warning("daemon.socket changed to %s: takes effect at the next restart", c.socket);
+    if (strcmp(c.metrics_listen ? c.metrics_listen : "", d->cfg.metrics_listen ? d->cfg.metrics_listen : "") != 0)
+        log_warning("metrics.listen changed to '%s': takes effect at the next restart",
+                    c.metrics_listen ? c.metrics_listen : "");
     rc = load_credential(&c, &header);
     if (rc == 0)
         rc = revoke_configure(d->revoke, &c, header);
@@ -498,6 +503,8 @@ static void stop(struct daemon *d, const char *why)
     uv_timer_stop(&d->file_timer);
     ctl_close(d->ctl, NULL, NULL);
     d->ctl = NULL;
+    metrics_http_close(d->metrics_http, NULL, NULL);
+    d->metrics_http = NULL;
     metrics_close(d->metrics, NULL, NULL);
     d->metrics = NULL;
     queue_close(d->queue);
@@ -598,8 +605,19 @@ static int start(struct daemon *d)
         log_crit("control socket: %s", err);
         return rc;
     }
-    if (d->metrics)
+    if (d->metrics) {
         metrics_set_sources(d->metrics, d->revoke, d->ctl);
+        metrics_set_store(d->metrics, d->store);
+    }
+    if (d->cfg.metrics_listen) {
+        rc = metrics_http_new(&d->loop, d->cfg.metrics_listen, d->metrics, &d->metrics_http, err, sizeof(err));
+        if (rc < 0) {
+            /* The operator's address: an error in the configuration. */
+            log_crit("[metrics] listen: %s", err);
+            d->exit_code = 2;
+            return rc;
+        }
+    }
     rc = watch_new(&d->loop, store_db(d->store), on_table_changed, d, &d->watch);
     if (rc < 0)
         log_warning("cannot watch %s for changes (%s): other processes' writes are seen by the %d s rescan only",
@@ -662,7 +680,7 @@ int main(int argc, char **argv)
     rc = start(&d);
     if (rc < 0) {
         /* Nothing ran yet: exit without the orderly drain. */
-        return 1;
+        return d.exit_code ? d.exit_code : 1;
     }
     log_notice("revokerd %s ready: database %s, endpoint %s, concurrency %u", REVOKERD_VERSION, d.cfg.database,
                d.cfg.url, d.cfg.concurrency);

@@ -17,11 +17,15 @@
 #include "db.h"
 #include "log.h"
 #include "revoke.h"
+#include "store.h"
 #include "util.h"
 
 /* ---- the requests ---- */
 
-static const uint64_t bucket_ms[METRICS_NBUCKETS] = METRICS_BUCKETS_MS;
+_Static_assert(METRICS_NBUCKETS == HISTOGRAM_MAX, "histogram() renders HISTOGRAM_MAX buckets");
+static const uint64_t bucket_us[METRICS_NBUCKETS] = METRICS_BUCKETS_US;
+static const uint64_t commit_us[HISTOGRAM_MAX] = HISTOGRAM_COMMIT_US;
+static const uint64_t checkpoint_us[HISTOGRAM_MAX] = HISTOGRAM_CHECKPOINT_US;
 static const char *const op_names[METRICS_NOPS] = METRICS_OPS;
 
 static enum metrics_code code_of(long status)
@@ -43,14 +47,7 @@ static enum metrics_code code_of(long status)
 
 void metrics_observe(struct metrics_requests *m, const struct http_result *res)
 {
-    size_t i = 0;
-
-    while (i < METRICS_NBUCKETS && res->duration_us > bucket_ms[i] * 1000)
-        i++;
-    if (i < METRICS_NBUCKETS)
-        m->bucket[i]++;
-    m->count++;
-    m->sum_us += res->duration_us;
+    histogram_observe(&m->duration, bucket_us, METRICS_NBUCKETS, res->duration_us);
     m->code[code_of(res->curl_code == CURLE_OK ? res->status : 0)]++;
 }
 
@@ -62,14 +59,20 @@ const char *metrics_code_name(enum metrics_code c)
 
 /* ---- the text ---- */
 
-static void head(FILE *f, const char *name, const char *type, const char *help)
+/* OpenMetrics names a counter's family without its samples' _total. */
+static void head(FILE *f, enum metrics_exposition x, const char *name, const char *type, const char *help)
 {
-    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    int n = (int)strlen(name);
+
+    if (x == METRICS_OPENMETRICS && strcmp(type, "counter") == 0 && n > 6 && strcmp(name + n - 6, "_total") == 0)
+        n -= 6;
+    fprintf(f, "# HELP %.*s %s\n# TYPE %.*s %s\n", n, name, help, n, name, type);
 }
 
-static void one(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
+static void one(FILE *f, enum metrics_exposition x, const char *name, const char *type, const char *help,
+                uint64_t v)
 {
-    head(f, name, type, help);
+    head(f, x, name, type, help);
     fprintf(f, "%s %" PRIu64 "\n", name, v);
 }
 
@@ -88,45 +91,56 @@ static void label_value(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void tokens(FILE *f, const struct metrics_snapshot *s)
+static void histogram(FILE *f, enum metrics_exposition x, const char *name, const char *help, const uint64_t *le_us,
+                      const struct histogram *h)
+{
+    uint64_t cum = 0;
+
+    head(f, x, name, "histogram", help);
+    for (size_t i = 0; i < HISTOGRAM_MAX; i++) {
+        cum += h->bucket[i];
+        fprintf(f, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, (double)le_us[i] / 1e6, cum);
+    }
+    fprintf(f, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", name, h->count);
+    fprintf(f, "%s_sum %.6f\n", name, (double)h->sum_us / 1e6);
+    fprintf(f, "%s_count %" PRIu64 "\n", name, h->count);
+}
+
+static void tokens(FILE *f, enum metrics_exposition x, const struct metrics_snapshot *s)
 {
     const struct metrics_tokens *t = &s->tokens;
     const struct {
         const char *state;
         int64_t n;
     } states[] = {{"active", t->active}, {"pending", t->pending}, {"revoked", t->revoked}, {"failed", t->failed}};
+    static const char *const lanes[] = {[METRICS_URGENT] = "urgent", [METRICS_ROUTINE] = "routine"};
 
     if (!t->counted)
         return; /* nothing rather than a wrong 0 */
-    head(f, "revokerd_tokens", "gauge", "Tokens in the table per state, counted again 5 s after a change (longer on a large table).");
+    head(f, x, "revokerd_tokens", "gauge", "Tokens in the table per state, counted again 5 s after a change (longer on a large table).");
     for (size_t i = 0; i < ARRAY_SIZE(states); i++)
         fprintf(f, "revokerd_tokens{state=\"%s\"} %" PRId64 "\n", states[i].state, states[i].n);
-    head(f, "revokerd_pending_oldest_due_seconds", "gauge",
-         "How long the oldest pending token has been due; 0 when none is pending.");
-    int64_t age_ms = t->oldest_due_ms > 0 && s->now_ms > t->oldest_due_ms ? s->now_ms - t->oldest_due_ms : 0;
-    fprintf(f, "revokerd_pending_oldest_due_seconds %.3f\n", (double)age_ms / 1000);
+    head(f, x, "revokerd_pending_oldest_due_seconds", "gauge",
+         "How long the oldest pending token of each lane (urgent: flagged or requested; routine: expired) has "
+         "been due; 0 when none is pending.");
+    for (size_t i = 0; i < ARRAY_SIZE(lanes); i++) {
+        int64_t due = t->oldest_due_ms[i];
+        int64_t age_ms = due > 0 && s->now_ms > due ? s->now_ms - due : 0;
+        fprintf(f, "revokerd_pending_oldest_due_seconds{lane=\"%s\"} %.3f\n", lanes[i], (double)age_ms / 1000);
+    }
 }
 
-static void requests(FILE *f, const struct metrics_requests *m)
+static void requests(FILE *f, enum metrics_exposition x, const struct metrics_requests *m)
 {
-    uint64_t cum = 0;
-
-    head(f, "revokerd_request_duration_seconds", "histogram", "Duration of logout requests that completed.");
-    for (size_t i = 0; i < METRICS_NBUCKETS; i++) {
-        cum += m->bucket[i];
-        fprintf(f, "revokerd_request_duration_seconds_bucket{le=\"%g\"} %" PRIu64 "\n", (double)bucket_ms[i] / 1000,
-                cum);
-    }
-    fprintf(f, "revokerd_request_duration_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", m->count);
-    fprintf(f, "revokerd_request_duration_seconds_sum %.6f\n", (double)m->sum_us / 1e6);
-    fprintf(f, "revokerd_request_duration_seconds_count %" PRIu64 "\n", m->count);
-    head(f, "revokerd_http_responses_total", "counter",
+    histogram(f, x, "revokerd_request_duration_seconds", "Duration of logout requests that completed.", bucket_us,
+              &m->duration);
+    head(f, x, "revokerd_http_responses_total", "counter",
          "Logout requests that completed, by the class of their answer (none: no HTTP answer).");
     for (int c = 0; c < METRICS_NCODES; c++)
         fprintf(f, "revokerd_http_responses_total{code=\"%s\"} %" PRIu64 "\n", metrics_code_name(c), m->code[c]);
 }
 
-static void engine(FILE *f, const struct revoke_stats *rs)
+static void engine(FILE *f, enum metrics_exposition x, const struct revoke_stats *rs)
 {
     const struct {
         const char *event;
@@ -137,27 +151,44 @@ static void engine(FILE *f, const struct revoke_stats *rs)
     static const char *const states[] = {"up", "down", "paused", "misconfigured"};
     const char *health = rs->health ? rs->health : "";
 
-    head(f, "revokerd_outcomes_total", "counter", "Outcomes committed since start, by audit event.");
+    head(f, x, "revokerd_outcomes_total", "counter", "Outcomes committed since start, by audit event.");
     for (size_t i = 0; i < ARRAY_SIZE(events); i++)
         fprintf(f, "revokerd_outcomes_total{event=\"%s\"} %" PRIu64 "\n", events[i].event, events[i].n);
-    one(f, "revokerd_requests_in_flight", "gauge", "Logout requests sent and not yet answered.", rs->in_flight);
-    requests(f, &rs->requests);
+    one(f, x, "revokerd_requests_in_flight", "gauge", "Logout requests sent and not yet answered.", rs->in_flight);
+    requests(f, x, &rs->requests);
     /* paused (a Retry-After in force) is an endpoint that answers. */
-    one(f, "revokerd_endpoint_up", "gauge", "1 when the logout endpoint answers for tokens (up or paused), else 0.",
+    one(f, x, "revokerd_endpoint_up", "gauge", "1 when the logout endpoint answers for tokens (up or paused), else 0.",
         strcmp(health, "up") == 0 || strcmp(health, "paused") == 0);
-    head(f, "revokerd_endpoint_state", "gauge", "The logout endpoint's state as revokerd sees it: 1 for the current one.");
+    head(f, x, "revokerd_endpoint_state", "gauge", "The logout endpoint's state as revokerd sees it: 1 for the current one.");
     for (size_t i = 0; i < ARRAY_SIZE(states); i++)
         fprintf(f, "revokerd_endpoint_state{state=\"%s\"} %d\n", states[i], strcmp(health, states[i]) == 0);
-    head(f, "revokerd_endpoint_down_seconds_total", "counter", "Time the logout endpoint was down since start.");
+    head(f, x, "revokerd_endpoint_down_seconds_total", "counter", "Time the logout endpoint was down since start.");
     fprintf(f, "revokerd_endpoint_down_seconds_total %.3f\n", (double)rs->down_ms / 1000);
-    head(f, "revokerd_retry_after_wait_seconds_total", "counter",
+    head(f, x, "revokerd_retry_after_wait_seconds_total", "counter",
          "Time requests were held by the endpoint's Retry-After since start.");
     fprintf(f, "revokerd_retry_after_wait_seconds_total %.3f\n", (double)rs->paused_ms / 1000);
-    one(f, "revokerd_db_errors_total", "counter", "Database steps that failed (and were retried) since start.",
+    one(f, x, "revokerd_db_errors_total", "counter", "Database steps that failed (and were retried) since start.",
         rs->db_errors);
 }
 
-char *metrics_format(const struct metrics_snapshot *s)
+static void store(FILE *f, enum metrics_exposition x, const struct store_metrics *st)
+{
+    histogram(f, x, "revokerd_db_commit_duration_seconds", "Duration of the daemon's database commits.", commit_us,
+              &st->commit);
+    histogram(f, x, "revokerd_checkpoint_duration_seconds",
+              "Duration of WAL checkpoint passes: the copy off the loop, the cut on it, the sweep if one ran.",
+              checkpoint_us, &st->checkpoint);
+    head(f, x, "revokerd_wal_frames", "gauge", "Frames in the WAL as the last commit left it; 0 once a checkpoint cut it.");
+    fprintf(f, "revokerd_wal_frames %" PRId64 "\n", st->wal_frames);
+}
+
+const char *metrics_content_type(enum metrics_exposition x)
+{
+    return x == METRICS_OPENMETRICS ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                                    : "text/plain; version=0.0.4; charset=utf-8";
+}
+
+char *metrics_format(const struct metrics_snapshot *s, enum metrics_exposition x)
 {
     char *text = NULL;
     size_t len = 0;
@@ -165,22 +196,24 @@ char *metrics_format(const struct metrics_snapshot *s)
 
     if (!f)
         return NULL;
-    tokens(f, s);
+    tokens(f, x, s);
     if (s->rs)
-        engine(f, s->rs);
-    one(f, "revokerd_socket_clients", "gauge", "Clients connected to the control socket.", s->socket_clients);
+        engine(f, x, s->rs);
+    if (s->store)
+        store(f, x, s->store);
+    one(f, x, "revokerd_socket_clients", "gauge", "Clients connected to the control socket.", s->socket_clients);
     if (s->socket_requests) {
-        head(f, "revokerd_socket_requests_total", "counter",
+        head(f, x, "revokerd_socket_requests_total", "counter",
              "Control socket requests by op (other: an unknown op; invalid: no op, or not JSON).");
         for (int i = 0; i < METRICS_NOPS; i++)
             fprintf(f, "revokerd_socket_requests_total{op=\"%s\"} %" PRIu64 "\n", op_names[i], s->socket_requests[i]);
     }
-    head(f, "revokerd_socket_refused_total", "counter",
+    head(f, x, "revokerd_socket_refused_total", "counter",
          "Control socket connections refused: not allowed (uid), over daemon.max_clients, a line over 64 KiB.");
     fprintf(f, "revokerd_socket_refused_total{why=\"uid\"} %" PRIu64 "\n", s->refused_uid);
     fprintf(f, "revokerd_socket_refused_total{why=\"too_many\"} %" PRIu64 "\n", s->refused_too_many);
     fprintf(f, "revokerd_socket_refused_total{why=\"line_too_long\"} %" PRIu64 "\n", s->refused_line_too_long);
-    head(f, "revokerd_build_info", "gauge", "revokerd's version and the library versions it runs with.");
+    head(f, x, "revokerd_build_info", "gauge", "revokerd's version and the library versions it runs with.");
     fputs("revokerd_build_info{version=", f);
     label_value(f, s->version);
     fputs(",sqlite=", f);
@@ -190,20 +223,22 @@ char *metrics_format(const struct metrics_snapshot *s)
     fputs(",uv=", f);
     label_value(f, s->uv);
     fputs("} 1\n", f);
-    head(f, "revokerd_start_time_seconds", "gauge", "When revokerd started, in Unix seconds.");
+    head(f, x, "revokerd_start_time_seconds", "gauge", "When revokerd started, in Unix seconds.");
     fprintf(f, "revokerd_start_time_seconds %.3f\n", s->start_time_s);
     if (s->cpu_s >= 0) {
-        head(f, "process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");
+        head(f, x, "process_cpu_seconds_total", "counter", "User and system CPU time spent, in seconds.");
         fprintf(f, "process_cpu_seconds_total %.6f\n", s->cpu_s);
     }
     if (s->rss_bytes >= 0) {
-        head(f, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+        head(f, x, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
         fprintf(f, "process_resident_memory_bytes %" PRId64 "\n", s->rss_bytes);
     }
     if (s->open_fds >= 0) {
-        head(f, "process_open_fds", "gauge", "Open file descriptors.");
+        head(f, x, "process_open_fds", "gauge", "Open file descriptors.");
         fprintf(f, "process_open_fds %" PRId64 "\n", s->open_fds);
     }
+    if (x == METRICS_OPENMETRICS)
+        fputs("# EOF\n", f);
     if (ferror(f)) {
         fclose(f);
         free(text);
@@ -267,7 +302,7 @@ struct metrics {
 
     /* The worker's: used on the threadpool only, one count at a time. */
     sqlite3 *conn;
-    sqlite3_stmt *version, *total, *revoked, *pending, *failed, *oldest;
+    sqlite3_stmt *version, *total, *revoked, *pending, *failed, *oldest[2];
     int64_t data_version;
     struct metrics_tokens fresh;
     int fresh_rc;
@@ -280,6 +315,7 @@ struct metrics {
     double start_time_s;
     struct revoke *revoke;
     struct ctl *ctl;
+    struct store *store;
 };
 
 /* One number from a prepared count; NULL reads 0. */
@@ -298,8 +334,9 @@ static int count_one(sqlite3_stmt *st, int64_t *ret)
 /* Inside one read transaction, so the numbers agree. Not GROUP BY state: it
  * sorts the whole table (305 ms for 1 M rows); these take 51 ms (count(*)
  * walks the b-tree) + 87 ms (the revoked scan) + the partial indexes of
- * pending and failed (5 ms for 100 k pending) + the oldest due_at, read
- * from the pending rows (69 ms for 100 k pending). */
+ * pending and failed (5 ms for 100 k pending) + the oldest due_at of each
+ * lane: the urgent one through its own small index (sql/006), the routine
+ * one from the pending rows (69 ms for 100 k pending). */
 static int step_count(struct metrics *m)
 {
     struct metrics_tokens t = {.counted = true};
@@ -312,8 +349,8 @@ static int step_count(struct metrics *m)
         rc = count_one(m->pending, &t.pending);
     if (rc == SQLITE_OK)
         rc = count_one(m->failed, &t.failed);
-    if (rc == SQLITE_OK && t.pending > 0)
-        rc = count_one(m->oldest, &t.oldest_due_ms);
+    for (size_t i = 0; rc == SQLITE_OK && t.pending > 0 && i < ARRAY_SIZE(m->oldest); i++)
+        rc = count_one(m->oldest[i], &t.oldest_due_ms[i]);
     if (rc != SQLITE_OK)
         return rc;
     /* state is one of the four (the table's CHECK constraint). */
@@ -356,7 +393,7 @@ static void finish_close(struct metrics *m)
     void (*cb)(void *) = m->close_cb;
     void *data = m->close_data;
 
-    sqlite3_stmt *all[] = {m->version, m->total, m->revoked, m->pending, m->failed, m->oldest};
+    sqlite3_stmt *all[] = {m->version, m->total, m->revoked, m->pending, m->failed, m->oldest[0], m->oldest[1]};
 
     for (size_t i = 0; i < ARRAY_SIZE(all); i++)
         sqlite3_finalize(all[i]);
@@ -436,7 +473,10 @@ int metrics_new(uv_loop_t *loop, const char *db_path, struct metrics **ret, char
         {"SELECT count(*) FROM tokens WHERE state = 'revoked'", &m->revoked},
         {"SELECT count(*) FROM tokens WHERE state = 'pending'", &m->pending},
         {"SELECT count(*) FROM tokens WHERE state = 'failed'", &m->failed},
-        {"SELECT min(due_at) FROM tokens WHERE state = 'pending'", &m->oldest},
+        {"SELECT min(due_at) FROM tokens WHERE state = 'pending' AND due_reason <> 'expired'",
+         &m->oldest[METRICS_URGENT]},
+        {"SELECT min(due_at) FROM tokens WHERE state = 'pending' AND due_reason = 'expired'",
+         &m->oldest[METRICS_ROUTINE]},
     };
     for (size_t i = 0; rc == SQLITE_OK && i < ARRAY_SIZE(stmts); i++)
         rc = sqlite3_prepare_v2(m->conn, stmts[i].sql, -1, stmts[i].st, NULL);
@@ -460,6 +500,11 @@ void metrics_set_sources(struct metrics *m, struct revoke *r, struct ctl *c)
     m->ctl = c;
 }
 
+void metrics_set_store(struct metrics *m, struct store *s)
+{
+    m->store = s;
+}
+
 void metrics_count_request(struct metrics *m, const char *op)
 {
     size_t i = METRICS_NOPS - 1; /* invalid */
@@ -470,8 +515,9 @@ void metrics_count_request(struct metrics *m, const char *op)
     m->requests[i]++;
 }
 
-char *metrics_render(struct metrics *m)
+char *metrics_render(struct metrics *m, enum metrics_exposition x)
 {
+    struct store_metrics st;
     struct ctl_refusals refused = ctl_get_refusals(m->ctl);
     struct revoke_stats rs;
     curl_version_info_data *cv = curl_version_info(CURLVERSION_NOW);
@@ -498,7 +544,11 @@ char *metrics_render(struct metrics *m)
         revoke_get_stats(m->revoke, &rs);
         s.rs = &rs;
     }
-    return metrics_format(&s);
+    if (m->store) {
+        store_get_metrics(m->store, &st);
+        s.store = &st;
+    }
+    return metrics_format(&s, x);
 }
 
 void metrics_close(struct metrics *m, void (*cb)(void *data), void *data)

@@ -5,7 +5,9 @@
  *  - the engine's counters (revoke_get_stats), its request histogram and
  *    answer classes (struct metrics_requests, which the engine fills with
  *    metrics_observe() as each request completes);
- *  - the tokens per state and the oldest pending token's due_at, which other
+ *  - the store's commit and checkpoint histograms and the WAL's size
+ *    (store_get_metrics);
+ *  - the tokens per state and the oldest pending token's due_at per lane, which other
  *    processes change too (so they cannot be kept incrementally): a counter
  *    on libuv's threadpool, through a read-only connection of its own,
  *    counts them again every METRICS_COUNT_MS when PRAGMA data_version says
@@ -14,20 +16,30 @@
  *    table). An idle daemon never counts; a scrape shows the last count.
  *
  * Lifecycle: metrics_new() -> metrics_set_sources() -> metrics_render()* ->
- * metrics_close(cb). metrics_format() is the pure part, for tests. */
+ * metrics_close(cb). metrics_format() is the pure part, for tests.
+ * Two expositions: the text format 0.0.4, and OpenMetrics 1.0 (a counter's
+ * family is named without _total, the text ends with "# EOF"). */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
+#include "histogram.h"
 #include "http.h"
+#include "store.h"
 
 #define METRICS_COUNT_MS 5000
 
-/* Upper bounds of revokerd_request_duration_seconds, in ms (5 ms .. 30 s). */
-#define METRICS_BUCKETS_MS {5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000}
+/* Upper bounds of revokerd_request_duration_seconds, in us (5 ms .. 30 s). */
+#define METRICS_BUCKETS_US \
+    {5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000, 30000000}
 #define METRICS_NBUCKETS 12
+
+enum metrics_exposition {
+    METRICS_TEXT,        /* text/plain; version=0.0.4 */
+    METRICS_OPENMETRICS, /* application/openmetrics-text; version=1.0.0 */
+};
 
 enum metrics_code { METRICS_2XX, METRICS_3XX, METRICS_401, METRICS_429, METRICS_4XX, METRICS_5XX,
                     METRICS_NONE, METRICS_NCODES };
@@ -35,9 +47,7 @@ enum metrics_code { METRICS_2XX, METRICS_3XX, METRICS_401, METRICS_429, METRICS_
 /* Completed requests since start: a histogram of their durations and the
  * class of their answers. */
 struct metrics_requests {
-    uint64_t bucket[METRICS_NBUCKETS]; /* not cumulative: bucket i counts (le[i-1], le[i]] */
-    uint64_t count;
-    uint64_t sum_us;
+    struct histogram duration; /* METRICS_BUCKETS_US */
     uint64_t code[METRICS_NCODES];
 };
 
@@ -53,8 +63,11 @@ const char *metrics_code_name(enum metrics_code c);
 struct metrics_tokens {
     bool counted;                  /* false until the first count ended well */
     int64_t active, pending, revoked, failed;
-    int64_t oldest_due_ms;         /* min(due_at) of pending rows (Unix ms), 0 if none */
+    int64_t oldest_due_ms[2];      /* min(due_at) of pending rows (Unix ms) per lane, 0 if none */
 };
+
+enum metrics_lane { METRICS_URGENT, METRICS_ROUTINE }; /* lanes.h: flagged or requested; expired */
+
 
 struct revoke_stats;
 
@@ -62,6 +75,7 @@ struct revoke_stats;
  * could not be read). */
 struct metrics_snapshot {
     const struct revoke_stats *rs; /* NULL: no engine (tests) */
+    const struct store_metrics *store; /* NULL: no store (tests) */
     struct metrics_tokens tokens;
     int64_t now_ms;                /* wall clock, Unix ms */
     double start_time_s;           /* Unix seconds */
@@ -74,7 +88,9 @@ struct metrics_snapshot {
 };
 
 /* The exposition text, malloc'd; NULL on ENOMEM. */
-char *metrics_format(const struct metrics_snapshot *s);
+char *metrics_format(const struct metrics_snapshot *s, enum metrics_exposition x);
+/* The Content-Type of an exposition. */
+const char *metrics_content_type(enum metrics_exposition x);
 
 struct metrics;
 struct revoke;
@@ -86,12 +102,14 @@ int metrics_new(uv_loop_t *loop, const char *db_path, struct metrics **ret, char
 /* Where a scrape reads the engine's state and the socket's client count
  * (either may be NULL). */
 void metrics_set_sources(struct metrics *m, struct revoke *r, struct ctl *c);
+/* Where a scrape reads the commit and checkpoint numbers (NULL: none). */
+void metrics_set_store(struct metrics *m, struct store *s);
 /* One control socket request (proto): op is the "op" field's string, or
  * NULL without one. Counted by name for the ops metrics lists, the rest as
  * "other" (never a name from the request: it could be a secret). */
 void metrics_count_request(struct metrics *m, const char *op);
 /* A scrape: the text, malloc'd; NULL on ENOMEM. */
-char *metrics_render(struct metrics *m);
+char *metrics_render(struct metrics *m, enum metrics_exposition x);
 /* Stop counting; cb(data) runs once a count in progress has ended and m is
  * freed. NULL is fine (cb is not called then). */
 void metrics_close(struct metrics *m, void (*cb)(void *data), void *data);

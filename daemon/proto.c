@@ -654,7 +654,7 @@ static json_t *op_metrics(const struct proto_env *env, json_t *req, struct perr 
                     "the tokens (see its log)");
         return NULL;
     }
-    char *text = metrics_render(env->metrics);
+    char *text = metrics_render(env->metrics, METRICS_TEXT);
     if (!text)
         return NULL;
     json_t *reply = reply_ok();

@@ -24,6 +24,7 @@ struct store {
     struct tokens *tokens;
     struct audit *audit;
     struct tokens_tally begun_tally; /* tokens' tally at the last store_begin */
+    struct histogram commit_time;    /* of store_commit(), for the metrics */
     struct checkpoint *ckpt; /* NULL without a loop */
     void (*ckpt_cb)(void *data, int err, const char *msg);
     void *ckpt_data;
@@ -295,8 +296,11 @@ int store_begin(struct store *s, enum store_write kind)
 
 int store_commit(struct store *s)
 {
+    static const uint64_t le_us[HISTOGRAM_MAX] = HISTOGRAM_COMMIT_US;
+    uint64_t start = uv_hrtime();
     int rc = db_commit(s->db);
 
+    histogram_observe(&s->commit_time, le_us, HISTOGRAM_MAX, (uv_hrtime() - start) / 1000);
     if (rc < 0) {
         store_rollback(s);
         after_write_error(s, rc);
@@ -438,6 +442,14 @@ void store_on_checkpoint(struct store *s, void (*cb)(void *data, int err, const 
 {
     s->ckpt_cb = cb;
     s->ckpt_data = data;
+}
+
+void store_get_metrics(const struct store *s, struct store_metrics *ret)
+{
+    struct checkpoint_stats cs;
+
+    checkpoint_get_stats(s->ckpt, &cs);
+    *ret = (struct store_metrics){.commit = s->commit_time, .checkpoint = cs.duration, .wal_frames = cs.wal_frames};
 }
 
 void store_checkpoint_request(struct store *s)

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "db.h"
+#include "histogram.h"
 #include "schemacheck.h"
 #include "tokens.h"
 
@@ -118,6 +119,14 @@ int store_due_now(struct store *s, int64_t now_ms, unsigned *ret_count);
 int store_count(struct store *s, bool full, struct state_counts *ret);
 
 /* ---- checkpoints ---- */
+
+/* For the metrics. */
+struct store_metrics {
+    struct histogram commit;     /* store_commit()s: HISTOGRAM_COMMIT_US */
+    struct histogram checkpoint; /* checkpoint passes: HISTOGRAM_CHECKPOINT_US */
+    int64_t wal_frames;          /* the WAL as the last commit left it; 0 once a checkpoint cut it */
+};
+void store_get_metrics(const struct store *s, struct store_metrics *ret);
 
 /* cb hears how each checkpoint pass ended (checkpoint_cb in checkpoint.h):
  * the owner of the writes that waited. NULL stops it (before that owner

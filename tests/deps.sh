@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   meson ninja-build gcc pkg-config python3 sqlite3 openssl    # build, tests (openssl: test certificates)
   libuv1-dev libcurl4-openssl-dev libsqlite3-dev libsystemd-dev
-  libjansson-dev libssl-dev                                   # libraries
+  libjansson-dev libssl-dev libmicrohttpd-dev                 # libraries
   clang libclang-rt-14-dev                                    # libFuzzer
   systemd systemd-container util-linux                        # unit checks, nspawn, setpriv
   valgrind                                                    # memcheck of the e2e tests

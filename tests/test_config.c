@@ -229,6 +229,10 @@ static const struct good_case good_cases[] = {
     GU("retry", "max_attempts", "1", max_attempts, 1),
     GU("retry", "max_attempts", "1000", max_attempts, 1000),
     GD("retry", "retry_after_max", "0", retry_after_max_ms, 0),
+    GS("metrics", "listen", "127.0.0.1:9469", metrics_listen, "127.0.0.1:9469"),
+    GS("metrics", "listen", "[::1]:9469", metrics_listen, "[::1]:9469"),
+    GS("metrics", "listen", "/run/revokerd/metrics.sock", metrics_listen, "/run/revokerd/metrics.sock"),
+    GS("metrics", "listen", "", metrics_listen, NULL),
     GD("retry", "retry_after_max", "2h", retry_after_max_ms, 7200000),
 };
 
@@ -360,6 +364,12 @@ static const struct bad_case bad_cases[] = {
     {"retry", "max_attempts", "0", "\"0\" is out of range (expected a whole number from 1 to 1000)"},
     {"retry", "max_attempts", "1001", "\"1001\" is out of range (expected a whole number from 1 to 1000)"},
     {"retry", "retry_after_max", "31d", "31d is out of range (expected a time span from 0 to 30d)"},
+    {"metrics", "listen", "localhost:9469",
+     "\"localhost:9469\": not a numeric IPv4 address (expected IPv4:PORT, [IPv6]:PORT or an absolute UNIX "
+     "socket path; empty: off; no host names)"},
+    {"metrics", "listen", "127.0.0.1:0",
+     "\"127.0.0.1:0\": the port is not a number from 1 to 65535 (expected IPv4:PORT, [IPv6]:PORT or an "
+     "absolute UNIX socket path; empty: off)"},
     {"retry", "retry_after_max", "x",
      "\"x\" is not a time span (expected a number with a unit such as 500ms, 10s, 2min, 1h 30min; a bare "
      "number is seconds)"},
@@ -401,10 +411,10 @@ static const struct file_case file_cases[] = {
     {"[daemon]\nurl = https://a.example/\n", 2,
      "[daemon] url: unknown key (keys in [daemon]: database, socket, control_group, max_clients, client_idle, "
      "keep_secrets, jwt_expiry, log_level)"},
-    {"[Logout]\ntimeout = 5s\n", 1, "[Logout]: unknown section (expected [daemon], [logout] or [retry])"},
-    {"; comment\n[daemon]\n[http]\n", 3, "[http]: unknown section (expected [daemon], [logout] or [retry])"},
+    {"[Logout]\ntimeout = 5s\n", 1, "[Logout]: unknown section (expected [daemon], [logout], [retry] or [metrics])"},
+    {"; comment\n[daemon]\n[http]\n", 3, "[http]: unknown section (expected [daemon], [logout], [retry] or [metrics])"},
     {"timeout = 5s\n", 1,
-     "timeout: key outside any section (expected a [daemon], [logout] or [retry] line before it)"},
+     "timeout: key outside any section (expected a [daemon], [logout], [retry] or [metrics] line before it)"},
     {"[logout\ntimeout = 5s\n", 1, "syntax error: section header without closing ']' (expected [section])"},
     {"[logout] timeout = 5s\n", 1,
      "syntax error: text after the section header (expected [section], optionally followed by a ; comment)"},

@@ -1,6 +1,7 @@
 /* Unit tests for metrics: the histogram's buckets and the answer classes,
  * the exposition text of a known snapshot (exact lines, HELP and TYPE for
- * every family, escaped label values, what is left out), and the token
+ * every family, escaped label values, what is left out), the store's
+ * histograms, OpenMetrics and the Accept header that asks for it, and the token
  * counter on the threadpool against a real SQLite file. */
 #include <sqlite3.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 
 #include "db.h"
 #include "metrics.h"
+#include "metrics_http.h"
 #include "revoke.h"
 #include "unit.h"
 #include "util.h"
@@ -53,10 +55,10 @@ static void test_observe_buckets_and_codes(void)
         want_code[cases[i].class]++;
         sum += cases[i].us;
     }
-    CHECK_INT(m.count, ARRAY_SIZE(cases));
-    CHECK_INT(m.sum_us, sum);
+    CHECK_INT(m.duration.count, ARRAY_SIZE(cases));
+    CHECK_INT(m.duration.sum_us, sum);
     for (int i = 0; i < METRICS_NBUCKETS; i++)
-        CHECK_INT(m.bucket[i], want_bucket[i]);
+        CHECK_INT(m.duration.bucket[i], want_bucket[i]);
     for (int i = 0; i < METRICS_NCODES; i++)
         CHECK_INT(m.code[i], want_code[i]);
     CHECK_STR(metrics_code_name(METRICS_401), "401");
@@ -86,7 +88,7 @@ static struct metrics_snapshot known_snapshot(const struct revoke_stats *rs)
     return (struct metrics_snapshot){
         .rs = rs,
         .tokens = {.counted = true, .active = 100, .pending = 20, .revoked = 30, .failed = 4,
-                   .oldest_due_ms = 1700000000000},
+                   .oldest_due_ms = {1700000080000, 1700000000000}},
         .now_ms = 1700000090500,
         .start_time_s = 1699999999.25,
         .socket_clients = 2,
@@ -133,14 +135,15 @@ static void test_format_known_snapshot(void)
 {
     struct revoke_stats rs = known_stats();
     struct metrics_snapshot s = known_snapshot(&rs);
-    char *text = metrics_format(&s);
+    char *text = metrics_format(&s, METRICS_TEXT);
     static const char *const lines[] = {
         "# TYPE revokerd_tokens gauge\n",
         "\nrevokerd_tokens{state=\"active\"} 100\n",
         "\nrevokerd_tokens{state=\"pending\"} 20\n",
         "\nrevokerd_tokens{state=\"revoked\"} 30\n",
         "\nrevokerd_tokens{state=\"failed\"} 4\n",
-        "\nrevokerd_pending_oldest_due_seconds 90.500\n",
+        "\nrevokerd_pending_oldest_due_seconds{lane=\"urgent\"} 10.500\n"
+        "revokerd_pending_oldest_due_seconds{lane=\"routine\"} 90.500\n",
         "# TYPE revokerd_outcomes_total counter\n",
         "\nrevokerd_outcomes_total{event=\"revoked\"} 10\n",
         "\nrevokerd_outcomes_total{event=\"already_invalid\"} 2\n",
@@ -198,10 +201,129 @@ static void test_format_known_snapshot(void)
 
     /* paused is an endpoint that answers: up 1. */
     rs.health = "paused";
-    text = metrics_format(&s);
+    text = metrics_format(&s, METRICS_TEXT);
     REQUIRE(text);
     CHECK(strstr(text, "\nrevokerd_endpoint_up 1\n") && strstr(text, "\nrevokerd_endpoint_state{state=\"paused\"} 1\n"));
     free(text);
+}
+
+static struct store_metrics known_store(void)
+{
+    static const uint64_t commit_us[HISTOGRAM_MAX] = HISTOGRAM_COMMIT_US;
+    static const uint64_t checkpoint_us[HISTOGRAM_MAX] = HISTOGRAM_CHECKPOINT_US;
+    struct store_metrics st = {.wal_frames = 812};
+
+    histogram_observe(&st.commit, commit_us, HISTOGRAM_MAX, 80);       /* le 0.0001 */
+    histogram_observe(&st.commit, commit_us, HISTOGRAM_MAX, 100);      /* le is inclusive */
+    histogram_observe(&st.commit, commit_us, HISTOGRAM_MAX, 3000);     /* le 0.005 */
+    histogram_observe(&st.commit, commit_us, HISTOGRAM_MAX, 2000000);  /* above 1 s: +Inf only */
+    histogram_observe(&st.checkpoint, checkpoint_us, HISTOGRAM_MAX, 40000); /* le 0.05 */
+    return st;
+}
+
+/* The store's histograms and the WAL gauge, exact. */
+static void test_format_store(void)
+{
+    struct store_metrics st = known_store();
+    struct metrics_snapshot s = known_snapshot(NULL);
+    char *text;
+
+    s.store = &st;
+    text = metrics_format(&s, METRICS_TEXT);
+    REQUIRE(text);
+    CHECK(strstr(text, "# TYPE revokerd_db_commit_duration_seconds histogram\n"
+                       "revokerd_db_commit_duration_seconds_bucket{le=\"0.0001\"} 2\n"
+                       "revokerd_db_commit_duration_seconds_bucket{le=\"0.00025\"} 2\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_db_commit_duration_seconds_bucket{le=\"0.0025\"} 2\n"
+                       "revokerd_db_commit_duration_seconds_bucket{le=\"0.005\"} 3\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_db_commit_duration_seconds_bucket{le=\"1\"} 3\n"
+                       "revokerd_db_commit_duration_seconds_bucket{le=\"+Inf\"} 4\n"
+                       "revokerd_db_commit_duration_seconds_sum 2.003180\n"
+                       "revokerd_db_commit_duration_seconds_count 4\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_checkpoint_duration_seconds_bucket{le=\"0.025\"} 0\n"
+                       "revokerd_checkpoint_duration_seconds_bucket{le=\"0.05\"} 1\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_checkpoint_duration_seconds_count 1\n") != NULL);
+    CHECK(strstr(text, "# TYPE revokerd_wal_frames gauge\nrevokerd_wal_frames 812\n") != NULL);
+    check_structure(text);
+    free(text);
+}
+
+/* OpenMetrics 1.0: a counter's family (HELP, TYPE) is named without _total
+ * and its samples keep it; other types are as in the text format; the text
+ * ends with "# EOF". */
+static void test_format_openmetrics(void)
+{
+    struct revoke_stats rs = known_stats();
+    struct store_metrics st = known_store();
+    struct metrics_snapshot s = known_snapshot(&rs);
+    char *text, *plain;
+    static const char *const lines[] = {
+        "# HELP revokerd_outcomes Outcomes committed since start, by audit event.\n"
+        "# TYPE revokerd_outcomes counter\n"
+        "revokerd_outcomes_total{event=\"revoked\"} 10\n",
+        "# TYPE revokerd_http_responses counter\nrevokerd_http_responses_total{code=\"2xx\"} 1\n",
+        "# TYPE revokerd_endpoint_down_seconds counter\nrevokerd_endpoint_down_seconds_total 61.500\n",
+        "# TYPE revokerd_db_errors counter\nrevokerd_db_errors_total 5\n",
+        "# TYPE revokerd_socket_refused counter\nrevokerd_socket_refused_total{why=\"uid\"} 3\n",
+        "# TYPE process_cpu_seconds counter\nprocess_cpu_seconds_total 1.500000\n",
+        "# TYPE revokerd_tokens gauge\nrevokerd_tokens{state=\"active\"} 100\n",
+        "# TYPE revokerd_request_duration_seconds histogram\n",
+        "\nrevokerd_request_duration_seconds_count 3\n",
+        "# TYPE revokerd_wal_frames gauge\nrevokerd_wal_frames 812\n",
+    };
+
+    s.store = &st;
+    text = metrics_format(&s, METRICS_OPENMETRICS);
+    plain = metrics_format(&s, METRICS_TEXT);
+    REQUIRE(text && plain);
+    for (size_t i = 0; i < ARRAY_SIZE(lines); i++)
+        if (!strstr(text, lines[i])) {
+            fprintf(stderr, "missing: %s", lines[i]);
+            CHECK(0);
+        }
+    CHECK(strstr(text, "_total counter") == NULL);
+    CHECK(strstr(text, "# HELP revokerd_outcomes_total") == NULL);
+    CHECK(strlen(text) > 6 && strcmp(text + strlen(text) - 7, "\n# EOF\n") == 0);
+    CHECK(strstr(plain, "# EOF") == NULL);
+    /* The samples are the same; only the 7 counter families' HELP and TYPE (6 bytes less each) and the end differ. */
+    CHECK_INT(strlen(text) - strlen("# EOF\n"), strlen(plain) - 7 * 2 * 6);
+    CHECK_STR(metrics_content_type(METRICS_OPENMETRICS), "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    CHECK_STR(metrics_content_type(METRICS_TEXT), "text/plain; version=0.0.4; charset=utf-8");
+    free(text);
+    free(plain);
+}
+
+/* The Accept header a scraper sends picks the exposition. */
+static void test_negotiate(void)
+{
+    static const struct {
+        const char *accept;
+        enum metrics_exposition want;
+    } cases[] = {
+        {NULL, METRICS_TEXT},
+        {"", METRICS_TEXT},
+        {"*/*", METRICS_TEXT},
+        {"text/plain", METRICS_TEXT},
+        {"application/openmetrics-text", METRICS_OPENMETRICS},
+        {"application/openmetrics-text; version=1.0.0; charset=utf-8", METRICS_OPENMETRICS},
+        {"APPLICATION/OpenMetrics-Text", METRICS_OPENMETRICS},
+        /* Prometheus 2.x's own header */
+        {"application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+         "text/plain;version=0.0.4;q=0.5,*/*;q=0.1", METRICS_OPENMETRICS},
+        {"text/plain;version=0.0.4;q=0.9,application/openmetrics-text;q=0.5", METRICS_TEXT},
+        {"application/openmetrics-text;q=0", METRICS_TEXT},
+        {"application/openmetrics-text;q=0.2, */*;q=0.1", METRICS_OPENMETRICS},
+        {"application/openmetrics-text;q=0.2, text/*;q=0.3", METRICS_TEXT},
+        {"application/openmetrics-text;q=bogus", METRICS_TEXT},
+        {"application/openmetrics-textile", METRICS_TEXT},
+        {"application/json", METRICS_TEXT},
+    };
+
+    for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+        if (metrics_http_negotiate(cases[i].accept) != cases[i].want) {
+            fprintf(stderr, "Accept: %s\n", cases[i].accept ? cases[i].accept : "(none)");
+            CHECK(0);
+        }
 }
 
 static void test_format_leaves_out_what_is_unknown(void)
@@ -210,12 +332,12 @@ static void test_format_leaves_out_what_is_unknown(void)
     char *text;
 
     s.tokens.counted = false;
-    s.tokens.oldest_due_ms = 0;
+    s.tokens.oldest_due_ms[0] = s.tokens.oldest_due_ms[1] = 0;
     s.cpu_s = -1;
     s.rss_bytes = -1;
     s.open_fds = -1;
     s.version = "1.0\"x\\y\nz"; /* escaped, not breaking the line */
-    text = metrics_format(&s);
+    text = metrics_format(&s, METRICS_TEXT);
     REQUIRE(text);
     CHECK(strstr(text, "revokerd_tokens") == NULL);             /* never counted: no wrong 0 */
     CHECK(strstr(text, "revokerd_pending_oldest") == NULL);
@@ -228,15 +350,13 @@ static void test_format_leaves_out_what_is_unknown(void)
 
     /* Nothing pending, or a due_at in the future (a clock step): 0. */
     s = known_snapshot(NULL);
-    s.tokens.oldest_due_ms = 0;
-    text = metrics_format(&s);
+    s.tokens.oldest_due_ms[METRICS_URGENT] = 0;
+    s.tokens.oldest_due_ms[METRICS_ROUTINE] = s.now_ms + 1000;
+    text = metrics_format(&s, METRICS_TEXT);
     REQUIRE(text);
-    CHECK(strstr(text, "\nrevokerd_pending_oldest_due_seconds 0.000\n") != NULL);
-    free(text);
-    s.tokens.oldest_due_ms = s.now_ms + 1000;
-    text = metrics_format(&s);
-    REQUIRE(text);
-    CHECK(strstr(text, "\nrevokerd_pending_oldest_due_seconds 0.000\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_pending_oldest_due_seconds{lane=\"urgent\"} 0.000\n"
+                       "revokerd_pending_oldest_due_seconds{lane=\"routine\"} 0.000\n") != NULL);
+    CHECK(strstr(text, "revokerd_db_commit") == NULL); /* no store */
     free(text);
 }
 
@@ -267,17 +387,18 @@ static void test_counter_counts_off_the_loop(void)
 
     snprintf(sql, sizeof(sql),
              "PRAGMA journal_mode = WAL;"
-             "CREATE TABLE tokens (id INTEGER PRIMARY KEY, state TEXT NOT NULL, due_at INTEGER);"
-             "INSERT INTO tokens (state, due_at) VALUES ('active', NULL), ('active', NULL), ('active', NULL),"
-             " ('pending', %lld), ('pending', %lld), ('revoked', 1), ('failed', 2);",
-             (long long)(now - 60000), (long long)(now - 1000));
+             "CREATE TABLE tokens (id INTEGER PRIMARY KEY, state TEXT NOT NULL, due_at INTEGER, due_reason TEXT);"
+             "INSERT INTO tokens (state, due_at, due_reason) VALUES ('active', NULL, NULL), ('active', NULL, NULL),"
+             " ('active', NULL, NULL), ('pending', %lld, 'expired'), ('pending', %lld, 'flagged'),"
+             " ('pending', %lld, 'requested'), ('revoked', 1, 'expired'), ('failed', 2, 'flagged');",
+             (long long)(now - 60000), (long long)(now - 30000), (long long)(now - 1000));
     exec_sql(sql);
     REQUIRE(uv_loop_init(&loop) == 0);
     REQUIRE(metrics_new(&loop, path, &m, err, sizeof(err)) == 0);
     /* The first count starts at once; run the loop until it is in. */
     for (int i = 0; i < 2000; i++) {
         free(text);
-        text = metrics_render(m);
+        text = metrics_render(m, METRICS_TEXT);
         REQUIRE(text);
         if (strstr(text, "revokerd_tokens{"))
             break;
@@ -285,14 +406,21 @@ static void test_counter_counts_off_the_loop(void)
         usleep(1000);
     }
     CHECK(strstr(text, "\nrevokerd_tokens{state=\"active\"} 3\n") != NULL);
-    CHECK(strstr(text, "\nrevokerd_tokens{state=\"pending\"} 2\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_tokens{state=\"pending\"} 3\n") != NULL);
     CHECK(strstr(text, "\nrevokerd_tokens{state=\"revoked\"} 1\n") != NULL);
     CHECK(strstr(text, "\nrevokerd_tokens{state=\"failed\"} 1\n") != NULL);
-    /* The oldest is 60 s old (give or take the time the test took). */
-    const char *age = strstr(text, "\nrevokerd_pending_oldest_due_seconds ");
+    /* The oldest is 60 s old in the routine lane, 30 s in the urgent one
+     * (give or take the time the test took). */
+    static const char routine[] = "\nrevokerd_pending_oldest_due_seconds{lane=\"routine\"} ";
+    static const char urgent[] = "\nrevokerd_pending_oldest_due_seconds{lane=\"urgent\"} ";
+    const char *age = strstr(text, routine);
     REQUIRE(age);
-    double a = strtod(age + strlen("\nrevokerd_pending_oldest_due_seconds "), NULL);
+    double a = strtod(age + strlen(routine), NULL);
     CHECK(a >= 60 && a < 70);
+    age = strstr(text, urgent);
+    REQUIRE(age);
+    a = strtod(age + strlen(urgent), NULL);
+    CHECK(a >= 30 && a < 40);
     CHECK(strstr(text, "\nrevokerd_socket_clients 0\n") != NULL); /* no ctl */
     CHECK(strstr(text, "\nrevokerd_socket_refused_total{why=\"uid\"} 0\n") != NULL);
     CHECK(strstr(text, "\nrevokerd_socket_requests_total{op=\"ping\"} 0\n") != NULL);
@@ -308,7 +436,7 @@ static void test_counter_counts_off_the_loop(void)
     metrics_count_request(m, "tok-SECRET-as-op");
     metrics_count_request(m, "");
     metrics_count_request(m, NULL);
-    text = metrics_render(m);
+    text = metrics_render(m, METRICS_TEXT);
     REQUIRE(text);
     CHECK(strstr(text, "\nrevokerd_socket_requests_total{op=\"ping\"} 2\n") != NULL);
     CHECK(strstr(text, "\nrevokerd_socket_requests_total{op=\"metrics\"} 1\n") != NULL);
@@ -359,5 +487,6 @@ static void teardown(void)
 }
 
 TEST_MAIN(CASE(setup), CASE(test_observe_buckets_and_codes), CASE(test_format_known_snapshot),
+          CASE(test_format_store), CASE(test_format_openmetrics), CASE(test_negotiate),
           CASE(test_format_leaves_out_what_is_unknown), CASE(test_counter_counts_off_the_loop),
           CASE(test_counter_refuses_a_file_without_tokens), CASE(teardown))

@@ -78,7 +78,7 @@ def read_log(run):
 class Run:
     """One daemon and endpoint in a fresh directory."""
 
-    def __init__(self, args, name):
+    def __init__(self, args, name, config=None):
         self.dir = tempfile.mkdtemp(prefix="revokerd-lanes-%s-" % name)
         self.notify = harness.NotifySocket()
         self.nginx = self.ep = None
@@ -91,7 +91,7 @@ class Run:
             self.ep.start()
             url = self.ep.url
         self.d = harness.Daemon(self.dir, self.notify, url=url,
-                                config={"logout.concurrency": str(CONCURRENCY)})
+                                config=dict({"logout.concurrency": str(CONCURRENCY)}, **(config or {})))
         self.d.write_config()
         self.d.start()
         self.app = harness.AppDB(self.d.db_path)

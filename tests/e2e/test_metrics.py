@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -63,7 +64,8 @@ def value(s, name, **labels):
     return s.get((name, frozenset(labels.items())))
 
 
-class Metrics(harness.E2ETestCase):
+class MetricsBase(harness.E2ETestCase):
+    """Scrapes and parser checks, for both test classes."""
 
     def scrape(self, d):
         reply = request(d.socket_path, {"op": "metrics"})
@@ -101,6 +103,10 @@ class Metrics(harness.E2ETestCase):
             self.fail("metrics never matched: expected %r, last %r" % (expected, got))
         return last["s"]
 
+
+class Metrics(MetricsBase):
+    """The metrics over the control socket and revokerctl."""
+
     def test_known_outcomes_give_exact_values_and_parse(self):
         ep = self.endpoint()
         d = self.daemon(ep)
@@ -118,7 +124,8 @@ class Metrics(harness.E2ETestCase):
             key("revokerd_tokens", state="pending"): 0,
             key("revokerd_tokens", state="revoked"): 4,
             key("revokerd_tokens", state="failed"): 1,
-            key("revokerd_pending_oldest_due_seconds"): 0,
+            key("revokerd_pending_oldest_due_seconds", lane="urgent"): 0,
+            key("revokerd_pending_oldest_due_seconds", lane="routine"): 0,
             key("revokerd_outcomes_total", event="revoked"): 3,
             key("revokerd_outcomes_total", event="already_invalid"): 1,
             key("revokerd_outcomes_total", event="rejected"): 1,
@@ -201,12 +208,13 @@ class Metrics(harness.E2ETestCase):
         s = self.wait_metrics(d, {("revokerd_endpoint_up", frozenset()): 0,
                                   ("revokerd_endpoint_state", frozenset({("state", "down")})): 1,
                                   ("revokerd_tokens", frozenset({("state", "pending")})): 1})
-        a1 = value(s, "revokerd_pending_oldest_due_seconds")
+        a1 = value(s, "revokerd_pending_oldest_due_seconds", lane="urgent")  # flagged
+        self.assertEqual(value(s, "revokerd_pending_oldest_due_seconds", lane="routine"), 0)
         down1 = value(s, "revokerd_endpoint_down_seconds_total")
         self.assertGreater(a1, 0)
         time.sleep(1.5)
         s = samples(self.scrape(d))
-        a2 = value(s, "revokerd_pending_oldest_due_seconds")
+        a2 = value(s, "revokerd_pending_oldest_due_seconds", lane="urgent")
         self.assertGreaterEqual(a2, a1 + 1.4, "the age grows while the endpoint is down")
         self.assertGreaterEqual(value(s, "revokerd_endpoint_down_seconds_total"), down1 + 1.4)
         refused = value(s, "revokerd_http_responses_total", code="none")
@@ -216,7 +224,7 @@ class Metrics(harness.E2ETestCase):
 
         ep.start()
         self.wait_until(lambda: app.state(tid) == "revoked", 20, "drained")
-        s = self.wait_metrics(d, {("revokerd_pending_oldest_due_seconds", frozenset()): 0,
+        s = self.wait_metrics(d, {("revokerd_pending_oldest_due_seconds", frozenset({("lane", "urgent")})): 0,
                                   ("revokerd_tokens", frozenset({("state", "pending")})): 0,
                                   ("revokerd_tokens", frozenset({("state", "revoked")})): 1,
                                   ("revokerd_endpoint_up", frozenset()): 1,
@@ -312,6 +320,329 @@ class Metrics(harness.E2ETestCase):
         reply = json.loads(buf)
         self.assertTrue(reply["ok"], reply)
         return reply["text"]
+
+
+# Prints [[name, type, [[sample name, labels, value], ...]], ...] for OpenMetrics text on stdin.
+PARSE_OPENMETRICS = PARSE.replace("from prometheus_client.parser import text_string_to_metric_families",
+                                  "from prometheus_client.openmetrics.parser import text_string_to_metric_families")
+
+OPENMETRICS = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for %d" % pid)
+
+
+def listening_inodes(family_files=("/proc/net/tcp", "/proc/net/tcp6")):
+    """Socket inodes in LISTEN state (0A) over TCP."""
+    out = set()
+    for path in family_files:
+        with open(path) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                if fields[3] == "0A":
+                    out.add(fields[9])
+    return out
+
+
+def socket_inodes(pid):
+    out = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        with contextlib.suppress(OSError):
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+            if target.startswith("socket:["):
+                out.add(target[8:-1])
+    return out
+
+
+def http_get(port, path="/metrics", method="GET", headers=None, timeout=10):
+    """(status, headers, body) over a real TCP connection."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, headers=headers or {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+class MetricsHTTP(MetricsBase):
+    """The [metrics] listen HTTP listener (libmicrohttpd on the loop)."""
+
+    def listen_daemon(self, ep=None, **config):
+        self.port = harness.free_port()
+        settings = {"metrics.listen": "127.0.0.1:%d" % self.port}
+        settings.update(config)
+        return self.daemon(ep or self.endpoint(), config=settings)
+
+    def parse(self, text, program):
+        p = subprocess.run([SYSTEM_PYTHON, "-c", program], input=text, capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return {f[0]: f for f in json.loads(p.stdout)}
+
+    def assert_ping(self, d, what):
+        t0 = time.monotonic()
+        reply = request(d.socket_path, {"op": "ping"}, timeout=5)
+        self.assertTrue(reply and reply.get("ok"), "ping while %s: %r" % (what, reply))
+        return time.monotonic() - t0
+
+    def test_listener_is_off_by_default(self):
+        d = self.daemon(self.endpoint())
+        rc, out, err = d.check_config()
+        self.assertEqual(rc, 0, err)
+        self.assertIn("\n[metrics]\nlisten = \n", out)
+        self.assertEqual(socket_inodes(d.pid) & listening_inodes(), set(), "no TCP socket listens")
+        self.assertEqual(d.stop(), 0)
+
+    def test_get_metrics_over_tcp_in_both_formats(self):
+        d = self.listen_daemon()
+        app = self.app(d)
+        ids = app.insert_many([tok("ok"), tok("ok"), tok("s401")], flagged=1)
+        self.wait_until(lambda: app.all_in(list(ids.values()), ("revoked",)), 20, "revoked")
+        rc, out, err = d.check_config()
+        self.assertIn("\n[metrics]\nlisten = 127.0.0.1:%d\n" % self.port, out)
+
+        # curl, as an operator would
+        p = subprocess.run(["curl", "-sS", "-D", "-", "http://127.0.0.1:%d/metrics" % self.port],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        head, body = p.stdout.split("\n\n", 1)  # text mode: CRLF read as \n
+        self.assertTrue(head.startswith("HTTP/1.1 200 "), head)
+        self.assertIn("\nContent-Type: %s\n" % TEXT, head)
+        self.promtool_check(body)
+        families = self.parse(body, PARSE)
+        self.assertEqual(families["revokerd_request_duration_seconds"][1], "histogram")
+        self.assertEqual(families["revokerd_db_commit_duration_seconds"][1], "histogram")
+        self.assertEqual(families["revokerd_checkpoint_duration_seconds"][1], "histogram")
+        self.assertEqual(families["revokerd_wal_frames"][1], "gauge")
+        lanes = {sm[1]["lane"] for sm in families["revokerd_pending_oldest_due_seconds"][2]}
+        self.assertEqual(lanes, {"urgent", "routine"})
+        s = samples(body)
+        self.assertEqual(value(s, "revokerd_outcomes_total", event="revoked"), 2)
+        self.assertEqual(value(s, "revokerd_outcomes_total", event="already_invalid"), 1)
+        # The same numbers as the socket op (the counters stand still now).
+        sock = samples(self.scrape(d))
+        for k in [("revokerd_outcomes_total", frozenset({("event", "revoked")})),
+                  ("revokerd_request_duration_seconds_count", frozenset())]:
+            self.assertEqual(s[k], sock[k])
+
+        # python, asking for OpenMetrics the way Prometheus does
+        accept = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                  "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+        status, headers, om = http_get(self.port, headers={"Accept": accept})
+        self.assertEqual(status, 200)
+        self.assertEqual(headers["content-type"], OPENMETRICS)
+        om = om.decode()
+        self.assertTrue(om.endswith("\n# EOF\n"), om[-40:])
+        self.assertIn("# TYPE revokerd_outcomes counter\nrevokerd_outcomes_total{event=\"revoked\"} 2\n", om)
+        families = self.parse(om, PARSE_OPENMETRICS)
+        self.assertEqual(families["revokerd_outcomes"][1], "counter")
+        self.assertEqual(families["revokerd_request_duration_seconds"][1], "histogram")
+        revoked = [sm for sm in families["revokerd_outcomes"][2] if sm[1].get("event") == "revoked"]
+        self.assertEqual([(sm[0], sm[2]) for sm in revoked], [("revokerd_outcomes_total", 2.0)])
+        # text/plain preferred: the text format
+        status, headers, _ = http_get(self.port, headers={"Accept": "text/plain;q=0.9,application/openmetrics-text;q=0.5"})
+        self.assertEqual((status, headers["content-type"]), (200, TEXT))
+
+        # HEAD: the headers of a GET, no body
+        status, headers, body = http_get(self.port, method="HEAD")
+        self.assertEqual((status, headers["content-type"], body), (200, TEXT, b""))
+        # 404 for other paths, 405 (with Allow) for other methods
+        for path in ("/", "/metrics/", "/metricsx", "/metrics/../x"):
+            status, _, body = http_get(self.port, path=path)
+            self.assertEqual(status, 404, path)
+            self.assertIn(b"/metrics only", body)
+        for method in ("POST", "PUT", "DELETE", "OPTIONS", "BREW"):
+            status, headers, _ = http_get(self.port, method=method)
+            self.assertEqual((status, headers.get("allow")), (405, "GET, HEAD"), method)
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(subprocess.run(["curl", "-s", "http://127.0.0.1:%d/metrics" % self.port],
+                                        capture_output=True, timeout=30).returncode, 7, "closed at stop")
+        self.assert_no_sanitizer_errors(d)
+
+    def test_unix_socket_listen(self):
+        path = os.path.join(self.dir, "metrics.sock")
+        d = self.daemon(self.endpoint(), config={"metrics.listen": path})
+        p = subprocess.run(["curl", "-sS", "--unix-socket", path, "http://localhost/metrics"],
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.promtool_check(p.stdout)
+        self.assertIn("\nrevokerd_build_info{", p.stdout)
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o666)
+        self.assertEqual(d.stop(), 0)
+        self.assertFalse(os.path.exists(path), "removed at stop")
+        # A stale socket file is replaced; a file that is not a socket is not.
+        with socket.socket(socket.AF_UNIX) as s:
+            s.bind(path)
+        d.start()
+        self.assertEqual(subprocess.run(["curl", "-s", "--unix-socket", path, "http://localhost/metrics"],
+                                        capture_output=True, timeout=30).returncode, 0)
+        self.assertEqual(d.stop(), 0)
+        with open(path, "w") as f:
+            f.write("keep me")
+        d.start(wait_ready=False)
+        self.assertEqual(d.proc.wait(timeout=15), 2)
+        self.assertIn("[metrics] listen: %s exists and is not a socket; not replacing it" % path, d.stderr())
+        with open(path) as f:
+            self.assertEqual(f.read(), "keep me")
+        self.assert_no_sanitizer_errors(d)
+
+    def test_bad_or_busy_address_stops_the_start(self):
+        rc, _, err = harness.run([harness.binary("REVOKERD"), "--config", self.write_listen("localhost:9469"),
+                                  "--check-config"])
+        self.assertEqual(rc, 2)
+        self.assertIn(':2: [metrics] listen: "localhost:9469": not a numeric IPv4 address', err)
+        with socket.socket() as busy:
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            port = busy.getsockname()[1]
+            d = self.daemon(self.endpoint(), start=False, config={"metrics.listen": "127.0.0.1:%d" % port})
+            d.start(wait_ready=False)
+            self.assertEqual(d.proc.wait(timeout=15), 2)
+        self.assertIn("[metrics] listen: cannot bind 127.0.0.1:%d: Address already in use" % port, d.stderr())
+
+    def test_ipv6_and_a_non_loopback_address(self):
+        if not socket.has_ipv6:
+            self.skipTest("no IPv6")
+        port = harness.free_port()
+        d = self.daemon(self.endpoint(), config={"metrics.listen": "[::1]:%d" % port})
+        p = subprocess.run(["curl", "-sS", "-g", "http://[::1]:%d/metrics" % port], capture_output=True, text=True,
+                           timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("\nrevokerd_build_info{", p.stdout)
+        self.assertNotIn("not a loopback address", d.stderr())
+        # A reload keeps the listener: the address is read at start only.
+        d.set({"metrics.listen": "127.0.0.1:%d" % port})
+        d.send_signal(signal.SIGHUP)
+        self.wait_until(lambda: "metrics.listen changed to '127.0.0.1:%d': takes effect at the next restart" % port
+                        in d.stderr(), 10, "the reload's warning")
+        self.assertEqual(subprocess.run(["curl", "-sS", "-g", "-o", "/dev/null", "http://[::1]:%d/metrics" % port],
+                                        capture_output=True, timeout=30).returncode, 0)
+        self.assertEqual(d.stop(), 0)
+        # Any address the operator wrote is allowed; the log says it is not loopback.
+        d.set({"metrics.listen": "0.0.0.0:%d" % port})
+        d.start()
+        self.assertEqual(http_get(port)[0], 200)
+        self.assertIn("metrics: listening on 0.0.0.0:%d, which is not a loopback address" % port, d.stderr())
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_sanitizer_errors(d)
+
+    def write_listen(self, listen):
+        return harness.write_ini(os.path.join(self.dir, "bad.conf"), {"metrics.listen": listen})
+
+    def test_hostile_scrapers_neither_block_the_loop_nor_grow_memory(self):
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        d = self.listen_daemon()
+        for _ in range(20):  # warm up: the first scrapes' allocations stay in the heap
+            self.assertEqual(http_get(self.port)[0], 200)
+        before = rss_kib(d.pid)
+
+        # 1. Half-sent requests, more than the cap (64), left open: the loop
+        # goes on, and the server closes each after 5 s of silence (those
+        # over the cap wait in the backlog for a slot, then for theirs).
+        import select
+        half = []
+        t0 = time.monotonic()
+        for _ in range(80):
+            c = socket.create_connection(("127.0.0.1", self.port), timeout=15)
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: te")
+            half.append(c)
+        for _ in range(5):
+            self.assertLess(self.assert_ping(d, "80 half-sent requests are open"), 2)
+        open_ = set(half)
+        while open_ and time.monotonic() - t0 < 30:
+            ready, _, _ = select.select(list(open_), [], [], 1)
+            for c in ready:
+                with contextlib.suppress(OSError):
+                    self.assertEqual(c.recv(4096), b"", "no answer to half a request")
+                open_.discard(c)
+                c.close()
+        took = time.monotonic() - t0
+        self.assertEqual(len(open_), 0, "the server closed every half-sent request")
+        self.assertGreaterEqual(took, 4.5, "not before the idle timeout")
+        print("\n80 half-sent requests closed by the server within %.1f s" % took)
+        self.assertEqual(http_get(self.port)[0], 200)
+
+        # 2. 1,000 connections at once.
+        many = []
+        for _ in range(1000):
+            c = socket.socket()
+            c.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                c.connect(("127.0.0.1", self.port))
+            many.append(c)
+        for _ in range(5):
+            self.assertLess(self.assert_ping(d, "1,000 connections are open"), 2)
+        for c in many:
+            c.close()
+
+        # 3. A 1 MiB header: answered 431 at the 16 KiB cap, or cut off.
+        big = socket.create_connection(("127.0.0.1", self.port), timeout=15)
+        status = b""
+        try:
+            big.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20) + b"\r\n\r\n")
+        except OSError:
+            pass  # the server stopped reading and closed
+        self.assertLess(self.assert_ping(d, "a 1 MiB header was sent"), 2)
+        with contextlib.suppress(OSError):
+            status = big.recv(4096)
+        big.close()
+        self.assertTrue(status == b"" or status.startswith(b"HTTP/1.1 431 "), status[:80])
+
+        # Afterwards: scrapes work, and memory is back near where it was.
+        self.wait_until(lambda: http_get(self.port)[0] == 200, 20, "scrapes again")
+        self.wait_until(lambda: value(samples(self.scrape(d)), "revokerd_socket_clients") == 1, 10, "quiet")
+        grown = rss_kib(d.pid) - before
+        print("\nRSS before %d KiB, after the hostile scrapers %+d KiB" % (before, grown))
+        self.assertLess(grown, 8 * 1024, "RSS grew by %d KiB" % grown)
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_sanitizer_errors(d)
+
+    def test_histogram_counts_are_exact(self):
+        ep = self.endpoint()
+        d = self.listen_daemon(ep)
+        app = self.app(d)
+        tokens = [tok("ok") for _ in range(7)]
+        ids = app.insert_many(tokens, flagged=1)
+        self.wait_until(lambda: app.all_in(list(ids.values()), ("revoked",)), 20, "revoked")
+        self.wait_until(lambda: value(samples(http_get(self.port)[2].decode()),
+                                      "revokerd_outcomes_total", event="revoked") == 7, 10, "committed")
+        s = samples(http_get(self.port)[2].decode())
+        self.assertEqual(value(s, "revokerd_request_duration_seconds_count"), len(ep.requests()))
+        self.assertEqual(value(s, "revokerd_request_duration_seconds_count"), 7)
+        self.assertEqual(value(s, "revokerd_request_duration_seconds_bucket", le="+Inf"), 7)
+        # A socket request that writes is one commit, which the client
+        # waits for: a revoke by id of a token already revoked changes
+        # nothing, so the engine is not woken and commits nothing after it.
+        # Idle, nothing else commits: the count grows by exactly 5.
+        time.sleep(1.5)  # the secrets cleared: their checkpoint pass is done
+        before = self.commits(self.port)
+        time.sleep(0.5)
+        self.assertEqual(self.commits(self.port), before, "an idle daemon commits nothing")
+        for t in tokens[:5]:
+            reply = request(d.socket_path, {"op": "revoke", "id": ids[t]})
+            self.assertEqual((reply["ok"], reply["ids"], reply["state"]), (True, [], "revoked"), reply)
+        time.sleep(0.5)
+        self.assertEqual(self.commits(self.port) - before, 5)
+        cp = samples(http_get(self.port)[2].decode())
+        self.assertGreaterEqual(value(cp, "revokerd_checkpoint_duration_seconds_count"), 1,
+                                "the revoked secrets' checkpoint pass")
+        self.assertGreater(value(cp, "revokerd_db_commit_duration_seconds_sum"), 0)
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_sanitizer_errors(d)
+
+    def commits(self, port):
+        return value(samples(http_get(port)[2].decode()), "revokerd_db_commit_duration_seconds_count")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ GUEST = "/srv/t"
 PYTHON = "/usr/bin/python3"  # the container sees the host's /usr, not ~/.pyenv
 SOCKET = "/run/revokerd.sock"
 PORTS = (18080, 18081)
+METRICS_PORT = 18469  # [metrics] listen: the HTTP listener under the unit's sandbox
 STEP_TIMEOUT = 30            # any one command in the container
 GUEST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
              "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0"}
@@ -103,7 +104,9 @@ def test_config(port):
         [retry]
         base = 100ms
         max_delay = 1s
-    """ % port)
+        [metrics]
+        listen = 127.0.0.1:%d
+    """ % (port, METRICS_PORT))
 
 
 def missing_tools():
@@ -469,6 +472,11 @@ class NspawnTest(harness.E2ETestCase):
         out = self.ct.run(["systemctl", "status", "--no-pager", "revokerd.service"])[1]
         self.assertIn('Status: "%s"' % status, out)
         print("status: %s" % status)
+
+        # The metrics listener works inside the unit's sandbox.
+        scraped = self.C(["curl", "-sS", "--fail", "http://127.0.0.1:%d/metrics" % METRICS_PORT])
+        self.assertIn('\nrevokerd_outcomes_total{event="revoked"} ', scraped)
+        self.assertIn("\nrevokerd_db_commit_duration_seconds_count ", scraped)
 
         # reload of a bad file: systemctl reload fails and says why; the
         # daemon runs on with the old configuration.
