@@ -297,6 +297,7 @@ struct metrics {
     uv_timer_t timer;
     uv_work_t work;
     bool working, closing, timer_closed;
+    bool scraped; /* the counter runs from the first scrape on */
     void (*close_cb)(void *);
     void *close_data;
 
@@ -488,8 +489,7 @@ int metrics_new(uv_loop_t *loop, const char *db_path, struct metrics **ret, char
         finish_close(m);
         return rc;
     }
-    uv_timer_init(loop, &m->timer);
-    uv_timer_start(&m->timer, on_timer, 0, 0);
+    uv_timer_init(loop, &m->timer); /* started by the first scrape */
     *ret = m;
     return 0;
 }
@@ -517,6 +517,13 @@ void metrics_count_request(struct metrics *m, const char *op)
 
 char *metrics_render(struct metrics *m, enum metrics_exposition x)
 {
+    /* The first scrape starts the counter: a daemon nobody scrapes never
+     * reads its table for metrics (a count of 1 M rows costs about 0.15 s
+     * of CPU, and the idle daemon's budget is 60 ms a minute). */
+    if (!m->scraped && !m->closing) {
+        m->scraped = true;
+        uv_timer_start(&m->timer, on_timer, 0, 0);
+    }
     struct store_metrics st;
     struct ctl_refusals refused = ctl_get_refusals(m->ctl);
     struct revoke_stats rs;

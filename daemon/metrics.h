@@ -13,7 +13,9 @@
  *    counts them again every METRICS_COUNT_MS when PRAGMA data_version says
  *    that someone committed, and waits at least nine times the count's own
  *    duration before the next one (at most a tenth of a thread on a large
- *    table). An idle daemon never counts; a scrape shows the last count.
+ *    table). It starts with the first scrape (which shows no token counts
+ *    yet): a daemon nobody scrapes never counts, an idle one counts once;
+ *    a scrape shows the last count.
  *
  * Lifecycle: metrics_new() -> metrics_set_sources() -> metrics_render()* ->
  * metrics_close(cb). metrics_format() is the pure part, for tests.

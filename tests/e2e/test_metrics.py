@@ -107,6 +107,19 @@ class MetricsBase(harness.E2ETestCase):
 class Metrics(MetricsBase):
     """The metrics over the control socket and revokerctl."""
 
+    def test_the_first_scrape_starts_the_token_count(self):
+        # A daemon nobody scrapes never reads its table for metrics (the idle
+        # budget): the first scrape shows no token counts, a later one does.
+        ep = self.endpoint()
+        d = self.daemon(ep)
+        app = self.app(d)
+        app.insert(tok("idle"), expires_at=harness.now_s() + 86400)
+        time.sleep(6)  # longer than METRICS_COUNT_MS: a counter started at start-up would have counted
+        first = self.scrape(d)
+        self.assertNotIn("revokerd_tokens{", first)
+        self.assertIn("revokerd_outcomes_total", first, "the rest is there from the start")
+        self.wait_metrics(d, {("revokerd_tokens", frozenset({("state", "active")})): 1}, timeout=10)
+
     def test_known_outcomes_give_exact_values_and_parse(self):
         ep = self.endpoint()
         d = self.daemon(ep)
@@ -406,6 +419,8 @@ class MetricsHTTP(MetricsBase):
         app = self.app(d)
         ids = app.insert_many([tok("ok"), tok("ok"), tok("s401")], flagged=1)
         self.wait_until(lambda: app.all_in(list(ids.values()), ("revoked",)), 20, "revoked")
+        # The first scrape starts the token counter (metrics.h): wait for its count.
+        self.wait_until(lambda: "revokerd_tokens{" in self.scrape(d), 10, "the first token count")
         rc, out, err = d.check_config()
         self.assertIn("\n[metrics]\nlisten = 127.0.0.1:%d\n" % self.port, out)
 
