@@ -58,6 +58,7 @@ struct client {
     bool draining;          /* final reply queued: close once writes are done */
     bool closing;           /* uv_close called */
     bool counted;           /* counts towards max_clients */
+    uid_t uid;              /* the peer's (SO_PEERCRED), for proto's audit rows */
 };
 
 struct wreq {
@@ -287,7 +288,7 @@ static bool handle_line(struct client *c, char *line, size_t n)
     if (len == 0) /* blank lines are not requests */
         return true;
     idle_restart(c);
-    char *reply = proto_handle(c->ctl->env, line, len);
+    char *reply = proto_handle_as(c->ctl->env, c->uid, line, len);
     secret_wipe(line, n);
     if (send_reply(c, reply) < 0) {
         log_err("control socket: cannot queue a reply (out of memory); closing that client");
@@ -531,6 +532,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     c->counted = true;
+    c->uid = cred.uid;
     ctl->nclients++;
     idle_restart(c);
     if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0) {

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "metrics.h"
 #include "revoke.h"
@@ -30,5 +31,8 @@ struct proto_env {
 
 /* Returns a malloc'd reply without the trailing newline, or NULL on ENOMEM. */
 char *proto_handle(const struct proto_env *env, const char *line, size_t len);
+/* The same from a peer whose uid the socket read (SO_PEERCRED): the audit
+ * rows of hold, release and drop name it. proto_handle() is "uid ?". */
+char *proto_handle_as(const struct proto_env *env, uid_t uid, const char *line, size_t len);
 /* A reply for errors found before parsing (line too long, ...). */
 char *proto_error(const char *message);
