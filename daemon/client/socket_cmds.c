@@ -157,37 +157,61 @@ static int token_error(int r)
     }
 }
 
+/* A held token keeps a revocation for its release (hold.h). */
+static void print_held(long long id)
+{
+    printf("token %lld is held; the revocation is kept and sent once it is released "
+           "('revokerctl release --id %lld')\n", id, id);
+}
+
+static void print_ids(const char *prefix, json_t *ids)
+{
+    json_t *v;
+    size_t i;
+
+    fputs(prefix, stdout);
+    json_array_foreach(ids, i, v)
+        printf(" %lld", (long long)json_integer_value(v));
+    putchar('\n');
+}
+
 /* The human form: which of --token-stdin, --id and --subject was given
  * decides what the reply holds. */
 static void print_revoke(json_t *reply, bool from_stdin, const char *id_arg, int64_t id,
                          const char *subject)
 {
+    const char *state = jstr(reply, "state", "?");
+    enum token_state ts = 0;
+    (void)token_state_from_name(state, &ts);
+
     if (from_stdin) {
-        const char *state = jstr(reply, "state", "?");
         long long tid = jint(reply, "id");
-        enum token_state ts = 0;
-        (void)token_state_from_name(state, &ts);
         if (ts == TOKEN_PENDING)
             printf("token %lld queued for revocation (pending)\n", tid);
         else if (ts == TOKEN_FAILED)
             printf("token %lld failed earlier; 'revokerctl retry %lld' queues it again\n", tid, tid);
+        else if (ts == TOKEN_HELD)
+            print_held(tid);
         else
             printf("token %lld is already %s\n", tid, state);
     } else if (id_arg) {
         if (jint(reply, "count") > 0)
             printf("token %" PRId64 " queued for revocation (pending)\n", id);
+        else if (ts == TOKEN_HELD)
+            print_held(id);
         else
-            printf("token %" PRId64 " was not active (state: %s); nothing queued\n", id,
-                   jstr(reply, "state", "?"));
-    } else if (jint(reply, "count") == 0) {
-        printf("no active token of subject '%s'; nothing queued\n", subject);
+            printf("token %" PRId64 " was not active (state: %s); nothing queued\n", id, state);
     } else {
-        json_t *v;
-        size_t i;
-        printf("%lld token(s) of subject '%s' queued for revocation:", jint(reply, "count"), subject);
-        json_array_foreach(json_object_get(reply, "ids"), i, v)
-            printf(" %lld", (long long)json_integer_value(v));
-        putchar('\n');
+        char prefix[384];
+        if (jint(reply, "count") == 0)
+            printf("no active token of subject '%s'; nothing queued\n", subject);
+        else {
+            snprintf(prefix, sizeof(prefix), "%lld token(s) of subject '%s' queued for revocation:",
+                     jint(reply, "count"), subject);
+            print_ids(prefix, json_object_get(reply, "ids"));
+        }
+        if (json_array_size(json_object_get(reply, "held")) > 0)
+            print_ids("held, the revocation kept for their release:", json_object_get(reply, "held"));
     }
 }
 

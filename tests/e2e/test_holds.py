@@ -62,6 +62,9 @@ class T(harness.E2ETestCase):
         r = c.request({"op": "revoke", "subject": "mallory"})
         self.assertEqual((r["ok"], r["count"], r["held"]), (True, 0, [tid]), r)
         c.close()
+        rc, out, err = self.ctl(d, "revoke", "--id", str(tid))
+        self.assertEqual((rc, out, err), (0, "token %d is held; the revocation is kept and sent once it is "
+                                             "released ('revokerctl release --id %d')\n" % (tid, tid), ""))
         self.settle(ep, app, "socket")
         self.assert_never_sent(ep, [tok], "after socket revokes")
         self.assertEqual(app.row(tid)["due_reason"], "requested")
