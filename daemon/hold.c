@@ -24,7 +24,7 @@ static const struct {
 } statements[] = {
 #define S(field) offsetof(struct hold, field)
     {S(by_id), "SELECT state, token, fingerprint, attempts FROM tokens WHERE id = ?1"},
-    /* Held while active: not due, so no due reason or time (hold_release
+    /* Held while active: not due, so no due reason or time (release_row
      * tells a due row by them). Held while pending: all kept. */
     {S(set_held),
      "UPDATE tokens SET state = 'held', fingerprint = ?2, token_sha256 = ?3, last_event = 'held', "
