@@ -29,7 +29,7 @@ static const struct {
     {S(set_held),
      "UPDATE tokens SET state = 'held', fingerprint = ?2, token_sha256 = ?3, last_event = 'held', "
      "due_reason = CASE WHEN state = 'pending' THEN due_reason END, "
-     "due_at = CASE WHEN state = 'pending' THEN due_at END, "
+     "due_at = CASE WHEN state = 'pending' THEN coalesce(due_at, ?4) END, "
      "next_attempt_at = CASE WHEN state = 'pending' THEN next_attempt_at END "
      "WHERE id = ?1 AND state IN ('active', 'pending')"},
     {S(of_subject),
@@ -41,11 +41,12 @@ static const struct {
     {S(first_held),
      "SELECT id FROM tokens INDEXED BY tokens_held WHERE state = 'held' AND id > ?1 ORDER BY id LIMIT 1"},
     /* Why a held row is due now, NULL when it is not: its due reason (it
-     * was pending, or requested while held), its flag, or its expiry (in
-     * Unix seconds, ?2; text and blobs are tokens.c's to reject). */
+     * was pending, or requested while held; a pending row without one is
+     * routine, as the fetches read it), its flag, or its expiry (in Unix
+     * seconds, ?2; text and blobs are tokens.c's to reject). */
     {S(release_of),
      "SELECT state, fingerprint, attempts, CASE WHEN due_reason IS NOT NULL THEN due_reason "
-     "WHEN flagged <> 0 THEN 'flagged' "
+     "WHEN due_at IS NOT NULL THEN 'expired' WHEN flagged <> 0 THEN 'flagged' "
      "WHEN typeof(expires_at) IN ('integer', 'real') AND expires_at <= ?2 THEN 'expired' END "
      "FROM tokens WHERE id = ?1"},
     /* Its attempts and its backoff stay. */
@@ -197,6 +198,7 @@ static int hold_row(struct hold *h, struct audit *a, int64_t id, const struct ho
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_text(st, 2, fp, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 3, sha, SECRET_SHA256_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 4, who->now_ms);
     err = run(h, st);
     if (err < 0)
         return err;
