@@ -345,7 +345,8 @@ int hold_release_many(struct hold *h, struct audit *a, const char *subject, cons
 {
     struct hold_walk w = {.who = who, .a = a};
 
-    return walk(h, subject ? h->held_of_subject : h->first_held, subject, release_step, &w, cb, ud, ret_count);
+    return walk(h, subject ? h->held_of_subject : h->first_held, subject, release_step, &w, cb, ud,
+                ret_count);
 }
 
 int hold_drop(struct hold *h, struct audit *a, int64_t id, const struct hold_who *who, bool scrub,

@@ -94,7 +94,10 @@ static void tokens(FILE *f, const struct metrics_snapshot *s)
     const struct {
         const char *state;
         int64_t n;
-    } states[] = {{"active", t->active}, {"pending", t->pending}, {"revoked", t->revoked}, {"failed", t->failed},
+    } states[] = {{"active", t->active},
+                  {"pending", t->pending},
+                  {"revoked", t->revoked},
+                  {"failed", t->failed},
                   {"held", t->held}};
 
     if (!t->counted)

@@ -47,7 +47,8 @@ void metrics_observe(struct metrics_requests *m, const struct http_result *res);
 const char *metrics_code_name(enum metrics_code c);
 
 /* The socket ops counted by name; "invalid": no op field, or not JSON. */
-#define METRICS_OPS {"revoke", "status", "retry", "stats", "metrics", "ping", "hold", "release", "drop", "other", "invalid"}
+#define METRICS_OPS \
+    {"revoke", "status", "retry", "stats", "metrics", "ping", "hold", "release", "drop", "other", "invalid"}
 #define METRICS_NOPS 11
 
 struct metrics_tokens {

@@ -593,8 +593,8 @@ static int recall(void *ud, int64_t id)
 }
 
 /* The error of a hold, release or drop of token id; state: what it is. */
-static void hold_failure(const struct proto_env *env, int r, const char *op, int64_t id, enum token_state state,
-                         struct perr *e)
+static void hold_failure(const struct proto_env *env, int r, const char *op, int64_t id,
+                         enum token_state state, struct perr *e)
 {
     const char *name = token_state_name(state) ? token_state_name(state) : "in an unknown state";
 
@@ -604,12 +604,15 @@ static void hold_failure(const struct proto_env *env, int r, const char *op, int
         perr_set(e, "token %" PRId64 " is being sent now (its request is in flight) and cannot be recalled; "
                     "its outcome is recorded as usual", id);
     else if (r == -ENOKEY)
-        perr_set(e, "token %" PRId64 " has no secret stored, so it cannot be sent: there is nothing to hold", id);
+        perr_set(e, "token %" PRId64 " has no secret stored, so it cannot be sent: there is nothing to hold",
+                 id);
     else if (r == -EINVAL && state == TOKEN_HELD && strcmp(op, "hold") == 0)
         perr_set(e, "token %" PRId64 " is held already", id);
     else if (r == -EINVAL)
         perr_set(e, "token %" PRId64 " is %s; only %s tokens can be %s", id, name,
-                 strcmp(op, "hold") == 0 ? "active or pending" : strcmp(op, "drop") == 0 ? "pending or held" : "held",
+                 strcmp(op, "hold") == 0   ? "active or pending"
+                 : strcmp(op, "drop") == 0 ? "pending or held"
+                                           : "held",
                  strcmp(op, "hold") == 0 ? "held" : strcmp(op, "drop") == 0 ? "dropped" : "released");
     else
         db_failure(env, r, e);
@@ -696,8 +699,8 @@ static json_t *op_hold(const struct proto_env *env, json_t *req, struct perr *e)
         return NULL;
     }
     if (subject) {
-        r = store_hold_subject(env->store, subject, &who, recall, (void *)env, collect_changed, collect_in_flight,
-                               &l, &count);
+        r = store_hold_subject(env->store, subject, &who, recall, (void *)env, collect_changed,
+                               collect_in_flight, &l, &count);
     } else {
         r = store_hold_id(env->store, id, &who, recall, (void *)env, &state);
         count = r == 0;

@@ -430,8 +430,9 @@ int store_hold_id(struct store *s, int64_t id, const struct hold_who *who, hold_
     return hold_id(s->hold, s->audit, id, who, recall, ud, ret_state);
 }
 
-int store_hold_subject(struct store *s, const char *subject, const struct hold_who *who, hold_recall_fn recall,
-                       void *recall_ud, hold_id_fn held, hold_id_fn in_flight, void *ud, unsigned *ret_count)
+int store_hold_subject(struct store *s, const char *subject, const struct hold_who *who,
+                       hold_recall_fn recall, void *recall_ud, hold_id_fn held, hold_id_fn in_flight,
+                       void *ud, unsigned *ret_count)
 {
     return hold_subject(s->hold, s->audit, subject, who, recall, recall_ud, held, in_flight, ud, ret_count);
 }

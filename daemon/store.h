@@ -117,8 +117,9 @@ int store_note_held_subject(struct store *s, const char *subject, const char *re
 /* hold.h: hold, release, drop. */
 int store_hold_id(struct store *s, int64_t id, const struct hold_who *who, hold_recall_fn recall, void *ud,
                   enum token_state *ret_state);
-int store_hold_subject(struct store *s, const char *subject, const struct hold_who *who, hold_recall_fn recall,
-                       void *recall_ud, hold_id_fn held, hold_id_fn in_flight, void *ud, unsigned *ret_count);
+int store_hold_subject(struct store *s, const char *subject, const struct hold_who *who,
+                       hold_recall_fn recall, void *recall_ud, hold_id_fn held, hold_id_fn in_flight,
+                       void *ud, unsigned *ret_count);
 int store_release_id(struct store *s, int64_t id, const struct hold_who *who, enum token_state *ret_state);
 /* subject NULL: every held token. */
 int store_release_many(struct store *s, const char *subject, const struct hold_who *who, hold_id_fn cb,

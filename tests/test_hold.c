@@ -66,8 +66,8 @@ static void teardown(void)
 static int64_t insert(const char *token, const char *subject, const char *state)
 {
     sqlite3_stmt *st;
-    REQUIRE(sqlite3_prepare_v2(db->conn, "INSERT INTO tokens (token, subject, state) VALUES (?1, ?2, ?3)", -1, &st,
-                               NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_prepare_v2(db->conn, "INSERT INTO tokens (token, subject, state) VALUES (?1, ?2, ?3)", -1,
+                               &st, NULL) == SQLITE_OK);
     sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, subject, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, state, -1, SQLITE_STATIC);
@@ -125,8 +125,9 @@ static void test_by_id(void)
         if (cases[i].engine_sends_it)
             in_flight[0] = id;
         REQUIRE(store_begin(store, STORE_WRITE_NOW) == 0);
-        int rc = cases[i].op == HOLD ? store_hold_id(store, id, &who, fake_recall, NULL, &state)
-                                     : store_drop(store, id, &who, cases[i].op == DROP, fake_recall, NULL, &state);
+        int rc = cases[i].op == HOLD
+            ? store_hold_id(store, id, &who, fake_recall, NULL, &state)
+            : store_drop(store, id, &who, cases[i].op == DROP, fake_recall, NULL, &state);
         CHECK_INT(store_end(store, rc), cases[i].rc);
         CHECK_INT(nasked, cases[i].asked);
         if (cases[i].asked)
@@ -219,7 +220,7 @@ static void test_by_subject(void)
     row_of(a, after, sizeof(after));
     CHECK_STR(after, "pending/1/2"); /* it was pending: due */
     row_of(c, after, sizeof(after));
-    CHECK_STR(after, "active/1/2");  /* held while active, not due since */
+    CHECK_STR(after, "active/1/2"); /* held while active, not due since */
 }
 
 TEST_MAIN(CASE(setup), CASE(test_by_id), CASE(test_by_subject), CASE(teardown))

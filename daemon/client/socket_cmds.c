@@ -629,7 +629,8 @@ static void print_stats(const struct cli *c, json_t *reply)
     (void)c;
     config_format_duration((uint64_t)jint(reply, "uptime_s") * 1000, up, sizeof(up));
     printf("%-12s %lld active, %lld pending, %lld revoked, %lld failed, %lld held\n", "tokens",
-           jint(st, "active"), jint(st, "pending"), jint(st, "revoked"), jint(st, "failed"), jint(st, "held"));
+           jint(st, "active"), jint(st, "pending"), jint(st, "revoked"), jint(st, "failed"),
+           jint(st, "held"));
     printf("%-12s %lld queued, %lld in flight, %lld outcomes not yet committed\n", "engine",
            jint(reply, "queued"), jint(reply, "in_flight"), jint(reply, "uncommitted"));
     printf("%-12s %lld requests: %lld revoked, %lld already invalid, %lld rejected, "
