@@ -51,6 +51,8 @@
       "an idle control client is closed after this")                                                         \
     X("daemon", "keep_secrets", BOOL, keep_secrets, "false", 0, 0,                                            \
       "false: erase the token text once revoked (its hash stays)")                                           \
+    X("daemon", "jwt_expiry", BOOL, jwt_expiry, "true", 0, 0,                                                 \
+      "true: a JWT's exp claim sets a NULL expires_at and lowers a later one")                               \
     X("daemon", "log_level", LOG_LEVEL, log_level, "info", 0, 0,                                              \
       "crit, err, warning, notice, info, debug")                                                             \
     X("logout", "url", URL, url, "https://api.loyalty.dog/v2/token/logout", 0, 0,                             \

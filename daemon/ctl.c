@@ -276,34 +276,50 @@ static void idle_fired(uv_timer_t *t)
     client_close(c);
 }
 
-static bool handle_line(struct client *c, char *line, size_t n)
+/* A reply of the batch, in request order. */
+static void on_reply(void *ud, char *reply)
+{
+    struct client *c = ud;
+
+    if (c->closing) {
+        free(reply);
+        return;
+    }
+    if (send_reply(c, reply) < 0) {
+        log_err("control socket: cannot queue a reply (out of memory); closing that client");
+        client_close(c);
+    }
+}
+
+static bool handle_line(struct client *c, struct proto_batch *b, char *line, size_t n)
 {
     size_t len = n;
     if (len > 0 && line[len - 1] == '\r')
         len--;
     if (len > PROTO_MAX_LINE) {
+        proto_batch_end(b); /* the replies before the refusal */
         refuse_long_line(c);
         return false;
     }
     if (len == 0) /* blank lines are not requests */
         return true;
     idle_restart(c);
-    char *reply = proto_handle_as(c->ctl->env, c->uid, line, len);
+    proto_batch_line(b, line, len);
     secret_wipe(line, n);
-    if (send_reply(c, reply) < 0) {
-        log_err("control socket: cannot queue a reply (out of memory); closing that client");
-        client_close(c);
-        return false;
-    }
-    return true;
+    return !c->closing;
 }
 
 /* Handles every complete line in the buffer, in order, while the peer keeps
- * up with the replies; what is left stays for later. */
+ * up with the replies; what is left stays for later. The lines at hand are
+ * one batch (proto_batch: `track` requests share a commit); its replies are
+ * queued at its end, before anything looks at what is queued. */
 static void process_lines(struct client *c)
 {
+    struct proto_batch b;
     size_t start = 0;
 
+    proto_batch_begin(&b, c->ctl->env, on_reply, c);
+    b.uid = c->uid;
     while (!c->closing && !c->draining && c->queued_bytes < CTL_HIGH_WATER && start < c->len) {
         char *line = c->buf + start;
         char *nl = memchr(line, '\n', c->len - start);
@@ -311,9 +327,10 @@ static void process_lines(struct client *c)
             break;
         size_t n = (size_t)(nl - line);
         start += n + 1;
-        if (!handle_line(c, line, n))
+        if (!handle_line(c, &b, line, n))
             break;
     }
+    proto_batch_end(&b);
     if (c->closing || c->draining)
         return;
     if (start > 0) {
@@ -328,7 +345,14 @@ static void process_lines(struct client *c)
     }
     if (!complete_left && c->eof) {
         /* The peer shut down its side: a last line without '\n' counts. */
-        if (c->len > 0 && !handle_line(c, c->buf, c->len))
+        bool ok = true;
+        if (c->len > 0) {
+            proto_batch_begin(&b, c->ctl->env, on_reply, c);
+            b.uid = c->uid;
+            ok = handle_line(c, &b, c->buf, c->len);
+            proto_batch_end(&b);
+        }
+        if (!ok || c->closing)
             return;
         c->len = 0;
         c->draining = true;

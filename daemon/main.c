@@ -457,6 +457,7 @@ static void reload(struct daemon *d)
     fit_fd_limit(&c);
     ctl_configure(d->ctl, c.max_clients, c.client_idle_ms, control_gid(&c));
     log_set_level(c.log_level);
+    store_set_jwt_expiry(d->store, c.jwt_expiry);
     config_free(&d->cfg);
     d->cfg = c;
     log_notice("configuration reloaded (endpoint %s, concurrency %u, rate limit %u/s)", c.url, c.concurrency,
@@ -551,6 +552,7 @@ static int start(struct daemon *d)
         log_crit("%s", err);
         return rc;
     }
+    store_set_jwt_expiry(d->store, d->cfg.jwt_expiry);
     if (dbfile_dir_check(d->cfg.database, control_gid(&d->cfg)) < 0)
         log_warning("the directory of %s does not belong to daemon.control_group %s with mode g+rwx and setgid "
                     "(2770): its members can write the table only while -wal and -shm exist",

@@ -48,8 +48,8 @@ const char *metrics_code_name(enum metrics_code c);
 
 /* The socket ops counted by name; "invalid": no op field, or not JSON. */
 #define METRICS_OPS \
-    {"revoke", "status", "retry", "stats", "metrics", "ping", "hold", "release", "drop", "other", "invalid"}
-#define METRICS_NOPS 11
+    {"revoke", "status", "retry", "stats", "metrics", "ping", "track", "hold", "release", "drop", "other", "invalid"}
+#define METRICS_NOPS 12
 
 struct metrics_tokens {
     bool counted;                  /* false until the first count ended well */

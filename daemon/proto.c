@@ -162,6 +162,29 @@ static int get_id(json_t *req, const char *key, int64_t *ret, struct perr *e)
     return 1;
 }
 
+/* A time in Unix seconds within the range the table accepts. */
+static int get_unix_s(json_t *req, const char *key, int64_t *ret, struct perr *e)
+{
+    json_t *v = json_object_get(req, key);
+    if (!v)
+        return 0;
+    if (!json_is_integer(v)) {
+        perr_set(e, "field '%s' must be an integer (Unix seconds), got %s", key, type_name(v));
+        return -1;
+    }
+    json_int_t n = json_integer_value(v);
+    if (n < TOKENS_EXPIRY_MIN || n >= TOKENS_EXPIRY_END) {
+        bool ms = n >= TOKENS_EXPIRY_MIN * 1000 && n < TOKENS_EXPIRY_END * 1000;
+        perr_set(e,
+                 "field '%s' must be Unix seconds from %" PRId64 " (2000-01-01) to before %" PRId64
+                 " (3000-01-01), got %" JSON_INTEGER_FORMAT "%s",
+                 key, TOKENS_EXPIRY_MIN, TOKENS_EXPIRY_END, n, ms ? " (milliseconds? give seconds)" : "");
+        return -1;
+    }
+    *ret = (int64_t)n;
+    return 1;
+}
+
 static json_t *iso_time_ms(int64_t ms)
 {
     if (ms <= 0)
@@ -274,17 +297,23 @@ static void collect_id(void *ud, int64_t id)
     }
 }
 
+/* get_string() has refused an empty or too long one with its own words. */
+static bool token_ok(const char *token, size_t len, struct perr *e)
+{
+    if (secret_token_ok(token, len))
+        return true;
+    perr_set(e, "field 'token' must be printable ASCII without spaces or control characters");
+    return false;
+}
+
 static json_t *op_revoke_token(const struct proto_env *env, const char *token, size_t len,
                                const char *subject, const char *reason, struct perr *e)
 {
     int64_t id = 0;
     enum token_state state = 0;
 
-    /* get_string() has refused an empty or too long one with its own words. */
-    if (!secret_token_ok(token, len)) {
-        perr_set(e, "field 'token' must be printable ASCII without spaces or control characters");
+    if (!token_ok(token, len, e))
         return NULL;
-    }
     if (tx_begin(env, e) < 0)
         return NULL;
     int r = store_revoke_secret(env->store, token, len, subject, reason, db_now_ms(), &id,
@@ -408,6 +437,88 @@ static json_t *op_revoke(const struct proto_env *env, json_t *req, struct perr *
         return op_revoke_subject(env, subject, reason, e);
     perr_set(e, "revoke needs one of 'token' (a secret), 'id' (a token id) or 'subject'");
     return NULL;
+}
+
+/* ---- track, in a batch (proto.h) ---- */
+
+/* The replies held that were to be ok:true once committed: the commit
+ * failed or the transaction was rolled back, so they say e instead. */
+static void batch_unwrite(struct proto_batch *b, const struct perr *e)
+{
+    for (size_t i = 0; i < b->held; i++) {
+        if (!b->replies[i].written)
+            continue;
+        free(b->replies[i].reply);
+        b->replies[i].reply = e->msg[0] ? proto_error(e->msg) : NULL;
+        b->replies[i].written = false;
+    }
+}
+
+/* Opens the batch's transaction unless it is open. */
+static int batch_join(struct proto_batch *b, struct perr *e)
+{
+    if (b->open)
+        return 0;
+    int r = tx_begin(b->env, e);
+    b->open = r == 0;
+    return r;
+}
+
+/* A write in the batch's transaction failed: it is rolled back, with the
+ * requests before this one in it. */
+static void batch_fail(struct proto_batch *b, int r, struct perr *e)
+{
+    store_rollback(b->env->store);
+    b->open = false;
+    b->writes = 0;
+    db_failure(b->env, r, e);
+    batch_unwrite(b, e);
+}
+
+static void batch_hold(struct proto_batch *b, char *reply, bool written)
+{
+    b->replies[b->held].reply = reply;
+    b->replies[b->held].written = written;
+    if (++b->held == PROTO_BATCH_MAX)
+        proto_batch_end(b);
+}
+
+/* Inserted or found as tokens_track() says; the reply after the commit. */
+static json_t *op_track(struct proto_batch *b, json_t *req, struct perr *e)
+{
+    const char *token = NULL, *subject = NULL;
+    size_t token_len = 0;
+    int64_t expires_at = 0;
+    struct tokens_tracked tr;
+    int has_token, r;
+
+    if ((has_token = get_string(req, "token", SECRET_MAX_LEN, &token, &token_len, e)) < 0 ||
+        get_string(req, "subject", PROTO_MAX_SUBJECT, &subject, NULL, e) < 0 ||
+        get_unix_s(req, "expires_at", &expires_at, e) < 0)
+        return NULL;
+    if (!has_token) {
+        perr_set(e,
+                 "track needs 'token' (the secret), and 'expires_at' unless the token is a JWT with an exp "
+                 "claim");
+        return NULL;
+    }
+    if (!token_ok(token, token_len, e) || batch_join(b, e) < 0)
+        return NULL;
+    r = store_track(b->env->store, token, token_len, subject, expires_at, &tr);
+    if (r == -ENODATA) { /* nothing was written */
+        perr_set(e, "track needs an expiry: give expires_at (Unix seconds) or a JWT with an exp claim");
+        return NULL;
+    }
+    if (r < 0) {
+        batch_fail(b, r, e);
+        return NULL;
+    }
+    b->writes++;
+    json_t *reply = reply_ok();
+    put(&reply, "id", json_integer(tr.id));
+    put(&reply, "state", str_or_null(token_state_name(tr.state)));
+    put(&reply, "expires_at", iso_time_ms(tr.expires_at * 1000));
+    return reply;
 }
 
 /* ---- status, retry, stats, ping ---- */
@@ -803,20 +914,23 @@ struct op {
     json_t *(*fn)(const struct proto_env *env, json_t *req, struct perr *e);
     const char *fields[5]; /* besides "op" */
     const char *field_list;
+    /* Instead of fn: runs in the batch's transaction (proto_batch). */
+    json_t *(*batched)(struct proto_batch *b, json_t *req, struct perr *e);
 };
 
 static const struct op ops[] = {
-    {"revoke", op_revoke, {"token", "id", "subject", "reason", NULL}, "token, id, subject, reason"},
-    {"status", op_status, {"id", NULL}, "id"},
-    {"retry", op_retry, {"id", "failed", NULL}, "id, failed"},
-    {"stats", op_stats, {NULL}, "none"},
-    {"metrics", op_metrics, {NULL}, "none"},
-    {"ping", op_ping, {NULL}, "none"},
-    {"hold", op_hold, {"id", "subject", "reason", NULL}, "id, subject, reason"},
-    {"release", op_release, {"id", "subject", "all", NULL}, "id, subject, all"},
-    {"drop", op_drop, {"id", "reason", NULL}, "id, reason"},
+    {"revoke", op_revoke, {"token", "id", "subject", "reason", NULL}, "token, id, subject, reason", NULL},
+    {"status", op_status, {"id", NULL}, "id", NULL},
+    {"retry", op_retry, {"id", "failed", NULL}, "id, failed", NULL},
+    {"stats", op_stats, {NULL}, "none", NULL},
+    {"metrics", op_metrics, {NULL}, "none", NULL},
+    {"ping", op_ping, {NULL}, "none", NULL},
+    {"track", NULL, {"token", "subject", "expires_at", NULL}, "token, subject, expires_at", op_track},
+    {"hold", op_hold, {"id", "subject", "reason", NULL}, "id, subject, reason", NULL},
+    {"release", op_release, {"id", "subject", "all", NULL}, "id, subject, all", NULL},
+    {"drop", op_drop, {"id", "reason", NULL}, "id, reason", NULL},
 };
-#define OP_NAMES "revoke, status, retry, stats, metrics, ping, hold, release, drop"
+#define OP_NAMES "revoke, status, retry, stats, metrics, ping, track, hold, release, drop"
 
 /* Unknown fields are refused so that a typo ("reasn") is not silently lost. */
 static bool fields_known(const struct op *op, json_t *req, struct perr *e)
@@ -842,24 +956,23 @@ static bool fields_known(const struct op *op, json_t *req, struct perr *e)
     return true;
 }
 
-static char *handle(const struct proto_env *env, json_t *req, uid_t uid)
+/* The request's op, or NULL with e saying what is wrong with the request. */
+static const struct op *find_op(json_t *req, struct perr *e)
 {
-    struct perr e = {.msg = "", .uid = uid};
     char buf[32];
 
     if (!json_is_object(req)) {
-        perr_set(&e, "a request must be a JSON object such as {\"op\":\"ping\"}, got %s",
-                 type_name(req));
-        return proto_error(e.msg);
+        perr_set(e, "a request must be a JSON object such as {\"op\":\"ping\"}, got %s", type_name(req));
+        return NULL;
     }
     json_t *opv = json_object_get(req, "op");
     if (!opv) {
-        perr_set(&e, "missing field 'op' (one of: " OP_NAMES ")");
-        return proto_error(e.msg);
+        perr_set(e, "missing field 'op' (one of: " OP_NAMES ")");
+        return NULL;
     }
     if (!json_is_string(opv)) {
-        perr_set(&e, "field 'op' must be a string (one of: " OP_NAMES "), got %s", type_name(opv));
-        return proto_error(e.msg);
+        perr_set(e, "field 'op' must be a string (one of: " OP_NAMES "), got %s", type_name(opv));
+        return NULL;
     }
     const char *name = json_string_value(opv);
     size_t name_len = json_string_length(opv);
@@ -870,18 +983,20 @@ static char *handle(const struct proto_env *env, json_t *req, uid_t uid)
     if (!op) {
         const char *shown = safe_name(name, name_len, buf, sizeof(buf));
         if (shown)
-            perr_set(&e, "unknown op '%s'; valid ops: " OP_NAMES, shown);
+            perr_set(e, "unknown op '%s'; valid ops: " OP_NAMES, shown);
         else
-            perr_set(&e, "unknown op; valid ops: " OP_NAMES);
-        return proto_error(e.msg);
+            perr_set(e, "unknown op; valid ops: " OP_NAMES);
+        return NULL;
     }
-    if (!fields_known(op, req, &e))
-        return proto_error(e.msg);
+    return fields_known(op, req, e) ? op : NULL;
+}
 
-    json_t *reply = op->fn(env, req, &e);
+/* A reply for the handler's result: the reply, e's error, or NULL (ENOMEM). */
+static char *reply_text(json_t *reply, const struct perr *e)
+{
     if (reply)
         return dump(reply);
-    return e.msg[0] ? proto_error(e.msg) : NULL;
+    return e->msg[0] ? proto_error(e->msg) : NULL;
 }
 
 static bool blank(const char *s, size_t len)
@@ -892,6 +1007,79 @@ static bool blank(const char *s, size_t len)
     return true;
 }
 
+void proto_batch_begin(struct proto_batch *b, const struct proto_env *env,
+                       void (*emit)(void *ud, char *reply), void *ud)
+{
+    b->env = env;
+    b->emit = emit;
+    b->ud = ud;
+    b->uid = (uid_t)-1;
+    b->open = false;
+    b->writes = 0;
+    b->held = 0;
+}
+
+void proto_batch_line(struct proto_batch *b, const char *line, size_t len)
+{
+    struct perr e = {.msg = "", .uid = b->uid};
+    const struct op *op = NULL;
+    json_error_t je;
+    json_t *req = NULL;
+    char *reply;
+
+    secret_wipe_json();
+    if (!blank(line, len))
+        req = json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    /* By the op's name when it is one metrics knows: never a secret. */
+    if (b->env->metrics)
+        metrics_count_request(b->env->metrics, json_string_value(json_object_get(req, "op")));
+    if (req)
+        op = find_op(req, &e);
+    if (op && op->batched) {
+        json_t *ok = op->batched(b, req, &e);
+        json_decref(req); /* the token's string is zeroed (secret_wipe_json) */
+        batch_hold(b, reply_text(ok, &e), ok != NULL);
+        return;
+    }
+    /* Anything else runs alone, after the batch's replies. */
+    proto_batch_end(b);
+    if (blank(line, len))
+        reply = proto_error("empty request: expected a JSON object such as {\"op\":\"ping\"}");
+    else if (!req)
+        reply = parse_error(&je);
+    else if (!op)
+        reply = proto_error(e.msg);
+    else
+        reply = reply_text(op->fn(b->env, req, &e), &e);
+    json_decref(req);
+    b->emit(b->ud, reply);
+}
+
+void proto_batch_end(struct proto_batch *b)
+{
+    if (b->open) {
+        int r = tx_end(b->env, 0);
+        b->open = false;
+        if (r < 0) {
+            struct perr e = {.msg = ""};
+            db_failure(b->env, r, &e);
+            batch_unwrite(b, &e);
+        } else if (b->writes > 0) {
+            kick(b->env);
+            log_debug("control: %u track request(s) committed in one transaction", b->writes);
+        }
+        b->writes = 0;
+    }
+    for (size_t i = 0; i < b->held; i++)
+        b->emit(b->ud, b->replies[i].reply);
+    b->held = 0;
+}
+
+static void keep_reply(void *ud, char *reply)
+{
+    *(char **)ud = reply;
+}
+
 char *proto_handle(const struct proto_env *env, const char *line, size_t len)
 {
     return proto_handle_as(env, (uid_t)-1, line, len);
@@ -899,20 +1087,13 @@ char *proto_handle(const struct proto_env *env, const char *line, size_t len)
 
 char *proto_handle_as(const struct proto_env *env, uid_t uid, const char *line, size_t len)
 {
-    json_error_t je;
+    struct proto_batch b;
+    char *reply = NULL;
 
-    secret_wipe_json();
-    json_t *req = blank(line, len) ? NULL : json_loadb(line, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-    /* By the op's name when it is one metrics knows: never a secret. */
-    if (env->metrics)
-        metrics_count_request(env->metrics, json_string_value(json_object_get(req, "op")));
-    if (blank(line, len))
-        return proto_error("empty request: expected a JSON object such as {\"op\":\"ping\"}");
-    if (!req)
-        return parse_error(&je);
-    char *reply = handle(env, req, uid);
-    /* The token's string is zeroed (secret_wipe_json) when req goes. */
-    json_decref(req);
+    proto_batch_begin(&b, env, keep_reply, &reply);
+    b.uid = uid;
+    proto_batch_line(&b, line, len);
+    proto_batch_end(&b);
     return reply;
 }
 

@@ -7,6 +7,7 @@
  * only after its rows are committed. The fuzz target calls it directly. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -29,10 +30,43 @@ struct proto_env {
     struct metrics *metrics;   /* NULL: the metrics op answers an error */
 };
 
-/* Returns a malloc'd reply without the trailing newline, or NULL on ENOMEM. */
+/* Returns a malloc'd reply without the trailing newline, or NULL on ENOMEM.
+ * One line as a batch of its own (proto_batch below). */
 char *proto_handle(const struct proto_env *env, const char *line, size_t len);
 /* The same from a peer whose uid the socket read (SO_PEERCRED): the audit
  * rows of hold, release and drop name it. proto_handle() is "uid ?". */
 char *proto_handle_as(const struct proto_env *env, uid_t uid, const char *line, size_t len);
+
+/* The lines of one read from one client, so that many `track` requests
+ * share one commit (an application hands over thousands a second). An op
+ * marked to batch (track) runs in the batch's transaction, opened at the
+ * first such request; it commits before any other request runs, once
+ * PROTO_BATCH_MAX replies are held, and at proto_batch_end(). Until that
+ * commit the replies are held: emit() gets every reply, in request order,
+ * malloc'd (NULL: out of memory; the receiver frees it), an ok:true of a
+ * write only after its commit; a failed commit turns each into the error.
+ * Any other request runs as before, in its own transaction.
+ *
+ * Lifecycle: proto_batch_begin(), proto_batch_line() for each line,
+ * proto_batch_end(); lines may follow an end (a new transaction). Nothing
+ * to free. */
+#define PROTO_BATCH_MAX 256
+struct proto_batch {
+    const struct proto_env *env;
+    void (*emit)(void *ud, char *reply);
+    void *ud;
+    uid_t uid;       /* the client's (SO_PEERCRED; (uid_t)-1 unknown), for hold, release, drop */
+    bool open;       /* the batch's transaction is open */
+    unsigned writes; /* requests run in it: the engine is kicked after the commit */
+    size_t held;
+    struct {
+        char *reply;
+        bool written; /* an ok:true that holds only once committed */
+    } replies[PROTO_BATCH_MAX];
+};
+void proto_batch_begin(struct proto_batch *b, const struct proto_env *env,
+                       void (*emit)(void *ud, char *reply), void *ud);
+void proto_batch_line(struct proto_batch *b, const char *line, size_t len);
+void proto_batch_end(struct proto_batch *b);
 /* A reply for errors found before parsing (line too long, ...). */
 char *proto_error(const char *message);

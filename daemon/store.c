@@ -339,6 +339,11 @@ int store_hash_new(struct store *s, unsigned limit, unsigned *ret_count)
     return tokens_hash_new(s->tokens, limit, ret_count);
 }
 
+void store_set_jwt_expiry(struct store *s, bool on)
+{
+    tokens_set_jwt_expiry(s->tokens, on);
+}
+
 int store_promote_due(struct store *s, int64_t now_ms, unsigned limit, unsigned *ret_count)
 {
     return tokens_promote_due(s->tokens, s->audit, now_ms, limit, ret_count);
@@ -398,6 +403,12 @@ int store_revoke_secret(struct store *s, const char *token, size_t len, const ch
     if (rc == 0 && ret_state)
         *ret_state = state;
     return rc;
+}
+
+int store_track(struct store *s, const char *token, size_t len, const char *subject, int64_t expires_at,
+                struct tokens_tracked *ret)
+{
+    return tokens_track(s->tokens, token, len, subject, expires_at, ret);
 }
 
 int store_revoke_id(struct store *s, int64_t id, const char *reason, int64_t now_ms, bool *ret_changed)

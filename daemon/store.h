@@ -90,6 +90,7 @@ int store_end(struct store *s, int rc);
 /* ---- the tokens and their audit rows (tokens.h says what each does) ---- */
 
 int store_hash_new(struct store *s, unsigned limit, unsigned *ret_count);
+void store_set_jwt_expiry(struct store *s, bool on);
 /* tokens_tally(): rows the table's rules turned away, committed ones only. */
 struct tokens_tally store_tally(const struct store *s);
 int store_promote_due(struct store *s, int64_t now_ms, unsigned limit, unsigned *ret_count);
@@ -106,6 +107,8 @@ int store_next_events(struct store *s, int64_t now_ms, int64_t urgent_after_ms, 
 int store_record_outcome(struct store *s, const struct outcome_record *r, enum token_state *ret_was);
 int store_revoke_secret(struct store *s, const char *token, size_t len, const char *subject,
                         const char *reason, int64_t now_ms, int64_t *ret_id, enum token_state *ret_state);
+int store_track(struct store *s, const char *token, size_t len, const char *subject, int64_t expires_at,
+                struct tokens_tracked *ret);
 int store_revoke_id(struct store *s, int64_t id, const char *reason, int64_t now_ms, bool *ret_changed);
 int store_revoke_subject(struct store *s, const char *subject, const char *reason, int64_t now_ms,
                          unsigned *ret_count, void (*cb)(void *ud, int64_t id), void *ud);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jwt.h"
 #include "log.h"
 #include "util.h"
 
@@ -23,12 +24,13 @@ struct tokens {
     sqlite3_stmt *any_flagged, *next_expiry, *next_retry, *fetch, *fetch_from;
     sqlite3_stmt *fetch_urgent, *fetch_urgent_from, *next_urgent;
     sqlite3_stmt *outcome, *outcome_over, *state_of;
-    sqlite3_stmt *by_sha256, *by_unhashed, *set_hash, *unhashed_page, *insert_requested;
+    sqlite3_stmt *by_sha256, *by_unhashed, *set_hash, *unhashed_page, *insert_requested, *insert_tracked;
     sqlite3_stmt *by_id, *first_of_subject;
     sqlite3_stmt *status, *requeue, *next_failed, *due_now;
     sqlite3_stmt *count_pending, *count_failed, *count_all;
     sqlite3_stmt *begin_read;
     struct tokens_tally tally;
+    bool jwt_expiry; /* [daemon] jwt_expiry: a JWT's exp sets or lowers expires_at */
 };
 
 static const struct {
@@ -119,7 +121,8 @@ static const struct {
      "UPDATE tokens SET state = ?2, attempts = ?3, next_attempt_at = ?4, last_event = ?5, "
      "last_error = ?6, finished_at = ?7, token = CASE WHEN ?8 THEN NULL ELSE token END "
      "WHERE id = ?1"},
-    {S(state_of), "SELECT state FROM tokens WHERE id = ?1"},
+    /* Column 1 for track: the expiry of a row found by its hash. */
+    {S(state_of), "SELECT state, expires_at FROM tokens WHERE id = ?1"},
     /* Usually one row; more when the same token was written again after
      * it was revoked. */
     {S(by_sha256),
@@ -134,14 +137,16 @@ static const struct {
     /* The hasher's work list. Any value but NULL is hashed (as text, like
      * everywhere else), so that no row stays on the list for ever. */
     {S(unhashed_page),
-     "SELECT id, token FROM tokens INDEXED BY tokens_unhashed "
+     "SELECT id, token, expires_at FROM tokens INDEXED BY tokens_unhashed "
      "WHERE token_sha256 IS NULL AND token IS NOT NULL LIMIT ?1"},
     {S(insert_requested),
      "INSERT INTO tokens (token, subject, state, token_sha256, fingerprint, flag_reason, "
      "due_reason, due_at, next_attempt_at, last_event) "
      "VALUES (?1, ?2, 'pending', ?3, ?4, ?5, 'requested', ?6, ?6, 'due')"},
-    {S(by_id),
-     "SELECT id, token, fingerprint, token_sha256, state FROM tokens WHERE id = ?1"},
+    {S(insert_tracked),
+     "INSERT INTO tokens (token, subject, expires_at, token_sha256, fingerprint) VALUES (?1, ?2, ?3, ?4, "
+     "?5)"},
+    {S(by_id), "SELECT id, token, fingerprint, token_sha256, state FROM tokens WHERE id = ?1"},
     {S(first_of_subject),
      "SELECT id, token, fingerprint, token_sha256 FROM tokens INDEXED BY tokens_subject "
      "WHERE subject = ?1 AND id > ?2 AND state = 'active' ORDER BY id LIMIT 1"},
@@ -154,8 +159,7 @@ static const struct {
      "token_sha256 = ?3, fingerprint = ?4 "
      "WHERE id = ?1 AND state = 'failed' AND token IS NOT NULL"},
     /* A new endpoint: no wait earned at the old one stands. */
-    {S(due_now),
-     "UPDATE tokens SET next_attempt_at = ?1 WHERE state = 'pending' AND next_attempt_at > ?1"},
+    {S(due_now), "UPDATE tokens SET next_attempt_at = ?1 WHERE state = 'pending' AND next_attempt_at > ?1"},
     {S(next_failed),
      "SELECT id, token FROM tokens INDEXED BY tokens_failed "
      "WHERE state = 'failed' AND id > ?1 ORDER BY id LIMIT 1"},
@@ -480,8 +484,8 @@ void tokens_close(struct tokens *t)
     free(t);
 }
 
-#define YEAR_2000 INT64_C(946684800)    /* Unix seconds of 2000-01-01 */
-#define YEAR_3000 INT64_C(32503680000)  /* ... of 3000-01-01, as in sql/005-bad-expiry.sql */
+#define YEAR_2000 TOKENS_EXPIRY_MIN
+#define YEAR_3000 TOKENS_EXPIRY_END
 
 /* An expiry in the past before 2000 is due like any other, and said once
  * (it is promoted once): a 0 or a negative number is usually a bug. */
@@ -625,11 +629,70 @@ void tokens_set_tally(struct tokens *t, const struct tokens_tally *tally)
     t->tally = *tally;
 }
 
+void tokens_set_jwt_expiry(struct tokens *t, bool on)
+{
+    t->jwt_expiry = on;
+}
+
+/* A row's expiry as the token tells it (jwt.h), where the row's column i of
+ * st says none or a later one: the value to store, 0 to leave the row's
+ * (*ret_old, 0 for NULL). A bad expires_at (milliseconds, text: sql/005) is
+ * left to handle_bad_expiry. -ENOMEM only: a token that is no JWT is 0. */
+static int token_expiry(const struct tokens *t, sqlite3_stmt *st, int i, const char *token, size_t len,
+                        int64_t *ret_exp, int64_t *ret_old)
+{
+    int type = sqlite3_column_type(st, i);
+    int64_t old = type == SQLITE_INTEGER ? sqlite3_column_int64(st, i) : 0, exp;
+    int err;
+
+    *ret_exp = *ret_old = 0;
+    if (!t->jwt_expiry ||
+        !(type == SQLITE_NULL || (type == SQLITE_INTEGER && old >= YEAR_2000 && old < YEAR_3000)))
+        return 0;
+    err = jwt_exp(token, len, &exp);
+    if (err == -ENOMEM)
+        return err;
+    if (err == 0 && (old == 0 || exp < old)) {
+        *ret_exp = exp;
+        *ret_old = old;
+    }
+    return 0;
+}
+
+/* A row's expiry taken from its JWT, said once (a row is hashed once): a
+ * row that had none (old 0) at debug, a later one lowered at info. */
+static void log_jwt_expiry(int64_t id, const char *fp, int64_t exp, int64_t old)
+{
+    if (old == 0)
+        log_token(LOG_DEBUG, id, fp, NULL, 0,
+                  "token %" PRId64 " (%s): expires_at set to its JWT's exp, %" PRId64, id, fp, exp);
+    else
+        log_token(LOG_INFO, id, fp, NULL, 0,
+                  "token %" PRId64 " (%s): expires_at %" PRId64 " lowered to its JWT's exp, %" PRId64
+                  " (%" PRId64 " s earlier)",
+                  id, fp, old, exp, old - exp);
+}
+
+/* Stores an expiry found by token_expiry() or track, and says so. */
+static int store_token_expiry(struct tokens *t, int64_t id, const char *fp, int64_t exp, int64_t old)
+{
+    sqlite3_stmt *st = t->set_expiry;
+    int err;
+
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, exp);
+    err = run(t, st);
+    if (err == 0)
+        log_jwt_expiry(id, fp, exp, old);
+    return err;
+}
+
 int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count)
 {
     struct {
         int64_t id;
         struct ident ident;
+        int64_t exp, old_exp; /* from a JWT (token_expiry), 0: none */
     } page[TOKENS_HASH_STEP];
     sqlite3_stmt *st = t->unhashed_page;
     unsigned n = 0;
@@ -641,8 +704,12 @@ int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count)
      * being read. */
     sqlite3_bind_int(st, 1, (int)limit);
     while (n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *token = (const char *)sqlite3_column_text(st, 1);
+        size_t len = (size_t)sqlite3_column_bytes(st, 1);
         page[n].id = sqlite3_column_int64(st, 0);
-        err = ident_of(sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1), &page[n].ident);
+        err = ident_of(token, len, &page[n].ident);
+        if (err == 0)
+            err = token_expiry(t, st, 2, token, len, &page[n].exp, &page[n].old_exp);
         if (err < 0)
             break;
         n++;
@@ -650,8 +717,11 @@ int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count)
     if (err == 0 && n < limit && rc != SQLITE_DONE)
         err = db_fail(t->db, rc);
     done(st);
-    for (unsigned i = 0; i < n && err == 0; i++)
+    for (unsigned i = 0; i < n && err == 0; i++) {
         err = set_hash(t, page[i].id, &page[i].ident);
+        if (err == 0 && page[i].exp)
+            err = store_token_expiry(t, page[i].id, page[i].ident.fp, page[i].exp, page[i].old_exp);
+    }
     if (err == 0 && ret_count)
         *ret_count = n;
     return err;
@@ -859,14 +929,64 @@ int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcom
     return err;
 }
 
+/* A token handed over on the socket, found as it was stored. */
+struct found {
+    int64_t id; /* 0: no row */
+    enum token_state state;
+    bool has_secret; /* the row still holds its token */
+    bool unhashed;   /* found by the secret: the hasher has not been there */
+};
+
+/* By hash: every row the hasher has seen; the first that still holds its
+ * secret, else the first. Else by the secret: a row written since the
+ * hasher last ran, which wins over a revoked row of the same token. */
+static int find_secret(struct tokens *t, const char *token, size_t len, const struct ident *ident,
+                       struct found *ret)
+{
+    struct found f = {0};
+    sqlite3_stmt *st = t->by_sha256;
+    int r;
+
+    sqlite3_bind_blob(st, 1, ident->sha, SECRET_SHA256_LEN, SQLITE_STATIC);
+    while ((r = row(t, st)) == 1) {
+        bool live = sqlite3_column_int(st, 2) != 0;
+        if (f.id == 0 || live) {
+            f.id = sqlite3_column_int64(st, 0);
+            f.state = column_state(st, 1);
+            f.has_secret = live;
+        }
+        if (live)
+            break;
+    }
+    done(st);
+    if (r < 0)
+        return r;
+    if (!f.has_secret) {
+        st = t->by_unhashed;
+        sqlite3_bind_text(st, 1, token, (int)len, SQLITE_STATIC);
+        r = row(t, st);
+        if (r < 0)
+            return r;
+        if (r == 1) {
+            f.id = sqlite3_column_int64(st, 0);
+            f.state = column_state(st, 1);
+            f.has_secret = f.unhashed = true;
+            done(st);
+        }
+    }
+    *ret = f;
+    return 0;
+}
+
 int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, size_t len,
-                         const char *subject, const char *reason, int64_t now_ms,
-                         int64_t *ret_id, enum token_state *ret_state)
+                         const char *subject, const char *reason, int64_t now_ms, int64_t *ret_id,
+                         enum token_state *ret_state)
 {
     struct ident ident;
-    enum token_state state = 0;
-    int64_t id = 0;
-    bool has_secret = false, unhashed = false;
+    struct found f;
+    enum token_state state;
+    int64_t id;
+    bool has_secret, unhashed;
     sqlite3_stmt *st;
     int r, err;
 
@@ -875,41 +995,14 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
     err = ident_of(token, len, &ident);
     if (err < 0)
         return err;
-
-    /* By hash: every row the hasher has seen; the first that still holds
-     * its secret, else the first. */
-    st = t->by_sha256;
-    sqlite3_bind_blob(st, 1, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
-    while ((r = row(t, st)) == 1) {
-        bool live = sqlite3_column_int(st, 2) != 0;
-        if (id == 0 || live) {
-            id = sqlite3_column_int64(st, 0);
-            state = column_state(st, 1);
-            has_secret = live;
-        }
-        if (live)
-            break;
-    }
-    done(st);
-    if (r < 0)
-        return r;
+    err = find_secret(t, token, len, &ident, &f);
+    if (err < 0)
+        return err;
+    id = f.id;
+    state = f.state;
+    has_secret = f.has_secret;
+    unhashed = f.unhashed;
     r = id != 0;
-    if (!has_secret) {
-        /* By the secret: a row written since the hasher last ran, which
-         * wins over a revoked row of the same token. */
-        st = t->by_unhashed;
-        sqlite3_bind_text(st, 1, token, (int)len, SQLITE_STATIC);
-        int u = row(t, st);
-        if (u < 0)
-            return u;
-        if (u == 1) {
-            id = sqlite3_column_int64(st, 0);
-            state = column_state(st, 1);
-            has_secret = unhashed = true;
-            done(st);
-            r = 1;
-        }
-    }
 
     if (r == 1) {
         if (state == TOKEN_ACTIVE) {
@@ -963,6 +1056,96 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
         *ret_id = id;
     if (ret_state)
         *ret_state = state;
+    return 0;
+}
+
+/* The expiry track gives a token: expires_at (0: none), or the JWT's exp
+ * when that is earlier (jwt_expiry on). */
+static int track_expiry(const struct tokens *t, const char *token, size_t len, int64_t expires_at,
+                        int64_t *ret_exp)
+{
+    int64_t exp = 0;
+    int err = t->jwt_expiry ? jwt_exp(token, len, &exp) : -EINVAL;
+
+    if (err == -ENOMEM)
+        return err;
+    *ret_exp = err < 0 || (expires_at > 0 && expires_at <= exp) ? expires_at : exp;
+    return 0;
+}
+
+/* A row track found: its state and expiry, the expiry lowered as the hasher
+ * would when the row is active and says none or later; hashed if it was not. */
+static int track_found(struct tokens *t, const struct found *f, const struct ident *ident, int64_t exp,
+                       struct tokens_tracked *ret)
+{
+    sqlite3_stmt *st = t->state_of;
+    int type, r, err = 0;
+    int64_t old;
+
+    if (f->unhashed && (err = set_hash(t, f->id, ident)) < 0)
+        return err;
+    sqlite3_bind_int64(st, 1, f->id);
+    r = row(t, st);
+    if (r <= 0)
+        return r < 0 ? r : -EIO;
+    ret->id = f->id;
+    ret->state = column_state(st, 0);
+    type = sqlite3_column_type(st, 1);
+    old = sqlite3_column_int64(st, 1);
+    done(st);
+    ret->expires_at = type == SQLITE_INTEGER ? old : 0;
+    ret->created = false;
+    if (ret->state == TOKEN_ACTIVE && type == SQLITE_NULL && exp == 0)
+        return -ENODATA; /* it would stay active for ever, as it is */
+    bool lower = ret->state == TOKEN_ACTIVE && exp > 0 &&
+        (type == SQLITE_NULL || (type == SQLITE_INTEGER && old >= YEAR_2000 && old < YEAR_3000 && exp < old));
+    if (!lower)
+        return 0;
+    err = store_token_expiry(t, f->id, ident->fp, exp, type == SQLITE_NULL ? 0 : old);
+    if (err == 0)
+        ret->expires_at = exp;
+    return err;
+}
+
+int tokens_track(struct tokens *t, const char *token, size_t len, const char *subject, int64_t expires_at,
+                 struct tokens_tracked *ret)
+{
+    struct ident ident;
+    struct found f = {0};
+    int64_t exp = 0;
+    int err;
+
+    if (!secret_token_ok(token, len) || expires_at < 0)
+        return -EINVAL;
+    err = ident_of(token, len, &ident);
+    if (err == 0)
+        err = track_expiry(t, token, len, expires_at, &exp);
+    if (err == 0)
+        err = find_secret(t, token, len, &ident, &f);
+    if (err < 0)
+        return err;
+    if (f.id != 0)
+        return track_found(t, &f, &ident, exp, ret);
+    if (exp == 0)
+        return -ENODATA;
+
+    sqlite3_stmt *st = t->insert_tracked;
+    sqlite3_bind_text(st, 1, token, (int)len, SQLITE_STATIC);
+    bind_text_or_null(st, 2, subject);
+    sqlite3_bind_int64(st, 3, exp);
+    sqlite3_bind_blob(st, 4, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
+    sqlite3_bind_text(st, 5, ident.fp, -1, SQLITE_STATIC);
+    err = run(t, st);
+    if (err < 0)
+        return err;
+    *ret = (struct tokens_tracked){
+        .id = sqlite3_last_insert_rowid(t->db->conn),
+        .state = TOKEN_ACTIVE,
+        .expires_at = exp,
+        .created = true,
+    };
+    if (expires_at > exp) /* the JWT's came first */
+        log_jwt_expiry(ret->id, ident.fp, exp, expires_at);
     return 0;
 }
 

@@ -23,6 +23,11 @@
 
 struct tokens;
 
+/* The expires_at the table accepts, in Unix seconds: from 2000-01-01 to
+ * before 3000-01-01 (sql/005-bad-expiry.sql). */
+#define TOKENS_EXPIRY_MIN INT64_C(946684800)
+#define TOKENS_EXPIRY_END INT64_C(32503680000)
+
 int tokens_open(struct db *db, struct tokens **ret_tokens);
 void tokens_close(struct tokens *t); /* NULL is fine */
 
@@ -34,6 +39,11 @@ void tokens_close(struct tokens *t); /* NULL is fine */
  * hashed (< limit means none is left). */
 #define TOKENS_HASH_STEP 64
 int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count);
+/* [daemon] jwt_expiry (off until called): on, hashing a row whose token is
+ * a JWT (jwt.h) also sets its expires_at from the `exp` claim when it is
+ * NULL, and lowers it to exp when it is later (a bad expires_at is left to
+ * tokens_promote_due's rules); tokens_track() reads exp too. */
+void tokens_set_jwt_expiry(struct tokens *t, bool on);
 
 /* Move up to `limit` due active tokens to pending: flagged ones first, then
  * those whose expires_at * 1000 <= now_ms. Each gets its fingerprint (and
@@ -148,6 +158,23 @@ struct token_status {
 int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, size_t len,
                          const char *subject, const char *reason, int64_t now_ms,
                          int64_t *ret_id, enum token_state *ret_state);
+struct tokens_tracked {
+    int64_t id;
+    enum token_state state;
+    int64_t expires_at; /* Unix s; 0: none */
+    bool created;       /* a new row; false: the token's row was there */
+};
+/* `track`: a live token to revoke at its expiry. Finds the token's row as
+ * tokens_revoke_secret() does, or inserts it `active` with its hash,
+ * fingerprint, subject and expiry. The expiry is expires_at (Unix s; 0:
+ * none) or, with jwt_expiry on, the token's JWT exp where that is earlier
+ * (or the only one). A row that was there keeps all but a NULL or later
+ * expires_at while active, which takes the earlier one. No audit row: the
+ * row is active, as one an application wrote. -EINVAL: a token that
+ * secret_token_ok() refuses; -ENODATA: a new row, or an active one found
+ * with a NULL expires_at, would have no expiry. */
+int tokens_track(struct tokens *t, const char *token, size_t len, const char *subject, int64_t expires_at,
+                 struct tokens_tracked *ret);
 /* Make token `id` pending if active. -ENOENT if no such row. *ret_changed
  * tells whether it was active (and is now pending). */
 int tokens_revoke_id(struct tokens *t, struct audit *a, int64_t id, const char *reason,

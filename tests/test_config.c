@@ -106,6 +106,7 @@ static void test_defaults(void)
     CHECK_INT(c.max_clients, 64);
     CHECK_INT(c.client_idle_ms, 30000);
     CHECK(!c.keep_secrets);
+    CHECK(c.jwt_expiry);
     CHECK_INT(c.log_level, LOG_INFO);
     CHECK_STR(c.url, "https://api.loyalty.dog/v2/token/logout");
     CHECK_INT(c.timeout_ms, 10000);
@@ -399,7 +400,7 @@ static const struct file_case file_cases[] = {
      "[retry] base_ms: unknown key (keys in [retry]: base, max_delay, max_attempts, retry_after_max)"},
     {"[daemon]\nurl = https://a.example/\n", 2,
      "[daemon] url: unknown key (keys in [daemon]: database, socket, control_group, max_clients, client_idle, "
-     "keep_secrets, log_level)"},
+     "keep_secrets, jwt_expiry, log_level)"},
     {"[Logout]\ntimeout = 5s\n", 1, "[Logout]: unknown section (expected [daemon], [logout] or [retry])"},
     {"; comment\n[daemon]\n[http]\n", 3, "[http]: unknown section (expected [daemon], [logout] or [retry])"},
     {"timeout = 5s\n", 1,

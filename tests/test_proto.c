@@ -503,7 +503,8 @@ struct bad_case {
 static void test_bad_input(void)
 {
     static const struct bad_case cases[] = {
-        {"{", 0, "invalid JSON at line 1, column 1 (byte 1): the line ends before the JSON value is complete", NULL},
+        {"{", 0, "invalid JSON at line 1, column 1 (byte 1): the line ends before the JSON value is complete",
+         NULL},
         {"not json", 0, "invalid JSON at line 1, column 3 (byte 3): invalid token", NULL},
         {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-cut", 0,
          "invalid JSON at line 1, column 38 (byte 38): the line ends before the JSON value is complete",
@@ -512,35 +513,53 @@ static void test_bad_input(void)
         {"{\"op\":\"ping\"} {\"op\":\"ping\"}", 0,
          "invalid JSON at line 1, column 15 (byte 15): unexpected data after the JSON value", NULL},
         {"[1,2]", 0, "a request must be a JSON object such as {\"op\":\"ping\"}, got an array", NULL},
-        {"\"tok-SECRET-bare\"", 0, "a request must be a JSON object such as {\"op\":\"ping\"}, got a string", "tok-SECRET"},
+        {"\"tok-SECRET-bare\"", 0, "a request must be a JSON object such as {\"op\":\"ping\"}, got a string",
+         "tok-SECRET"},
         {"42", 0, "a request must be a JSON object such as {\"op\":\"ping\"}, got an integer", NULL},
         {"null", 0, "a request must be a JSON object such as {\"op\":\"ping\"}, got null", NULL},
         {"", 0, "empty request", NULL},
         {"   ", 0, "empty request", NULL},
-        {"{}", 0, "missing field 'op' (one of: revoke, status, retry, stats, metrics, ping, hold, release, drop)", NULL},
-        {"{\"op\":5}", 0, "field 'op' must be a string (one of: revoke, status, retry, stats, metrics, ping, hold, release, drop), got an integer", NULL},
-        {"{\"op\":\"fly\"}", 0, "unknown op 'fly'; valid ops: revoke, status, retry, stats, metrics, ping, hold, release, drop", NULL},
-        {"{\"op\":\"tok-SECRET-as-op-0123456789\"}", 0, "unknown op; valid ops: revoke, status, retry, stats, metrics, ping, hold, release, drop", "tok-SECRET"},
-        {"{\"op\":\"revoke\"}", 0, "revoke needs one of 'token' (a secret), 'id' (a token id) or 'subject'", NULL},
+        {"{}", 0, "missing field 'op' (one of: revoke, status, retry, stats, metrics, ping, track, hold, release, drop)", NULL},
+        {"{\"op\":5}", 0,
+         "field 'op' must be a string (one of: revoke, status, retry, stats, metrics, ping, track, hold, release, drop), got an "
+         "integer",
+         NULL},
+        {"{\"op\":\"fly\"}", 0,
+         "unknown op 'fly'; valid ops: revoke, status, retry, stats, metrics, ping, track, hold, release, drop", NULL},
+        {"{\"op\":\"tok-SECRET-as-op-0123456789\"}", 0,
+         "unknown op; valid ops: revoke, status, retry, stats, metrics, ping, track, hold, release, drop", "tok-SECRET"},
+        {"{\"op\":\"revoke\"}", 0, "revoke needs one of 'token' (a secret), 'id' (a token id) or 'subject'",
+         NULL},
         {"{\"op\":\"revoke\",\"id\":\"42\"}", 0, "field 'id' must be a positive integer, got a string", NULL},
         {"{\"op\":\"revoke\",\"id\":0}", 0, "field 'id' must be a positive integer, got 0", NULL},
         {"{\"op\":\"revoke\",\"id\":-3}", 0, "field 'id' must be a positive integer, got -3", NULL},
-        {"{\"op\":\"revoke\",\"id\":1.5}", 0, "field 'id' must be a positive integer, got a number with a fraction", NULL},
+        {"{\"op\":\"revoke\",\"id\":1.5}", 0,
+         "field 'id' must be a positive integer, got a number with a fraction", NULL},
         {"{\"op\":\"revoke\",\"id\":null}", 0, "field 'id' must be a positive integer, got null", NULL},
         {"{\"op\":\"revoke\",\"token\":\"\"}", 0, "field 'token' must not be empty", NULL},
         {"{\"op\":\"revoke\",\"token\":123}", 0, "field 'token' must be a string, got an integer", NULL},
-        {"{\"op\":\"revoke\",\"token\":[\"tok-SECRET-arr\"]}", 0, "field 'token' must be a string, got an array", "tok-SECRET"},
-        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-x\",\"id\":1}", 0, "revoke takes exactly one of 'token', 'id' or 'subject'", "tok-SECRET"},
-        {"{\"op\":\"revoke\",\"id\":1,\"subject\":\"x\"}", 0, "revoke takes exactly one of 'token', 'id' or 'subject'", NULL},
-        {"{\"op\":\"revoke\",\"token\":\"tok SECRET\"}", 0, "field 'token' must be printable ASCII without spaces or control characters", "SECRET"},
-        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET\\r\\nX-Evil: 1\"}", 0, "field 'token' must be printable ASCII", "tok-SECRET"},
-        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-\\u00e9\"}", 0, "field 'token' must be printable ASCII", "tok-SECRET"},
-        {"{\"op\":\"revoke\",\"tokn\":\"tok-SECRET-typo\"}", 0, "unknown field 'tokn' for op revoke (allowed: token, id, subject, reason)", "tok-SECRET"},
-        {"{\"op\":\"revoke\",\"tok-SECRET-key-0123456789abcdef\":1}", 0, "unknown field for op revoke", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"token\":[\"tok-SECRET-arr\"]}", 0,
+         "field 'token' must be a string, got an array", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-x\",\"id\":1}", 0,
+         "revoke takes exactly one of 'token', 'id' or 'subject'", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"id\":1,\"subject\":\"x\"}", 0,
+         "revoke takes exactly one of 'token', 'id' or 'subject'", NULL},
+        {"{\"op\":\"revoke\",\"token\":\"tok SECRET\"}", 0,
+         "field 'token' must be printable ASCII without spaces or control characters", "SECRET"},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET\\r\\nX-Evil: 1\"}", 0,
+         "field 'token' must be printable ASCII", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-\\u00e9\"}", 0, "field 'token' must be printable ASCII",
+         "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"tokn\":\"tok-SECRET-typo\"}", 0,
+         "unknown field 'tokn' for op revoke (allowed: token, id, subject, reason)", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"tok-SECRET-key-0123456789abcdef\":1}", 0, "unknown field for op revoke",
+         "tok-SECRET"},
         {"{\"op\":\"ping\",\"extra\":1}", 0, "unknown field 'extra' for op ping (allowed: none)", NULL},
         {"{\"op\":\"stats\",\"full\":true}", 0, "unknown field 'full' for op stats", NULL},
-        {"{\"op\":\"metrics\"}", 0, "metrics are not available: revokerd could not open its database read-only", NULL},
-        {"{\"op\":\"metrics\",\"format\":\"openmetrics\"}", 0, "unknown field 'format' for op metrics (allowed: none)", NULL},
+        {"{\"op\":\"metrics\"}", 0,
+         "metrics are not available: revokerd could not open its database read-only", NULL},
+        {"{\"op\":\"metrics\",\"format\":\"openmetrics\"}", 0,
+         "unknown field 'format' for op metrics (allowed: none)", NULL},
         {"{\"op\":\"status\"}", 0, "status needs 'id' (a positive integer)", NULL},
         {"{\"op\":\"status\",\"id\":true}", 0, "field 'id' must be a positive integer, got a boolean", NULL},
         {"{\"op\":\"status\",\"id\":99999999999999999999}", 0, "invalid JSON at line 1, column", NULL},
@@ -550,14 +569,19 @@ static void test_bad_input(void)
         {"{\"op\":\"retry\",\"failed\":\"yes\"}", 0, "field 'failed' must be true, got a string", NULL},
         {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-a\",\"token\":\"tok-SECRET-b\"}", 0,
          "invalid JSON at line 1, column 45 (byte 45): duplicate key in object", "tok-SECRET"},
-        {"{\"op\":\"ping\",\"op\":\"ping\"}", 0, "invalid JSON at line 1, column 17 (byte 17): duplicate key in object", NULL},
-        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET\\u0000tail\"}", 0, "invalid JSON at line 1, column", "tok-SECRET"},
-        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-nul\0tail\"}", 46, "invalid JSON at line 1, column", "tok-SECRET"},
+        {"{\"op\":\"ping\",\"op\":\"ping\"}", 0,
+         "invalid JSON at line 1, column 17 (byte 17): duplicate key in object", NULL},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET\\u0000tail\"}", 0, "invalid JSON at line 1, column",
+         "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-nul\0tail\"}", 46, "invalid JSON at line 1, column",
+         "tok-SECRET"},
         {"{\"op\":\"ping\"}\0garbage", 21, "invalid JSON at line 1, column", NULL},
         {"\xff\xfe\x00\x01\x80garbage", 12, "invalid JSON at line 1, column 0 (byte 0): invalid UTF-8", NULL},
         {"{\"op\":\"revoke\",\"subject\":\"\"}", 0, "field 'subject' must not be empty", NULL},
-        {"{\"op\":\"revoke\",\"id\":1,\"reason\":5}", 0, "field 'reason' must be a string, got an integer", NULL},
-        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-ok\",\"subject\":7}", 0, "field 'subject' must be a string, got an integer", "tok-SECRET"},
+        {"{\"op\":\"revoke\",\"id\":1,\"reason\":5}", 0, "field 'reason' must be a string, got an integer",
+         NULL},
+        {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-ok\",\"subject\":7}", 0,
+         "field 'subject' must be a string, got an integer", "tok-SECRET"},
         {"{\"op\":\"hold\"}", 0, "hold takes exactly one of 'id' (a token id) or 'subject'", NULL},
         {"{\"op\":\"hold\",\"id\":1,\"subject\":\"alice\"}", 0, "hold takes exactly one of 'id' (a token id) or 'subject'", NULL},
         {"{\"op\":\"hold\",\"id\":1,\"reason\":\"" REASON_256 "\"}", 0, "field 'reason' is 256 bytes long; at most 255 are allowed", NULL},
@@ -853,6 +877,205 @@ static void test_busy(void)
     CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE token = 'tok-SECRET-busy'"), 1);
 }
 
+/* A JWT whose payload is {"sub":"proto-claim-SECRET","exp":1795000000}. */
+#define PROTO_JWT \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJwcm90by1jbGFpbS1TRUNSRVQiLCJleHAiOjE3OTUwMDAwMDB9.c2ln"
+
+static void test_track(void)
+{
+    static const struct {
+        const char *req;
+        const char *error; /* NULL: ok:true with this expires_at */
+        const char *expires_at;
+    } cases[] = {
+        {"{\"op\":\"track\",\"token\":\"tok-SECRET-track-1\",\"subject\":\"ann\",\"expires_at\":1795000000}",
+         NULL, "2026-11-18T11:06:40.000Z"},
+        {"{\"op\":\"track\",\"token\":\"" PROTO_JWT "\"}", NULL, "2026-11-18T11:06:40.000Z"},
+        {"{\"op\":\"track\",\"token\":\"" PROTO_JWT "x\",\"expires_at\":1795000099}", NULL,
+         "2026-11-18T11:06:40.000Z"}, /* the JWT's is earlier */
+        {"{\"op\":\"track\",\"token\":\"tok-SECRET-track-2\"}",
+         "track needs an expiry: give expires_at (Unix seconds) or a JWT with an exp claim", NULL},
+        {"{\"op\":\"track\",\"token\":\"tok-SECRET-track-2\",\"expires_at\":1795000000000}",
+         "field 'expires_at' must be Unix seconds from 946684800 (2000-01-01) to before 32503680000 "
+         "(3000-01-01), got 1795000000000 (milliseconds? give seconds)",
+         NULL},
+        {"{\"op\":\"track\",\"token\":\"tok-SECRET-track-2\",\"expires_at\":0}",
+         "field 'expires_at' must be Unix seconds from 946684800 (2000-01-01) to before 32503680000 "
+         "(3000-01-01), got 0",
+         NULL},
+        {"{\"op\":\"track\",\"token\":\"tok-SECRET-track-2\",\"expires_at\":\"tomorrow\"}",
+         "field 'expires_at' must be an integer (Unix seconds), got a string", NULL},
+        {"{\"op\":\"track\",\"token\":\"tok-SECRET-track-2\",\"expires_at\":1795000000.5}",
+         "field 'expires_at' must be an integer (Unix seconds), got a number with a fraction", NULL},
+        {"{\"op\":\"track\",\"expires_at\":1795000000}",
+         "track needs 'token' (the secret), and 'expires_at' unless the token is a JWT with an exp claim",
+         NULL},
+        {"{\"op\":\"track\",\"token\":\"tok SECRET\",\"expires_at\":1795000000}",
+         "field 'token' must be printable ASCII without spaces or control characters", NULL},
+        {"{\"op\":\"track\",\"token\":\"tok-SECRET-track-2\",\"reason\":\"x\",\"expires_at\":1795000000}",
+         "unknown field 'reason' for op track (allowed: token, subject, expires_at)", NULL},
+    };
+    store_set_jwt_expiry(store, true);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *before = snapshot(), *text = NULL;
+        json_t *r = call_n(cases[i].req, strlen(cases[i].req), &text);
+        CHECK(strstr(text, "SECRET") == NULL && strstr(text, "eyJ") == NULL); /* no token, no claim */
+        if (cases[i].error) {
+            CHECK(!ok_of(r));
+            CHECK_STR(str_of(r, "error"), cases[i].error);
+            char *after = snapshot();
+            CHECK_STR(after, before); /* nothing written */
+            free(after);
+        } else {
+            CHECK(ok_of(r));
+            CHECK_STR(str_of(r, "state"), "active");
+            CHECK_STR(str_of(r, "expires_at"), cases[i].expires_at);
+            char sql[160];
+            snprintf(sql, sizeof(sql),
+                     "SELECT count(*) FROM tokens WHERE id = %lld AND state = 'active' AND "
+                     "token_sha256 IS NOT NULL AND expires_at IS NOT NULL",
+                     int_of(r, "id"));
+            CHECK_INT(sql_int(sql), 1);
+        }
+        json_decref(r);
+        free(text);
+        free(before);
+    }
+    /* The same secret again: its row, no second one, no audit row. */
+    int64_t rows = sql_int("SELECT count(*) FROM tokens");
+    json_t *r = call(cases[0].req);
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "id"), sql_int("SELECT id FROM tokens WHERE token = 'tok-SECRET-track-1'"));
+    json_decref(r);
+    CHECK_INT(sql_int("SELECT count(*) FROM tokens"), rows);
+    CHECK_INT(sql_int("SELECT count(*) FROM audit WHERE token_id IN (SELECT id FROM tokens WHERE token LIKE "
+                      "'tok-SECRET-track-%' OR token LIKE 'eyJ%')"),
+              0);
+    store_set_jwt_expiry(store, false);
+}
+
+struct replies {
+    size_t n;
+    char *text[16];
+};
+
+static void collect(void *ud, char *reply)
+{
+    struct replies *rs = ud;
+    REQUIRE(reply && rs->n < 16);
+    rs->text[rs->n++] = reply;
+}
+
+static void replies_free(struct replies *rs)
+{
+    for (size_t i = 0; i < rs->n; i++)
+        free(rs->text[i]);
+    rs->n = 0;
+}
+
+static void count_ok(void *ud, char *reply)
+{
+    unsigned *oks = ud;
+    *oks += reply && strstr(reply, "\"ok\":true") != NULL;
+    free(reply);
+}
+
+/* Rows another connection sees: what is committed. */
+static int64_t committed(const char *sql)
+{
+    sqlite3 *other;
+    sqlite3_stmt *st;
+    int64_t v = -1;
+    REQUIRE(sqlite3_open(path, &other) == SQLITE_OK);
+    REQUIRE(sqlite3_prepare_v2(other, sql, -1, &st, NULL) == SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(other);
+    return v;
+}
+
+static void line(struct proto_batch *b, const char *text)
+{
+    proto_batch_line(b, text, strlen(text));
+}
+
+static bool stale;
+static int stale_check(const struct proto_env *e)
+{
+    (void)e;
+    return stale ? -ESTALE : 0;
+}
+
+/* track lines of one read share a commit; each reply waits for it, in
+ * request order; any other request ends the batch first. */
+static void test_track_batch(void)
+{
+    static const char count_sql[] = "SELECT count(*) FROM tokens WHERE token LIKE 'tok-SECRET-batch-%'";
+    struct replies rs = {0};
+    struct proto_batch b;
+
+    proto_batch_begin(&b, &env, collect, &rs);
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-batch-1\",\"expires_at\":1795000000}");
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-batch-2\"}"); /* no expiry */
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-batch-3\",\"expires_at\":1795000000}");
+    CHECK_INT(rs.n, 0);                 /* held */
+    CHECK_INT(committed(count_sql), 0); /* and not committed yet */
+    CHECK_INT(sql_int(count_sql), 2);   /* but in the transaction */
+    line(&b, "{\"op\":\"ping\"}");
+    CHECK_INT(rs.n, 4);
+    CHECK_INT(committed(count_sql), 2); /* committed before the ping ran */
+    CHECK(strstr(rs.text[0], "\"ok\":true") && strstr(rs.text[2], "\"ok\":true"));
+    CHECK(strstr(rs.text[1], "track needs an expiry") != NULL);
+    CHECK(strstr(rs.text[3], "\"version\"") != NULL);
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-batch-4\",\"expires_at\":1795000000}");
+    CHECK_INT(rs.n, 4);
+    proto_batch_end(&b);
+    CHECK_INT(rs.n, 5);
+    CHECK_INT(committed(count_sql), 3);
+    replies_free(&rs);
+
+    /* Busy: each track of the batch says so, nothing is written. */
+    sqlite3 *other;
+    REQUIRE(sqlite3_open(path, &other) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-batch-5\",\"expires_at\":1795000000}");
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-batch-6\",\"expires_at\":1795000000}");
+    proto_batch_end(&b);
+    REQUIRE(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(other);
+    CHECK_INT(rs.n, 2);
+    for (size_t i = 0; i < rs.n; i++)
+        CHECK(strstr(rs.text[i], "database is busy") != NULL);
+    replies_free(&rs);
+    CHECK_INT(committed(count_sql), 3);
+
+    /* A commit that cannot be acknowledged (the file was replaced): every
+     * ok:true held becomes that error; a reply that was an error stays. */
+    env.file_check = stale_check;
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-batch-7\",\"expires_at\":1795000000}");
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-batch-8\"}");
+    stale = true;
+    proto_batch_end(&b);
+    stale = false;
+    env.file_check = NULL;
+    CHECK_INT(rs.n, 2);
+    CHECK(strstr(rs.text[0], "database file was removed or replaced") != NULL);
+    CHECK(strstr(rs.text[1], "track needs an expiry") != NULL);
+    for (size_t i = 0; i < rs.n; i++)
+        CHECK(strstr(rs.text[i], "SECRET") == NULL);
+    replies_free(&rs);
+
+    /* A batch holds PROTO_BATCH_MAX replies at most: then it commits. */
+    unsigned oks = 0;
+    proto_batch_begin(&b, &env, count_ok, &oks);
+    for (unsigned i = 0; i < PROTO_BATCH_MAX + 3; i++)
+        line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-batch-1\",\"expires_at\":1795000000}");
+    CHECK_INT(oks, PROTO_BATCH_MAX);
+    proto_batch_end(&b);
+    CHECK_INT(oks, PROTO_BATCH_MAX + 3);
+}
+
 /* Everything above went through audit_append: the chain is intact. */
 static void test_audit_chain(void)
 {
@@ -871,5 +1094,5 @@ static void test_error_builder(void)
 
 TEST_MAIN(CASE(setup), CASE(test_ping), CASE(test_revoke_token), CASE(test_revoke_token_limits),
           CASE(test_revoke_id), CASE(test_revoke_subject), CASE(test_status), CASE(test_retry),
-          CASE(test_stats), CASE(test_hold_transitions), CASE(test_hold_many), CASE(test_bad_input), CASE(test_busy), CASE(test_audit_chain),
-          CASE(test_error_builder), CASE(teardown))
+          CASE(test_stats), CASE(test_hold_transitions), CASE(test_hold_many), CASE(test_bad_input), CASE(test_busy),
+          CASE(test_track), CASE(test_track_batch), CASE(test_audit_chain), CASE(test_error_builder), CASE(teardown))

@@ -84,6 +84,37 @@ static void test_since(void)
     CHECK_INT(ms, -1);
 }
 
+static void test_until(void)
+{
+    static const struct {
+        const char *s;
+        int ret;
+        int64_t secs;
+    } cases[] = {
+        {"1795000000", 0, 1795000000},                       /* Unix seconds */
+        {"2026-11-27T10:00:00Z", 0, T_DAY / 1000 + 36000},   /* a time */
+        {"2026-11-27 10:00:00.25", 0, T_DAY / 1000 + 36001}, /* rounded up */
+        {"1h", 0, (T_DAY + 13 * H) / 1000},                  /* ahead of now */
+        {"90s", 0, (T_DAY + 12 * H) / 1000 + 90},
+        {"1h 30min", 0, (T_DAY + 12 * H + 3 * H / 2) / 1000},
+        {"", -EINVAL, 0},
+        {"soon", -EINVAL, 0},
+        {"-5", -EINVAL, 0},
+        {"99999999999999999999", -EINVAL, 0},
+    };
+    const int64_t now = T_DAY + 12 * H;
+
+    set_tz("UTC0");
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int64_t s = -1;
+        int r = timearg_until(cases[i].s, now, &s);
+        if (r != cases[i].ret || (r == 0 && s != cases[i].secs))
+            fprintf(stderr, "\"%s\": got %d, %lld\n", cases[i].s, r, (long long)s);
+        CHECK_INT(r, cases[i].ret);
+        CHECK_INT(s, r == 0 ? cases[i].secs : -1);
+    }
+}
+
 static void test_local(void)
 {
     char buf[64];
@@ -102,4 +133,4 @@ static void test_local(void)
     CHECK_STR(buf, "-");
 }
 
-TEST_MAIN(CASE(test_parse), CASE(test_since), CASE(test_local))
+TEST_MAIN(CASE(test_parse), CASE(test_since), CASE(test_until), CASE(test_local))

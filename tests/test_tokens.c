@@ -729,6 +729,126 @@ static void test_hash_new(void)
     fx_close();
 }
 
+/* JWTs with exp NOW_S + 100 * n (the third part is not checked), and one
+ * whose exp is text. */
+#define JWT1 "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhIiwiZXhwIjoxNzAwMDAwMTAwfQ.sig1"
+#define JWT2 "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJiIiwiZXhwIjoxNzAwMDAwMjAwfQ.sig2"
+#define JWT3 "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJjIiwiZXhwIjoxNzAwMDAwMzAwfQ.sig3"
+#define JWT4 "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJkIiwiZXhwIjoxNzAwMDAwNDAwfQ.sig4"
+#define JWT_TEXT_EXP "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJlIiwiZXhwIjoic29vbiJ9.sig5"
+
+/* Hash on sight reads a JWT's exp: a NULL expires_at takes it, a later one
+ * is lowered to it, anything else is the row's (or the bad-expiry rules'). */
+static void test_hash_jwt_expiry(void)
+{
+    static const struct {
+        const char *token, *expires_at, *state;
+        bool jwt_expiry;
+        const char *want; /* expires_at afterwards, as text */
+    } cases[] = {
+        {JWT1, "NULL", "active", true, "1700000100"},
+        {JWT2, "1700009999", "active", true, "1700000200"},       /* later: lowered */
+        {JWT3, "1700000000", "active", true, "1700000000"},       /* earlier: kept */
+        {JWT4, "1700000400000", "active", true, "1700000400000"}, /* milliseconds: sql/005's */
+        {JWT4, "'soon'", "active", true, "soon"},                 /* text: sql/005's */
+        {JWT_TEXT_EXP, "NULL", "active", true, "(null)"},         /* no usable exp */
+        {"opaque-token-1", "NULL", "active", true, "(null)"},
+        {JWT1, "NULL", "active", false, "(null)"}, /* jwt_expiry = false */
+        {JWT2, "NULL", "failed", true, "(null)"},  /* not active: not ours to change */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        fx_open();
+        tokens_set_jwt_expiry(tk, cases[i].jwt_expiry);
+        exec("INSERT INTO tokens (token, expires_at, state) VALUES ('%s', %s, '%s')", cases[i].token,
+             cases[i].expires_at, cases[i].state);
+        CHECK_INT(hash_new(10), 1);
+        const char *got = qtext("SELECT expires_at FROM tokens");
+        if (strcmp(got, cases[i].want) != 0)
+            fprintf(stderr, "case %zu\n", i);
+        CHECK_STR(got, cases[i].want);
+        CHECK_INT(qint("SELECT token_sha256 IS NOT NULL FROM tokens"), 1);
+        CHECK_INT(qint("SELECT count(*) FROM audit"), 0); /* no audit row */
+        fx_close();
+    }
+}
+
+static int track(const char *token, const char *subject, int64_t expires_at, struct tokens_tracked *ret)
+{
+    REQUIRE(db_begin(db) == 0);
+    int rc = tokens_track(tk, token, strlen(token), subject, expires_at, ret);
+    REQUIRE(db_commit(db) == 0);
+    return rc;
+}
+
+static void test_track(void)
+{
+    struct tokens_tracked tr;
+    char fp[SECRET_FP_LEN + 1], hex[65];
+
+    fx_open();
+    tokens_set_jwt_expiry(tk, true);
+    /* A new row: active, hashed, with its fingerprint, subject and expiry. */
+    CHECK_INT(track("opaque-track-1", "alice", NOW_S + 60, &tr), 0);
+    CHECK(tr.created);
+    CHECK_STR(token_state_name(tr.state), "active");
+    CHECK_INT(tr.expires_at, NOW_S + 60);
+    fp_of("opaque-track-1", fp, hex);
+    CHECK_STR(
+        qtext("SELECT state || ',' || subject || ',' || expires_at || ',' || lower(hex(token_sha256)) || "
+              "',' || fingerprint FROM tokens WHERE id = %lld",
+              (long long)tr.id),
+        qtext("SELECT 'active,alice,%lld,%s,%s'", (long long)(NOW_S + 60), hex, fp));
+    int64_t first = tr.id;
+    /* The same secret again: the row that is there, no second one. */
+    CHECK_INT(track("opaque-track-1", NULL, NOW_S + 90, &tr), 0);
+    CHECK(!tr.created);
+    CHECK_INT(tr.id, first);
+    CHECK_INT(tr.expires_at, NOW_S + 60); /* later: the row's stays */
+    CHECK_INT(qint("SELECT count(*) FROM tokens"), 1);
+    /* Earlier: the row takes it. */
+    CHECK_INT(track("opaque-track-1", NULL, NOW_S + 30, &tr), 0);
+    CHECK_INT(tr.expires_at, NOW_S + 30);
+    CHECK_INT(qint("SELECT expires_at FROM tokens WHERE id = %lld", (long long)first), NOW_S + 30);
+
+    /* A JWT: its exp without expires_at, and where it is earlier. */
+    CHECK_INT(track(JWT1, NULL, 0, &tr), 0);
+    CHECK_INT(tr.expires_at, NOW_S + 100);
+    CHECK_INT(track(JWT2, NULL, NOW_S + 5000, &tr), 0);
+    CHECK_INT(tr.expires_at, NOW_S + 200);
+    CHECK_INT(track(JWT3, NULL, NOW_S + 10, &tr), 0);
+    CHECK_INT(tr.expires_at, NOW_S + 10);
+
+    /* No expiry from either: nothing is written. */
+    CHECK_INT(track("opaque-track-2", NULL, 0, &tr), -ENODATA);
+    CHECK_INT(track(JWT_TEXT_EXP, NULL, 0, &tr), -ENODATA);
+    CHECK_INT(track("bad token", NULL, NOW_S + 60, &tr), -EINVAL);
+    tokens_set_jwt_expiry(tk, false);
+    CHECK_INT(track(JWT4, NULL, 0, &tr), -ENODATA);
+    tokens_set_jwt_expiry(tk, true);
+    CHECK_INT(qint("SELECT count(*) FROM tokens"), 4);
+
+    /* An application's row the hasher has not reached: found by its secret,
+     * hashed, and given the expiry it lacked. */
+    int64_t app = insert_token("app-row-1", NULL, NULL, 0);
+    CHECK_INT(track("app-row-1", NULL, 0, &tr), -ENODATA); /* active for ever otherwise */
+    CHECK_INT(track("app-row-1", NULL, NOW_S + 70, &tr), 0);
+    CHECK(!tr.created);
+    CHECK_INT(tr.id, app);
+    CHECK_INT(qint("SELECT expires_at FROM tokens WHERE id = %lld", (long long)app), NOW_S + 70);
+    fp_of("app-row-1", fp, hex);
+    CHECK_STR(qtext("SELECT lower(hex(token_sha256)) FROM tokens WHERE id = %lld", (long long)app), hex);
+    CHECK_INT(hash_new(10), 0);
+
+    /* A finished row is only reported. */
+    exec("UPDATE tokens SET state = 'revoked', token = NULL WHERE id = %lld", (long long)first);
+    CHECK_INT(track("opaque-track-1", NULL, NOW_S + 1, &tr), 0);
+    CHECK_INT(tr.id, first);
+    CHECK_STR(token_state_name(tr.state), "revoked");
+    CHECK_INT(qint("SELECT expires_at FROM tokens WHERE id = %lld", (long long)first), NOW_S + 30);
+    CHECK_INT(qint("SELECT count(*) FROM audit"), 0);
+    fx_close();
+}
+
 /* An application that writes a new secret into a hashed row leaves a stale
  * hash: making the row due stores the right one (what it sends). */
 static void test_hash_secret_rewritten(void)
@@ -1660,8 +1780,8 @@ static void test_urgent_lane(void)
 
 TEST_MAIN(CASE(test_promote_boundaries), CASE(test_promote_bad_expiry),
           CASE(test_promote_order_limit_and_no_token), CASE(test_fetch_order), CASE(test_outcomes),
-          CASE(test_next_events), CASE(test_revoke_secret), CASE(test_hash_new),
-          CASE(test_hash_secret_rewritten), CASE(test_hot_path_pages), CASE(test_upgrade_from_schema_2),
-          CASE(test_revoke_id), CASE(test_revoke_subject), CASE(test_status), CASE(test_requeue),
-          CASE(test_counts), CASE(test_query_plans), CASE(test_allocation_failures), CASE(test_urgent_lane),
-          CASE(test_timing_million_rows))
+          CASE(test_next_events), CASE(test_revoke_secret), CASE(test_hash_new), CASE(test_hash_jwt_expiry),
+          CASE(test_track), CASE(test_hash_secret_rewritten), CASE(test_hot_path_pages),
+          CASE(test_upgrade_from_schema_2), CASE(test_revoke_id), CASE(test_revoke_subject),
+          CASE(test_status), CASE(test_requeue), CASE(test_counts), CASE(test_query_plans),
+          CASE(test_allocation_failures), CASE(test_urgent_lane), CASE(test_timing_million_rows))

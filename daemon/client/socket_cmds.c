@@ -12,12 +12,13 @@
 #include <unistd.h>
 
 #include "call.h"
+#include "db.h"
 #include "names.h"
 #include "secret.h"
 #include "timearg.h"
 #include "token_stdin.h"
 
-enum { OPT_ID = 256, OPT_SUBJECT, OPT_TOKEN_STDIN, OPT_TOKEN, OPT_REASON, OPT_FAILED, OPT_ALL };
+enum { OPT_ID = 256, OPT_SUBJECT, OPT_TOKEN_STDIN, OPT_TOKEN, OPT_REASON, OPT_FAILED, OPT_EXPIRES_AT, OPT_ALL };
 
 /* ---- the call and the reply ---- */
 
@@ -136,21 +137,20 @@ static const char revoke_help[] =
     "\n"
     "See revokerctl(1).\n";
 
-/* A problem with the token on standard input, as the user is told it. */
-static int token_error(int r)
+/* A problem with the token on standard input, as the user of cmd is told it. */
+static int token_error(const char *cmd, int r)
 {
     switch (r) {
     case -ENOMEM: cli_error("out of memory"); return EXIT_ANSWERED_ERROR;
-    case -ENODATA: return cli_usage_error("revoke", "no token on standard input");
+    case -ENODATA: return cli_usage_error(cmd, "no token on standard input");
     case -EMSGSIZE:
-        return cli_usage_error("revoke", "the token on standard input is longer than %d bytes",
-                               SECRET_MAX_LEN);
-    case -EBADMSG:
-        return cli_usage_error("revoke", "standard input holds more than one line; give one token");
-    case -EILSEQ: return cli_usage_error("revoke", "the token on standard input contains a NUL byte");
+        return cli_usage_error(cmd, "the token on standard input is longer than %d bytes", SECRET_MAX_LEN);
+    case -EBADMSG: return cli_usage_error(cmd, "standard input holds more than one line; give one token");
+    case -EILSEQ: return cli_usage_error(cmd, "the token on standard input contains a NUL byte");
     case -EINVAL: /* secret_token_ok() */
-        return cli_usage_error("revoke", "the token on standard input must be printable ASCII without spaces or "
-                                         "control characters");
+        return cli_usage_error(cmd,
+                               "the token on standard input must be printable ASCII without spaces or "
+                               "control characters");
     default:
         cli_error("cannot read the token from standard input: %s", strerror(-r));
         return EXIT_USAGE;
@@ -215,21 +215,35 @@ static void print_revoke(json_t *reply, bool from_stdin, const char *id_arg, int
     }
 }
 
+/* --token: refused, whatever it holds. */
+static int token_in_argv(const char *cmd)
+{
+    return cli_usage_error(cmd, "a token is never taken from the command line (every user can read it with ps); "
+                                "use --token-stdin");
+}
+
+/* An argument after the options: not echoed, it may be a token typed by mistake. */
+static int stray_argument(const char *cmd)
+{
+    return cli_usage_error(cmd, "unexpected argument; a token is read with --token-stdin, never from the command "
+                                "line");
+}
+
 /* The request's "token": read, copied into req, wiped. 0 or an exit status. */
-static int add_token(json_t *req)
+static int add_token(const char *cmd, json_t *req)
 {
     char *token;
     size_t len;
     int r = token_stdin_read(&token, &len);
     if (r < 0)
-        return token_error(r);
+        return token_error(cmd, r);
     /* The daemon refuses it by the same rule: it need not travel. */
     bool sendable = secret_token_ok(token, len);
     json_t *v = sendable ? json_stringn(token, len) : NULL;
     secret_wipe(token, len);
     free(token);
     if (!v || json_object_set_new(req, "token", v) < 0)
-        return token_error(sendable ? -ENOMEM : -EINVAL);
+        return token_error(cmd, sendable ? -ENOMEM : -EINVAL);
     return 0;
 }
 
@@ -256,16 +270,14 @@ static int revoke_run(struct cli *c, int argc, char **argv)
         case OPT_TOKEN_STDIN: from_stdin = true; break;
         case OPT_REASON: reason = optarg; break;
         case OPT_TOKEN:
-            return cli_usage_error("revoke", "a token is never taken from the command line (every "
-                                             "user can read it with ps); use --token-stdin");
+            return token_in_argv("revoke");
         case 'h': fputs(revoke_help, stdout); return 0;
         }
     }
     if (r < 0)
         return EXIT_USAGE;
-    if (optind < argc) /* not echoed: it may be a token typed by mistake */
-        return cli_usage_error("revoke", "unexpected argument; a token is read with --token-stdin, "
-                                         "never from the command line");
+    if (optind < argc)
+        return stray_argument("revoke");
     if ((id_arg != NULL) + (subject != NULL) + from_stdin != 1)
         return cli_usage_error("revoke", "give exactly one of --id N, --subject S or --token-stdin");
     if (id_arg && cli_parse_id(id_arg, &id) < 0)
@@ -286,7 +298,7 @@ static int revoke_run(struct cli *c, int argc, char **argv)
         json_decref(req);
         return cli_usage_error("revoke", "--subject must be UTF-8 text");
     }
-    if (from_stdin && (r = add_token(req)) != 0) {
+    if (from_stdin && (r = add_token("revoke", req)) != 0) {
         json_decref(req);
         return r;
     }
@@ -304,6 +316,106 @@ static int revoke_run(struct cli *c, int argc, char **argv)
 const struct command socket_cmd_revoke = {
     "revoke", "queue tokens for revocation: --id N, --subject S or --token-stdin", revoke_help,
     revoke_run,
+};
+
+/* ---- track ---- */
+
+static const char track_help[] =
+    "Usage: revokerctl track --token-stdin [--subject S] [--expires-at TIME]\n"
+    "\n"
+    "Hand a live token to revokerd for revocation at its expiry. Once it says\n"
+    "\"tracked\", the row is committed. A token handed over before keeps its row.\n"
+    "\n"
+    "    --token-stdin      the secret, read from standard input (never from argv)\n"
+    "    --subject S        its owner, for revoke --subject\n"
+    "    --expires-at TIME  when it expires: Unix seconds, \"2026-11-27 10:00\",\n"
+    "                       an ISO time, or a span ahead such as \"1h\"; without\n"
+    "                       it, the exp claim of a JWT (an earlier exp wins)\n"
+    "\n"
+    "See revokerctl(1).\n";
+
+/* A token already past active (revoked, pending, failed) says so. */
+static void print_track(json_t *reply)
+{
+    const char *state = jstr(reply, "state", "?");
+    char exp[64];
+    iso_to_local(reply, "expires_at", exp, sizeof(exp));
+    if (strcmp(state, "active") == 0)
+        printf("token %lld tracked\n", jint(reply, "id"));
+    else
+        printf("token %lld is already %s\n", jint(reply, "id"), state);
+    printf("  %-13s %s\n", "state", jstr(reply, "state", "?"));
+    printf("  %-13s %s\n", "expires", exp);
+}
+
+static int track_run(struct cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPTIONS,
+        {"subject", required_argument, NULL, OPT_SUBJECT},
+        {"token-stdin", no_argument, NULL, OPT_TOKEN_STDIN},
+        {"token", optional_argument, NULL, OPT_TOKEN},
+        {"expires-at", required_argument, NULL, OPT_EXPIRES_AT},
+        {NULL, 0, NULL, 0},
+    };
+    const char *subject = NULL, *expires_arg = NULL;
+    bool from_stdin = false, human;
+    int64_t expires_at = 0;
+    int opt, r;
+
+    while ((r = cli_next_option(c, "track", argc, argv, opts, &opt)) == 0 && opt != -1) {
+        switch (opt) {
+        case OPT_SUBJECT: subject = optarg; break;
+        case OPT_TOKEN_STDIN: from_stdin = true; break;
+        case OPT_EXPIRES_AT: expires_arg = optarg; break;
+        case OPT_TOKEN:
+            return token_in_argv("track");
+        case 'h': fputs(track_help, stdout); return 0;
+        }
+    }
+    if (r < 0)
+        return EXIT_USAGE;
+    if (optind < argc)
+        return stray_argument("track");
+    if (!from_stdin)
+        return cli_usage_error("track", "track needs --token-stdin");
+    if (subject && !*subject)
+        return cli_usage_error("track", "--subject must not be empty");
+    if (expires_arg && timearg_until(expires_arg, db_now_ms(), &expires_at) < 0)
+        return cli_usage_error("track",
+                               "invalid --expires-at '%s' (Unix seconds, \"2026-11-27 10:00\", an ISO "
+                               "time, or a span ahead such as \"1h\")",
+                               expires_arg);
+
+    json_t *req = json_pack("{s:s}", "op", "track");
+    if (!req)
+        return EXIT_ANSWERED_ERROR;
+    if (expires_arg)
+        json_object_set_new(req, "expires_at", json_integer((json_int_t)expires_at));
+    if (subject && json_object_set_new(req, "subject", json_string(subject)) < 0) {
+        json_decref(req);
+        return cli_usage_error("track", "--subject must be UTF-8 text");
+    }
+    if ((r = add_token("track", req)) != 0) {
+        json_decref(req);
+        return r;
+    }
+
+    struct call_reply reply;
+    if ((r = ask(c, req, &reply)) != 0)
+        return r;
+    r = answer(c, &reply, &human);
+    if (human)
+        print_track(reply.json);
+    call_reply_free(&reply);
+    return r;
+}
+
+const struct command socket_cmd_track = {
+    "track",
+    "hand a live token over for revocation at its expiry: --token-stdin",
+    track_help,
+    track_run,
 };
 
 /* ---- status ---- */

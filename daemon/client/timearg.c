@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -64,6 +65,27 @@ int timearg_since(const char *s, int64_t now_ms, int64_t *ret_ms)
         return 0;
     }
     return -EINVAL;
+}
+
+int timearg_until(const char *s, int64_t now_ms, int64_t *ret_s)
+{
+    uint64_t span;
+    int64_t ms;
+    size_t digits = strspn(s, "0123456789");
+
+    if (digits > 0 && s[digits] == '\0') {
+        if (digits > 15) /* past the year 3000 many times: no time */
+            return -EINVAL;
+        *ret_s = strtoll(s, NULL, 10);
+        return 0;
+    }
+    if (timearg_parse(s, &ms) < 0) {
+        if (config_parse_duration(s, &span) < 0 || span > (uint64_t)(INT64_MAX - now_ms))
+            return -EINVAL;
+        ms = now_ms + (int64_t)span;
+    }
+    *ret_s = ms / 1000 + (ms % 1000 > 0);
+    return 0;
 }
 
 void timearg_local(int64_t ms, char *buf, size_t len)

@@ -87,8 +87,12 @@ MODES = {
 TARGETS = [
     ("drain.rate", ">=", 10000, "drain >= 10,000 revocations/s"),
     ("drain.ratio_wrk", ">=", 0.2, "drain >= 0.2 of wrk's rate"),
+    ("drain.ratio_reference", ">=", 0.9, "drain >= 0.9 of the reference's rate"),
+    ("drain.cpu_ratio_reference", "<=", 1.15, "CPU <= 1.15 x the reference's"),
     ("drain.cpu_us_per_rev", "<=", 80, "CPU <= 80 us per revocation"),
     ("drain.peak_rss_mib", "<=", 64, "peak RSS <= 64 MiB"),
+    ("drain_https.ratio_http", ">=", 0.75, "HTTPS drain >= 0.75 of the HTTP drain"),
+    ("drain_https.requests_per_handshake", ">=", 100, "no TLS handshake per request (>= 100 per handshake)"),
     ("startup.big.ready_ms", "<=", 100, "READY <= 100 ms with 10 M rows"),
     ("startup.big.rss_mib", "<=", 32, "RSS <= 32 MiB with 10 M rows"),
     ("idle.cpu_ms_per_60s", "<=", 60, "idle <= 60 ms CPU per 60 s"),
@@ -269,18 +273,40 @@ class Contention:
 # --------------------------------------------------------------------------
 # nginx
 
+def throwaway_ca(d):
+    """A CA and a server certificate for 127.0.0.1 signed by it, in d:
+    returns the CA's file (the daemon's ca_file)."""
+    def openssl(*args):
+        r = subprocess.run(["openssl"] + list(args), capture_output=True, text=True)
+        if r.returncode != 0:
+            raise BenchError("openssl %s failed: %s" % (args[0], r.stderr.strip()[-500:]))
+    p = lambda name: os.path.join(d, name)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=revokerd bench CA",
+            "-keyout", p("ca.key"), "-out", p("ca.crt"))
+    openssl("req", *ec, "-subj", "/CN=127.0.0.1", "-keyout", p("server.key"), "-out", p("server.csr"))
+    with open(p("san.ext"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", p("server.csr"), "-CA", p("ca.crt"), "-CAkey", p("ca.key"),
+            "-CAcreateserial", "-days", "2", "-extfile", p("san.ext"), "-out", p("server.crt"))
+    return p("ca.crt")
+
+
 class Nginx:
     def __init__(self, workdir, port, workers):
         self.dir = os.path.join(workdir, "nginx")
         os.makedirs(os.path.join(self.dir, "body"), exist_ok=True)
         os.makedirs(os.path.join(self.dir, "proxy"), exist_ok=True)
         self.port = port
+        self.tls_port = free_port()
+        self.ca_file = throwaway_ca(self.dir)
         self.conf = os.path.join(self.dir, "nginx.conf")
         self.access = os.path.join(self.dir, "access.log")
+        self.tls_log = os.path.join(self.dir, "tls.log")
         with open(os.path.join(HERE, "nginx.conf.in")) as f:
             text = f.read()
         text = text.replace("@DIR@", self.dir).replace("@PORT@", str(port)) \
-                   .replace("@WORKERS@", str(workers))
+                   .replace("@TLSPORT@", str(self.tls_port)).replace("@WORKERS@", str(workers))
         with open(self.conf, "w") as f:
             f.write(text)
         self.binary = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -294,6 +320,33 @@ class Nginx:
     @property
     def url(self):
         return "http://127.0.0.1:%d/v2/token/logout" % self.port
+
+    @property
+    def https_url(self):
+        return "https://127.0.0.1:%d/v2/token/logout" % self.tls_port
+
+    def tls_connections(self, offset):
+        """(requests, connections, resumed connections) in the HTTPS log
+        since byte offset, once nginx has flushed it (every 100 ms)."""
+        time.sleep(0.3)
+        conns, resumed, n = set(), set(), 0
+        with contextlib.suppress(FileNotFoundError):
+            with open(self.tls_log, "rb") as f:
+                f.seek(offset)
+                for line in f.read().split(b"\n"):
+                    parts = line.split(b" ")
+                    if len(parts) == 3:
+                        n += 1
+                        conns.add(parts[1])
+                        if parts[2] == b"r":
+                            resumed.add(parts[1])
+        return n, len(conns), len(resumed)
+
+    def tls_log_size(self):
+        try:
+            return os.path.getsize(self.tls_log)
+        except FileNotFoundError:
+            return 0
 
     def listening(self):
         with socket.socket() as s:
@@ -742,12 +795,14 @@ def pct(values, p):
 # --------------------------------------------------------------------------
 # scenarios: each returns a dict of numbers for one repetition
 
-def scenario_drain(b):
+def scenario_drain(b, https=False):
     m = b.mode
     db = fresh_copy(b, m["rows"], "drain")
     n = set_expiry(db, int(time.time()) - 3600, limit=m["due"])
     prog = Progress(db)
-    d = Daemon(b, "drain", db, count_commits=True)
+    config = {"logout.url": b.nginx.https_url, "logout.ca_file": b.nginx.ca_file} if https else None
+    tls0 = b.nginx.tls_log_size()
+    d = Daemon(b, "drain", db, config=config, count_commits=True)
     cont = Contention(lambda: [p for p in (d.pid, ) if p] + b.nginx_pids())
     t0, t_ready = d.start()
     t_end = prog.wait(n, 2, timeout=600)
@@ -765,7 +820,16 @@ def scenario_drain(b):
     if commits is not None:
         r["commits_per_s"] = commits / dur
         r["outcomes_per_commit"] = 2 * n / commits if commits else None
+    if https:
+        reqs, conns, resumed = b.nginx.tls_connections(tls0)
+        r.update({"tls_requests": reqs, "tls_connections": conns, "tls_resumed": resumed,
+                  "requests_per_handshake": reqs / conns if conns else None})
     return r
+
+
+def scenario_drain_https(b):
+    """The drain over HTTPS (TLS 1.3, the throwaway CA as ca_file)."""
+    return scenario_drain(b, https=True)
 
 
 def scenario_startup(b, rows):
@@ -1048,6 +1112,31 @@ def scenario_outage(b):
             "_recovery_wait_ok": int(wait_ms is not None and wait_ms <= in_force_ms + 100)}
 
 
+def scenario_reference(b):
+    """The in-run reference (tests/bench/reference.c): the same due rows of a
+    copy of the same table, the same nginx and concurrency, the least durable
+    recording (one row update and one audit row per outcome, 100 per
+    commit). Timed from its start to its exit, as the drain is from the
+    daemon's start to its last outcome."""
+    m = b.mode
+    db = fresh_copy(b, m["rows"], "reference")
+    n = set_expiry(db, int(time.time()) - 3600, limit=m["due"])
+    cont = Contention(b.nginx_pids)
+    t0 = time.monotonic()
+    p = spawn([b.reference, db, b.nginx.url, str(CONCURRENCY)], stdout=subprocess.PIPE,
+              stderr=subprocess.PIPE)
+    out, err = p.communicate(timeout=600)
+    dur = time.monotonic() - t0
+    reap(p)
+    c = cont.stop()
+    if p.returncode != 0:
+        raise BenchError("the reference failed: %s" % err.decode()[-500:])
+    r = json.loads(out)
+    if r["revoked"] != n:
+        raise BenchError("the reference revoked %d of %d due rows" % (r["revoked"], n))
+    return {"n": n, "seconds": dur, "rate": n / dur, "cpu_us_per_rev": r["cpu_s"] * 1e6 / n, **c}
+
+
 def scenario_wrk(b):
     wrk = shutil.which("wrk")
     if not wrk:
@@ -1112,6 +1201,7 @@ class Bench:
         if args.reps:
             self.mode["reps"] = args.reps
         self.revokerd = os.path.abspath(args.revokerd)
+        self.reference = os.path.abspath(args.reference) if args.reference else None
         self.out = os.path.abspath(args.out)
         self.cache = os.path.abspath(args.cache or os.path.join(self.out, "cache"))
         os.makedirs(self.out, exist_ok=True)
@@ -1162,7 +1252,19 @@ class Bench:
         if want("wrk"):
             self.results["wrk"] = self.repeat("wrk", scenario_wrk)
         if want("drain"):
-            self.results["drain"] = self.repeat("drain", scenario_drain)
+            # Alternating with the reference, so that a slow phase of a shared
+            # host weighs on both sides of each ratio.
+            pairs = [("drain", scenario_drain)] + ([("reference", scenario_reference)] if self.reference else [])
+            if want("https"):
+                pairs.append(("drain_https", scenario_drain_https))
+            for name, _ in pairs:
+                self.results[name] = []
+            for i in range(self.mode["reps"]):
+                for name, fn in pairs:
+                    log("%s %d/%d" % (name, i + 1, self.mode["reps"]))
+                    r = fn(self)
+                    log("  " + ", ".join("%s=%s" % (k, fmt(v)) for k, v in r.items()))
+                    self.results[name].append(r)
         if want("startup"):
             self.results["startup"] = self.repeat("startup", scenario_startup, self.mode["rows"])
             if self.args.big:
@@ -1211,6 +1313,19 @@ def summarize(results):
     drain = s.get("drain", {}).get("rate")
     if wrk and drain:
         s["drain"]["ratio_wrk"] = {k: drain[k] / wrk["median"] for k in ("median", "min", "max")}
+    ref = results.get("reference")
+    if ref and results.get("drain") and len(ref) == len(results["drain"]):
+        # Per pair (each drain with the reference run right after it).
+        rate = [d["rate"] / r["rate"] for d, r in zip(results["drain"], ref)]
+        cpu = [d["cpu_us_per_rev"] / r["cpu_us_per_rev"] for d, r in zip(results["drain"], ref)]
+        s["drain"]["ratio_reference"] = {"median": statistics.median(rate), "min": min(rate), "max": max(rate)}
+        s["drain"]["cpu_ratio_reference"] = {"median": statistics.median(cpu), "min": min(cpu), "max": max(cpu)}
+    https = results.get("drain_https")
+    if https and results.get("drain") and len(https) == len(results["drain"]):
+        rate = [h["rate"] / d["rate"] for d, h in zip(results["drain"], https)]
+        cpu = [h["cpu_us_per_rev"] / d["cpu_us_per_rev"] for d, h in zip(results["drain"], https)]
+        s["drain_https"]["ratio_http"] = {"median": statistics.median(rate), "min": min(rate), "max": max(rate)}
+        s["drain_https"]["cpu_ratio_http"] = {"median": statistics.median(cpu), "min": min(cpu), "max": max(cpu)}
     out = s.get("outage")
     if out:
         # Full rate within one interval: the first request after the return
@@ -1252,8 +1367,12 @@ def judge(summary):
 ROWS = [
     # (title, scenario, metric, unit)
     ("wrk ceiling (same nginx, c=16)", "wrk", "rate", "req/s"),
-    ("drain: revocations/s", "drain", "rate", "/s"),
+    ("drain: ratio to the reference", "drain", "ratio_reference", ""),
+    ("drain: CPU ratio to the reference", "drain", "cpu_ratio_reference", ""),
     ("drain: ratio to wrk", "drain", "ratio_wrk", ""),
+    ("drain: revocations/s", "drain", "rate", "/s"),
+    ("reference: revocations/s", "reference", "rate", "/s"),
+    ("reference: CPU per revocation", "reference", "cpu_us_per_rev", "us"),
     ("drain: CPU per revocation", "drain", "cpu_us_per_rev", "us"),
     ("drain: peak RSS", "drain", "peak_rss_mib", "MiB"),
     ("drain: commits/s", "drain", "commits_per_s", "/s"),
@@ -1262,6 +1381,12 @@ ROWS = [
     ("drain: bytes read per revocation", "drain", "read_kib_per_rev", "KiB"),
     ("drain: read+write calls per rev.", "drain", "syscalls_per_rev", ""),
     ("drain: others' CPU meanwhile", "drain", "others_cores", "cores"),
+    ("https drain: ratio to the HTTP drain", "drain_https", "ratio_http", ""),
+    ("https drain: CPU ratio to HTTP", "drain_https", "cpu_ratio_http", ""),
+    ("https drain: revocations/s", "drain_https", "rate", "/s"),
+    ("https drain: CPU per revocation", "drain_https", "cpu_us_per_rev", "us"),
+    ("https drain: TLS connections", "drain_https", "tls_connections", ""),
+    ("https drain: requests per handshake", "drain_https", "requests_per_handshake", ""),
     ("start-up: READY, base table", "startup", "ready_ms", "ms"),
     ("start-up: RSS, base table", "startup", "rss_mib", "MiB"),
     ("start-up: READY, big table", "startup.big", "ready_ms", "ms"),
@@ -1297,6 +1422,9 @@ ROWS = [
 
 TARGET_OF = {
     "drain.rate": "drain.rate", "drain.ratio_wrk": "drain.ratio_wrk",
+    "drain_https.ratio_http": "drain_https.ratio_http",
+    "drain_https.requests_per_handshake": "drain_https.requests_per_handshake",
+    "drain.ratio_reference": "drain.ratio_reference", "drain.cpu_ratio_reference": "drain.cpu_ratio_reference",
     "drain.cpu_us_per_rev": "drain.cpu_us_per_rev", "drain.peak_rss_mib": "drain.peak_rss_mib",
     "startup.big.ready_ms": "startup.big.ready_ms", "startup.big.rss_mib": "startup.big.rss_mib",
     "idle.cpu_ms_per_60s": "idle.cpu_ms_per_60s", "latency.expiry_p99_ms": "latency.expiry_p99_ms",
@@ -1426,7 +1554,17 @@ def versions(revokerd):
         "wrk": run(["wrk", "-v"]), "curl": run(["curl-config", "--version"]) or run(["curl", "--version"]),
         "sqlite": sqlite3.sqlite_version, "kernel": platform.release(), "cpus": os.cpu_count(),
         "cpu": cpu, "git": run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]),
+        # What revokerd and the reference were built against.
+        "libs": {lib: run(["pkg-config", "--modversion", lib]) for lib in ("sqlite3", "libcurl", "libuv")},
     }
+
+
+def machine_line(v, load):
+    """The machine a result belongs to: absolute numbers hold only there."""
+    libs = v.get("libs") or {}
+    return ("machine: %s, %s cores, kernel %s; SQLite %s, curl %s, libuv %s; load average %s" % (
+        v.get("cpu"), v.get("cpus"), v.get("kernel"), libs.get("sqlite3"), libs.get("libcurl"),
+        libs.get("libuv"), " -> ".join("%.2f" % x for x in load)))
 
 
 def main():
@@ -1434,11 +1572,14 @@ def main():
     ap.add_argument("--revokerd", default=os.environ.get("REVOKERD"), help="the revokerd binary")
     ap.add_argument("--out", default=os.path.join(ROOT, "build-bench", "bench"),
                     help="where results.json, results.txt and results.png go")
+    ap.add_argument("--reference", default=os.environ.get("REVOKERD_REFERENCE"),
+                    help="the reference revoker (tests/bench/reference.c), run beside each drain")
     ap.add_argument("--cache", help="where generated tables are kept (default OUT/cache)")
     ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, one repetition")
     ap.add_argument("--big", action="store_true", help="also start-up with 10 M rows (a 1 GB file)")
     ap.add_argument("--reps", type=int, help="repetitions per scenario (default 3; quick 1)")
-    ap.add_argument("--only", help="comma-separated scenarios: wrk,drain,startup,idle,hashing,latency,storm,outage")
+    ap.add_argument("--only", help="comma-separated scenarios: wrk,drain,https,startup,idle,hashing,latency,storm,outage "
+                         "(https: the drain over TLS, alternating with the HTTP drain)")
     ap.add_argument("--port", type=int, help="nginx port (default: a free one)")
     ap.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
@@ -1462,6 +1603,7 @@ def main():
 
     bench = Bench(args)
     t0 = time.monotonic()
+    load = [loadavg()]
     failed = None
     try:
         bench.run()
@@ -1471,13 +1613,15 @@ def main():
     finally:
         bench.close()
         cleanup_all()
+    load.append(loadavg())
     summary = summarize({k: v for k, v in bench.results.items() if v})
     verdicts = judge(summary)
-    text = table(summary, verdicts, mode_name, bench.mode["reps"], bench.mode)
+    vers = versions(bench.revokerd)
+    text = machine_line(vers, load) + "\n" + table(summary, verdicts, mode_name, bench.mode["reps"], bench.mode)
     print(text)
     result = {"mode": mode_name, "reps": bench.mode["reps"], "sizes": bench.mode, "nice": NICE,
               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "elapsed_s": round(time.monotonic() - t0, 1), "versions": versions(bench.revokerd),
+              "elapsed_s": round(time.monotonic() - t0, 1), "versions": vers, "loadavg": load,
               "commits_counted": bench.commits.ok, "summary": summary, "targets": verdicts,
               "runs": bench.results, "profile": bench.profile, "failed": failed}
     with open(os.path.join(bench.out, "results.json"), "w") as f:

@@ -21,7 +21,7 @@ bash tests/deps.sh
 if [ ! -f build-bench/build.ninja ]; then
   meson setup build-bench --buildtype=release -Dwerror=false >/dev/null
 fi
-ninja -C build-bench daemon/revokerd >/dev/null
+ninja -C build-bench daemon/revokerd tests/bench/revokerd-reference >/dev/null
 out=build-bench/bench
 for a in "$@"; do [ "$a" = --quick ] && out=build-bench/bench-quick; done
-exec python3 tests/bench/bench.py --revokerd build-bench/daemon/revokerd --out "$out" "$@"
+exec python3 tests/bench/bench.py --revokerd build-bench/daemon/revokerd --reference build-bench/tests/bench/revokerd-reference --out "$out" "$@"
