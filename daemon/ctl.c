@@ -59,6 +59,7 @@ struct client {
     bool closing;           /* uv_close called */
     bool counted;           /* counts towards max_clients */
     bool awaiting;          /* a reply comes later (proto_batch_line: -EINPROGRESS): the next requests wait */
+    uid_t uid;              /* the peer's (SO_PEERCRED), for proto's audit rows */
 };
 
 struct wreq {
@@ -341,6 +342,7 @@ static void process_lines(struct client *c)
 
     proto_batch_begin(&b, c->ctl->env, on_reply, c);
     b.late = deferred_reply;
+    b.uid = c->uid;
     while (!c->closing && !c->draining && !c->awaiting && c->queued_bytes < CTL_HIGH_WATER && start < c->len) {
         char *line = c->buf + start;
         char *nl = memchr(line, '\n', c->len - start);
@@ -370,6 +372,7 @@ static void process_lines(struct client *c)
         if (c->len > 0) {
             proto_batch_begin(&b, c->ctl->env, on_reply, c);
             b.late = deferred_reply;
+            b.uid = c->uid;
             ok = handle_line(c, &b, c->buf, c->len);
             proto_batch_end(&b);
         }
@@ -577,6 +580,7 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     c->counted = true;
+    c->uid = cred.uid;
     ctl->nclients++;
     idle_restart(c);
     if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0) {

@@ -79,3 +79,23 @@ struct job *job_list_pop(struct job_list *l)
     l->len--;
     return j;
 }
+
+struct job *job_list_take(struct job_list *l, int64_t id)
+{
+    struct job *prev = NULL;
+
+    for (struct job *j = l->head; j; prev = j, j = j->next) {
+        if (j->id != id)
+            continue;
+        if (prev)
+            prev->next = j->next;
+        else
+            l->head = j->next;
+        if (l->tail == j)
+            l->tail = prev;
+        j->next = NULL;
+        l->len--;
+        return j;
+    }
+    return NULL;
+}

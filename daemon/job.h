@@ -46,3 +46,5 @@ struct outcome_job job_outcome_input(const struct job *j);
 void job_list_push(struct job_list *l, struct job *j);
 /* The oldest job, taken off the list; NULL when empty. */
 struct job *job_list_pop(struct job_list *l);
+/* The job of token id, taken off the list; NULL when none is there. */
+struct job *job_list_take(struct job_list *l, int64_t id);

@@ -24,6 +24,22 @@ unsigned lanes_len(const struct lanes *l)
     return l->urgent.len + l->routine.len;
 }
 
+int lanes_recall(struct lanes *l, struct idset *held, int64_t id)
+{
+    struct job *j;
+
+    if (!idset_has(held, id))
+        return 0;
+    j = job_list_take(&l->urgent, id);
+    if (!j)
+        j = job_list_take(&l->routine, id);
+    if (!j)
+        return -EINPROGRESS;
+    idset_del(held, id);
+    job_free(j);
+    return 0;
+}
+
 struct fill {
     struct lanes *lanes;
     struct idset *held;

@@ -46,3 +46,7 @@ struct job *lanes_head(const struct lanes *l);
 /* lanes_head(), taken off its lane. */
 struct job *lanes_pop(struct lanes *l);
 unsigned lanes_len(const struct lanes *l);
+/* An operator's hold or drop of token id (hold.h): a queued job of it is
+ * taken off its lane, freed and its id removed from held: 0. -EINPROGRESS
+ * when held holds id but no lane does: sent, or its outcome uncommitted. */
+int lanes_recall(struct lanes *l, struct idset *held, int64_t id);

@@ -227,11 +227,13 @@ static void send_status(struct daemon *d)
         util_format(db_error, sizeof(db_error), "; database error for %" PRIu64 " s: %s",
                     s.db_error_for_ms / 1000, s.db_error);
     notify_status(d->notify,
-                  "endpoint %s; %" PRId64 "%s pending, %u in flight, %" PRId64 "%s failed; since start %" PRIu64
-                  " revoked, %" PRIu64 " already invalid, %" PRIu64 " rejected, %" PRIu64 " gave up%s",
+                  "endpoint %s; %" PRId64 "%s pending, %u in flight, %" PRId64 "%s failed, %" PRId64
+                  "%s held; since start %" PRIu64 " revoked, %" PRIu64 " already invalid, %" PRIu64
+                  " rejected, %" PRIu64 " gave up, %" PRIu64 " dropped%s",
                   s.health, counts.pending, counts.pending >= TOKENS_COUNT_CAP ? "+" : "", s.in_flight,
-                  counts.failed, counts.failed >= TOKENS_COUNT_CAP ? "+" : "", s.revoked, s.already_invalid, s.rejected,
-                  s.gave_up, db_error);
+                  counts.failed, counts.failed >= TOKENS_COUNT_CAP ? "+" : "", counts.held,
+                  counts.held >= HOLD_COUNT_CAP ? "+" : "", s.revoked, s.already_invalid, s.rejected,
+                  s.gave_up, s.dropped, db_error);
     d->status_sent_ms = uv_now(&d->loop);
     /* Quiet again after a burst: give the memory it took back to the
      * system (glibc keeps freed heap otherwise). At most once a second. */

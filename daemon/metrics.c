@@ -112,7 +112,11 @@ static void tokens(FILE *f, enum metrics_exposition x, const struct metrics_snap
     const struct {
         const char *state;
         int64_t n;
-    } states[] = {{"active", t->active}, {"pending", t->pending}, {"revoked", t->revoked}, {"failed", t->failed}};
+    } states[] = {{"active", t->active},
+                  {"pending", t->pending},
+                  {"revoked", t->revoked},
+                  {"failed", t->failed},
+                  {"held", t->held}};
     static const char *const lanes[] = {[METRICS_URGENT] = "urgent", [METRICS_ROUTINE] = "routine"};
 
     if (!t->counted)
@@ -147,7 +151,7 @@ static void engine(FILE *f, enum metrics_exposition x, const struct revoke_stats
         uint64_t n;
     } events[] = {{"revoked", rs->revoked},   {"already_invalid", rs->already_invalid},
                   {"rejected", rs->rejected}, {"gave_up", rs->gave_up},
-                  {"retry", rs->retried}};
+                  {"retry", rs->retried},     {"dropped", rs->dropped}};
     static const char *const states[] = {"up", "down", "paused", "misconfigured"};
     const char *health = rs->health ? rs->health : "";
 
@@ -303,7 +307,7 @@ struct metrics {
 
     /* The worker's: used on the threadpool only, one count at a time. */
     sqlite3 *conn;
-    sqlite3_stmt *version, *total, *revoked, *pending, *failed, *oldest[2];
+    sqlite3_stmt *version, *total, *revoked, *pending, *failed, *held, *oldest[2];
     int64_t data_version;
     struct metrics_tokens fresh;
     int fresh_rc;
@@ -350,12 +354,14 @@ static int step_count(struct metrics *m)
         rc = count_one(m->pending, &t.pending);
     if (rc == SQLITE_OK)
         rc = count_one(m->failed, &t.failed);
+    if (rc == SQLITE_OK)
+        rc = count_one(m->held, &t.held);
     for (size_t i = 0; rc == SQLITE_OK && t.pending > 0 && i < ARRAY_SIZE(m->oldest); i++)
         rc = count_one(m->oldest[i], &t.oldest_due_ms[i]);
     if (rc != SQLITE_OK)
         return rc;
-    /* state is one of the four (the table's CHECK constraint). */
-    t.active = total - t.revoked - t.pending - t.failed;
+    /* state is one of the five (the table's CHECK constraint). */
+    t.active = total - t.revoked - t.pending - t.failed - t.held;
     m->fresh = t;
     return SQLITE_OK;
 }
@@ -394,7 +400,8 @@ static void finish_close(struct metrics *m)
     void (*cb)(void *) = m->close_cb;
     void *data = m->close_data;
 
-    sqlite3_stmt *all[] = {m->version, m->total, m->revoked, m->pending, m->failed, m->oldest[0], m->oldest[1]};
+    sqlite3_stmt *all[] = {m->version, m->total,  m->revoked,   m->pending,
+                           m->failed,  m->held, m->oldest[0], m->oldest[1]};
 
     for (size_t i = 0; i < ARRAY_SIZE(all); i++)
         sqlite3_finalize(all[i]);
@@ -474,6 +481,7 @@ int metrics_new(uv_loop_t *loop, const char *db_path, struct metrics **ret, char
         {"SELECT count(*) FROM tokens WHERE state = 'revoked'", &m->revoked},
         {"SELECT count(*) FROM tokens WHERE state = 'pending'", &m->pending},
         {"SELECT count(*) FROM tokens WHERE state = 'failed'", &m->failed},
+        {"SELECT count(*) FROM tokens WHERE state = 'held'", &m->held},
         {"SELECT min(due_at) FROM tokens WHERE state = 'pending' AND due_reason <> 'expired'",
          &m->oldest[METRICS_URGENT]},
         {"SELECT min(due_at) FROM tokens WHERE state = 'pending' AND due_reason = 'expired'",

@@ -59,12 +59,14 @@ void metrics_observe(struct metrics_requests *m, const struct http_result *res);
 const char *metrics_code_name(enum metrics_code c);
 
 /* The socket ops counted by name; "invalid": no op field, or not JSON. */
-#define METRICS_OPS {"revoke", "status", "retry", "stats", "metrics", "ping", "track", "queue", "shape", "other", "invalid"}
-#define METRICS_NOPS 11
+#define METRICS_OPS                                                                                             \
+    {"revoke", "status", "retry",   "stats", "metrics", "ping",  "track",                                       \
+     "hold",   "release", "drop",   "queue", "shape",   "other", "invalid"}
+#define METRICS_NOPS 14
 
 struct metrics_tokens {
     bool counted;                  /* false until the first count ended well */
-    int64_t active, pending, revoked, failed;
+    int64_t active, pending, revoked, failed, held;
     int64_t oldest_due_ms[2];      /* min(due_at) of pending rows (Unix ms) per lane, 0 if none */
 };
 

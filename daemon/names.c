@@ -10,6 +10,7 @@ static const char *const state_names[TOKEN_STATE_MAX + 1] = {
     [TOKEN_PENDING] = "pending",
     [TOKEN_REVOKED] = "revoked",
     [TOKEN_FAILED] = "failed",
+    [TOKEN_HELD] = "held",
 };
 
 static const char *const event_names[AUDIT_EVENT_MAX + 1] = {
@@ -20,6 +21,9 @@ static const char *const event_names[AUDIT_EVENT_MAX + 1] = {
     [AUDIT_REJECTED] = "rejected",
     [AUDIT_GAVE_UP] = "gave_up",
     [AUDIT_REQUEUED] = "requeued",
+    [AUDIT_HELD] = "held",
+    [AUDIT_RELEASED] = "released",
+    [AUDIT_DROPPED] = "dropped",
 };
 
 /* The index of name in table (1..max), or 0. */

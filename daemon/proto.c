@@ -23,9 +23,11 @@
 #define PROTO_MAX_REASON 255
 
 /* A handler either returns a reply (ok:true) or NULL with err set; NULL with
- * err empty means out of memory. */
+ * err empty means out of memory. uid: who asks (SO_PEERCRED), for the
+ * audit rows of hold, release and drop; (uid_t)-1 when unknown. */
 struct perr {
     char msg[384];
+    uid_t uid;
 };
 #define perr_set(e, ...) util_format((e)->msg, sizeof((e)->msg), __VA_ARGS__)
 
@@ -373,11 +375,17 @@ static json_t *op_revoke_subject(const struct proto_env *env, const char *subjec
     }
     int r = store_revoke_subject(env->store, subject, reason, db_now_ms(), &count, collect_id,
                                  &ids);
-    if (r == 0 && !ids)
+    /* Its held tokens stay held and keep the request for their release. */
+    json_t *held = json_array();
+    unsigned nheld = 0;
+    if (r == 0)
+        r = store_note_held_subject(env->store, subject, reason, &nheld, collect_id, &held);
+    if (r == 0 && (!ids || !held))
         r = -ENOMEM;
     r = tx_end(env, r);
     if (r < 0) {
         json_decref(ids);
+        json_decref(held);
         db_failure(env, r, e);
         return NULL;
     }
@@ -388,6 +396,10 @@ static json_t *op_revoke_subject(const struct proto_env *env, const char *subjec
     json_t *reply = reply_ok();
     put(&reply, "count", json_integer(count));
     put(&reply, "ids", ids);
+    if (nheld > 0)
+        put(&reply, "held", held);
+    else
+        json_decref(held);
     return reply;
 }
 
@@ -617,19 +629,21 @@ static json_t *op_stats(const struct proto_env *env, json_t *req, struct perr *e
         revoke_get_stats(env->revoke, &rs);
 
     json_t *reply = reply_ok();
-    put(&reply, "states", json_pack("{s:I,s:I,s:I,s:I}",
+    put(&reply, "states", json_pack("{s:I,s:I,s:I,s:I,s:I}",
                                     token_state_name(TOKEN_ACTIVE), (json_int_t)sc.active,
                                     token_state_name(TOKEN_PENDING), (json_int_t)sc.pending,
                                     token_state_name(TOKEN_REVOKED), (json_int_t)sc.revoked,
-                                    token_state_name(TOKEN_FAILED), (json_int_t)sc.failed));
+                                    token_state_name(TOKEN_FAILED), (json_int_t)sc.failed,
+                                    token_state_name(TOKEN_HELD), (json_int_t)sc.held));
     put(&reply, "queued", json_integer(rs.queued));
     put(&reply, "in_flight", json_integer(rs.in_flight));
     put(&reply, "uncommitted", json_integer(rs.uncommitted));
     put(&reply, "totals",
-        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "sent", (json_int_t)rs.sent, "revoked",
+        json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "sent", (json_int_t)rs.sent, "revoked",
                   (json_int_t)rs.revoked, "already_invalid", (json_int_t)rs.already_invalid,
                   "rejected", (json_int_t)rs.rejected, "gave_up", (json_int_t)rs.gave_up,
-                  "retried", (json_int_t)rs.retried, "hashed", (json_int_t)rs.hashed));
+                  "retried", (json_int_t)rs.retried, "hashed", (json_int_t)rs.hashed, "dropped",
+                  (json_int_t)rs.dropped));
     /* Rows whose expires_at was not Unix seconds (README, the table contract). */
     put(&reply, "bad_expires_at",
         json_pack("{s:I,s:I}", "converted_from_ms", (json_int_t)rs.expiry_converted, "rejected",
@@ -832,6 +846,221 @@ static int op_shape_start(const struct proto_env *env, json_t *req, struct perr 
     return r;
 }
 
+/* ---- hold, release, drop (hold.h) ---- */
+
+/* hold.h's recall: the engine takes a queued job back (none in tests). */
+static int recall(void *ud, int64_t id)
+{
+    const struct proto_env *env = ud;
+    return env->revoke ? revoke_recall(env->revoke, id) : 0;
+}
+
+/* The error of a hold, release or drop of token id; state: what it is. */
+static void hold_failure(const struct proto_env *env, int r, const char *op, int64_t id,
+                         enum token_state state, struct perr *e)
+{
+    const char *name = token_state_name(state) ? token_state_name(state) : "in an unknown state";
+
+    if (r == -ENOENT)
+        perr_set(e, "no token with id %" PRId64, id);
+    else if (r == -EINPROGRESS)
+        perr_set(e, "token %" PRId64 " is being sent now (its request is in flight) and cannot be recalled; "
+                    "its outcome is recorded as usual", id);
+    else if (r == -ENOKEY)
+        perr_set(e, "token %" PRId64 " has no secret stored, so it cannot be sent: there is nothing to hold",
+                 id);
+    else if (r == -EINVAL && state == TOKEN_HELD && strcmp(op, "hold") == 0)
+        perr_set(e, "token %" PRId64 " is held already", id);
+    else if (r == -EINVAL)
+        perr_set(e, "token %" PRId64 " is %s; only %s tokens can be %s", id, name,
+                 strcmp(op, "hold") == 0   ? "active or pending"
+                 : strcmp(op, "drop") == 0 ? "pending or held"
+                                           : "held",
+                 strcmp(op, "hold") == 0 ? "held" : strcmp(op, "drop") == 0 ? "dropped" : "released");
+    else
+        db_failure(env, r, e);
+}
+
+/* The selector of hold and release: exactly one of id, subject (and, for
+ * release, all: true). 1 with id or subject set, 2 for all, -1 with e set. */
+static int get_selector(json_t *req, const char *op, bool with_all, int64_t *ret_id, const char **ret_subject,
+                        struct perr *e)
+{
+    int has_id, has_subject;
+    json_t *all = with_all ? json_object_get(req, "all") : NULL;
+
+    if ((has_id = get_id(req, "id", ret_id, e)) < 0 ||
+        (has_subject = get_string(req, "subject", PROTO_MAX_SUBJECT, ret_subject, NULL, e)) < 0)
+        return -1;
+    if (all && !json_is_true(all)) {
+        perr_set(e, "field 'all' must be true, got %s", json_is_false(all) ? "false" : type_name(all));
+        return -1;
+    }
+    if (has_id + has_subject + (all != NULL) != 1) {
+        perr_set(e, "%s takes exactly one of 'id' (a token id)%s 'subject'%s", op, with_all ? "," : " or",
+                 with_all ? " or 'all': true" : "");
+        return -1;
+    }
+    return all ? 2 : 1;
+}
+
+/* The ids a hold or release changed, and those a hold left in flight. */
+struct id_lists {
+    json_t *ids, *in_flight;
+};
+
+static void collect_changed(void *ud, int64_t id)
+{
+    collect_id(&((struct id_lists *)ud)->ids, id);
+}
+
+static void collect_in_flight(void *ud, int64_t id)
+{
+    collect_id(&((struct id_lists *)ud)->in_flight, id);
+}
+
+static void id_lists_free(struct id_lists *l)
+{
+    json_decref(l->ids);
+    json_decref(l->in_flight);
+}
+
+/* retry's shape, {"ok":true,"count":N,"ids":[...]}, and "in_flight" when a
+ * hold by subject could not recall some. Takes the lists. */
+static json_t *ids_reply(unsigned count, struct id_lists *l)
+{
+    json_t *reply = reply_ok();
+    put(&reply, "count", json_integer(count));
+    put(&reply, "ids", l->ids);
+    if (json_array_size(l->in_flight) > 0)
+        put(&reply, "in_flight", l->in_flight);
+    else
+        json_decref(l->in_flight);
+    return reply;
+}
+
+static long uid_shown(uid_t uid)
+{
+    return uid == (uid_t)-1 ? -1L : (long)uid;
+}
+
+static json_t *op_hold(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    const char *subject = NULL, *reason = NULL;
+    int64_t id = 0;
+    enum token_state state = 0;
+    unsigned count = 0;
+    int r;
+
+    if (get_selector(req, "hold", false, &id, &subject, e) < 0 ||
+        get_string(req, "reason", PROTO_MAX_REASON, &reason, NULL, e) < 0)
+        return NULL;
+    struct hold_who who = {.uid = e->uid, .reason = reason, .now_ms = db_now_ms()};
+    struct id_lists l = {json_array(), json_array()};
+    if (!l.ids || !l.in_flight || tx_begin(env, e) < 0) {
+        id_lists_free(&l);
+        return NULL;
+    }
+    if (subject) {
+        r = store_hold_subject(env->store, subject, &who, recall, (void *)env, collect_changed,
+                               collect_in_flight, &l, &count);
+    } else {
+        r = store_hold_id(env->store, id, &who, recall, (void *)env, &state);
+        count = r == 0;
+        if (r == 0)
+            collect_changed(&l, id);
+    }
+    if (r == 0 && (!l.ids || !l.in_flight))
+        r = -ENOMEM;
+    r = tx_end(env, r);
+    kick(env); /* a job taken back leaves room in the queue; after a rollback it is read again */
+    if (r < 0) {
+        id_lists_free(&l);
+        hold_failure(env, r, "hold", id, state, e);
+        return NULL;
+    }
+    log_info("control: %u token(s) held by uid %ld", count, uid_shown(e->uid));
+    return ids_reply(count, &l);
+}
+
+static json_t *op_release(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    const char *subject = NULL;
+    int64_t id = 0;
+    enum token_state state = 0;
+    unsigned count = 0;
+    int r, sel = get_selector(req, "release", true, &id, &subject, e);
+
+    if (sel < 0)
+        return NULL;
+    struct hold_who who = {.uid = e->uid, .now_ms = db_now_ms()};
+    struct id_lists l = {json_array(), json_array()};
+    if (!l.ids || !l.in_flight || tx_begin(env, e) < 0) {
+        id_lists_free(&l);
+        return NULL;
+    }
+    if (id) {
+        r = store_release_id(env->store, id, &who, &state);
+        count = r == 0;
+        if (r == 0)
+            collect_changed(&l, id);
+    } else {
+        r = store_release_many(env->store, subject, &who, collect_changed, &l, &count);
+    }
+    if (r == 0 && !l.ids)
+        r = -ENOMEM;
+    r = tx_end(env, r);
+    if (r < 0) {
+        id_lists_free(&l);
+        hold_failure(env, r, "release", id, state, e);
+        return NULL;
+    }
+    if (count > 0) {
+        kick(env);
+        log_info("control: %u token(s) released by uid %ld", count, uid_shown(e->uid));
+    }
+    json_t *reply = ids_reply(count, &l);
+    if (id)
+        put(&reply, "state", str_or_null(token_state_name(state)));
+    return reply;
+}
+
+static json_t *op_drop(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    const char *reason = NULL;
+    int64_t id = 0;
+    enum token_state state = 0;
+    int has_id, has_reason;
+
+    if ((has_id = get_id(req, "id", &id, e)) < 0 ||
+        (has_reason = get_string(req, "reason", PROTO_MAX_REASON, &reason, NULL, e)) < 0)
+        return NULL;
+    if (!has_id || !has_reason) {
+        perr_set(e, "drop needs 'id' (a token id) and 'reason' (recorded in the audit log)");
+        return NULL;
+    }
+    struct revoke_stats rs = {.keep_secrets = false};
+    if (env->revoke)
+        revoke_get_stats(env->revoke, &rs);
+    struct hold_who who = {.uid = e->uid, .reason = reason, .now_ms = db_now_ms()};
+    if (tx_begin(env, e) < 0)
+        return NULL;
+    int r = store_drop(env->store, id, &who, !rs.keep_secrets, recall, (void *)env, &state);
+    r = tx_end(env, r);
+    kick(env);
+    if (r < 0) {
+        hold_failure(env, r, "drop", id, state, e);
+        return NULL;
+    }
+    if (env->revoke)
+        revoke_dropped(env->revoke, !rs.keep_secrets);
+    log_token(LOG_NOTICE, id, NULL, audit_event_name(AUDIT_DROPPED), 0,
+              "control: token %" PRId64 " dropped by uid %ld (was %s); it is failed and will not be sent", id,
+              uid_shown(e->uid), token_state_name(state));
+    struct id_lists l = {json_pack("[I]", (json_int_t)id), NULL};
+    return ids_reply(1, &l);
+}
+
 struct op {
     const char *name;
     json_t *(*fn)(const struct proto_env *env, json_t *req, struct perr *e);
@@ -852,10 +1081,13 @@ static const struct op ops[] = {
     {"metrics", op_metrics, NULL, {NULL}, "none", NULL},
     {"ping", op_ping, NULL, {NULL}, "none", NULL},
     {"track", NULL, NULL, {"token", "subject", "expires_at", NULL}, "token, subject, expires_at", op_track},
+    {"hold", op_hold, NULL, {"id", "subject", "reason", NULL}, "id, subject, reason", NULL},
+    {"release", op_release, NULL, {"id", "subject", "all", NULL}, "id, subject, all", NULL},
+    {"drop", op_drop, NULL, {"id", "reason", NULL}, "id, reason", NULL},
     {"queue", op_queue, NULL, {"reason", "state", "limit", "after", NULL}, "reason, state, limit, after", NULL},
     {"shape", op_shape, op_shape_start, {"by", NULL}, "by", NULL},
 };
-#define OP_NAMES "revoke, status, retry, stats, metrics, ping, track, queue, shape"
+#define OP_NAMES "revoke, status, retry, stats, metrics, ping, track, hold, release, drop, queue, shape"
 
 /* Unknown fields are refused so that a typo ("reasn") is not silently lost. */
 static bool fields_known(const struct op *op, json_t *req, struct perr *e)
@@ -938,6 +1170,7 @@ void proto_batch_begin(struct proto_batch *b, const struct proto_env *env, proto
     b->emit = emit;
     b->late = NULL;
     b->ud = ud;
+    b->uid = (uid_t)-1;
     b->open = false;
     b->writes = 0;
     b->held = 0;
@@ -945,7 +1178,7 @@ void proto_batch_begin(struct proto_batch *b, const struct proto_env *env, proto
 
 int proto_batch_line(struct proto_batch *b, const char *line, size_t len)
 {
-    struct perr e = {.msg = ""};
+    struct perr e = {.msg = "", .uid = b->uid};
     const struct op *op = NULL;
     json_error_t je;
     json_t *req = NULL;
@@ -1015,10 +1248,16 @@ static void keep_reply(void *ud, char *reply)
 
 char *proto_handle(const struct proto_env *env, const char *line, size_t len)
 {
+    return proto_handle_as(env, (uid_t)-1, line, len);
+}
+
+char *proto_handle_as(const struct proto_env *env, uid_t uid, const char *line, size_t len)
+{
     struct proto_batch b;
     char *reply = NULL;
 
     proto_batch_begin(&b, env, keep_reply, &reply);
+    b.uid = uid;
     proto_batch_line(&b, line, len);
     proto_batch_end(&b);
     return reply;

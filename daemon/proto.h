@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "metrics.h"
 #include "queue.h"
@@ -34,6 +35,9 @@ struct proto_env {
 /* Returns a malloc'd reply without the trailing newline, or NULL on ENOMEM.
  * One line as a batch of its own (proto_batch below). */
 char *proto_handle(const struct proto_env *env, const char *line, size_t len);
+/* The same from a peer whose uid the socket read (SO_PEERCRED): the audit
+ * rows of hold, release and drop name it. proto_handle() is "uid ?". */
+char *proto_handle_as(const struct proto_env *env, uid_t uid, const char *line, size_t len);
 
 /* The lines of one read from one client, so that many `track` requests
  * share one commit (an application hands over thousands a second). An op
@@ -62,6 +66,7 @@ struct proto_batch {
     proto_done_fn *emit;
     proto_done_fn *late; /* NULL (proto_batch_begin's): every op on the calling thread */
     void *ud;
+    uid_t uid;       /* the client's (SO_PEERCRED; (uid_t)-1 unknown), for hold, release, drop */
     bool open;       /* the batch's transaction is open */
     unsigned writes; /* requests run in it: the engine is kicked after the commit */
     size_t held;

@@ -120,7 +120,6 @@ static void schedule_work(struct revoke *r)
         uv_idle_start(&r->work, on_work);
 }
 
-
 /* A database step failed: keep everything in memory and try again later. */
 static void db_trouble(struct revoke *r, const char *what, int rc)
 {
@@ -739,6 +738,7 @@ void revoke_get_stats(struct revoke *r, struct revoke_stats *ret)
     ret->rejected = c.rejected;
     ret->gave_up = c.gave_up;
     ret->retried = c.retried;
+    ret->keep_secrets = r->cfg.keep_secrets;
     ret->expiry_converted = t.expiry_converted;
     ret->expiry_rejected = t.expiry_rejected;
     ret->queued = lanes_len(&r->queue);
@@ -748,6 +748,18 @@ void revoke_get_stats(struct revoke *r, struct revoke_stats *ret)
     ret->last_error = r->health.last_error;
     ret->db_error_for_ms = r->dberr.count ? uv_now(r->loop) - r->dberr.since_ms : 0;
     health_times(&r->health, uv_now(r->loop), &ret->down_ms, &ret->paused_ms);
+}
+
+int revoke_recall(struct revoke *r, int64_t id)
+{
+    return lanes_recall(&r->queue, &r->known, id);
+}
+
+void revoke_dropped(struct revoke *r, bool scrubbed)
+{
+    r->stats.dropped++;
+    if (scrubbed && !uv_is_active((uv_handle_t *)&r->scrub_timer))
+        uv_timer_start(&r->scrub_timer, on_scrub_timer, SCRUB_DELAY_MS, 0);
 }
 
 void revoke_set_clock(struct revoke *r, int64_t (*now_ms)(void *), void *data)

@@ -33,6 +33,8 @@ struct revoke_stats {
     unsigned queued, in_flight, uncommitted;
     uint64_t sent;                /* requests started since start */
     uint64_t revoked, already_invalid, rejected, gave_up, retried; /* outcomes since start */
+    uint64_t dropped;             /* tokens an operator dropped (hold.h) since start */
+    bool keep_secrets;            /* daemon.keep_secrets: a drop keeps the secret too */
     uint64_t hashed;              /* rows hashed since start (tokens_hash_new) */
     uint64_t expiry_converted;    /* expires_at in milliseconds, rewritten in seconds */
     uint64_t expiry_rejected;     /* expires_at not a time: failed (also in rejected) */
@@ -59,6 +61,13 @@ int revoke_configure(struct revoke *r, const struct config *cfg, const char *cre
  * look at the table again soon, on the loop. Cheap; may be called often. */
 void revoke_kick(struct revoke *r);
 void revoke_get_stats(struct revoke *r, struct revoke_stats *ret);
+/* hold.h's recall for an operator's hold or drop (lanes_recall): a queued
+ * job of id is forgotten (0); -EINPROGRESS once it was sent. */
+int revoke_recall(struct revoke *r, int64_t id);
+/* An operator dropped a token (hold.h), its secret scrubbed or kept
+ * (revoke_stats.keep_secrets): counted; a scrub is checkpointed out of the
+ * WAL as an outcome's is. */
+void revoke_dropped(struct revoke *r, bool scrubbed);
 /* Wall clock for tests (Unix ms); NULL restores db_now_ms. */
 void revoke_set_clock(struct revoke *r, int64_t (*now_ms)(void *), void *data);
 /* Called whenever counts change, at most as often as the caller throttles:

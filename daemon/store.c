@@ -11,6 +11,7 @@
 #include "audit.h"
 #include "checkpoint.h"
 #include "dbfile.h"
+#include "hold.h"
 
 #define START_BUSY_TIMEOUT_MS 5000
 
@@ -22,6 +23,7 @@ struct store {
     gid_t group; /* the database group, (gid_t)-1 for none */
     struct db *db;
     struct tokens *tokens;
+    struct hold *hold;
     struct audit *audit;
     struct tokens_tally begun_tally; /* tokens' tally at the last store_begin */
     struct histogram commit_time;    /* of store_commit(), for the metrics */
@@ -49,6 +51,7 @@ static void free_store(void *data)
     void *closed_data = s->closed_data;
 
     tokens_close(s->tokens);
+    hold_close(s->hold);
     audit_close(s->audit);
     db_close(s->db);
     schemacheck_free(s->schema);
@@ -185,6 +188,8 @@ int store_open_group(uv_loop_t *loop, const char *given_path, gid_t group, schem
         goto err_after_open;
     }
     rc = tokens_open(s->db, &s->tokens);
+    if (rc == 0)
+        rc = hold_open(s->db, &s->hold);
     if (rc == 0)
         rc = audit_open(s->db, &s->audit);
     if (rc < 0) {
@@ -390,8 +395,18 @@ int store_record_outcome(struct store *s, const struct outcome_record *r, enum t
 int store_revoke_secret(struct store *s, const char *token, size_t len, const char *subject,
                         const char *reason, int64_t now_ms, int64_t *ret_id, enum token_state *ret_state)
 {
-    return tokens_revoke_secret(s->tokens, s->audit, token, len, subject, reason, now_ms, ret_id,
-                                ret_state);
+    int64_t id = 0;
+    enum token_state state = 0;
+    int rc = tokens_revoke_secret(s->tokens, s->audit, token, len, subject, reason, now_ms, &id, &state);
+
+    /* A held token stays held; the request is kept for its release. */
+    if (rc == 0 && state == TOKEN_HELD)
+        rc = hold_note_request(s->hold, id, reason, NULL);
+    if (rc == 0 && ret_id)
+        *ret_id = id;
+    if (rc == 0 && ret_state)
+        *ret_state = state;
+    return rc;
 }
 
 int store_track(struct store *s, const char *token, size_t len, const char *subject, int64_t expires_at,
@@ -402,13 +417,56 @@ int store_track(struct store *s, const char *token, size_t len, const char *subj
 
 int store_revoke_id(struct store *s, int64_t id, const char *reason, int64_t now_ms, bool *ret_changed)
 {
-    return tokens_revoke_id(s->tokens, s->audit, id, reason, now_ms, ret_changed);
+    bool changed = false;
+    int rc = tokens_revoke_id(s->tokens, s->audit, id, reason, now_ms, &changed);
+
+    if (rc == 0 && !changed) /* held: kept for its release, as a secret's */
+        rc = hold_note_request(s->hold, id, reason, NULL);
+    if (rc == 0 && ret_changed)
+        *ret_changed = changed;
+    return rc;
 }
 
 int store_revoke_subject(struct store *s, const char *subject, const char *reason, int64_t now_ms,
                          unsigned *ret_count, void (*cb)(void *ud, int64_t id), void *ud)
 {
     return tokens_revoke_subject(s->tokens, s->audit, subject, reason, now_ms, ret_count, cb, ud);
+}
+
+int store_note_held_subject(struct store *s, const char *subject, const char *reason, unsigned *ret_count,
+                            void (*cb)(void *ud, int64_t id), void *ud)
+{
+    return hold_note_subject(s->hold, subject, reason, cb, ud, ret_count);
+}
+
+int store_hold_id(struct store *s, int64_t id, const struct hold_who *who, hold_recall_fn recall, void *ud,
+                  enum token_state *ret_state)
+{
+    return hold_id(s->hold, s->audit, id, who, recall, ud, ret_state);
+}
+
+int store_hold_subject(struct store *s, const char *subject, const struct hold_who *who,
+                       hold_recall_fn recall, void *recall_ud, hold_id_fn held, hold_id_fn in_flight,
+                       void *ud, unsigned *ret_count)
+{
+    return hold_subject(s->hold, s->audit, subject, who, recall, recall_ud, held, in_flight, ud, ret_count);
+}
+
+int store_release_id(struct store *s, int64_t id, const struct hold_who *who, enum token_state *ret_state)
+{
+    return hold_release_id(s->hold, s->audit, id, who, ret_state);
+}
+
+int store_release_many(struct store *s, const char *subject, const struct hold_who *who, hold_id_fn cb,
+                       void *ud, unsigned *ret_count)
+{
+    return hold_release_many(s->hold, s->audit, subject, who, cb, ud, ret_count);
+}
+
+int store_drop(struct store *s, int64_t id, const struct hold_who *who, bool scrub, hold_recall_fn recall,
+               void *ud, enum token_state *ret_state)
+{
+    return hold_drop(s->hold, s->audit, id, who, scrub, recall, ud, ret_state);
 }
 
 int store_status(struct store *s, int64_t id, struct token_status *ret)
@@ -433,7 +491,14 @@ int store_due_now(struct store *s, int64_t now_ms, unsigned *ret_count)
 
 int store_count(struct store *s, bool full, struct state_counts *ret)
 {
-    return tokens_count(s->tokens, full, ret);
+    struct state_counts c;
+    int rc = tokens_count(s->tokens, full, &c);
+
+    if (rc == 0 && !full) /* the full count has them already */
+        rc = hold_count(s->hold, &c.held);
+    if (rc == 0)
+        *ret = c;
+    return rc;
 }
 
 /* ---- checkpoints ---- */

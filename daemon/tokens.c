@@ -1305,7 +1305,7 @@ int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, uns
 
 int tokens_count(struct tokens *t, bool full, struct state_counts *ret)
 {
-    struct state_counts c = {-1, 0, -1, 0};
+    struct state_counts c = {-1, 0, -1, 0, 0};
     int err;
 
     if (!full) {
@@ -1324,7 +1324,7 @@ int tokens_count(struct tokens *t, bool full, struct state_counts *ret)
     }
     sqlite3_stmt *st = t->count_all;
     int rc;
-    c = (struct state_counts){0, 0, 0, 0};
+    c = (struct state_counts){0, 0, 0, 0, 0};
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t n = sqlite3_column_int64(st, 1);
         switch (column_state(st, 0)) {
@@ -1332,6 +1332,7 @@ int tokens_count(struct tokens *t, bool full, struct state_counts *ret)
         case TOKEN_PENDING: c.pending = n; break;
         case TOKEN_REVOKED: c.revoked = n; break;
         case TOKEN_FAILED: c.failed = n; break;
+        case TOKEN_HELD: c.held = n; break;
         }
     }
     err = rc == SQLITE_DONE ? 0 : db_fail(t->db, rc);

@@ -5,6 +5,8 @@
  *   pending --2xx/401--> revoked      pending --4xx/attempts exhausted--> failed
  *   pending --retry--> pending (next_attempt_at later)
  *   failed --requeue--> pending
+ *   active, pending <--hold, release--> held; pending, held --drop--> failed
+ *   (hold.h: an operator's, with its own queries)
  * Functions that write must be called inside a transaction (db_begin); each
  * change of state appends its audit row through the given audit. Times are
  * Unix milliseconds except expires_at (Unix seconds, the applications' column). */
@@ -192,11 +194,11 @@ int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, uns
 int tokens_due_now(struct tokens *t, int64_t now_ms, unsigned *ret_count);
 
 struct state_counts {
-    int64_t active, pending, revoked, failed;
+    int64_t active, pending, revoked, failed, held;
 };
 /* pending and failed through their partial indexes, up to TOKENS_COUNT_CAP
- * each (cheap: TOKENS_COUNT_CAP means at least that many); active and revoked
- * too, all exact, only when full is true (a scan: for `stats`, not the
- * status line). */
+ * each (cheap: TOKENS_COUNT_CAP means at least that many); active, revoked
+ * and held too, all exact, only when full is true (a scan: for `stats`, not
+ * the status line; store_count() adds the held ones' cheap count). */
 #define TOKENS_COUNT_CAP 1000
 int tokens_count(struct tokens *t, bool full, struct state_counts *ret);

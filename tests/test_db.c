@@ -209,6 +209,59 @@ static void test_failed_migration_rolls_back(void)
     tmp_end();
 }
 
+/* Schema 7 rebuilds tokens and audit to add the state held (sql/007): a
+ * version 6 file keeps every row and column, the ids of deleted rows stay
+ * used, an application's view survives, the indexes and triggers are all
+ * there again, and the new state and events are accepted. */
+static void test_upgrade_to_held(void)
+{
+    tmp_begin();
+    const char *p = tmp_path("a.db");
+    sqlite3 *raw = raw_open(p);
+    for (unsigned v = 0; v < 6; v++)
+        REQUIRE(sqlite3_exec(raw, schema_migrations[v], NULL, NULL, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(raw,
+                         "PRAGMA user_version = 6;"
+                         "INSERT INTO tokens(token, subject, expires_at, state, due_reason, attempts) VALUES "
+                         "('t1', 'alice', 1795000000, 'active', NULL, 0), ('t2', NULL, 5, 'pending', 'expired', 3),"
+                         "('t3', 'bob', NULL, 'failed', 'flagged', 8), ('t4', NULL, NULL, 'active', NULL, 0);"
+                         "DELETE FROM tokens WHERE id = 4;"
+                         "INSERT INTO audit(at, token_id, event, detail, hash) VALUES (1, 2, 'due', 'expired', 'h1'),"
+                         "(2, 3, 'gave_up', NULL, 'h2');"
+                         "CREATE VIEW app_view AS SELECT id, subject FROM tokens WHERE subject IS NOT NULL;",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    int64_t objects = query_int(raw, "SELECT count(*) FROM sqlite_schema WHERE type IN ('index', 'trigger')");
+    sqlite3_close(raw);
+
+    struct db *db;
+    REQUIRE(db_open(p, 0, &db) == 0);
+    char got[256];
+    CHECK_INT(query_int(db->conn, "PRAGMA user_version"), schema_version);
+    query_text(db->conn,
+               "SELECT group_concat(id || token || coalesce(subject, '-') || coalesce(expires_at, '-') || state || "
+               "coalesce(due_reason, '-') || attempts, ',') FROM tokens",
+               got, sizeof(got));
+    CHECK_STR(got, "1t1alice1795000000active-0,2t2-5pendingexpired3,3t3bob-failedflagged8");
+    query_text(db->conn, "SELECT group_concat(seq || event || hash, ',') FROM audit", got, sizeof(got));
+    CHECK_STR(got, "1dueh1,2gave_uph2");
+    CHECK_INT(query_int(db->conn, "SELECT count(*) FROM app_view"), 2);
+    /* Two indexes more (tokens_held in 7, tokens_queue in 8), every other
+     * one and both triggers again. */
+    CHECK_INT(query_int(db->conn, "SELECT count(*) FROM sqlite_schema WHERE type IN ('index', 'trigger')"),
+              objects + 2);
+    CHECK_INT(query_int(db->conn, "SELECT count(*) FROM sqlite_schema WHERE name LIKE '%_v7'"), 0);
+    REQUIRE(sqlite3_exec(db->conn,
+                         "INSERT INTO tokens(token, state) VALUES ('t5', 'held');"
+                         "INSERT INTO audit(at, event, hash) VALUES (3, 'dropped', 'h3')",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(query_int(db->conn, "SELECT max(id) FROM tokens"), 5); /* 4 stays used */
+    CHECK(sqlite3_exec(db->conn, "DELETE FROM audit", NULL, NULL, NULL) != SQLITE_OK);
+    CHECK(sqlite3_exec(db->conn, "INSERT INTO tokens(token, state) VALUES ('t6', 'frozen')", NULL, NULL, NULL) !=
+          SQLITE_OK);
+    db_close(db);
+    tmp_end();
+}
+
 static void test_readonly(void)
 {
     tmp_begin();
@@ -508,7 +561,7 @@ static void test_now(void)
 
 TEST_MAIN(CASE(test_mode_0600_under_umask_0), CASE(test_pragmas_and_schema),
           CASE(test_reopen_is_idempotent), CASE(test_newer_schema_refused),
-          CASE(test_failed_migration_rolls_back), CASE(test_readonly),
+          CASE(test_failed_migration_rolls_back), CASE(test_upgrade_to_held), CASE(test_readonly),
           CASE(test_create_in_missing_dir), CASE(test_data_version), CASE(test_transactions),
           CASE(test_busy), CASE(test_prepare_and_fail), CASE(test_errno_table),
           CASE(test_secure_delete), CASE(test_wal_truncated_on_restart), CASE(test_now))

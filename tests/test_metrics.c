@@ -68,7 +68,7 @@ static void test_observe_buckets_and_codes(void)
 static struct revoke_stats known_stats(void)
 {
     struct revoke_stats rs = {
-        .in_flight = 3, .revoked = 10, .already_invalid = 2, .rejected = 1, .gave_up = 4, .retried = 7,
+        .in_flight = 3, .revoked = 10, .already_invalid = 2, .rejected = 1, .gave_up = 4, .retried = 7, .dropped = 5,
         .db_errors = 5, .health = "down", .last_error = "connection refused", .down_ms = 61500,
         .paused_ms = 2000,
     };
@@ -87,7 +87,7 @@ static struct metrics_snapshot known_snapshot(const struct revoke_stats *rs)
 {
     return (struct metrics_snapshot){
         .rs = rs,
-        .tokens = {.counted = true, .active = 100, .pending = 20, .revoked = 30, .failed = 4,
+        .tokens = {.counted = true, .active = 100, .pending = 20, .revoked = 30, .failed = 4, .held = 6,
                    .oldest_due_ms = {1700000080000, 1700000000000}},
         .now_ms = 1700000090500,
         .start_time_s = 1699999999.25,
@@ -142,6 +142,7 @@ static void test_format_known_snapshot(void)
         "\nrevokerd_tokens{state=\"pending\"} 20\n",
         "\nrevokerd_tokens{state=\"revoked\"} 30\n",
         "\nrevokerd_tokens{state=\"failed\"} 4\n",
+        "\nrevokerd_tokens{state=\"held\"} 6\n",
         "\nrevokerd_pending_oldest_due_seconds{lane=\"urgent\"} 10.500\n"
         "revokerd_pending_oldest_due_seconds{lane=\"routine\"} 90.500\n",
         "# TYPE revokerd_outcomes_total counter\n",
@@ -150,6 +151,7 @@ static void test_format_known_snapshot(void)
         "\nrevokerd_outcomes_total{event=\"rejected\"} 1\n",
         "\nrevokerd_outcomes_total{event=\"gave_up\"} 4\n",
         "\nrevokerd_outcomes_total{event=\"retry\"} 7\n",
+        "\nrevokerd_outcomes_total{event=\"dropped\"} 5\n",
         "\nrevokerd_requests_in_flight 3\n",
         "# TYPE revokerd_request_duration_seconds histogram\n",
         "\nrevokerd_request_duration_seconds_bucket{le=\"0.005\"} 1\n"
@@ -390,7 +392,8 @@ static void test_counter_counts_off_the_loop(void)
              "CREATE TABLE tokens (id INTEGER PRIMARY KEY, state TEXT NOT NULL, due_at INTEGER, due_reason TEXT);"
              "INSERT INTO tokens (state, due_at, due_reason) VALUES ('active', NULL, NULL), ('active', NULL, NULL),"
              " ('active', NULL, NULL), ('pending', %lld, 'expired'), ('pending', %lld, 'flagged'),"
-             " ('pending', %lld, 'requested'), ('revoked', 1, 'expired'), ('failed', 2, 'flagged');",
+             " ('pending', %lld, 'requested'), ('revoked', 1, 'expired'), ('failed', 2, 'flagged'),"
+             " ('held', NULL, NULL);",
              (long long)(now - 60000), (long long)(now - 30000), (long long)(now - 1000));
     exec_sql(sql);
     REQUIRE(uv_loop_init(&loop) == 0);
@@ -409,6 +412,7 @@ static void test_counter_counts_off_the_loop(void)
     CHECK(strstr(text, "\nrevokerd_tokens{state=\"pending\"} 3\n") != NULL);
     CHECK(strstr(text, "\nrevokerd_tokens{state=\"revoked\"} 1\n") != NULL);
     CHECK(strstr(text, "\nrevokerd_tokens{state=\"failed\"} 1\n") != NULL);
+    CHECK(strstr(text, "\nrevokerd_tokens{state=\"held\"} 1\n") != NULL); /* not counted as active */
     /* The oldest is 60 s old in the routine lane, 30 s in the urgent one
      * (give or take the time the test took). */
     static const char routine[] = "\nrevokerd_pending_oldest_due_seconds{lane=\"routine\"} ";

@@ -8,9 +8,9 @@
 #include "names.h"
 #include "unit.h"
 
-static const char *const states[] = {"active", "pending", "revoked", "failed"};
+static const char *const states[] = {"active", "pending", "revoked", "failed", "held"};
 static const char *const events[] = {"due",      "revoked", "already_invalid", "retry",
-                                     "rejected", "gave_up", "requeued"};
+                                     "rejected", "gave_up", "requeued", "held",     "released", "dropped"};
 #define LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 static void test_states(void)

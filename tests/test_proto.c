@@ -498,6 +498,8 @@ struct bad_case {
     const char *secret; /* must not appear in the reply; NULL: none */
 };
 
+#define REASON_256 "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr" "rrrrrrrrrrrrrrrr"
+
 static void test_bad_input(void)
 {
     static const struct bad_case cases[] = {
@@ -517,10 +519,10 @@ static void test_bad_input(void)
         {"null", 0, "a request must be a JSON object such as {\"op\":\"ping\"}, got null", NULL},
         {"", 0, "empty request", NULL},
         {"   ", 0, "empty request", NULL},
-        {"{}", 0, "missing field 'op' (one of: revoke, status, retry, stats, metrics, ping, track, queue, shape)", NULL},
-        {"{\"op\":5}", 0, "field 'op' must be a string (one of: revoke, status, retry, stats, metrics, ping, track, queue, shape), got an integer", NULL},
-        {"{\"op\":\"fly\"}", 0, "unknown op 'fly'; valid ops: revoke, status, retry, stats, metrics, ping, track, queue, shape", NULL},
-        {"{\"op\":\"tok-SECRET-as-op-0123456789\"}", 0, "unknown op; valid ops: revoke, status, retry, stats, metrics, ping, track, queue, shape", "tok-SECRET"},
+        {"{}", 0, "missing field 'op' (one of: revoke, status, retry, stats, metrics, ping, track, hold, release, drop, queue, shape)", NULL},
+        {"{\"op\":5}", 0, "field 'op' must be a string (one of: revoke, status, retry, stats, metrics, ping, track, hold, release, drop, queue, shape), got an integer", NULL},
+        {"{\"op\":\"fly\"}", 0, "unknown op 'fly'; valid ops: revoke, status, retry, stats, metrics, ping, track, hold, release, drop, queue, shape", NULL},
+        {"{\"op\":\"tok-SECRET-as-op-0123456789\"}", 0, "unknown op; valid ops: revoke, status, retry, stats, metrics, ping, track, hold, release, drop, queue, shape", "tok-SECRET"},
         {"{\"op\":\"revoke\"}", 0, "revoke needs one of 'token' (a secret), 'id' (a token id) or 'subject'", NULL},
         {"{\"op\":\"revoke\",\"id\":\"42\"}", 0, "field 'id' must be a positive integer, got a string", NULL},
         {"{\"op\":\"revoke\",\"id\":0}", 0, "field 'id' must be a positive integer, got 0", NULL},
@@ -574,6 +576,21 @@ static void test_bad_input(void)
          NULL},
         {"{\"op\":\"revoke\",\"token\":\"tok-SECRET-ok\",\"subject\":7}", 0,
          "field 'subject' must be a string, got an integer", "tok-SECRET"},
+        {"{\"op\":\"hold\"}", 0, "hold takes exactly one of 'id' (a token id) or 'subject'", NULL},
+        {"{\"op\":\"hold\",\"id\":1,\"subject\":\"alice\"}", 0, "hold takes exactly one of 'id' (a token id) or 'subject'", NULL},
+        {"{\"op\":\"hold\",\"id\":1,\"reason\":\"" REASON_256 "\"}", 0, "field 'reason' is 256 bytes long; at most 255 are allowed", NULL},
+        {"{\"op\":\"hold\",\"id\":1,\"all\":true}", 0, "unknown field 'all' for op hold (allowed: id, subject, reason)", NULL},
+        {"{\"op\":\"hold\",\"id\":\"1\"}", 0, "field 'id' must be a positive integer, got a string", NULL},
+        {"{\"op\":\"release\"}", 0, "release takes exactly one of 'id' (a token id), 'subject' or 'all': true", NULL},
+        {"{\"op\":\"release\",\"id\":1,\"all\":true}", 0, "release takes exactly one of", NULL},
+        {"{\"op\":\"release\",\"id\":1,\"subject\":\"alice\"}", 0, "release takes exactly one of", NULL},
+        {"{\"op\":\"release\",\"all\":false}", 0, "field 'all' must be true, got false", NULL},
+        {"{\"op\":\"release\",\"id\":1,\"reason\":\"x\"}", 0, "unknown field 'reason' for op release (allowed: id, subject, all)", NULL},
+        {"{\"op\":\"drop\",\"id\":1}", 0, "drop needs 'id' (a token id) and 'reason' (recorded in the audit log)", NULL},
+        {"{\"op\":\"drop\",\"reason\":\"gone\"}", 0, "drop needs 'id' (a token id) and 'reason'", NULL},
+        {"{\"op\":\"drop\",\"id\":1,\"reason\":\"\"}", 0, "field 'reason' must not be empty", NULL},
+        {"{\"op\":\"drop\",\"id\":1,\"reason\":\"" REASON_256 "\"}", 0, "field 'reason' is 256 bytes long; at most 255 are allowed", NULL},
+        {"{\"op\":\"drop\",\"subject\":\"alice\",\"reason\":\"gone\"}", 0, "unknown field 'subject' for op drop (allowed: id, reason)", NULL},
     };
     char *before = snapshot();
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -612,6 +629,213 @@ static void test_bad_input(void)
     CHECK(strncmp(str_of(r, "error"), "invalid JSON", 12) == 0);
     json_decref(r);
     free(deep);
+}
+
+
+/* ---- hold, release, drop ---- */
+
+#define UID 1234
+
+static json_t *call_as(const char *line, char **ret_text)
+{
+    char *text = proto_handle_as(&env, UID, line, strlen(line));
+    REQUIRE(text);
+    json_t *reply = json_loads(text, 0, NULL);
+    REQUIRE(json_is_object(reply));
+    if (ret_text)
+        *ret_text = text;
+    else
+        free(text);
+    return reply;
+}
+
+struct hold_case {
+    const char *state;  /* of the row inserted, its token 'tok-SECRET-hold-<i>' */
+    const char *setup;  /* more SQL on it (%lld: its id), or NULL */
+    const char *line;   /* the request (%lld: its id) */
+    const char *error;  /* NULL: ok:true, count 1, ids [id] */
+    const char *after;  /* "state/attempts/last_event/due_reason/token?" after */
+    const char *detail; /* the new audit row's "event/uid detail"; NULL: none written */
+};
+
+/* Each op's transitions and its errors that name the state: one row each. */
+static void test_hold_transitions(void)
+{
+    static const struct hold_case cases[] = {
+        {"active", NULL, "{\"op\":\"hold\",\"id\":%lld,\"reason\":\"leak\"}", NULL, "held/0/held/-/token",
+         "held/uid 1234 (was active): leak"},
+        {"pending", "UPDATE tokens SET due_reason = 'expired', due_at = 5, next_attempt_at = 7, attempts = 2 WHERE id = %lld",
+         "{\"op\":\"hold\",\"id\":%lld}", NULL, "held/2/held/expired/token", "held/uid 1234 (was pending)"},
+        {"revoked", NULL, "{\"op\":\"hold\",\"id\":%lld}", "token %lld is revoked; only active or pending tokens can be held",
+         "revoked/0/-/-/token", NULL},
+        {"failed", NULL, "{\"op\":\"hold\",\"id\":%lld}", "token %lld is failed; only active or pending tokens can be held",
+         "failed/0/-/-/token", NULL},
+        {"held", NULL, "{\"op\":\"hold\",\"id\":%lld}", "token %lld is held already", "held/0/-/-/token", NULL},
+        {"active", "UPDATE tokens SET token = NULL WHERE id = %lld", "{\"op\":\"hold\",\"id\":%lld}",
+         "token %lld has no secret stored, so it cannot be sent: there is nothing to hold", "active/0/-/-/none", NULL},
+        /* release: pending when due, with its attempts; else active */
+        {"held", "UPDATE tokens SET due_reason = 'expired', due_at = 5, next_attempt_at = 7, attempts = 2 WHERE id = %lld",
+         "{\"op\":\"release\",\"id\":%lld}", NULL, "pending/2/released/expired/token",
+         "released/uid 1234 (now pending, due: expired)"},
+        {"held", "UPDATE tokens SET expires_at = 4102444800 WHERE id = %lld", "{\"op\":\"release\",\"id\":%lld}", NULL,
+         "active/0/released/-/token", "released/uid 1234 (now active, not due)"},
+        {"held", "UPDATE tokens SET expires_at = 1000000000 WHERE id = %lld", "{\"op\":\"release\",\"id\":%lld}", NULL,
+         "pending/0/released/expired/token", "released/uid 1234 (now pending, due: expired)"},
+        {"held", "UPDATE tokens SET flagged = 1 WHERE id = %lld", "{\"op\":\"release\",\"id\":%lld}", NULL,
+         "pending/0/released/flagged/token", "released/uid 1234 (now pending, due: flagged)"},
+        {"active", NULL, "{\"op\":\"release\",\"id\":%lld}", "token %lld is active; only held tokens can be released",
+         "active/0/-/-/token", NULL},
+        {"revoked", NULL, "{\"op\":\"release\",\"id\":%lld}", "token %lld is revoked; only held tokens can be released",
+         "revoked/0/-/-/token", NULL},
+        /* drop: failed without a request, its secret scrubbed */
+        {"pending", "UPDATE tokens SET due_reason = 'flagged', attempts = 1 WHERE id = %lld",
+         "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"customer closed\"}", NULL, "failed/1/dropped/flagged/none",
+         "dropped/uid 1234: customer closed"},
+        {"held", NULL, "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"bad\"}", NULL, "failed/0/dropped/-/none",
+         "dropped/uid 1234: bad"},
+        {"active", NULL, "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"x\"}",
+         "token %lld is active; only pending or held tokens can be dropped", "active/0/-/-/token", NULL},
+        {"revoked", NULL, "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"x\"}",
+         "token %lld is revoked; only pending or held tokens can be dropped", "revoked/0/-/-/token", NULL},
+        {"failed", NULL, "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"x\"}",
+         "token %lld is failed; only pending or held tokens can be dropped", "failed/0/-/-/token", NULL},
+        /* a socket revoke of a held token: still held, the request kept */
+        {"held", "UPDATE tokens SET expires_at = 4102444800 WHERE id = %lld", "{\"op\":\"revoke\",\"id\":%lld}", NULL,
+         "held/0/-/requested/token", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct hold_case *c = &cases[i];
+        char token[64], sql[512], line[512], want[512], got[512];
+        snprintf(token, sizeof(token), "tok-SECRET-hold-%zu", i);
+        long long id = insert_token(token, "holder", c->state);
+        if (c->setup) {
+            snprintf(sql, sizeof(sql), c->setup, id);
+            sql_exec(sql);
+        }
+        int64_t seq = sql_int("SELECT coalesce(max(seq), 0) FROM audit");
+        char *text;
+        snprintf(line, sizeof(line), c->line, id);
+        json_t *r = call_as(line, &text);
+        if (c->error) {
+            snprintf(want, sizeof(want), c->error, id);
+            if (ok_of(r) || strcmp(str_of(r, "error"), want) != 0) {
+                fprintf(stderr, "case %zu: got %s\n  expected error: %s\n", i, text, want);
+                unit_failures++;
+            }
+        } else if (strstr(line, "\"revoke\"")) { /* revoke's own shape: nothing made pending */
+            CHECK(ok_of(r) && int_of(r, "count") == 0 && strcmp(str_of(r, "state"), "held") == 0);
+        } else if (!ok_of(r) || int_of(r, "count") != 1 ||
+                   json_integer_value(json_array_get(json_object_get(r, "ids"), 0)) != id) {
+            fprintf(stderr, "case %zu: got %s, expected ok with count 1 and ids [%lld]\n", i, text, id);
+            unit_failures++;
+        }
+        CHECK(strstr(text, "tok-SECRET") == NULL);
+        free(text);
+        json_decref(r);
+
+        snprintf(sql, sizeof(sql), "SELECT state || '/' || attempts || '/' || coalesce(last_event, '-') || '/' || "
+                 "coalesce(due_reason, '-') || '/' || CASE WHEN token IS NULL THEN 'none' ELSE 'token' END "
+                 "FROM tokens WHERE id = %lld", id);
+        sql_text(sql, got, sizeof(got));
+        if (strcmp(got, c->after) != 0) {
+            fprintf(stderr, "case %zu: row is %s, expected %s\n", i, got, c->after);
+            unit_failures++;
+        }
+        snprintf(sql, sizeof(sql), "SELECT group_concat(event || '/' || coalesce(detail, ''), '|') FROM audit "
+                 "WHERE seq > %lld", (long long)seq);
+        sql_text(sql, got, sizeof(got));
+        if (strcmp(got, c->detail ? c->detail : "") != 0) {
+            fprintf(stderr, "case %zu: audit rows %s, expected %s\n", i, got, c->detail ? c->detail : "(none)");
+            unit_failures++;
+        }
+    }
+    /* The last case's request is served after its release: urgent, as asked. */
+    long long last = sql_int("SELECT max(id) FROM tokens");
+    char line[128];
+    snprintf(line, sizeof(line), "{\"op\":\"release\",\"id\":%lld}", last);
+    json_t *r = call_as(line, NULL);
+    CHECK(ok_of(r));
+    CHECK_STR(str_of(r, "state"), "pending");
+    json_decref(r);
+    char got[128], sql[160];
+    snprintf(sql, sizeof(sql), "SELECT state || '/' || due_reason FROM tokens WHERE id = %lld", last);
+    sql_text(sql, got, sizeof(got));
+    CHECK_STR(got, "pending/requested");
+}
+
+/* Unknown ids, and the ops by subject and all. */
+static void test_hold_many(void)
+{
+    static const char *const unknown[] = {
+        "{\"op\":\"hold\",\"id\":987654}", "{\"op\":\"release\",\"id\":987654}",
+        "{\"op\":\"drop\",\"id\":987654,\"reason\":\"x\"}",
+    };
+    for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+        json_t *r = call_as(unknown[i], NULL);
+        CHECK(!ok_of(r));
+        CHECK_STR(str_of(r, "error"), "no token with id 987654");
+        json_decref(r);
+    }
+
+    int64_t a = insert_token("tok-SECRET-many-1", "mallory", "active");
+    int64_t b = insert_token("tok-SECRET-many-2", "mallory", "pending");
+    insert_token("tok-SECRET-many-3", "mallory", "revoked");
+    int64_t other = insert_token("tok-SECRET-many-4", "trent", "active");
+    json_t *r = call_as("{\"op\":\"hold\",\"subject\":\"mallory\",\"reason\":\"incident 7\"}", NULL);
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "count"), 2);
+    CHECK_INT(json_integer_value(json_array_get(json_object_get(r, "ids"), 0)), a);
+    CHECK_INT(json_integer_value(json_array_get(json_object_get(r, "ids"), 1)), b);
+    CHECK(json_object_get(r, "in_flight") == NULL);
+    json_decref(r);
+    r = call_as("{\"op\":\"hold\",\"id\":0}", NULL); /* stays an error */
+    CHECK(!ok_of(r));
+    json_decref(r);
+    r = call_as("{\"op\":\"hold\",\"subject\":\"trent\"}", NULL);
+    CHECK_INT(int_of(r, "count"), 1);
+    json_decref(r);
+
+    /* stats counts them */
+    r = call("{\"op\":\"stats\"}");
+    CHECK_INT(int_of(json_object_get(r, "states"), "held"), sql_int("SELECT count(*) FROM tokens WHERE state = 'held'"));
+    json_decref(r);
+
+    /* a revoke by subject keeps the request in its held tokens */
+    r = call_as("{\"op\":\"revoke\",\"subject\":\"mallory\"}", NULL);
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "count"), 0);
+    CHECK_INT(json_array_size(json_object_get(r, "held")), 2);
+    json_decref(r);
+    char q[160], got[64];
+    snprintf(q, sizeof(q), "SELECT state || '/' || due_reason FROM tokens WHERE id = %lld", (long long)a);
+    sql_text(q, got, sizeof(got));
+    CHECK_STR(got, "held/requested");
+
+    r = call_as("{\"op\":\"release\",\"subject\":\"mallory\"}", NULL);
+    CHECK_INT(int_of(r, "count"), 2);
+    json_decref(r);
+    sql_text(q, got, sizeof(got));
+    CHECK_STR(got, "pending/requested");
+    int64_t held = sql_int("SELECT count(*) FROM tokens WHERE state = 'held'");
+    CHECK(held >= 1);
+    r = call_as("{\"op\":\"release\",\"all\":true}", NULL);
+    CHECK_INT(int_of(r, "count"), held);
+    json_decref(r);
+    CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE state = 'held'"), 0);
+    snprintf(q, sizeof(q), "SELECT state FROM tokens WHERE id = %lld", (long long)other);
+    sql_text(q, got, sizeof(got));
+    CHECK_STR(got, "active");
+    /* nothing held: ok, none */
+    r = call_as("{\"op\":\"release\",\"all\":true}", NULL);
+    CHECK(ok_of(r));
+    CHECK_INT(int_of(r, "count"), 0);
+    json_decref(r);
+    /* without a peer (proto_handle), the audit says so */
+    r = call("{\"op\":\"hold\",\"subject\":\"trent\"}");
+    CHECK_INT(int_of(r, "count"), 1);
+    json_decref(r);
+    sql_text("SELECT detail FROM audit ORDER BY seq DESC LIMIT 1", got, sizeof(got));
+    CHECK_STR(got, "uid ? (was active)");
 }
 
 /* Another process holds the write lock: a clear error, nothing written,
@@ -864,5 +1088,5 @@ static void test_error_builder(void)
 
 TEST_MAIN(CASE(setup), CASE(test_ping), CASE(test_revoke_token), CASE(test_revoke_token_limits),
           CASE(test_revoke_id), CASE(test_revoke_subject), CASE(test_status), CASE(test_retry),
-          CASE(test_stats), CASE(test_bad_input), CASE(test_busy), CASE(test_track), CASE(test_track_batch),
-          CASE(test_audit_chain), CASE(test_error_builder), CASE(teardown))
+          CASE(test_stats), CASE(test_hold_transitions), CASE(test_hold_many), CASE(test_bad_input), CASE(test_busy),
+          CASE(test_track), CASE(test_track_batch), CASE(test_audit_chain), CASE(test_error_builder), CASE(teardown))

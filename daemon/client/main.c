@@ -26,9 +26,9 @@ static const struct command help_cmd = {
 };
 
 static const struct command *const commands[] = {
-    &socket_cmd_revoke,  &socket_cmd_track, &socket_cmd_status, &socket_cmd_retry, &socket_cmd_stats,
-    &socket_cmd_metrics, &socket_cmd_ping,  &queue_cmd,         &shape_cmd,        &audit_cmd,
-    &help_cmd,
+    &socket_cmd_revoke,  &socket_cmd_track,  &socket_cmd_status,  &socket_cmd_retry, &socket_cmd_hold,
+    &socket_cmd_release, &socket_cmd_drop,   &socket_cmd_stats,   &socket_cmd_metrics, &socket_cmd_ping,
+    &queue_cmd,          &shape_cmd,         &audit_cmd,          &help_cmd,
 };
 
 static const char usage[] =
@@ -104,8 +104,8 @@ int main(int argc, char **argv)
     const struct command *cmd = find_command(argv[optind]);
     if (!cmd)
         return cli_usage_error(NULL,
-                               "unknown command '%s' (revoke, track, status, retry, stats, metrics, ping, "
-                               "queue, shape, audit, help)",
+                               "unknown command '%s' (revoke, track, status, retry, hold, release, drop, "
+                               "stats, metrics, ping, queue, shape, audit, help)",
                                argv[optind]);
     int sub_argc = argc - optind;
     char **sub_argv = argv + optind;

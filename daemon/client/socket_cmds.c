@@ -18,7 +18,7 @@
 #include "timearg.h"
 #include "token_stdin.h"
 
-enum { OPT_ID = 256, OPT_SUBJECT, OPT_TOKEN_STDIN, OPT_TOKEN, OPT_REASON, OPT_FAILED, OPT_EXPIRES_AT };
+enum { OPT_ID = 256, OPT_SUBJECT, OPT_TOKEN_STDIN, OPT_TOKEN, OPT_REASON, OPT_FAILED, OPT_EXPIRES_AT, OPT_ALL };
 
 /* ---- the call and the reply ---- */
 
@@ -157,37 +157,61 @@ static int token_error(const char *cmd, int r)
     }
 }
 
+/* A held token keeps a revocation for its release (hold.h). */
+static void print_held(long long id)
+{
+    printf("token %lld is held; the revocation is kept and sent once it is released "
+           "('revokerctl release --id %lld')\n", id, id);
+}
+
+static void print_ids(const char *prefix, json_t *ids)
+{
+    json_t *v;
+    size_t i;
+
+    fputs(prefix, stdout);
+    json_array_foreach(ids, i, v)
+        printf(" %lld", (long long)json_integer_value(v));
+    putchar('\n');
+}
+
 /* The human form: which of --token-stdin, --id and --subject was given
  * decides what the reply holds. */
 static void print_revoke(json_t *reply, bool from_stdin, const char *id_arg, int64_t id,
                          const char *subject)
 {
+    const char *state = jstr(reply, "state", "?");
+    enum token_state ts = 0;
+    (void)token_state_from_name(state, &ts);
+
     if (from_stdin) {
-        const char *state = jstr(reply, "state", "?");
         long long tid = jint(reply, "id");
-        enum token_state ts = 0;
-        (void)token_state_from_name(state, &ts);
         if (ts == TOKEN_PENDING)
             printf("token %lld queued for revocation (pending)\n", tid);
         else if (ts == TOKEN_FAILED)
             printf("token %lld failed earlier; 'revokerctl retry %lld' queues it again\n", tid, tid);
+        else if (ts == TOKEN_HELD)
+            print_held(tid);
         else
             printf("token %lld is already %s\n", tid, state);
     } else if (id_arg) {
         if (jint(reply, "count") > 0)
             printf("token %" PRId64 " queued for revocation (pending)\n", id);
+        else if (ts == TOKEN_HELD)
+            print_held(id);
         else
-            printf("token %" PRId64 " was not active (state: %s); nothing queued\n", id,
-                   jstr(reply, "state", "?"));
-    } else if (jint(reply, "count") == 0) {
-        printf("no active token of subject '%s'; nothing queued\n", subject);
+            printf("token %" PRId64 " was not active (state: %s); nothing queued\n", id, state);
     } else {
-        json_t *v;
-        size_t i;
-        printf("%lld token(s) of subject '%s' queued for revocation:", jint(reply, "count"), subject);
-        json_array_foreach(json_object_get(reply, "ids"), i, v)
-            printf(" %lld", (long long)json_integer_value(v));
-        putchar('\n');
+        char prefix[384];
+        if (jint(reply, "count") == 0)
+            printf("no active token of subject '%s'; nothing queued\n", subject);
+        else {
+            snprintf(prefix, sizeof(prefix), "%lld token(s) of subject '%s' queued for revocation:",
+                     jint(reply, "count"), subject);
+            print_ids(prefix, json_object_get(reply, "ids"));
+        }
+        if (json_array_size(json_object_get(reply, "held")) > 0)
+            print_ids("held, the revocation kept for their release:", json_object_get(reply, "held"));
     }
 }
 
@@ -519,6 +543,159 @@ const struct command socket_cmd_retry = {
     "retry", "queue a failed token again, or every failed one (--failed)", retry_help, retry_run,
 };
 
+/* ---- hold, release, drop ---- */
+
+static const char hold_help[] =
+    "Usage: revokerctl hold --id N | --subject S [--reason R]\n"
+    "\n"
+    "Hold active or pending tokens: token N, or every one of subject S. A held\n"
+    "token is never sent, whether it expires, is flagged or is revoked over the\n"
+    "socket meanwhile, until 'revokerctl release'. A token whose request is in\n"
+    "flight cannot be held. The audit log records your uid and the reason.\n"
+    "\n"
+    "See revokerctl(1).\n";
+
+static const char release_help[] =
+    "Usage: revokerctl release --id N | --subject S | --all\n"
+    "\n"
+    "Release held tokens: token N, every held token of subject S, or every held\n"
+    "token. One that is due (it was pending, expired, or was flagged or revoked\n"
+    "while held) is pending again with its attempts; the others are active.\n"
+    "\n"
+    "See revokerctl(1).\n";
+
+static const char drop_help[] =
+    "Usage: revokerctl drop --id N --reason R\n"
+    "\n"
+    "Give up on pending or held token N without sending it: it is failed, its\n"
+    "secret is erased (unless keep_secrets), and the audit log records 'dropped'\n"
+    "with your uid and the reason.\n"
+    "\n"
+    "See revokerctl(1).\n";
+
+/* What each of the three takes and says. */
+struct steer {
+    const char *op, *done; /* "hold", "held" */
+    bool subject, all;     /* --subject S, --all allowed */
+    bool reason_required;  /* drop */
+    bool reason;           /* --reason allowed */
+};
+
+static const struct steer steer_hold = {"hold", "held", true, false, false, true};
+static const struct steer steer_release = {"release", "released", true, true, false, false};
+static const struct steer steer_drop = {"drop", "dropped", false, false, true, true};
+
+static void print_steer(const struct steer *s, json_t *reply, const char *id_arg)
+{
+    long long n = jint(reply, "count");
+    json_t *in_flight = json_object_get(reply, "in_flight");
+    size_t i;
+    json_t *v;
+
+    if (id_arg && strcmp(s->op, "drop") == 0)
+        printf("token %s dropped (failed); no request was sent\n", id_arg);
+    else if (id_arg && json_object_get(reply, "state"))
+        printf("token %s %s (%s)\n", id_arg, s->done, jstr(reply, "state", "?"));
+    else if (id_arg)
+        printf("token %s %s\n", id_arg, s->done);
+    else if (n == 0)
+        printf("no token %s\n", s->done);
+    else
+        printf("%lld token(s) %s\n", n, s->done);
+    json_array_foreach(in_flight, i, v)
+        printf("token %lld is being sent now and could not be held; its outcome is recorded as usual\n",
+               (long long)json_integer_value(v));
+}
+
+static int steer_run(const struct steer *s, const char *help, struct cli *c, int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPTIONS,
+        {"id", required_argument, NULL, OPT_ID},
+        {"subject", required_argument, NULL, OPT_SUBJECT},
+        {"all", no_argument, NULL, OPT_ALL},
+        {"reason", required_argument, NULL, OPT_REASON},
+        {NULL, 0, NULL, 0},
+    };
+    const char *subject = NULL, *reason = NULL, *id_arg = NULL;
+    bool all = false, human;
+    int64_t id = 0;
+    int opt, r;
+
+    while ((r = cli_next_option(c, s->op, argc, argv, opts, &opt)) == 0 && opt != -1) {
+        switch (opt) {
+        case OPT_ID: id_arg = optarg; break;
+        case OPT_SUBJECT: subject = optarg; break;
+        case OPT_ALL: all = true; break;
+        case OPT_REASON: reason = optarg; break;
+        case 'h': fputs(help, stdout); return 0;
+        }
+    }
+    if (r < 0)
+        return EXIT_USAGE;
+    if (optind < argc)
+        return cli_usage_error(s->op, "unexpected argument '%s'", argv[optind]);
+    if ((subject && !s->subject) || (all && !s->all) || (reason && !s->reason))
+        return cli_usage_error(s->op, "%s is not an option of %s (see revokerctl %s --help)",
+                               subject ? "--subject" : all ? "--all" : "--reason", s->op, s->op);
+    if ((id_arg != NULL) + (subject != NULL) + all != 1)
+        return cli_usage_error(s->op, "give exactly one of --id N%s%s", s->subject ? ", --subject S" : "",
+                               s->all ? " or --all" : "");
+    if (id_arg && cli_parse_id(id_arg, &id) < 0)
+        return cli_usage_error(s->op, "invalid --id '%s' (a positive integer)", id_arg);
+    if (subject && !*subject)
+        return cli_usage_error(s->op, "--subject must not be empty");
+    if (s->reason_required && (!reason || !*reason))
+        return cli_usage_error(s->op, "--reason R is required: it is recorded in the audit log");
+
+    json_t *req = json_pack("{s:s}", "op", s->op);
+    if (!req)
+        return EXIT_ANSWERED_ERROR;
+    if (id_arg)
+        json_object_set_new(req, "id", json_integer(id));
+    if (all)
+        json_object_set_new(req, "all", json_true());
+    if ((subject && json_object_set_new(req, "subject", json_string(subject)) < 0) ||
+        (reason && *reason && json_object_set_new(req, "reason", json_string(reason)) < 0)) {
+        json_decref(req);
+        return cli_usage_error(s->op, "--subject and --reason must be UTF-8 text");
+    }
+
+    struct call_reply reply;
+    if ((r = ask(c, req, &reply)) != 0)
+        return r;
+    r = answer(c, &reply, &human);
+    if (human)
+        print_steer(s, reply.json, id_arg);
+    call_reply_free(&reply);
+    return r;
+}
+
+static int hold_run(struct cli *c, int argc, char **argv)
+{
+    return steer_run(&steer_hold, hold_help, c, argc, argv);
+}
+
+static int release_run(struct cli *c, int argc, char **argv)
+{
+    return steer_run(&steer_release, release_help, c, argc, argv);
+}
+
+static int drop_run(struct cli *c, int argc, char **argv)
+{
+    return steer_run(&steer_drop, drop_help, c, argc, argv);
+}
+
+const struct command socket_cmd_hold = {
+    "hold", "never send tokens until released: --id N or --subject S [--reason R]", hold_help, hold_run,
+};
+const struct command socket_cmd_release = {
+    "release", "release held tokens: --id N, --subject S or --all", release_help, release_run,
+};
+const struct command socket_cmd_drop = {
+    "drop", "give up on a pending or held token without sending it: --id N --reason R", drop_help, drop_run,
+};
+
 /* ---- stats and ping: no argument, one request, one printer ---- */
 
 static int run_plain(struct cli *c, const struct command *cmd, int argc, char **argv,
@@ -563,14 +740,16 @@ static void print_stats(const struct cli *c, json_t *reply)
 
     (void)c;
     config_format_duration((uint64_t)jint(reply, "uptime_s") * 1000, up, sizeof(up));
-    printf("%-12s %lld active, %lld pending, %lld revoked, %lld failed\n", "tokens",
-           jint(st, "active"), jint(st, "pending"), jint(st, "revoked"), jint(st, "failed"));
+    printf("%-12s %lld active, %lld pending, %lld revoked, %lld failed, %lld held\n", "tokens",
+           jint(st, "active"), jint(st, "pending"), jint(st, "revoked"), jint(st, "failed"),
+           jint(st, "held"));
     printf("%-12s %lld queued, %lld in flight, %lld outcomes not yet committed\n", "engine",
            jint(reply, "queued"), jint(reply, "in_flight"), jint(reply, "uncommitted"));
     printf("%-12s %lld requests: %lld revoked, %lld already invalid, %lld rejected, "
-           "%lld gave up, %lld retried; %lld new tokens hashed\n",
+           "%lld gave up, %lld retried, %lld dropped; %lld new tokens hashed\n",
            "since start", jint(tot, "sent"), jint(tot, "revoked"), jint(tot, "already_invalid"),
-           jint(tot, "rejected"), jint(tot, "gave_up"), jint(tot, "retried"), jint(tot, "hashed"));
+           jint(tot, "rejected"), jint(tot, "gave_up"), jint(tot, "retried"), jint(tot, "dropped"),
+           jint(tot, "hashed"));
     const char *last = jstr(ep, "last_error", NULL);
     if (last)
         printf("%-12s %s (last error: %s)\n", "endpoint", jstr(ep, "health", "?"), last);

@@ -425,7 +425,7 @@ class CtlTest(harness.E2ETestCase):
         cases = [
             (b"{", "invalid JSON at line 1, column 1 (byte 1)"),
             (b"[]", "a request must be a JSON object"),
-            (b'{"op":"nope"}', "unknown op 'nope'; valid ops: revoke, status, retry, stats, metrics, ping, track, queue, shape"),
+            (b'{"op":"nope"}', "unknown op 'nope'; valid ops: revoke, status, retry, stats, metrics, ping, track, hold, release, drop, queue, shape"),
             (b'{"op":"revoke"}', "revoke needs one of"),
             (b'{"op":"revoke","id":"7"}', "field 'id' must be a positive integer, got a string"),
             (b'{"op":"revoke","token":""}', "field 'token' must not be empty"),

@@ -225,6 +225,33 @@ class T(harness.E2ETestCase):
         for row in self.app.query("SELECT token FROM tokens WHERE token IS NOT NULL"):
             self.assertNotIn(row["token"], everything)
 
+    def test_held_rows_are_listed_and_not_counted_as_pending(self):
+        ids = self.seed()
+        down = sorted(i for n, i in ids.items() if n.startswith("down-"))
+        held = [ids["flag500"]] + down[:2]
+        for i in held:
+            r = self.ask({"op": "hold", "id": i, "reason": "queue test"})
+            self.assertTrue(r["ok"], r)
+        # Both states by default, held ones flagged; each filter alone.
+        rows, _ = self.page_through(10)
+        self.assertEqual(rows, self.expected_rows())
+        self.assertEqual(sorted(row["id"] for row in rows if row["held"]), sorted(held))
+        rows, _ = self.page_through(2, state="held")
+        self.assertEqual(rows, self.expected_rows("state = 'held'"))
+        self.assertEqual(sorted(row["id"] for row in rows), sorted(held))
+        self.assertTrue(all(row["held"] for row in rows))
+        rows, _ = self.page_through(1000, state="pending")
+        self.assertEqual(len(rows), 27 - len(held))
+        self.assertFalse(any(row["held"] for row in rows))
+        # shape counts pending tokens only: the held ones left its total.
+        r = self.ask({"op": "shape"})
+        self.assertTrue(r["ok"], r)
+        total = [row for row in r["rows"] if row["name"] == "TOTAL"][0]
+        self.assertEqual(total["T"], 27 - len(held))
+        rc, out, err = self.ctl("--json", "queue", "--state", "held")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(sorted(json.loads(line)["id"] for line in out.splitlines()), sorted(held))
+
     def test_bad_input(self):
         allowed_after = "field 'after' must be the 'next' of the previous reply (\"DUE_AT_MS:ID\" or \"null:ID\")"
         for req, error in (

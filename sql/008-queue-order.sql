@@ -1,4 +1,4 @@
--- revokerd schema, version 7: the operator's views of the queue.
+-- revokerd schema, version 8: the operator's views of the queue.
 --
 -- `revokerctl queue` lists pending and held tokens oldest due first and
 -- pages through them by (due_at, id); `revokerctl shape` counts the pending
