@@ -188,7 +188,7 @@ static int configure(sqlite3 *conn, const char *path, int flags)
     };
     int rc;
 
-    sqlite3_busy_timeout(conn, DB_OPEN_BUSY_TIMEOUT_MS);
+    db_busy_wait(conn, DB_OPEN_BUSY_TIMEOUT_MS);
     if (flags & DB_READONLY) {
         int64_t version = 0;
         rc = pragma_int(conn, "PRAGMA user_version", &version);
@@ -207,7 +207,7 @@ static int configure(sqlite3 *conn, const char *path, int flags)
         rc = exec_simple(conn, "PRAGMA query_only=ON");
         if (rc != SQLITE_OK)
             return open_fail(conn, "cannot open", path, rc);
-        sqlite3_busy_timeout(conn, DB_BUSY_TIMEOUT_MS);
+        db_busy_wait(conn, DB_BUSY_TIMEOUT_MS);
         return 0;
     }
 
@@ -225,8 +225,38 @@ static int configure(sqlite3 *conn, const char *path, int flags)
     err = create_views(conn, path);
     if (err < 0)
         return err;
-    sqlite3_busy_timeout(conn, DB_BUSY_TIMEOUT_MS);
+    db_busy_wait(conn, DB_BUSY_TIMEOUT_MS);
     return 0;
+}
+
+/* The start of the current wait, per thread: a thread waits for one lock at
+ * a time, and SQLite calls the handler with count 0 at each new wait. */
+static _Thread_local struct timespec busy_since;
+
+static int busy_wait(void *ud, int count)
+{
+    int64_t limit_ns = (int64_t)(intptr_t)ud * 1000000;
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (count == 0)
+        busy_since = now;
+    int64_t waited = (int64_t)(now.tv_sec - busy_since.tv_sec) * 1000000000 + (now.tv_nsec - busy_since.tv_nsec);
+    if (waited >= limit_ns)
+        return 0; /* SQLITE_BUSY */
+    /* 50, 50, 100, 100, 200, 200, 400, 400 µs, then 1 ms steps. */
+    long step_us = count < 8 ? 50L << (count / 2) : 1000L;
+    struct timespec ts = {0, step_us * 1000};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+void db_busy_wait(sqlite3 *conn, int ms)
+{
+    if (ms <= 0)
+        sqlite3_busy_handler(conn, NULL, NULL);
+    else
+        sqlite3_busy_handler(conn, busy_wait, (void *)(intptr_t)ms);
 }
 
 static int prepare_own(struct db_impl *d)
@@ -403,9 +433,9 @@ int db_checkpoint(struct db *db)
     int rc;
 
     /* No busy handler: the loop must not wait for another process. */
-    sqlite3_busy_timeout(db->conn, 0);
+    db_busy_wait(db->conn, 0);
     rc = sqlite3_wal_checkpoint_v2(db->conn, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-    sqlite3_busy_timeout(db->conn, DB_BUSY_TIMEOUT_MS);
+    db_busy_wait(db->conn, DB_BUSY_TIMEOUT_MS);
     return rc == SQLITE_OK ? 0 : db_fail(db, rc);
 }
 

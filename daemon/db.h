@@ -26,6 +26,12 @@ struct db {
     char errmsg[DB_ERRMSG_MAX]; /* last error: "sqlite3 code N (name): message" */
 };
 
+/* How long a statement on conn waits for another connection's write lock:
+ * up to ms (0: not at all), in steps that start at 50 µs (SQLite's own
+ * busy timeout sleeps 1, 2, 5, 10 ms...; an application's transaction is
+ * usually shorter than its first step, and the loop stood still for it). */
+void db_busy_wait(sqlite3 *conn, int ms);
+
 int db_open(const char *path, int flags, struct db **ret_db);
 /* For a failed db_open (ret_db is not written then). */
 const char *db_open_error(void);

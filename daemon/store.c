@@ -180,9 +180,9 @@ int store_open_group(uv_loop_t *loop, const char *given_path, gid_t group, schem
     }
     /* At start an application holding the write lock for a moment must
      * not make the start fail (db.c waits as long when it migrates). */
-    sqlite3_busy_timeout(s->db->conn, START_BUSY_TIMEOUT_MS);
+    db_busy_wait(s->db->conn, START_BUSY_TIMEOUT_MS);
     rc = schemacheck_run(s->schema, s->db->conn, s->note, s->note_data, why, sizeof(why));
-    sqlite3_busy_timeout(s->db->conn, DB_BUSY_TIMEOUT_MS);
+    db_busy_wait(s->db->conn, DB_BUSY_TIMEOUT_MS);
     if (rc < 0) {
         snprintf(err, errlen, "cannot start on %s: %s", path, why);
         goto err_after_open;

@@ -118,6 +118,35 @@ static void test_mode_0600_under_umask_0(void)
     tmp_end();
 }
 
+/* Another connection's write lock: db waits for it (db_busy_wait) at
+ * least DB_BUSY_TIMEOUT_MS, then says busy; with 0 it does not wait. */
+static void test_busy_wait(void)
+{
+    tmp_begin();
+    struct db *db;
+    REQUIRE(db_open(tmp_path("a.db"), 0, &db) == 0);
+    sqlite3 *other = raw_open(tmp_path("a.db"));
+    REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_INT(sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_BUSY);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t waited_ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+    CHECK(waited_ms >= DB_BUSY_TIMEOUT_MS);
+    db_busy_wait(db->conn, 0);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    CHECK_INT(sqlite3_exec(db->conn, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_BUSY);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    CHECK((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < DB_BUSY_TIMEOUT_MS);
+    /* Once the lock is free, the same connection writes again. */
+    db_busy_wait(db->conn, DB_BUSY_TIMEOUT_MS);
+    REQUIRE(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(sqlite3_exec(db->conn, "BEGIN IMMEDIATE; COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    db_close(db);
+    tmp_end();
+}
+
 static void test_pragmas_and_schema(void)
 {
     tmp_begin();
@@ -128,7 +157,6 @@ static void test_pragmas_and_schema(void)
     query_text(db->conn, "PRAGMA journal_mode", mode, sizeof(mode));
     CHECK_STR(mode, "wal");
     CHECK_INT(query_int(db->conn, "PRAGMA synchronous"), 1); /* NORMAL */
-    CHECK_INT(query_int(db->conn, "PRAGMA busy_timeout"), DB_BUSY_TIMEOUT_MS);
     CHECK_INT(query_int(db->conn, "PRAGMA secure_delete"), 1);
     CHECK_INT(query_int(db->conn, "PRAGMA foreign_keys"), 1);
     CHECK_INT(query_int(db->conn, "PRAGMA user_version"), schema_version);
@@ -559,7 +587,7 @@ static void test_now(void)
     CHECK(db_now_ms() >= a);
 }
 
-TEST_MAIN(CASE(test_mode_0600_under_umask_0), CASE(test_pragmas_and_schema),
+TEST_MAIN(CASE(test_mode_0600_under_umask_0), CASE(test_pragmas_and_schema), CASE(test_busy_wait),
           CASE(test_reopen_is_idempotent), CASE(test_newer_schema_refused),
           CASE(test_failed_migration_rolls_back), CASE(test_upgrade_to_held), CASE(test_readonly),
           CASE(test_create_in_missing_dir), CASE(test_data_version), CASE(test_transactions),
