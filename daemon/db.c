@@ -293,6 +293,30 @@ static int run(struct db *db, sqlite3_stmt *stmt)
     return err;
 }
 
+void db_done(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+int db_run(struct db *db, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    int err = rc == SQLITE_DONE ? 0 : db_fail(db, rc);
+    db_done(st);
+    return err;
+}
+
+int db_row(struct db *db, sqlite3_stmt *st)
+{
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        return 1;
+    int err = rc == SQLITE_DONE ? 0 : db_fail(db, rc);
+    db_done(st);
+    return err;
+}
+
 int db_errno(int sqlite_rc)
 {
     if (sqlite_rc == SQLITE_IOERR_NOMEM)

@@ -55,6 +55,14 @@ int db_data_version(struct db *db, int64_t *ret_version);
 int db_prepare(struct db *db, const char *sql, sqlite3_stmt **ret_stmt);
 /* Convert rc and remember sqlite3_errmsg in db->errmsg. */
 int db_fail(struct db *db, int sqlite_rc);
+/* Statement steps for the modules that own prepared statements: reset and
+ * unbind st (db_done); step a statement that returns no row and reset it
+ * (db_run: 0 or db_fail's errno); step a query expected to give at most one
+ * row (db_row: 1 with st left on the row, for the caller to read and then
+ * db_done(); 0 with none, reset; or db_fail's errno). */
+void db_done(sqlite3_stmt *st);
+int db_run(struct db *db, sqlite3_stmt *st);
+int db_row(struct db *db, sqlite3_stmt *st);
 const char *db_errmsg(const struct db *db);
 /* SQLITE_* -> negative errno, without touching any db. */
 int db_errno(int sqlite_rc);

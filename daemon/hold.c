@@ -69,32 +69,6 @@ static const struct {
 #undef S
 };
 
-static void done(sqlite3_stmt *st)
-{
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-}
-
-/* A statement without rows: 0, or the error. */
-static int run(struct hold *h, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    int err = rc == SQLITE_DONE ? 0 : db_fail(h->db, rc);
-    done(st);
-    return err;
-}
-
-/* 1: a row (the statement stays on it for the caller, who calls done()),
- * 0: none, or the error. */
-static int row(struct hold *h, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return 1;
-    done(st);
-    return rc == SQLITE_DONE ? 0 : db_fail(h->db, rc);
-}
-
 /* The first id after `after` that st (bound to subject, or none) finds;
  * 0 when there is none. */
 static int next_id(struct hold *h, sqlite3_stmt *st, const char *subject, int64_t after, int64_t *ret_id)
@@ -104,12 +78,12 @@ static int next_id(struct hold *h, sqlite3_stmt *st, const char *subject, int64_
     if (subject)
         sqlite3_bind_text(st, i++, subject, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, i, after);
-    int r = row(h, st);
+    int r = db_row(h->db, st);
     if (r < 0)
         return r;
     *ret_id = r ? sqlite3_column_int64(st, 0) : 0;
     if (r)
-        done(st);
+        db_done(st);
     return 0;
 }
 
@@ -190,7 +164,7 @@ static int hold_row(struct hold *h, struct audit *a, int64_t id, const struct ho
      * have one yet, and the release's pending row needs it. */
     int err = secret_sha256(sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1), sha);
 
-    done(st);
+    db_done(st);
     if (err < 0)
         return err;
     secret_fingerprint(sha, fp);
@@ -199,7 +173,7 @@ static int hold_row(struct hold *h, struct audit *a, int64_t id, const struct ho
     sqlite3_bind_text(st, 2, fp, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 3, sha, SECRET_SHA256_LEN, SQLITE_STATIC);
     sqlite3_bind_int64(st, 4, who->now_ms);
-    err = run(h, st);
+    err = db_run(h->db, st);
     if (err < 0)
         return err;
     detail_of(who, was == TOKEN_PENDING ? "was pending" : "was active", detail, sizeof(detail));
@@ -210,7 +184,7 @@ static int hold_row(struct hold *h, struct audit *a, int64_t id, const struct ho
 static int find(struct hold *h, int64_t id)
 {
     sqlite3_bind_int64(h->by_id, 1, id);
-    int r = row(h, h->by_id);
+    int r = db_row(h->db, h->by_id);
     return r == 0 ? -ENOENT : r;
 }
 
@@ -238,7 +212,7 @@ static int holdable(struct hold *h, int64_t id, hold_recall_fn recall, void *ud,
     else
         r = recall_of(recall, ud, id, state);
     if (r < 0)
-        done(h->by_id);
+        db_done(h->by_id);
     return r;
 }
 
@@ -291,12 +265,12 @@ static int release_row(struct hold *h, struct audit *a, int64_t id, const struct
     sqlite3_bind_int64(st, 1, id);
     /* Unix seconds reached, as tokens.c compares expires_at (floor). */
     sqlite3_bind_int64(st, 2, who->now_ms >= 0 ? who->now_ms / 1000 : -((-who->now_ms + 999) / 1000));
-    int r = row(h, st);
+    int r = db_row(h->db, st);
     if (r <= 0)
         return r == 0 ? -ENOENT : r;
     enum token_state state = column_state(st, 0);
     if (state != TOKEN_HELD) {
-        done(st);
+        db_done(st);
         if (ret_state)
             *ret_state = state;
         return -EINVAL;
@@ -306,7 +280,7 @@ static int release_row(struct hold *h, struct audit *a, int64_t id, const struct
     int attempts = sqlite3_column_int(st, 2);
     util_format(fp, sizeof(fp), "%s", fpv ? fpv : "");
     util_format(due, sizeof(due), "%s", duev ? duev : "");
-    done(st);
+    db_done(st);
 
     if (due[0]) {
         st = h->set_pending;
@@ -318,7 +292,7 @@ static int release_row(struct hold *h, struct audit *a, int64_t id, const struct
         snprintf(what, sizeof(what), "now active, not due");
     }
     sqlite3_bind_int64(st, 1, id);
-    int err = run(h, st);
+    int err = db_run(h->db, st);
     if (err < 0)
         return err;
     detail_of(who, what, detail, sizeof(detail));
@@ -362,7 +336,7 @@ int hold_drop(struct hold *h, struct audit *a, int64_t id, const struct hold_who
     const char *fpv = (const char *)sqlite3_column_text(st, 2);
     int attempts = sqlite3_column_int(st, 3);
     util_format(fp, sizeof(fp), "%s", fpv ? fpv : "");
-    done(st);
+    db_done(st);
     if (ret_state)
         *ret_state = state;
     if (state != TOKEN_PENDING && state != TOKEN_HELD)
@@ -379,7 +353,7 @@ int hold_drop(struct hold *h, struct audit *a, int64_t id, const struct hold_who
     sqlite3_bind_text(st, 2, last_error, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, who->now_ms);
     sqlite3_bind_int(st, 4, scrub);
-    int err = run(h, st);
+    int err = db_run(h->db, st);
     if (err < 0)
         return err;
     return append(h, a, id, fp, AUDIT_DROPPED, attempts, detail, who->now_ms);
@@ -392,7 +366,7 @@ int hold_note_request(struct hold *h, int64_t id, const char *reason, bool *ret_
     sqlite3_bind_int64(st, 1, id);
     if (reason)
         sqlite3_bind_text(st, 2, reason, -1, SQLITE_STATIC);
-    int err = run(h, st);
+    int err = db_run(h->db, st);
     if (err == 0 && ret_held)
         *ret_held = sqlite3_changes64(h->db->conn) == 1;
     return err;
@@ -414,12 +388,12 @@ int hold_note_subject(struct hold *h, const char *subject, const char *reason, h
 int hold_count(struct hold *h, int64_t *ret_count)
 {
     sqlite3_bind_int64(h->count, 1, HOLD_COUNT_CAP);
-    int r = row(h, h->count);
+    int r = db_row(h->db, h->count);
     if (r < 0)
         return r;
     *ret_count = r ? sqlite3_column_int64(h->count, 0) : 0;
     if (r)
-        done(h->count);
+        db_done(h->count);
     return 0;
 }
 

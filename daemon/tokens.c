@@ -193,33 +193,6 @@ static int ident_of(const void *token, size_t len, struct ident *ret)
     return err;
 }
 
-static void done(sqlite3_stmt *st)
-{
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-}
-
-/* Step a statement that returns no row; reset it. */
-static int run(struct tokens *t, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    int err = rc == SQLITE_DONE ? 0 : db_fail(t->db, rc);
-    done(st);
-    return err;
-}
-
-/* Step a query expected to give at most one row: 1 (row, statement left on
- * it: the caller reads and calls done()), 0 (no row, reset), or an error. */
-static int row(struct tokens *t, sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        return 1;
-    int err = rc == SQLITE_DONE ? 0 : db_fail(t->db, rc);
-    done(st);
-    return err;
-}
-
 static void bind_text_or_null(sqlite3_stmt *st, int i, const char *s)
 {
     if (s)
@@ -297,7 +270,7 @@ static int set_hash(struct tokens *t, int64_t id, const struct ident *ident)
 
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_blob(st, 2, ident->sha, SECRET_SHA256_LEN, SQLITE_STATIC);
-    return run(t, st);
+    return db_run(t->db, st);
 }
 
 /* Move one active row to pending with a `due` audit row; a row without a
@@ -328,7 +301,7 @@ static int make_due(struct tokens *t, struct audit *a, const struct due_args *d)
         sqlite3_bind_int64(st, 3, d->now_ms);
         bind_text_or_null(st, 4, d->flag_reason);
     }
-    err = run(t, st);
+    err = db_run(t->db, st);
     if (err < 0)
         return err;
     if (sqlite3_changes64(t->db->conn) != 1)
@@ -370,14 +343,14 @@ static int make_current_due(struct tokens *t, struct audit *a, sqlite3_stmt *st,
     if (has_token) {
         int err = ident_of(token, len, &ident);
         if (err < 0) {
-            done(st);
+            db_done(st);
             return err;
         }
         unhashed = sqlite3_column_bytes(st, 3) != SECRET_SHA256_LEN ||
                    memcmp(sqlite3_column_blob(st, 3), ident.sha, SECRET_SHA256_LEN) != 0;
     }
     copy_column(st, 2, old_fp, sizeof(old_fp));
-    done(st);
+    db_done(st);
 
     struct due_args d = {
         .id = id,
@@ -402,7 +375,7 @@ static int make_current_due(struct tokens *t, struct audit *a, sqlite3_stmt *st,
 static int read_begin(struct tokens *t, bool *ret_own)
 {
     *ret_own = sqlite3_get_autocommit(t->db->conn) != 0;
-    return *ret_own ? run(t, t->begin_read) : 0;
+    return *ret_own ? db_run(t->db, t->begin_read) : 0;
 }
 
 static void read_end(struct tokens *t, bool own)
@@ -419,11 +392,11 @@ static void read_end(struct tokens *t, bool own)
 static int count_one(struct tokens *t, sqlite3_stmt *st, int64_t *ret)
 {
     sqlite3_bind_int64(st, 1, TOKENS_COUNT_CAP);
-    int r = row(t, st);
+    int r = db_row(t->db, st);
     if (r < 0)
         return r;
     *ret = r ? sqlite3_column_int64(st, 0) : 0;
-    done(st);
+    db_done(st);
     return 0;
 }
 
@@ -438,7 +411,7 @@ static int requeue_row(struct tokens *t, struct audit *a, int64_t id, const stru
     sqlite3_bind_int64(st, 2, now_ms);
     sqlite3_bind_blob(st, 3, ident->sha, SECRET_SHA256_LEN, SQLITE_STATIC);
     sqlite3_bind_text(st, 4, ident->fp, -1, SQLITE_STATIC);
-    err = run(t, st);
+    err = db_run(t->db, st);
     if (err < 0)
         return err;
     if (sqlite3_changes64(t->db->conn) != 1)
@@ -506,7 +479,7 @@ static void note_early_expiry(sqlite3_stmt *st)
 static int handle_bad_expiry(struct tokens *t, struct audit *a, int64_t now_ms, bool *ret_handled)
 {
     sqlite3_stmt *st = t->first_bad_expiry;
-    int r = row(t, st);
+    int r = db_row(t->db, st);
     char why[160];
     int err;
 
@@ -517,7 +490,7 @@ static int handle_bad_expiry(struct tokens *t, struct audit *a, int64_t now_ms, 
     int type = sqlite3_column_type(st, 1);
     double v = sqlite3_column_double(st, 1);
     int64_t iv = sqlite3_column_int64(st, 1);
-    done(st);
+    db_done(st);
 
     bool number = type == SQLITE_INTEGER || type == SQLITE_FLOAT;
     if (number && v >= YEAR_2000 * 1000.0 && v < YEAR_3000 * 1000.0) {
@@ -527,7 +500,7 @@ static int handle_bad_expiry(struct tokens *t, struct audit *a, int64_t now_ms, 
         st = t->set_expiry;
         sqlite3_bind_int64(st, 1, id);
         sqlite3_bind_int64(st, 2, seconds);
-        err = run(t, st);
+        err = db_run(t->db, st);
         if (err < 0)
             return err;
         t->tally.expiry_converted++;
@@ -548,7 +521,7 @@ static int handle_bad_expiry(struct tokens *t, struct audit *a, int64_t now_ms, 
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, now_ms);
     sqlite3_bind_text(st, 3, why, -1, SQLITE_STATIC);
-    err = run(t, st);
+    err = db_run(t->db, st);
     if (err < 0)
         return err;
     if (sqlite3_changes64(t->db->conn) != 1)
@@ -589,7 +562,7 @@ static int promote(struct tokens *t, struct audit *a, int64_t now_ms, unsigned l
         sqlite3_stmt *st = phase == EXPIRED ? t->first_expired : t->first_flagged;
         if (phase == EXPIRED)
             sqlite3_bind_int64(st, 1, floor_seconds(now_ms));
-        int r = row(t, st);
+        int r = db_row(t->db, st);
         if (r < 0)
             return r;
         if (r == 0) {
@@ -681,7 +654,7 @@ static int store_token_expiry(struct tokens *t, int64_t id, const char *fp, int6
 
     sqlite3_bind_int64(st, 1, id);
     sqlite3_bind_int64(st, 2, exp);
-    err = run(t, st);
+    err = db_run(t->db, st);
     if (err == 0)
         log_jwt_expiry(id, fp, exp, old);
     return err;
@@ -716,7 +689,7 @@ int tokens_hash_new(struct tokens *t, unsigned limit, unsigned *ret_count)
     }
     if (err == 0 && n < limit && rc != SQLITE_DONE)
         err = db_fail(t->db, rc);
-    done(st);
+    db_done(st);
     for (unsigned i = 0; i < n && err == 0; i++) {
         err = set_hash(t, page[i].id, &page[i].ident);
         if (err == 0 && page[i].exp)
@@ -756,7 +729,7 @@ static int fetch_rows(struct tokens *t, sqlite3_stmt *st, bool with_tokenless,
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         err = db_fail(t->db, rc);
-    done(st);
+    db_done(st);
     return err;
 }
 
@@ -802,37 +775,37 @@ static int next_events(struct tokens *t, int64_t now_ms, int64_t urgent_after_ms
     int r;
 
     sqlite3_bind_int64(t->next_urgent, 1, urgent_after_ms);
-    r = row(t, t->next_urgent);
+    r = db_row(t->db, t->next_urgent);
     if (r < 0)
         return r;
     if (r) {
         n->urgent_retry_ms = sqlite3_column_int64(t->next_urgent, 0);
-        done(t->next_urgent);
+        db_done(t->next_urgent);
     }
 
-    r = row(t, t->any_flagged);
+    r = db_row(t->db, t->any_flagged);
     if (r < 0)
         return r;
     if (r) {
         n->flagged = true;
-        done(t->any_flagged);
+        db_done(t->any_flagged);
     }
 
-    r = row(t, t->next_expiry);
+    r = db_row(t->db, t->next_expiry);
     if (r < 0)
         return r;
     if (r) {
         n->expiry_ms = expiry_ms(t->next_expiry, 0);
-        done(t->next_expiry);
+        db_done(t->next_expiry);
     }
 
     sqlite3_bind_int64(t->next_retry, 1, now_ms);
-    r = row(t, t->next_retry);
+    r = db_row(t->db, t->next_retry);
     if (r < 0)
         return r;
     if (r) {
         n->retry_ms = sqlite3_column_int64(t->next_retry, 0);
-        done(t->next_retry);
+        db_done(t->next_retry);
     }
     return 0;
 }
@@ -890,21 +863,21 @@ int tokens_record_outcome(struct tokens *t, struct audit *a, const struct outcom
         return -EINVAL;
 
     bind_outcome(t->outcome, r, pending, final);
-    err = run(t, t->outcome);
+    err = db_run(t->db, t->outcome);
     if (err < 0)
         return err;
     if (sqlite3_changes64(t->db->conn) != 1) {
         /* Not pending any more: another process wrote the state. */
         sqlite3_bind_int64(t->state_of, 1, r->token_id);
-        err = row(t, t->state_of);
+        err = db_row(t->db, t->state_of);
         if (err < 0)
             return err;
         if (err == 0)
             return -ESTALE; /* the row is gone */
         was = column_state(t->state_of, 0);
-        done(t->state_of);
+        db_done(t->state_of);
         bind_outcome(t->outcome_over, r, pending, final);
-        err = run(t, t->outcome_over);
+        err = db_run(t->db, t->outcome_over);
         if (err < 0)
             return err;
         snprintf(text, sizeof(text), "%s%sstate '%s' written by another process while the request was in "
@@ -948,7 +921,7 @@ static int find_secret(struct tokens *t, const char *token, size_t len, const st
     int r;
 
     sqlite3_bind_blob(st, 1, ident->sha, SECRET_SHA256_LEN, SQLITE_STATIC);
-    while ((r = row(t, st)) == 1) {
+    while ((r = db_row(t->db, st)) == 1) {
         bool live = sqlite3_column_int(st, 2) != 0;
         if (f.id == 0 || live) {
             f.id = sqlite3_column_int64(st, 0);
@@ -958,20 +931,20 @@ static int find_secret(struct tokens *t, const char *token, size_t len, const st
         if (live)
             break;
     }
-    done(st);
+    db_done(st);
     if (r < 0)
         return r;
     if (!f.has_secret) {
         st = t->by_unhashed;
         sqlite3_bind_text(st, 1, token, (int)len, SQLITE_STATIC);
-        r = row(t, st);
+        r = db_row(t->db, st);
         if (r < 0)
             return r;
         if (r == 1) {
             f.id = sqlite3_column_int64(st, 0);
             f.state = column_state(st, 1);
             f.has_secret = f.unhashed = true;
-            done(st);
+            db_done(st);
         }
     }
     *ret = f;
@@ -1035,7 +1008,7 @@ int tokens_revoke_secret(struct tokens *t, struct audit *a, const char *token, s
         sqlite3_bind_text(st, 4, ident.fp, -1, SQLITE_STATIC);
         bind_text_or_null(st, 5, reason);
         sqlite3_bind_int64(st, 6, now_ms);
-        err = run(t, st);
+        err = db_run(t->db, st);
         if (err < 0)
             return err;
         id = sqlite3_last_insert_rowid(t->db->conn);
@@ -1085,14 +1058,14 @@ static int track_found(struct tokens *t, const struct found *f, const struct ide
     if (f->unhashed && (err = set_hash(t, f->id, ident)) < 0)
         return err;
     sqlite3_bind_int64(st, 1, f->id);
-    r = row(t, st);
+    r = db_row(t->db, st);
     if (r <= 0)
         return r < 0 ? r : -EIO;
     ret->id = f->id;
     ret->state = column_state(st, 0);
     type = sqlite3_column_type(st, 1);
     old = sqlite3_column_int64(st, 1);
-    done(st);
+    db_done(st);
     ret->expires_at = type == SQLITE_INTEGER ? old : 0;
     ret->created = false;
     if (ret->state == TOKEN_ACTIVE && type == SQLITE_NULL && exp == 0)
@@ -1135,7 +1108,7 @@ int tokens_track(struct tokens *t, const char *token, size_t len, const char *su
     sqlite3_bind_int64(st, 3, exp);
     sqlite3_bind_blob(st, 4, ident.sha, SECRET_SHA256_LEN, SQLITE_STATIC);
     sqlite3_bind_text(st, 5, ident.fp, -1, SQLITE_STATIC);
-    err = run(t, st);
+    err = db_run(t->db, st);
     if (err < 0)
         return err;
     *ret = (struct tokens_tracked){
@@ -1156,13 +1129,13 @@ int tokens_revoke_id(struct tokens *t, struct audit *a, int64_t id, const char *
     int r, err;
 
     sqlite3_bind_int64(st, 1, id);
-    r = row(t, st);
+    r = db_row(t->db, st);
     if (r < 0)
         return r;
     if (r == 0)
         return -ENOENT;
     if (column_state(st, 4) != TOKEN_ACTIVE) {
-        done(st);
+        db_done(st);
         if (ret_changed)
             *ret_changed = false;
         return 0;
@@ -1188,7 +1161,7 @@ int tokens_revoke_subject(struct tokens *t, struct audit *a, const char *subject
     for (;;) {
         sqlite3_bind_text(st, 1, subject, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st, 2, id);
-        int r = row(t, st);
+        int r = db_row(t->db, st);
         if (r < 0)
             return r;
         if (r == 0)
@@ -1212,7 +1185,7 @@ int tokens_status(struct tokens *t, int64_t id, struct token_status *ret)
     int r;
 
     sqlite3_bind_int64(st, 1, id);
-    r = row(t, st);
+    r = db_row(t->db, st);
     if (r < 0)
         return r;
     if (r == 0)
@@ -1231,7 +1204,7 @@ int tokens_status(struct tokens *t, int64_t id, struct token_status *ret)
     s.due_at = sqlite3_column_int64(st, 9);
     s.finished_at = sqlite3_column_int64(st, 10);
     copy_column(st, 11, s.reason, sizeof(s.reason));
-    done(st);
+    db_done(st);
     *ret = s;
     return 0;
 }
@@ -1243,7 +1216,7 @@ int tokens_requeue_id(struct tokens *t, struct audit *a, int64_t id, int64_t now
     int r;
 
     sqlite3_bind_int64(st, 1, id);
-    r = row(t, st);
+    r = db_row(t->db, st);
     if (r < 0)
         return r;
     if (r == 0)
@@ -1251,18 +1224,18 @@ int tokens_requeue_id(struct tokens *t, struct audit *a, int64_t id, int64_t now
     const void *token = sqlite3_column_text(st, 1);
     size_t len = (size_t)sqlite3_column_bytes(st, 1);
     if (column_state(st, 4) != TOKEN_FAILED || !token || len == 0) {
-        done(st);
+        db_done(st);
         return -EINVAL;
     }
     int err = ident_of(token, len, &ident);
-    done(st);
+    db_done(st);
     return err < 0 ? err : requeue_row(t, a, id, &ident, now_ms);
 }
 
 int tokens_due_now(struct tokens *t, int64_t now_ms, unsigned *ret_count)
 {
     sqlite3_bind_int64(t->due_now, 1, now_ms);
-    int err = run(t, t->due_now);
+    int err = db_run(t->db, t->due_now);
     if (err == 0 && ret_count)
         *ret_count = (unsigned)sqlite3_changes64(t->db->conn);
     return err;
@@ -1277,7 +1250,7 @@ int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, uns
     for (;;) {
         struct ident ident;
         sqlite3_bind_int64(st, 1, after);
-        int r = row(t, st);
+        int r = db_row(t->db, st);
         if (r < 0)
             return r;
         if (r == 0)
@@ -1288,7 +1261,7 @@ int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, uns
         after = id;
         bool has_token = token && len > 0; /* without, nothing can be sent */
         int err = has_token ? ident_of(token, len, &ident) : 0;
-        done(st);
+        db_done(st);
         if (err < 0)
             return err;
         if (!has_token)
@@ -1336,7 +1309,7 @@ int tokens_count(struct tokens *t, bool full, struct state_counts *ret)
         }
     }
     err = rc == SQLITE_DONE ? 0 : db_fail(t->db, rc);
-    done(st);
+    db_done(st);
     if (err < 0)
         return err;
     *ret = c;
