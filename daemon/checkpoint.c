@@ -422,6 +422,7 @@ void checkpoint_get_stats(const struct checkpoint *c, struct checkpoint_stats *r
     static const struct checkpoint_stats none;
     *ret = c ? c->stats : none;
     ret->wal_frames = c ? c->wal_frames : 0;
+    ret->sweep_due = c && c->requests != c->swept;
 }
 
 void checkpoint_close(struct checkpoint *c, void (*closed)(void *data), void *data)

@@ -81,6 +81,8 @@ struct checkpoint_stats {
     uint64_t pages_swept;     /* pages they rewrote */
     struct histogram duration; /* of each pass, from its step 1 to its end (HISTOGRAM_CHECKPOINT_US) */
     int wal_frames;           /* the WAL's size at the last commit; 0 once step 2 cut it */
+    bool sweep_due;           /* a checkpoint_request() (a secret cleared) that no sweep has
+                               * served yet: old copies may still be in the file's free space */
 };
 void checkpoint_get_stats(const struct checkpoint *c, struct checkpoint_stats *ret);
 /* The loop's connection gets SQLite's automatic checkpoint back; c is freed

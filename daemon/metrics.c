@@ -184,6 +184,11 @@ static void store(FILE *f, enum metrics_exposition x, const struct store_metrics
               checkpoint_us, &st->checkpoint);
     head(f, x, "revokerd_wal_frames", "gauge", "Frames in the WAL as the last commit left it; 0 once a checkpoint cut it.");
     fprintf(f, "revokerd_wal_frames %" PRId64 "\n", st->wal_frames);
+    one(f, x, "revokerd_checkpoint_sweeps_total", "counter",
+        "Sweeps that zeroed the database file's free space after secrets were cleared.", st->sweeps);
+    one(f, x, "revokerd_sweep_pending", "gauge",
+        "1 while a cleared secret waits for its sweep: old copies may remain in the file's free space.",
+        st->sweep_due);
 }
 
 const char *metrics_content_type(enum metrics_exposition x)

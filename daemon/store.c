@@ -514,7 +514,11 @@ void store_get_metrics(const struct store *s, struct store_metrics *ret)
     struct checkpoint_stats cs;
 
     checkpoint_get_stats(s->ckpt, &cs);
-    *ret = (struct store_metrics){.commit = s->commit_time, .checkpoint = cs.duration, .wal_frames = cs.wal_frames};
+    *ret = (struct store_metrics){.commit = s->commit_time,
+                                  .checkpoint = cs.duration,
+                                  .wal_frames = cs.wal_frames,
+                                  .sweeps = cs.sweeps,
+                                  .sweep_due = cs.sweep_due};
 }
 
 void store_checkpoint_request(struct store *s)

@@ -143,6 +143,8 @@ struct store_metrics {
     struct histogram commit;     /* store_commit()s: HISTOGRAM_COMMIT_US */
     struct histogram checkpoint; /* checkpoint passes: HISTOGRAM_CHECKPOINT_US */
     int64_t wal_frames;          /* the WAL as the last commit left it; 0 once a checkpoint cut it */
+    unsigned sweeps;             /* checkpoint sweeps that ended well */
+    bool sweep_due;              /* a cleared secret waits for its sweep (checkpoint.h) */
 };
 void store_get_metrics(const struct store *s, struct store_metrics *ret);
 

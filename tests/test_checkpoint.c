@@ -231,6 +231,7 @@ static void test_cleared_secret_leaves_the_files(void)
     static const char secret[] = "s3cr3t-that-must-go-9f8e7d";
     struct db *db;
     struct checkpoint *c;
+    struct checkpoint_stats st;
     char sql[256];
 
     open_fresh(&db, &c);
@@ -240,11 +241,18 @@ static void test_cleared_secret_leaves_the_files(void)
     snprintf(sql, sizeof(sql), "UPDATE tokens SET token = NULL WHERE token = '%s'", secret);
     exec_sql(db->conn, sql);
     CHECK(file_has(wal, secret)); /* the page image from before */
+    checkpoint_get_stats(c, &st);
+    CHECK(!st.sweep_due);
     checkpoint_request(c);
+    checkpoint_get_stats(c, &st);
+    CHECK(st.sweep_due); /* the scrub is not done until its sweep */
     run_until(1);
     CHECK_INT(last_err, 0);
     CHECK(!file_has(wal, secret));
     CHECK(!file_has(path, secret));
+    checkpoint_get_stats(c, &st);
+    CHECK(!st.sweep_due);
+    CHECK_INT(st.sweeps, 1);
     close_both(db, c);
 }
 

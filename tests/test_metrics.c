@@ -213,7 +213,7 @@ static struct store_metrics known_store(void)
 {
     static const uint64_t commit_us[HISTOGRAM_MAX] = HISTOGRAM_COMMIT_US;
     static const uint64_t checkpoint_us[HISTOGRAM_MAX] = HISTOGRAM_CHECKPOINT_US;
-    struct store_metrics st = {.wal_frames = 812};
+    struct store_metrics st = {.wal_frames = 812, .sweeps = 3, .sweep_due = true};
 
     histogram_observe(&st.commit, commit_us, HISTOGRAM_MAX, 80);       /* le 0.0001 */
     histogram_observe(&st.commit, commit_us, HISTOGRAM_MAX, 100);      /* le is inclusive */
@@ -246,6 +246,8 @@ static void test_format_store(void)
                        "revokerd_checkpoint_duration_seconds_bucket{le=\"0.05\"} 1\n") != NULL);
     CHECK(strstr(text, "\nrevokerd_checkpoint_duration_seconds_count 1\n") != NULL);
     CHECK(strstr(text, "# TYPE revokerd_wal_frames gauge\nrevokerd_wal_frames 812\n") != NULL);
+    CHECK(strstr(text, "# TYPE revokerd_checkpoint_sweeps_total counter\nrevokerd_checkpoint_sweeps_total 3\n") != NULL);
+    CHECK(strstr(text, "# TYPE revokerd_sweep_pending gauge\nrevokerd_sweep_pending 1\n") != NULL);
     check_structure(text);
     free(text);
 }
@@ -287,8 +289,8 @@ static void test_format_openmetrics(void)
     CHECK(strstr(text, "# HELP revokerd_outcomes_total") == NULL);
     CHECK(strlen(text) > 6 && strcmp(text + strlen(text) - 7, "\n# EOF\n") == 0);
     CHECK(strstr(plain, "# EOF") == NULL);
-    /* The samples are the same; only the 7 counter families' HELP and TYPE (6 bytes less each) and the end differ. */
-    CHECK_INT(strlen(text) - strlen("# EOF\n"), strlen(plain) - 7 * 2 * 6);
+    /* The samples are the same; only the 8 counter families' HELP and TYPE (6 bytes less each) and the end differ. */
+    CHECK_INT(strlen(text) - strlen("# EOF\n"), strlen(plain) - 8 * 2 * 6);
     CHECK_STR(metrics_content_type(METRICS_OPENMETRICS), "application/openmetrics-text; version=1.0.0; charset=utf-8");
     CHECK_STR(metrics_content_type(METRICS_TEXT), "text/plain; version=0.0.4; charset=utf-8");
     free(text);

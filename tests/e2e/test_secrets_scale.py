@@ -80,6 +80,11 @@ def page_region(page, hdr, off):
 
 class T(harness.E2ETestCase):
 
+    def metric(self, d, name):
+        """One unlabelled sample of the daemon's metrics (socket op metrics)."""
+        text = harness.request(d.socket_path, {"op": "metrics"})["text"]
+        return float(re.search(r"^%s (\S+)$" % re.escape(name), text, re.M).group(1))
+
     def files(self, d):
         out = {}
         for suffix in ("", "-wal", "-shm"):
@@ -141,8 +146,13 @@ class T(harness.E2ETestCase):
         drained = time.monotonic() - t0
         self.assertEqual(app.query("SELECT count(*) AS n FROM tokens WHERE token IS NOT NULL")[0]["n"], 0)
         needles = Needles(secrets_)
-        # The daemon's next checkpoint, about a second after its last scrub.
-        self.wait_until(lambda: os.path.getsize(d.db_path + "-wal") == 0, 30, "the WAL cut", interval=0.1)
+        # The daemon's next checkpoint, about a second after its last scrub,
+        # and the sweep that serves it: a sweep waits nine times the last
+        # one's duration, so the WAL can be cut before it (and the pass ends
+        # "busy", to be retried); revokerd_sweep_pending says when it ran.
+        self.wait_until(lambda: os.path.getsize(d.db_path + "-wal") == 0
+                        and self.metric(d, "revokerd_sweep_pending") == 0, 60,
+                        "the WAL cut and the sweep done", interval=0.2)
         with open("/proc/%d/stat" % d.pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
         cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
