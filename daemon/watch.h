@@ -1,8 +1,10 @@
 /* watch: notice commits made by other processes to the database.
  *
- * uv_fs_event_t handles watch the database file and its -wal file; on any
+ * uv_fs_event_t handles watch the database file and its -wal file; on an
  * event, PRAGMA data_version is compared with the last value seen and, when
- * it changed, cb runs (once per change, on the loop). A watched file that is
+ * it changed, cb runs (on the loop). While commits keep coming the watches
+ * are stopped and data_version is read every 5 ms instead: cb runs once for
+ * all the commits of those 5 ms, and their events wake nobody. A watched file that is
  * replaced or appears later (the -wal file) is watched again. The daemon's
  * own commits do not change data_version and so do not call cb. */
 #pragma once

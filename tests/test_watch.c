@@ -1,4 +1,5 @@
-/* watch: another connection's commit calls back quickly; our own does not. */
+/* watch: another connection's commit calls back quickly, a burst of them
+ * once; our own does not. */
 #include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -74,6 +75,32 @@ static void test_other_connection_commit(void)
     /* watch_check alone sees nothing new. */
     watch_check(w);
     CHECK_INT(calls, 2);
+
+    /* A burst of one-row commits, the loop served after each: one call per
+     * 5 ms window, not one per commit. */
+    enum { BURST = 40 };
+    exec_sql(other, "PRAGMA synchronous = OFF"); /* commits of microseconds, no fsync */
+    calls = 0;
+    t0 = uv_hrtime();
+    for (int i = 0; i < BURST; i++) {
+        exec_sql(other, "INSERT INTO tokens(token) VALUES (hex(randomblob(16)))");
+        uv_run(&loop, UV_RUN_NOWAIT);
+    }
+    double burst_ms = (double)(uv_hrtime() - t0) / 1e6;
+    run_until(&loop, 1, 2000);
+    run_until(&loop, BURST, 50); /* any late call */
+    printf("# %d commits in %.2f ms: %d calls\n", BURST, burst_ms, calls);
+    CHECK(calls >= 1);
+    CHECK(calls <= 2 + (int)(burst_ms / 5));
+    /* The last commit of the burst was seen: nothing left to find. */
+    int seen = calls;
+    watch_check(w);
+    CHECK_INT(calls, seen);
+    /* Quiet again: the watches are back, and a lone commit is seen. */
+    run_until(&loop, seen + 1, 400);
+    exec_sql(other, "INSERT INTO tokens(token) VALUES ('after the burst')");
+    run_until(&loop, seen + 1, 2000);
+    CHECK_INT(calls, seen + 1);
 
     sqlite3_close(other);
     watch_close(w);

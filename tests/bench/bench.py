@@ -96,6 +96,7 @@ TARGETS = [
     ("startup.big.ready_ms", "<=", 100, "READY <= 100 ms with 10 M rows"),
     ("startup.big.rss_mib", "<=", 32, "RSS <= 32 MiB with 10 M rows"),
     ("idle.cpu_ms_per_60s", "<=", 60, "idle <= 60 ms CPU per 60 s"),
+    ("hashing.cpu_us_per_token", "<=", 25, "<= 25 us daemon CPU per new token (one per commit)"),
     ("latency.expiry_p99_ms", "<=", 20, "expiry -> request p99 <= 20 ms"),
     ("latency.flag_p99_ms", "<=", 50, "flag -> request p99 <= 50 ms"),
     ("latency.socket_p99_ms", "<=", 10, "socket revoke -> request p99 <= 10 ms"),
