@@ -15,6 +15,9 @@ scenario --reps times:
            daemon's start to the last outcome committed, CPU per revocation,
            peak RSS, commits/s (commits counted with a perf uprobe on
            db_commit when perf can; else n/a)
+  cold     (alternating with the drain) the same number of due rows written
+           while the daemon was down, new and unhashed: its rate over the
+           warm drain's
   startup  READY=1 time and RSS with 1 M (and with --big 10 M) rows, nothing due
   idle     CPU over 60 s with 1 M active tokens, nothing due
   hashing  20,000 new tokens written by another process (2,000 a second, one
@@ -96,6 +99,7 @@ TARGETS = [
     ("startup.big.ready_ms", "<=", 100, "READY <= 100 ms with 10 M rows"),
     ("startup.big.rss_mib", "<=", 32, "RSS <= 32 MiB with 10 M rows"),
     ("idle.cpu_ms_per_60s", "<=", 60, "idle <= 60 ms CPU per 60 s"),
+    ("cold.ratio_warm", ">=", 0.8, "a backlog written while down drains >= 0.8 of the warm drain"),
     ("hashing.cpu_us_per_token", "<=", 25, "<= 25 us daemon CPU per new token (one per commit)"),
     ("latency.expiry_p99_ms", "<=", 20, "expiry -> request p99 <= 20 ms"),
     ("latency.flag_p99_ms", "<=", 50, "flag -> request p99 <= 50 ms"),
@@ -817,10 +821,24 @@ def pct(values, p):
 # --------------------------------------------------------------------------
 # scenarios: each returns a dict of numbers for one repetition
 
-def scenario_drain(b, https=False):
+def write_cold_backlog(db, n):
+    """n new rows, due an hour ago, written as an application would while
+    the daemon is down: not hashed yet, each to be noticed, hashed and
+    promoted by the next start."""
+    c = connect(db)
+    past = int(time.time()) - 3600
+    with c:
+        c.execute("BEGIN")
+        c.executemany("INSERT INTO tokens (token, subject, expires_at) VALUES (?, ?, ?)",
+                      (("cold-%s" % os.urandom(16).hex(), "user-%d" % (i % 50000), past) for i in range(n)))
+    c.close()
+    return n
+
+
+def scenario_drain(b, https=False, cold=False):
     m = b.mode
     db = fresh_copy(b, m["rows"], "drain")
-    n = set_expiry(db, int(time.time()) - 3600, limit=m["due"])
+    n = write_cold_backlog(db, m["due"]) if cold else set_expiry(db, int(time.time()) - 3600, limit=m["due"])
     prog = Progress(db)
     config = {"logout.url": b.nginx.https_url, "logout.ca_file": b.nginx.ca_file} if https else None
     tls0 = b.nginx.tls_log_size()
@@ -852,6 +870,12 @@ def scenario_drain(b, https=False):
 def scenario_drain_https(b):
     """The drain over HTTPS (TLS 1.3, the throwaway CA as ca_file)."""
     return scenario_drain(b, https=True)
+
+
+def scenario_cold(b):
+    """The drain of a backlog written while the daemon was down (new,
+    unhashed rows), against the warm drain of rows it had hashed before."""
+    return scenario_drain(b, cold=True)
 
 
 def scenario_startup(b, rows):
@@ -1278,6 +1302,8 @@ class Bench:
             pairs = [("drain", scenario_drain)] + ([("reference", scenario_reference)] if self.reference else [])
             if want("https"):
                 pairs.append(("drain_https", scenario_drain_https))
+            if want("cold"):
+                pairs.append(("cold", scenario_cold))
             for name, _ in pairs:
                 self.results[name] = []
             for i in range(self.mode["reps"]):
@@ -1347,6 +1373,10 @@ def summarize(results):
         cpu = [h["cpu_us_per_rev"] / d["cpu_us_per_rev"] for d, h in zip(results["drain"], https)]
         s["drain_https"]["ratio_http"] = {"median": statistics.median(rate), "min": min(rate), "max": max(rate)}
         s["drain_https"]["cpu_ratio_http"] = {"median": statistics.median(cpu), "min": min(cpu), "max": max(cpu)}
+    cold = results.get("cold")
+    if cold and results.get("drain") and len(cold) == len(results["drain"]):
+        rate = [c["rate"] / d["rate"] for d, c in zip(results["drain"], cold)]
+        s["cold"]["ratio_warm"] = {"median": statistics.median(rate), "min": min(rate), "max": max(rate)}
     out = s.get("outage")
     if out:
         # Full rate within one interval: the first request after the return
@@ -1408,6 +1438,9 @@ ROWS = [
     ("https drain: CPU per revocation", "drain_https", "cpu_us_per_rev", "us"),
     ("https drain: TLS connections", "drain_https", "tls_connections", ""),
     ("https drain: requests per handshake", "drain_https", "requests_per_handshake", ""),
+    ("cold backlog: ratio to the warm drain", "cold", "ratio_warm", ""),
+    ("cold backlog: revocations/s", "cold", "rate", "/s"),
+    ("cold backlog: CPU per revocation", "cold", "cpu_us_per_rev", "us"),
     ("start-up: READY, base table", "startup", "ready_ms", "ms"),
     ("start-up: RSS, base table", "startup", "rss_mib", "MiB"),
     ("start-up: READY, big table", "startup.big", "ready_ms", "ms"),
@@ -1454,6 +1487,7 @@ TARGET_OF = {
     "storm.rate_vs_drain": "storm.rate_vs_drain", "storm.ping_p99_ms": "storm.ping_p99_ms",
     "outage.min_probe_gap_ms": "outage.probe_gap_ok",
     "outage.first_ok_after_return_ms": "outage.recovery_ok",
+    "cold.ratio_warm": "cold.ratio_warm", "hashing.cpu_us_per_token": "hashing.cpu_us_per_token",
 }
 
 
@@ -1600,8 +1634,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smoke run: small sizes, one repetition")
     ap.add_argument("--big", action="store_true", help="also start-up with 10 M rows (a 1 GB file)")
     ap.add_argument("--reps", type=int, help="repetitions per scenario (default 3; quick 1)")
-    ap.add_argument("--only", help="comma-separated scenarios: wrk,drain,https,startup,idle,hashing,latency,storm,outage "
-                         "(https: the drain over TLS, alternating with the HTTP drain)")
+    ap.add_argument("--only", help="comma-separated scenarios: wrk,drain,https,cold,startup,idle,hashing,latency,storm,outage "
+                         "(https, cold: alternating with the drain)")
     ap.add_argument("--port", type=int, help="nginx port (default: a free one)")
     ap.add_argument("--nginx-workers", type=int, default=1, help="nginx worker processes (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
