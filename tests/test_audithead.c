@@ -128,7 +128,7 @@ static void test_lines(void)
     for (int i = 0; i < 3; i++)
         append(db, a, 1000 + i);
     run_until_lines(&loop, 4, 100);
-    CHECK_INT(n_lines, 4);
+    CHECK(n_lines >= 4); /* one turn may run the timer twice (before and after its poll) */
     for (int i = 1; i < n_lines; i++) {
         CHECK_STR(lines[i].seq, "3");
         check_line(&lines[i], db);
@@ -136,9 +136,11 @@ static void test_lines(void)
     append(db, a, 2000);
     int before = n_lines;
     run_until_lines(&loop, before + 1, 100);
-    CHECK_INT(n_lines, before + 1);
-    CHECK_STR(lines[before].seq, "4");
-    check_line(&lines[before], db);
+    CHECK(n_lines >= before + 1);
+    for (int i = before; i < n_lines; i++) {
+        CHECK_STR(lines[i].seq, "4");
+        check_line(&lines[i], db);
+    }
 
     /* a longer interval: no line for a few turns that do not wait */
     audithead_set_interval(h, 600 * 1000);
@@ -167,9 +169,20 @@ static void test_lines(void)
     audit_close(a);
     db_close(db);
 
+    fflush(stderr);
     REQUIRE(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
     close(saved);
     close(file);
+    if (unit_failures) {
+        /* the failed checks went to the file that stood for stderr */
+        FILE *f = fopen(journal, "r");
+        char buf[512];
+
+        while (f && fgets(buf, sizeof(buf), f))
+            fputs(buf, stderr);
+        if (f)
+            fclose(f);
+    }
     unsetenv("JOURNAL_STREAM");
     log_set_journal(NULL);
     log_init("test_audithead");
