@@ -100,7 +100,8 @@ class T(harness.E2ETestCase):
         self.assertEqual(out, at_stop[-1] + "\n", "the line at stop is not the final head")
         self.assertEqual(int(at_stop[-1].split(":")[0]), app.query("SELECT max(seq) AS m FROM audit")[0]["m"])
         self.assertEqual(heads(text)[-1], at_stop[-1])
-        self.assertIn(at_stop[-1].replace(":", " hash ") + "\n<5>stopped", text.replace("audit head: seq ", ""))
+        n, h = at_stop[-1].split(":")
+        self.assertIn("<5>audit head: seq %s hash %s\n<5>stopped\n" % (n, h), text, "the last line before 'stopped'")
 
         # the next start logs the same head: nothing changed while it was down
         d.start()
@@ -238,8 +239,10 @@ class T(harness.E2ETestCase):
         self.assertNotIn("audit head:", d.stderr())
         self.assertEqual(d.stop(), 0)
         seen.extend(datagrams())
-        self.assertTrue(any("MESSAGE=audit head: seq %d hash %s" % (n, h) in g for g in seen[-3:]),
-                        "the line at stop reached the journal")
+        stopping = max(i for i, g in enumerate(seen) if "\nMESSAGE=SIGTERM: stopping\n" in "\n" + g)
+        last_head = max(i for i, g in enumerate(seen) if "\nAUDIT_SEQ=" in g)
+        self.assertGreater(last_head, stopping, "no head line reached the journal at stop")
+        self.assertIn("MESSAGE=audit head: seq %d hash %s" % (n, h), seen[last_head].split("\n"))
         for g in seen:
             self.assertNotIn(secret, g)
 
