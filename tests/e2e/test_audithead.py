@@ -5,7 +5,7 @@ accepted by `revokerctl audit --verify --head N:H`; the line at stop is the
 final head (`revokerctl audit --head` after the stop); the newest row
 deleted, or rewritten with its hash recomputed, by another process with the
 triggers dropped passes `audit --verify` alone and fails with `--head`; bad
-`--head` syntax is a usage error; the line reaches the journal with the
+`--head` syntax is a usage error; a reload applies a new interval; the line reaches the journal with the
 fields AUDIT_SEQ and AUDIT_HASH (the real binary, sd_journal_sendv, and a
 journal socket of the test's own in a private mount namespace).
 """
@@ -15,6 +15,7 @@ import os
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 
@@ -189,6 +190,16 @@ class T(harness.E2ETestCase):
             self.assertEqual(rc, 2, (args, out, err))
             self.assertIn(why, err, args)
             self.assertIn("Try 'revokerctl help audit'.", err)
+
+    def test_reload_applies_a_new_interval(self):
+        ep = self.endpoint()
+        d = self.daemon(ep, config={"audit.anchor_interval": "1h"})
+        self.wait_until(lambda: len(heads(d.stderr())) == 1, 10, "the line at start")
+        d.set({"audit.anchor_interval": "1s"})
+        d.send_signal(signal.SIGHUP)
+        self.wait_until(lambda: len(heads(d.stderr())) >= 3, 20, "lines every second after the reload")
+        self.assertIn("configuration reloaded", d.stderr())
+        self.assertEqual(d.stop(), 0)
 
     def test_head_reaches_the_journal_with_its_fields(self):
         if os.geteuid() != 0 or not shutil.which("unshare"):
