@@ -430,3 +430,139 @@ int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *w
         *ret_rows = rows;
     return err;
 }
+
+/* ---- the chain's head ---- */
+
+/* A hash column, cut to AUDIT_HASH_LEN (a hash edited to something longer
+ * is shown as it is, cut to size: the check names it). */
+static void copy_hash(sqlite3_stmt *st, int i, char ret[AUDIT_HASH_LEN + 1])
+{
+    size_t len;
+    const char *h = column_text(st, i, &len);
+
+    util_format(ret, AUDIT_HASH_LEN + 1, "%.*s", (int)(len < AUDIT_HASH_LEN ? len : AUDIT_HASH_LEN),
+                h ? h : "");
+}
+
+/* One query of at most one row, seq bound as ?1 if it has one: 1 with the row's
+ * columns 0 and 1 (hash text into ret_hash when non-NULL, else integers
+ * into ret_ints), 0 without a row, or a negative errno with why set. */
+static int one_row(struct db *db, const char *sql, int64_t seq, char ret_hash[AUDIT_HASH_LEN + 1],
+                   int64_t ret_ints[2], char *why, size_t whylen)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL);
+
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int64(st, 1, seq);
+        rc = sqlite3_step(st);
+    }
+    if (rc == SQLITE_ROW && ret_hash)
+        copy_hash(st, 0, ret_hash);
+    else if (rc == SQLITE_ROW)
+        ret_ints[0] = sqlite3_column_int64(st, 0), ret_ints[1] = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW || rc == SQLITE_DONE)
+        return rc == SQLITE_ROW;
+    rc = db_fail(db, rc);
+    util_format(why, whylen, "%s", db_errmsg(db));
+    return rc;
+}
+
+int audit_get_head(struct db *db, struct audit_head *ret_head)
+{
+    sqlite3_stmt *st;
+    struct audit_head h = {.seq = 0};
+    int rc =
+        sqlite3_prepare_v2(db->conn, "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1", -1, &st, NULL);
+
+    if (rc != SQLITE_OK)
+        return db_fail(db, rc);
+    memcpy(h.hash, genesis, sizeof(genesis));
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        h.seq = sqlite3_column_int64(st, 0);
+        copy_hash(st, 1, h.hash);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_fail(db, rc);
+    *ret_head = h;
+    return 0;
+}
+
+int audit_head_parse(const char *s, struct audit_head *ret_head)
+{
+    struct audit_head h;
+    const char *colon = s ? strchr(s, ':') : NULL;
+    char *end;
+
+    if (!colon || *s < '0' || *s > '9' || strlen(colon + 1) != AUDIT_HASH_LEN)
+        return -EINVAL;
+    errno = 0;
+    long long seq = strtoll(s, &end, 10);
+    if (errno || end != colon)
+        return -EINVAL;
+    h.seq = seq;
+    for (size_t i = 0; i < AUDIT_HASH_LEN; i++) {
+        char c = colon[1 + i];
+
+        if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return -EINVAL;
+        h.hash[i] = c;
+    }
+    h.hash[AUDIT_HASH_LEN] = '\0';
+    if (h.seq == 0 && strcmp(h.hash, genesis) != 0)
+        return -EINVAL;
+    *ret_head = h;
+    return 0;
+}
+
+int audit_verify_head(struct db *db, const struct audit_head *head, int64_t *ret_rows, int64_t *ret_bad_seq,
+                      char *why, size_t whylen)
+{
+    int64_t rows = 0, bad = 0, ends[2] = {0, 0}, n = head->seq;
+    char hash[AUDIT_HASH_LEN + 1] = "";
+    int found, err = audit_verify(db, &rows, &bad, why, whylen);
+
+    if (err == -EBADMSG && ret_bad_seq)
+        *ret_bad_seq = bad;
+    if (err < 0)
+        return err;
+    /* Every log extends the empty one; then row N as the head recorded it. */
+    found = n == 0 ? 1 : one_row(db, "SELECT hash FROM audit WHERE seq = ?1", n, hash, NULL, why, whylen);
+    if (found < 0)
+        return found;
+    if (found && (n == 0 || strcmp(hash, head->hash) == 0)) {
+        if (ret_rows)
+            *ret_rows = rows;
+        return 0;
+    }
+    if (found) {
+        util_format(why, whylen,
+                    "seq %" PRId64 ": its hash is %s, the recorded head says %s (this row or one before it "
+                    "was rewritten, and the hashes after it recomputed)",
+                    n, hash, head->hash);
+    } else {
+        found = one_row(db, "SELECT min(seq), max(seq) FROM audit", 0, NULL, ends, why, whylen);
+        if (found < 0)
+            return found;
+        if (ends[1] == 0)
+            util_format(why, whylen, "seq %" PRId64 " is missing: the log is empty (every row deleted)", n);
+        else if (n > ends[1])
+            util_format(why, whylen,
+                        "seq %" PRId64 " is missing: the log ends at seq %" PRId64
+                        " (the newest rows deleted)",
+                        n, ends[1]);
+        else
+            util_format(why, whylen,
+                        "seq %" PRId64 " is missing: the log starts at seq %" PRId64
+                        " (the rows before it deleted)",
+                        n, ends[0]);
+    }
+    if (ret_bad_seq)
+        *ret_bad_seq = n;
+    return -EBADMSG;
+}

@@ -60,3 +60,29 @@ int audit_query(struct db *db, const struct audit_filter *f,
  * *ret_bad_seq the first row whose hash does not match (or that follows a
  * gap) and why explaining it. */
 int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *why, size_t whylen);
+
+/* ---- the chain's head, for a record kept outside the database ---- */
+
+#define AUDIT_HASH_LEN 64 /* lower-case hex SHA-256 */
+
+/* The newest row: "N:H" in text (audit_head_parse), "audit head: seq N
+ * hash H" in the daemon's log (audithead.h). An empty log's head is seq 0
+ * with 64 zeros, the hash the first row chains from. */
+struct audit_head {
+    int64_t seq;
+    char hash[AUDIT_HASH_LEN + 1];
+};
+
+/* The head as committed now (one primary-key lookup). 0 or a negative errno. */
+int audit_get_head(struct db *db, struct audit_head *ret_head);
+/* "N:H": N a decimal seq (0 only with the 64 zeros), H 64 hex digits (upper
+ * case taken, stored lower). 0 or -EINVAL. */
+int audit_head_parse(const char *s, struct audit_head *ret_head);
+/* A head recorded earlier against the log now: audit_verify, then row
+ * head->seq must exist with hash head->hash, so that the newest rows
+ * deleted, or rewritten with their hashes recomputed, are caught. 0 when
+ * both hold (ret_rows: rows checked); -EBADMSG with *ret_bad_seq and why
+ * naming the first damaged row, the missing row N or the hash that
+ * differs; another negative errno when the log cannot be read. */
+int audit_verify_head(struct db *db, const struct audit_head *head, int64_t *ret_rows, int64_t *ret_bad_seq,
+                      char *why, size_t whylen);

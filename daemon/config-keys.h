@@ -79,6 +79,9 @@
       "token-level failures before `gave_up`")                                                               \
     X("retry", "retry_after_max", DURATION, retry_after_max_ms, "1h", 0, 30 * CONFIG_D,                       \
       "cap on a Retry-After pause")                                                                          \
+    X("audit", "anchor_interval", DURATION, audit_anchor_interval_ms, "1h", CONFIG_S, 30 * CONFIG_D,          \
+      "how often the audit log's chain head is logged (also at start and stop), for a record outside "        \
+      "the file")                                                                                            \
     X("metrics", "listen", LISTEN, metrics_listen, "", 0, 0,                                                  \
       "HTTP listener for Prometheus (GET /metrics): IPv4:PORT, [IPv6]:PORT or a UNIX socket path; empty: off")
 /* clang-format on */

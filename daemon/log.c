@@ -78,11 +78,15 @@ static void write_all(const char *p, size_t n)
     }
 }
 
-/* The journal fields of a line about a token (log_token). */
-struct token_fields {
+/* The journal fields of a line about a token (log_token) or about the
+ * audit chain's head (log_audit_head). */
+struct line_fields {
+    bool token; /* TOKEN_ID and the three below */
     int64_t id;
     const char *fingerprint, *event; /* NULL: no field */
     long http_status;                /* <= 0: no field */
+    const char *audit_hash;          /* non-NULL: AUDIT_SEQ and AUDIT_HASH */
+    int64_t audit_seq;
 };
 
 /* The file name without its directories: meson passes "../daemon/revoke.c". */
@@ -95,11 +99,12 @@ static const char *base_name(const char *path)
 
 /* msg (mlen bytes, "MESSAGE=" room in front) and its fields to the journal;
  * the writer's result. */
-static int send_journal(const struct log_site *at, int level, const struct token_fields *t, char *msg,
+static int send_journal(const struct log_site *at, int level, const struct line_fields *t, char *msg,
                         size_t mlen)
 {
-    char prio[16], ident[HEAD_MAX], file[96], line[32], func[96], id[32], fp[64], ev[64], st[32];
-    struct iovec iov[10];
+    char prio[16], ident[HEAD_MAX], file[96], line[32], func[96], id[32], fp[64], ev[64], st[32], seq[40],
+        hash[96];
+    struct iovec iov[12];
     int k = 0;
 
 #define FIELD(buf, ...) \
@@ -111,7 +116,7 @@ static int send_journal(const struct log_site *at, int level, const struct token
     FIELD(file, "CODE_FILE=%s", base_name(at->file));
     FIELD(line, "CODE_LINE=%d", at->line);
     FIELD(func, "CODE_FUNC=%s", at->func ? at->func : "?");
-    if (t) {
+    if (t && t->token) {
         FIELD(id, "TOKEN_ID=%" PRId64, t->id);
         if (t->fingerprint)
             FIELD(fp, "FINGERPRINT=%s", t->fingerprint);
@@ -120,12 +125,16 @@ static int send_journal(const struct log_site *at, int level, const struct token
         if (t->http_status > 0)
             FIELD(st, "HTTP_STATUS=%ld", t->http_status);
     }
+    if (t && t->audit_hash) {
+        FIELD(seq, "AUDIT_SEQ=%" PRId64, t->audit_seq);
+        FIELD(hash, "AUDIT_HASH=%.64s", t->audit_hash);
+    }
 #undef FIELD
     return state.journal_sendv(iov, k);
 }
 
 /* One line: head + sanitised message (+ fields in the journal). */
-static void emit(const struct log_site *at, int level, const struct token_fields *t, const char *fmt,
+static void emit(const struct log_site *at, int level, const struct line_fields *t, const char *fmt,
                  va_list ap)
 {
     char buf[LINE_MAX_BYTES];
@@ -223,7 +232,7 @@ const char *log_level_name(int level)
 }
 
 /* Both entry points: the level filter, errno kept. */
-static void vlog(const struct log_site *at, int level, const struct token_fields *t, const char *fmt,
+static void vlog(const struct log_site *at, int level, const struct line_fields *t, const char *fmt,
                  va_list ap)
 {
     /* callers may log between a failure and their look at errno */
@@ -251,12 +260,29 @@ void log_write_at(const struct log_site *at, int level, const char *fmt, ...)
 void log_token_at(const struct log_site *at, int level, int64_t token_id, const char *fingerprint,
                   const char *event, long http_status, const char *fmt, ...)
 {
-    const struct token_fields t = {token_id, fingerprint, event, http_status};
+    const struct line_fields t = {.token = true,
+                                  .id = token_id,
+                                  .fingerprint = fingerprint,
+                                  .event = event,
+                                  .http_status = http_status};
     va_list ap;
 
     if (level > state.level)
         return;
     va_start(ap, fmt);
     vlog(at, level, &t, fmt, ap);
+    va_end(ap);
+}
+
+void log_audit_head_at(const struct log_site *at, int level, int64_t seq, const char *hash, const char *fmt,
+                       ...)
+{
+    const struct line_fields t = {.audit_hash = hash, .audit_seq = seq};
+    va_list ap;
+
+    if (level > state.level)
+        return;
+    va_start(ap, fmt);
+    vlog(at, level, hash ? &t : NULL, fmt, ap);
     va_end(ap);
 }

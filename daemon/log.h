@@ -12,7 +12,8 @@
  * and revokerd has handed over sd_journal_sendv (log_set_journal), lines go
  * to the journal with structured fields (PRIORITY, CODE_FILE, CODE_LINE and
  * CODE_FUNC of the caller, and TOKEN_ID, FINGERPRINT, EVENT, HTTP_STATUS for
- * a line about a token); otherwise they are written as
+ * a line about a token, AUDIT_SEQ and AUDIT_HASH for the audit chain's head);
+ * otherwise they are written as
  * "<N>message" lines (sd-daemon prefixes) when stderr is not a terminal,
  * or as "revokerd: level: message" for a terminal.
  * A line names a token by id and fingerprint, never by its secret. */
@@ -57,9 +58,16 @@ void log_token_at(const struct log_site *at, int level, int64_t token_id, const 
                   const char *event, long http_status, const char *fmt, ...)
     __attribute__((format(printf, 7, 8)));
 
+/* A line about the audit chain's head (audithead.h): adds AUDIT_SEQ and
+ * AUDIT_HASH (hash NULL: neither) as journal fields, so that
+ * `journalctl AUDIT_SEQ=N` finds the line and journald's sealing covers it. */
+void log_audit_head_at(const struct log_site *at, int level, int64_t seq, const char *hash, const char *fmt,
+                       ...) __attribute__((format(printf, 5, 6)));
+
 #define log_write(level, ...) log_write_at(LOG_SITE, (level), __VA_ARGS__)
 #define log_token(level, token_id, fingerprint, event, http_status, ...) \
     log_token_at(LOG_SITE, (level), (token_id), (fingerprint), (event), (http_status), __VA_ARGS__)
+#define log_audit_head(level, seq, hash, ...) log_audit_head_at(LOG_SITE, (level), (seq), (hash), __VA_ARGS__)
 
 #define log_crit(...) log_write(LOG_CRIT, __VA_ARGS__)
 #define log_err(...) log_write(LOG_ERR, __VA_ARGS__)

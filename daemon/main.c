@@ -18,6 +18,7 @@
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
+#include "audithead.h"
 #include "build-config.h"
 #include "config.h"
 #include "ctl.h"
@@ -53,6 +54,7 @@ struct daemon {
     struct queue *queue;     /* shape's counts off the loop; NULL: on the loop */
     struct metrics_http *metrics_http; /* NULL unless [metrics] listen is set */
     struct notify *notify;
+    struct audithead *audithead;
     struct proto_env env;
     uv_signal_t sigterm, sigint, sighup;
     uv_timer_t status_timer;
@@ -462,6 +464,8 @@ static void reload(struct daemon *d)
         return;
     }
     fit_fd_limit(&c);
+    if (c.audit_anchor_interval_ms != d->cfg.audit_anchor_interval_ms)
+        audithead_set_interval(d->audithead, c.audit_anchor_interval_ms);
     ctl_configure(d->ctl, c.max_clients, c.client_idle_ms, control_gid(&c));
     log_set_level(c.log_level);
     store_set_jwt_expiry(d->store, c.jwt_expiry);
@@ -483,6 +487,10 @@ static void on_engine_stopped(void *data)
     struct daemon *d = data;
 
     d->revoke = NULL;
+    /* The engine's last outcome is committed: the final head. */
+    (void)audithead_log(d->audithead);
+    audithead_close(d->audithead);
+    d->audithead = NULL;
     store_close(d->store, NULL, NULL);
     d->store = NULL;
     uv_close((uv_handle_t *)&d->sigterm, on_closed);
@@ -629,6 +637,11 @@ static int start(struct daemon *d)
         log_crit("cannot set up systemd notification: %s", strerror(-rc));
         return rc;
     }
+    rc = audithead_new(&d->loop, store_db(d->store), d->cfg.audit_anchor_interval_ms, &d->audithead);
+    if (rc < 0) {
+        log_crit("cannot set up the audit head's timer: %s", strerror(-rc));
+        return rc;
+    }
     uv_signal_init(&d->loop, &d->sigterm);
     uv_signal_init(&d->loop, &d->sigint);
     uv_signal_init(&d->loop, &d->sighup);
@@ -687,6 +700,7 @@ int main(int argc, char **argv)
     log_notice("revokerd %s ready: database %s, endpoint %s, concurrency %u", REVOKERD_VERSION, d.cfg.database,
                d.cfg.url, d.cfg.concurrency);
     notify_ready(d.notify);
+    (void)audithead_log(d.audithead);
     on_engine_change(&d);
     uv_run(&d.loop, UV_RUN_DEFAULT);
 

@@ -51,7 +51,8 @@ int store_open_group(uv_loop_t *loop, const char *path, gid_t group, schemacheck
 void store_close(struct store *s, void (*closed)(void *data), void *data);
 
 /* The connection itself, for what works on the file rather than on the
- * tables (watch's data_version) and for tests that seed rows. */
+ * tables (watch's data_version), for audithead's read-only look at the
+ * audit log's head between transactions, and for tests that seed rows. */
 struct db *store_db(struct store *s);
 /* 0 while the path (and the lock file beside it) still name the files that
  * are open; -ENOENT (removed) or -ESTALE (replaced), *ret_what the path. */

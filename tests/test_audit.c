@@ -413,6 +413,214 @@ static void test_null_is_not_text(void)
     tmp_end();
 }
 
+/* The stored hash of row seq. */
+static void stored_hash(struct db *db, int64_t seq, char out[AUDIT_HASH_LEN + 1])
+{
+    sqlite3_stmt *st;
+
+    REQUIRE(sqlite3_prepare_v2(db->conn, "SELECT hash FROM audit WHERE seq = ?1", -1, &st, NULL) ==
+            SQLITE_OK);
+    sqlite3_bind_int64(st, 1, seq);
+    REQUIRE(sqlite3_step(st) == SQLITE_ROW);
+    snprintf(out, AUDIT_HASH_LEN + 1, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+}
+
+static void test_head_read(void)
+{
+    struct audit_head h = {.seq = -1}, h2;
+    char want[AUDIT_HASH_LEN + 1];
+    struct db *db;
+    struct audit *a;
+
+    tmp_begin();
+    REQUIRE(db_open(tmp_path("a.db"), 0, &db) == 0);
+    CHECK_INT(audit_get_head(db, &h), 0);
+    CHECK_INT(h.seq, 0);
+    CHECK_STR(h.hash, "0000000000000000000000000000000000000000000000000000000000000000");
+    db_close(db);
+
+    open_with_chain(tmp_path("b.db"), &db, &a);
+    CHECK_INT(audit_get_head(db, &h), 0);
+    CHECK_INT(h.seq, CHAIN_LEN);
+    stored_hash(db, CHAIN_LEN, want);
+    CHECK_STR(h.hash, want);
+    CHECK_INT((int)strlen(h.hash), AUDIT_HASH_LEN);
+
+    /* an append inside a transaction that is rolled back leaves the head */
+    REQUIRE(db_begin(db) == 0);
+    REQUIRE(audit_append(a, &chain[0]) == 0);
+    db_rollback(db);
+    audit_forget(a);
+    CHECK_INT(audit_get_head(db, &h2), 0);
+    CHECK_INT(h2.seq, CHAIN_LEN);
+    CHECK_STR(h2.hash, want);
+
+    /* a committed one moves it */
+    REQUIRE(db_begin(db) == 0);
+    REQUIRE(audit_append(a, &chain[1]) == 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(audit_get_head(db, &h2), 0);
+    CHECK_INT(h2.seq, CHAIN_LEN + 1);
+    stored_hash(db, CHAIN_LEN + 1, want);
+    CHECK_STR(h2.hash, want);
+
+    /* the head as text parses back to itself */
+    char text[96];
+    struct audit_head back;
+    snprintf(text, sizeof(text), "%" PRId64 ":%s", h2.seq, h2.hash);
+    CHECK_INT(audit_head_parse(text, &back), 0);
+    CHECK_INT(back.seq, h2.seq);
+    CHECK_STR(back.hash, h2.hash);
+    audit_close(a);
+    db_close(db);
+    tmp_end();
+}
+
+static void test_head_parse(void)
+{
+#define H64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+#define Z64 "0000000000000000000000000000000000000000000000000000000000000000"
+    static const struct {
+        const char *text;
+        int ret;
+        int64_t seq;
+        const char *hash;
+    } cases[] = {
+        {"12:" H64, 0, 12, H64},
+        {"1:" Z64, 0, 1, Z64},
+        {"0:" Z64, 0, 0, Z64}, /* the empty log's head */
+        {"007:" H64, 0, 7, H64},
+        {"5:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789ABCDEF", 0, 5, H64},
+        {"0:" H64, -EINVAL, 0, NULL}, /* seq 0 chains from nothing but zeros */
+        {"", -EINVAL, 0, NULL},
+        {"12", -EINVAL, 0, NULL},
+        {"12:", -EINVAL, 0, NULL},
+        {":" H64, -EINVAL, 0, NULL},
+        {"-1:" H64, -EINVAL, 0, NULL},
+        {"+1:" H64, -EINVAL, 0, NULL},
+        {" 1:" H64, -EINVAL, 0, NULL},
+        {"1 :" H64, -EINVAL, 0, NULL},
+        {"x:" H64, -EINVAL, 0, NULL},
+        {"1x:" H64, -EINVAL, 0, NULL},
+        {"99999999999999999999:" H64, -EINVAL, 0, NULL},
+        {"1:" H64 "0", -EINVAL, 0, NULL},
+        {"1:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde", -EINVAL, 0, NULL},
+        {"1:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdeg", -EINVAL, 0, NULL},
+        {"1:" H64 " ", -EINVAL, 0, NULL},
+        {"1:2:" H64, -EINVAL, 0, NULL},
+        {"1=" H64, -EINVAL, 0, NULL},
+    };
+#undef H64
+#undef Z64
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct audit_head h = {.seq = -7, .hash = "untouched"};
+        int rc = audit_head_parse(cases[i].text, &h);
+
+        if (rc != cases[i].ret)
+            fprintf(stderr, "case \"%s\": %d\n", cases[i].text, rc);
+        CHECK_INT(rc, cases[i].ret);
+        CHECK_INT(h.seq, rc == 0 ? cases[i].seq : -7);
+        CHECK_STR(h.hash, rc == 0 ? cases[i].hash : "untouched");
+    }
+    CHECK_INT(audit_head_parse(NULL, &(struct audit_head){0}), -EINVAL);
+}
+
+/* A head recorded at seq `at`, then the file changed by another process
+ * (the triggers dropped, as an attacker with write access would), then
+ * `rewrite` rows appended through the audit module with their hashes
+ * computed as the daemon does: the log verifies alone (verify_ok), and
+ * the head check says ret, bad_seq and why. */
+static void test_head_checked(void)
+{
+    static const struct {
+        const char *name;
+        int64_t at;
+        const char *sql;
+        int rewrite;
+        bool verify_ok;
+        int ret;
+        int64_t bad_seq;
+        const char *why;
+    } cases[] = {
+        {"intact", 10, NULL, 0, true, 0, 0, NULL},
+        {"an older head", 4, NULL, 0, true, 0, 0, NULL},
+        {"rows appended since", 10, NULL, 3, true, 0, 0, NULL},
+        {"the empty log's head", 0, NULL, 0, true, 0, 0, NULL},
+        {"newest row deleted", 10, "DELETE FROM audit WHERE seq = 10", 0, true, -EBADMSG, 10,
+         "seq 10 is missing: the log ends at seq 9 (the newest rows deleted)"},
+        {"newest rows deleted", 9, "DELETE FROM audit WHERE seq >= 6", 0, true, -EBADMSG, 9,
+         "seq 9 is missing: the log ends at seq 5 (the newest rows deleted)"},
+        {"every row deleted", 3, "DELETE FROM audit", 0, true, -EBADMSG, 3,
+         "seq 3 is missing: the log is empty (every row deleted)"},
+        {"newest row rewritten", 10, "DELETE FROM audit WHERE seq = 10", 1, true, -EBADMSG, 10,
+         "seq 10: its hash is "},
+        {"newest rows rewritten and more added", 9, "DELETE FROM audit WHERE seq >= 8", 5, true, -EBADMSG, 9,
+         "the recorded head says "},
+        {"chain broken below the head", 10, "UPDATE audit SET detail = 'nothing' WHERE seq = 4", 0, false,
+         -EBADMSG, 4, "seq 4: its hash does not match"},
+        {"a row below the head deleted", 10, "DELETE FROM audit WHERE seq = 6", 0, false, -EBADMSG, 7,
+         "seq 6 is missing (deleted)"},
+        {"chain broken above an older head", 3, "UPDATE audit SET detail = 'nothing' WHERE seq = 8", 0, false,
+         -EBADMSG, 8, "seq 8: its hash does not match"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct audit_head head = {.seq = cases[i].at};
+        int64_t rows = -1, bad = -1;
+        char why[512] = "";
+        struct db *db;
+        struct audit *a;
+
+        tmp_begin();
+        open_with_chain(tmp_path("a.db"), &db, &a);
+        if (head.seq)
+            stored_hash(db, head.seq, head.hash);
+        else
+            memset(head.hash, '0', AUDIT_HASH_LEN);
+        if (cases[i].sql) {
+            sqlite3 *raw;
+            REQUIRE(sqlite3_open(tmp_path("a.db"), &raw) == SQLITE_OK);
+            REQUIRE(sqlite3_exec(raw, "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete", NULL,
+                                 NULL, NULL) == SQLITE_OK);
+            REQUIRE(sqlite3_exec(raw, cases[i].sql, NULL, NULL, NULL) == SQLITE_OK);
+            sqlite3_close(raw);
+        }
+        audit_forget(a); /* the head moved under it */
+        if (cases[i].rewrite) {
+            REQUIRE(db_begin(db) == 0);
+            for (int k = 0; k < cases[i].rewrite; k++)
+                REQUIRE(audit_append(a, &chain[5]) == 0); /* another event than the original rows */
+            REQUIRE(db_commit(db) == 0);
+        }
+        CHECK_INT(audit_verify(db, NULL, NULL, why, sizeof(why)) == 0, cases[i].verify_ok);
+
+        why[0] = '\0';
+        int rc = audit_verify_head(db, &head, &rows, &bad, why, sizeof(why));
+        if (rc != cases[i].ret || (cases[i].why && !strstr(why, cases[i].why)))
+            fprintf(stderr, "case \"%s\": %d why: %s\n", cases[i].name, rc, why);
+        CHECK_INT(rc, cases[i].ret);
+        if (rc == 0) {
+            CHECK_INT(rows, CHAIN_LEN + cases[i].rewrite);
+            CHECK_INT(bad, -1);
+        } else {
+            CHECK_INT(rows, -1); /* written only when intact */
+            CHECK_INT(bad, cases[i].bad_seq);
+            CHECK(cases[i].why && strstr(why, cases[i].why) != NULL);
+        }
+        /* the message names the hash that differs, and the recorded one */
+        if (cases[i].rewrite && rc != 0) {
+            char now[AUDIT_HASH_LEN + 1];
+            stored_hash(db, head.seq, now);
+            CHECK(strstr(why, now) != NULL);
+            CHECK(strstr(why, head.hash) != NULL);
+        }
+        audit_close(a);
+        db_close(db);
+        tmp_end();
+    }
+}
+
 TEST_MAIN(CASE(test_chain_appended_and_verified), CASE(test_rollback_and_forget),
           CASE(test_triggers_reject_changes), CASE(test_tampering_detected), CASE(test_query),
-          CASE(test_query_strings_and_stop), CASE(test_null_is_not_text))
+          CASE(test_query_strings_and_stop), CASE(test_null_is_not_text), CASE(test_head_read),
+          CASE(test_head_parse), CASE(test_head_checked))

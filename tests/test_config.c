@@ -119,6 +119,7 @@ static void test_defaults(void)
     CHECK_INT(c.retry_max_delay_ms, 15 * 60 * 1000);
     CHECK_INT(c.max_attempts, 8);
     CHECK_INT(c.retry_after_max_ms, 3600 * 1000);
+    CHECK_INT(c.audit_anchor_interval_ms, 3600 * 1000);
     CHECK_INT(config_validate(&c, err, sizeof(err)), 0);
     CHECK_STR(err, "");
     config_free(&c);
@@ -229,6 +230,9 @@ static const struct good_case good_cases[] = {
     GU("retry", "max_attempts", "1", max_attempts, 1),
     GU("retry", "max_attempts", "1000", max_attempts, 1000),
     GD("retry", "retry_after_max", "0", retry_after_max_ms, 0),
+    GD("audit", "anchor_interval", "1s", audit_anchor_interval_ms, 1000),
+    GD("audit", "anchor_interval", "30d", audit_anchor_interval_ms, 30ULL * 86400000),
+    GD("audit", "anchor_interval", "15min", audit_anchor_interval_ms, 900000),
     GS("metrics", "listen", "127.0.0.1:9469", metrics_listen, "127.0.0.1:9469"),
     GS("metrics", "listen", "[::1]:9469", metrics_listen, "[::1]:9469"),
     GS("metrics", "listen", "/run/revokerd/metrics.sock", metrics_listen, "/run/revokerd/metrics.sock"),
@@ -364,6 +368,9 @@ static const struct bad_case bad_cases[] = {
     {"retry", "max_attempts", "0", "\"0\" is out of range (expected a whole number from 1 to 1000)"},
     {"retry", "max_attempts", "1001", "\"1001\" is out of range (expected a whole number from 1 to 1000)"},
     {"retry", "retry_after_max", "31d", "31d is out of range (expected a time span from 0 to 30d)"},
+    {"audit", "anchor_interval", "999ms", "999ms is out of range (expected a time span from 1s to 30d)"},
+    {"audit", "anchor_interval", "0", "0 is out of range (expected a time span from 1s to 30d)"},
+    {"audit", "anchor_interval", "31d", "31d is out of range (expected a time span from 1s to 30d)"},
     {"metrics", "listen", "localhost:9469",
      "\"localhost:9469\": not a numeric IPv4 address (expected IPv4:PORT, [IPv6]:PORT or an absolute UNIX "
      "socket path; empty: off; no host names)"},
@@ -411,10 +418,10 @@ static const struct file_case file_cases[] = {
     {"[daemon]\nurl = https://a.example/\n", 2,
      "[daemon] url: unknown key (keys in [daemon]: database, socket, control_group, max_clients, client_idle, "
      "keep_secrets, jwt_expiry, log_level)"},
-    {"[Logout]\ntimeout = 5s\n", 1, "[Logout]: unknown section (expected [daemon], [logout], [retry] or [metrics])"},
-    {"; comment\n[daemon]\n[http]\n", 3, "[http]: unknown section (expected [daemon], [logout], [retry] or [metrics])"},
+    {"[Logout]\ntimeout = 5s\n", 1, "[Logout]: unknown section (expected [daemon], [logout], [retry], [audit] or [metrics])"},
+    {"; comment\n[daemon]\n[http]\n", 3, "[http]: unknown section (expected [daemon], [logout], [retry], [audit] or [metrics])"},
     {"timeout = 5s\n", 1,
-     "timeout: key outside any section (expected a [daemon], [logout], [retry] or [metrics] line before it)"},
+     "timeout: key outside any section (expected a [daemon], [logout], [retry], [audit] or [metrics] line before it)"},
     {"[logout\ntimeout = 5s\n", 1, "syntax error: section header without closing ']' (expected [section])"},
     {"[logout] timeout = 5s\n", 1,
      "syntax error: text after the section header (expected [section], optionally followed by a ; comment)"},

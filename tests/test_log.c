@@ -404,6 +404,7 @@ static int journal_child(void)
         CHECK(has_field(d, "FINGERPRINT=ba7816bf8f01cfea"));
         CHECK(has_field(d, "EVENT=revoked"));
         CHECK(has_field(d, "HTTP_STATUS=200"));
+        CHECK(!has_key(d, "AUDIT_SEQ"));
     } else {
         CHECK(!"no datagram for log_token");
     }
@@ -430,6 +431,25 @@ static int journal_child(void)
         CHECK(!"no datagram for log_token with an id only");
     }
 
+    /* a line about the audit chain's head: its two fields, no token's */
+    log_audit_head(LOG_NOTICE, 1234, "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef",
+                   "audit head: seq %d hash %s", 1234,
+                   "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef");
+    if (recv_fields(sock, d, sizeof(d)) == 0) {
+        CHECK(has_field(d,
+                        "MESSAGE=audit head: seq 1234 hash "
+                        "5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"));
+        CHECK(has_field(d, "PRIORITY=5"));
+        CHECK(has_field(d, "AUDIT_SEQ=1234"));
+        CHECK(has_field(d, "AUDIT_HASH=5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"));
+        CHECK_INT(count_key(d, "AUDIT_SEQ"), 1);
+        CHECK(has_field(d, "CODE_FUNC=journal_child"));
+        CHECK(!has_key(d, "TOKEN_ID"));
+        CHECK(!has_key(d, "FINGERPRINT"));
+    } else {
+        CHECK(!"no datagram for log_audit_head");
+    }
+
     /* a plain line has no token fields, and its own place */
     line = __LINE__ + 1;
     log_err("plain %s", "line");
@@ -445,6 +465,8 @@ static int journal_child(void)
         CHECK(!has_key(d, "TOKEN_ID"));
         CHECK(!has_key(d, "FINGERPRINT"));
         CHECK(!has_key(d, "EVENT"));
+        CHECK(!has_key(d, "AUDIT_SEQ"));
+        CHECK(!has_key(d, "AUDIT_HASH"));
     } else {
         CHECK(!"no datagram for log_err");
     }
@@ -508,6 +530,84 @@ static void test_journal(void)
     CHECK_INT(WEXITSTATUS(status), 0);
 }
 
+/* ---- journal: a stand-in writer, without root ---- */
+
+static char fake_fields[4096];
+static int fake_calls;
+
+/* The iovecs as the native protocol would carry them, one per line. */
+static int fake_sendv(const struct iovec *iov, int n)
+{
+    size_t o = 0;
+
+    fake_calls++;
+    for (int i = 0; i < n && o + iov[i].iov_len + 2 < sizeof(fake_fields); i++) {
+        memcpy(fake_fields + o, iov[i].iov_base, iov[i].iov_len);
+        o += iov[i].iov_len;
+        fake_fields[o++] = '\n';
+    }
+    fake_fields[o] = '\0';
+    return 0;
+}
+
+/* The audit head's fields reach the writer, with the line as MESSAGE, and
+ * a line at a level filtered out costs no call. */
+static void test_audit_head_fields(void)
+{
+    char path[] = "/tmp/test_log.XXXXXX", v[64];
+    struct stat st;
+    int file = mkstemp(path), saved;
+
+    REQUIRE(file >= 0);
+    unlink(path);
+    fflush(stderr);
+    saved = dup(STDERR_FILENO);
+    REQUIRE(saved >= 0 && dup2(file, STDERR_FILENO) == STDERR_FILENO);
+    REQUIRE(fstat(STDERR_FILENO, &st) == 0);
+    snprintf(v, sizeof(v), "%llu:%llu", (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+    setenv("JOURNAL_STREAM", v, 1);
+    log_set_journal(fake_sendv);
+    log_init("revokerd");
+    log_set_level(LOG_NOTICE);
+    fake_calls = 0;
+
+    log_audit_head(LOG_NOTICE, 42, "ab54a98ceb1f0ad2ab54a98ceb1f0ad2ab54a98ceb1f0ad2ab54a98ceb1f0ad2",
+                   "audit head: seq %d hash %s", 42,
+                   "ab54a98ceb1f0ad2ab54a98ceb1f0ad2ab54a98ceb1f0ad2ab54a98ceb1f0ad2");
+    CHECK_INT(fake_calls, 1);
+    CHECK(has_field(
+        fake_fields,
+        "MESSAGE=audit head: seq 42 hash ab54a98ceb1f0ad2ab54a98ceb1f0ad2ab54a98ceb1f0ad2ab54a98ceb1f0ad2"));
+    CHECK(has_field(fake_fields, "AUDIT_SEQ=42"));
+    CHECK(has_field(fake_fields,
+                    "AUDIT_HASH=ab54a98ceb1f0ad2ab54a98ceb1f0ad2ab54a98ceb1f0ad2ab54a98ceb1f0ad2"));
+    CHECK(has_field(fake_fields, "PRIORITY=5"));
+    CHECK(has_field(fake_fields, "CODE_FUNC=test_audit_head_fields"));
+    CHECK(!has_key(fake_fields, "TOKEN_ID"));
+
+    /* a hash longer than one (a cell edited by hand) is cut to 64 */
+    log_audit_head(LOG_NOTICE, 7, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdefEXTRA",
+                   "h");
+    CHECK(has_field(fake_fields,
+                    "AUDIT_HASH=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"));
+    /* no hash: no audit fields */
+    log_audit_head(LOG_NOTICE, 7, NULL, "no head");
+    CHECK(!has_key(fake_fields, "AUDIT_SEQ"));
+    CHECK(!has_key(fake_fields, "AUDIT_HASH"));
+    CHECK(has_field(fake_fields, "MESSAGE=no head"));
+    /* filtered out by level */
+    log_audit_head(LOG_INFO, 8, "00", "dropped");
+    CHECK_INT(fake_calls, 3);
+
+    REQUIRE(dup2(saved, STDERR_FILENO) == STDERR_FILENO);
+    close(saved);
+    close(file);
+    unsetenv("JOURNAL_STREAM");
+    log_set_journal(NULL);
+    log_init("test_log");
+    log_set_level(LOG_INFO);
+}
+
 static void test_level_names(void)
 {
     static const struct {
@@ -538,5 +638,6 @@ static void test_level_names(void)
 }
 
 TEST_MAIN(CASE(test_prefix_lines), CASE(test_level_filter), CASE(test_sanitise), CASE(test_truncation),
-          CASE(test_one_write_despite_short_writes), CASE(test_errno_kept), CASE(test_journal_stream_mismatch),
-          CASE(test_tty), CASE(test_journal), CASE(test_level_names))
+          CASE(test_one_write_despite_short_writes), CASE(test_errno_kept),
+          CASE(test_journal_stream_mismatch), CASE(test_tty), CASE(test_journal),
+          CASE(test_audit_head_fields), CASE(test_level_names))

@@ -1,5 +1,6 @@
 /* audit_cmd: options into an audit_filter, then audit_query or
- * audit_verify, each row printed as a table line or a JSON object. */
+ * audit_verify (audit_verify_head with a recorded head), each row printed
+ * as a table line or a JSON object; or the chain's head (--head). */
 #include "audit_cmd.h"
 
 #include <errno.h>
@@ -15,11 +16,12 @@
 #include "names.h"
 #include "timearg.h"
 
-enum { OPT_SINCE = 256, OPT_TOKEN, OPT_EVENT, OPT_LIMIT, OPT_VERIFY };
+enum { OPT_SINCE = 256, OPT_TOKEN, OPT_EVENT, OPT_LIMIT, OPT_VERIFY, OPT_HEAD };
 
 static const char audit_help[] =
     "Usage: revokerctl audit [--since TIME] [--token ID] [--event E] [--limit N]\n"
-    "       revokerctl audit --verify\n"
+    "       revokerctl audit --verify [--head N:H]\n"
+    "       revokerctl audit --head\n"
     "\n"
     "Show the audit log from the database (read-only; the daemon need not run).\n"
     "\n"
@@ -31,6 +33,10 @@ static const char audit_help[] =
     "    --limit N     the newest N matching rows (still printed oldest first)\n"
     "    --verify      walk the hash chain instead; exit 1 naming the first row\n"
     "                  that was altered, inserted or deleted\n"
+    "    --head N:H    with --verify: also check that row N still has hash H, a head\n"
+    "                  revokerd logged (\"audit head: seq N hash H\"); catches the\n"
+    "                  newest rows deleted or rewritten\n"
+    "    --head        alone: print the current head as N:H\n"
     "\n"
     "See revokerctl(1).\n";
 
@@ -101,13 +107,23 @@ static int print_row(void *ud, const struct audit_row *row)
     return 0;
 }
 
-/* --verify: the exit status. */
-static int verify(const struct cli *c, struct db *db, const char *path)
+/* --verify, with the recorded head or NULL: the exit status. */
+static int verify(const struct cli *c, struct db *db, const char *path, const struct audit_head *head)
 {
     int64_t rows = 0, bad = 0;
-    char why[256] = "";
-    int r = audit_verify(db, &rows, &bad, why, sizeof(why));
+    char why[512] = "";
+    int r = head ? audit_verify_head(db, head, &rows, &bad, why, sizeof(why))
+                 : audit_verify(db, &rows, &bad, why, sizeof(why));
 
+    if (r == 0 && head) {
+        if (c->json)
+            printf("{\"ok\":true,\"rows\":%" PRId64 ",\"head_seq\":%" PRId64 "}\n", rows, head->seq);
+        else
+            printf("audit log intact: %" PRId64 " rows, hash chain verified, seq %" PRId64
+                   " holds the recorded head's hash\n",
+                   rows, head->seq);
+        return 0;
+    }
     if (r == 0) {
         if (c->json)
             printf("{\"ok\":true,\"rows\":%" PRId64 "}\n", rows);
@@ -127,6 +143,23 @@ static int verify(const struct cli *c, struct db *db, const char *path)
         cli_error("cannot verify the audit log in %s: %s (%s)", path, strerror(-r), db_errmsg(db));
     }
     return EXIT_ANSWERED_ERROR;
+}
+
+/* --head alone: the exit status. */
+static int print_head(const struct cli *c, struct db *db, const char *path)
+{
+    struct audit_head h;
+    int r = audit_get_head(db, &h);
+
+    if (r < 0) {
+        cli_error("cannot read the audit log in %s: %s (%s)", path, strerror(-r), db_errmsg(db));
+        return EXIT_ANSWERED_ERROR;
+    }
+    if (c->json)
+        printf("{\"seq\":%" PRId64 ",\"hash\":\"%s\"}\n", h.seq, h.hash);
+    else
+        printf("%" PRId64 ":%s\n", h.seq, h.hash);
+    return 0;
 }
 
 /* The rows matching f: the exit status. */
@@ -154,11 +187,13 @@ static int audit_run(struct cli *c, int argc, char **argv)
         {"event", required_argument, NULL, OPT_EVENT},
         {"limit", required_argument, NULL, OPT_LIMIT},
         {"verify", no_argument, NULL, OPT_VERIFY},
+        {"head", optional_argument, NULL, OPT_HEAD},
         {NULL, 0, NULL, 0},
     };
     struct audit_filter f = {0};
-    bool do_verify = false;
-    const char *path;
+    struct audit_head head;
+    bool do_verify = false, do_head = false;
+    const char *path, *head_arg = NULL;
     int opt, r;
     int64_t v;
 
@@ -186,15 +221,34 @@ static int audit_run(struct cli *c, int argc, char **argv)
             f.limit = (unsigned)v;
             break;
         case OPT_VERIFY: do_verify = true; break;
+        case OPT_HEAD:
+            do_head = true;
+            head_arg = optarg;
+            break;
         case 'h': fputs(audit_help, stdout); return 0;
         }
     }
     if (r < 0)
         return EXIT_USAGE;
+    if (do_head && !head_arg && optind < argc)
+        head_arg = argv[optind++]; /* --head N:H, as well as --head=N:H */
     if (optind < argc)
         return cli_usage_error("audit", "unexpected argument '%s'", argv[optind]);
     if (do_verify && (f.since_ms || f.token_id || f.event || f.limit))
         return cli_usage_error("audit", "--verify checks the whole chain; it takes no filter");
+    if (do_head && (f.since_ms || f.token_id || f.event || f.limit))
+        return cli_usage_error("audit", "--head takes no filter");
+    if (do_head && !do_verify && head_arg)
+        return cli_usage_error("audit",
+                               "--head N:H is checked with --verify; --head alone prints the current "
+                               "head");
+    if (do_verify && do_head && !head_arg)
+        return cli_usage_error("audit", "--verify --head needs the recorded head, N:H");
+    if (head_arg && audit_head_parse(head_arg, &head) < 0)
+        return cli_usage_error("audit",
+                               "invalid --head '%s' (expected N:H, the seq and the 64 hex digits of "
+                               "a line \"audit head: seq N hash H\")",
+                               head_arg);
     if (cli_database(c, &path) < 0)
         return EXIT_USAGE;
     if (!path)
@@ -208,7 +262,9 @@ static int audit_run(struct cli *c, int argc, char **argv)
                   why && *why ? " (" : "", why && *why ? why : "", why && *why ? ")" : "");
         return EXIT_ANSWERED_ERROR;
     }
-    r = do_verify ? verify(c, db, path) : list(c, db, path, &f);
+    r = do_verify ? verify(c, db, path, head_arg ? &head : NULL)
+        : do_head ? print_head(c, db, path)
+                  : list(c, db, path, &f);
     db_close(db);
     return r;
 }
