@@ -131,7 +131,11 @@ class T(harness.E2ETestCase):
               "routine requests that arrived between an urgent one's notice and its request: max %d, median %d"
               % (rows, p50 * 1000, p99 * 1000, max(latencies) * 1000, max(overtaken),
                  statistics.median(overtaken)))
-        self.assertLess(p99, 0.5, "urgent p99 %.3f s" % p99)
+        # Behind the backlog it would be tens of seconds (20,000 at 400 a
+        # second); the milliseconds are the benchmark's (tests/bench/lanes.py):
+        # here a loaded sanitizer build took 0.77 s once, a busy retry of the
+        # promotion (250 ms) included.
+        self.assertLess(p99, 5, "urgent p99 %.3f s: behind the backlog?" % p99)
         self.assertLessEqual(max(overtaken), CONCURRENCY,
                              "an urgent token waited behind %d routine ones after it was noticed" % max(overtaken))
 
