@@ -1070,6 +1070,47 @@ static void test_track_batch(void)
     CHECK_INT(oks, PROTO_BATCH_MAX + 3);
 }
 
+/* The write lock another process holds is waited for once a batch: the
+ * writes after the first busy one are told at once, even once the lock is
+ * gone (the client's next read tries again), so that pipelined requests
+ * cannot stall the loop DB_BUSY_TIMEOUT_MS each. */
+static void test_busy_once_a_batch(void)
+{
+    static const char count_sql[] = "SELECT count(*) FROM tokens WHERE token LIKE 'tok-SECRET-once-%'";
+    struct replies rs = {0};
+    struct proto_batch b;
+    sqlite3 *other;
+
+    REQUIRE(sqlite3_open(path, &other) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    proto_batch_begin(&b, &env, collect, &rs);
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-once-1\",\"expires_at\":1795000000}");
+    REQUIRE(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-once-2\",\"expires_at\":1795000000}");
+    line(&b, "{\"op\":\"revoke\",\"token\":\"tok-SECRET-once-3\"}");
+    line(&b, "{\"op\":\"hold\",\"subject\":\"nobody\"}");
+    line(&b, "{\"op\":\"ping\"}");
+    proto_batch_end(&b);
+    CHECK_INT(rs.n, 5);
+    for (size_t i = 0; i < 4; i++)
+        CHECK(strstr(rs.text[i], "database is busy") != NULL);
+    CHECK(strstr(rs.text[4], "\"version\"") != NULL); /* reads still answer */
+    replies_free(&rs);
+    CHECK_INT(committed(count_sql), 0);
+
+    /* The next batch (the client's next read) writes. */
+    proto_batch_begin(&b, &env, collect, &rs);
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-once-2\",\"expires_at\":1795000000}");
+    line(&b, "{\"op\":\"revoke\",\"token\":\"tok-SECRET-once-3\"}");
+    proto_batch_end(&b);
+    CHECK_INT(rs.n, 2);
+    for (size_t i = 0; i < rs.n; i++)
+        CHECK(strstr(rs.text[i], "\"ok\":true") != NULL);
+    replies_free(&rs);
+    CHECK_INT(committed(count_sql), 2);
+    sqlite3_close(other);
+}
+
 /* Everything above went through audit_append: the chain is intact. */
 static void test_audit_chain(void)
 {
@@ -1088,5 +1129,6 @@ static void test_error_builder(void)
 
 TEST_MAIN(CASE(setup), CASE(test_ping), CASE(test_revoke_token), CASE(test_revoke_token_limits),
           CASE(test_revoke_id), CASE(test_revoke_subject), CASE(test_status), CASE(test_retry),
-          CASE(test_stats), CASE(test_hold_transitions), CASE(test_hold_many), CASE(test_bad_input), CASE(test_busy),
-          CASE(test_track), CASE(test_track_batch), CASE(test_audit_chain), CASE(test_error_builder), CASE(teardown))
+          CASE(test_stats), CASE(test_hold_transitions), CASE(test_hold_many), CASE(test_bad_input),
+          CASE(test_busy), CASE(test_track), CASE(test_track_batch), CASE(test_busy_once_a_batch),
+          CASE(test_audit_chain), CASE(test_error_builder), CASE(teardown))
