@@ -145,6 +145,24 @@ static int get_string(json_t *req, const char *key, size_t maxlen, const char **
     return 1;
 }
 
+/* get_string() for a text shown as one line (an audit detail): no control
+ * characters, which would break `revokerctl audit`'s rows or a terminal. */
+static int get_line(json_t *req, const char *key, size_t maxlen, const char **ret, struct perr *e)
+{
+    const char *s = NULL;
+    size_t len = 0;
+    int r = get_string(req, key, maxlen, &s, &len, e);
+
+    for (size_t i = 0; r > 0 && i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            perr_set(e, "field '%s' must not contain control characters (newline, tab, escape, ...)", key);
+            return -1;
+        }
+    if (r > 0)
+        *ret = s;
+    return r;
+}
+
 static int get_id(json_t *req, const char *key, int64_t *ret, struct perr *e)
 {
     json_t *v = json_object_get(req, key);
@@ -961,7 +979,7 @@ static json_t *op_hold(const struct proto_env *env, json_t *req, struct perr *e)
     int r;
 
     if (get_selector(req, "hold", false, &id, &subject, e) < 0 ||
-        get_string(req, "reason", PROTO_MAX_REASON, &reason, NULL, e) < 0)
+        get_line(req, "reason", PROTO_MAX_REASON, &reason, e) < 0)
         return NULL;
     struct hold_who who = {.uid = e->uid, .reason = reason, .now_ms = db_now_ms()};
     struct id_lists l = {json_array(), json_array()};
@@ -1041,7 +1059,7 @@ static json_t *op_drop(const struct proto_env *env, json_t *req, struct perr *e)
     int has_id, has_reason;
 
     if ((has_id = get_id(req, "id", &id, e)) < 0 ||
-        (has_reason = get_string(req, "reason", PROTO_MAX_REASON, &reason, NULL, e)) < 0)
+        (has_reason = get_line(req, "reason", PROTO_MAX_REASON, &reason, e)) < 0)
         return NULL;
     if (!has_id || !has_reason) {
         perr_set(e, "drop needs 'id' (a token id) and 'reason' (recorded in the audit log)");
