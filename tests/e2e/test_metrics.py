@@ -638,7 +638,10 @@ class MetricsHTTP(MetricsBase):
         self.assertEqual(http_get(self.port)[0], 200, "a scraper is served while 64 slow ones are open")
         self.assertEqual(http_get(self.port)[0], 200)
         slow[0].settimeout(10)
-        self.assertEqual(slow[0].recv(4096), b"", "the oldest slow connection was closed")
+        try:  # a reset when its bytes were not read yet
+            self.assertEqual(slow[0].recv(4096), b"", "the oldest slow connection was closed")
+        except ConnectionResetError:
+            pass
         for c in slow:
             c.close()
 
