@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -26,6 +27,15 @@ struct metrics_http {
     uv_timer_t timer; /* MHD_get_timeout() */
     unsigned open_handles;
     unsigned conns; /* connections MHD holds (MHD_OPTION_NOTIFY_CONNECTION) */
+    /* Each connection MHD holds, with its age (a counter), for on_accept;
+     * MHD's CONNECTION_LIMIT keeps them within. */
+    struct conn_slot {
+        struct MHD_Connection *conn; /* NULL: free */
+        uint64_t seq;
+        bool closing; /* shut down for a newer one; MHD has not closed it yet */
+    } slots[2 * METRICS_HTTP_MAX_CONNS];
+    uint64_t seq;
+    unsigned closing;
     char unix_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* bound by us: removed at close */
     void (*closed)(void *);
     void *closed_data;
@@ -110,6 +120,16 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
     return ok;
 }
 
+/* The path of a request target: the absolute form ("http://host/metrics",
+ * RFC 9112 3.2.2, as a proxy sends it) has one too. */
+static const char *path_of(const char *url)
+{
+    size_t skip = strncasecmp(url, "http://", 7) == 0 ? 7 : strncasecmp(url, "https://", 8) == 0 ? 8 : 0;
+    const char *path = skip ? strchr(url + skip, '/') : url;
+
+    return path ? path : "";
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload_data, size_t *upload_data_size,
                                   void **con_cls)
@@ -128,7 +148,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
      * connection after the answer when one was sent). */
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
         return reply(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed: GET or HEAD /metrics\n", "GET, HEAD");
-    if (strcmp(url, "/metrics") != 0)
+    if (strcmp(path_of(url), "/metrics") != 0)
         return reply(conn, MHD_HTTP_NOT_FOUND, "not found: revokerd serves /metrics only\n", NULL);
     if (!h->metrics)
         return reply(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
@@ -165,30 +185,55 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug("metrics listener: %s", msg);
 }
 
-/* Over the cap, a connection is accepted and closed at once. MHD's own
- * limit stops accepting instead, and the excess waits in the listen
- * backlog: with 80 half-sent requests against a limit of 64, 0.9.75 in
- * external epoll mode had not served or closed the last 16 after 30 s. */
+/* Over the cap, the oldest connection is shut down (MHD sees its end and
+ * closes it) and the new one is served: slow or idle connections cannot
+ * lock a scraper out, whose request takes a millisecond. MHD's own limit
+ * stops accepting instead, and the excess waits in the listen backlog:
+ * with 80 half-sent requests against a limit of 64, 0.9.75 in external
+ * epoll mode had not served or closed the last 16 after 30 s. */
 static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t addrlen)
 {
     struct metrics_http *h = cls;
+    struct conn_slot *oldest = NULL;
 
     (void)addr;
     (void)addrlen;
-    return h->conns < METRICS_HTTP_MAX_CONNS ? MHD_YES : MHD_NO;
+    if (h->conns - h->closing < METRICS_HTTP_MAX_CONNS)
+        return MHD_YES;
+    for (size_t i = 0; i < ARRAY_SIZE(h->slots); i++)
+        if (h->slots[i].conn && !h->slots[i].closing && (!oldest || h->slots[i].seq < oldest->seq))
+            oldest = &h->slots[i];
+    const union MHD_ConnectionInfo *info =
+        oldest ? MHD_get_connection_info(oldest->conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    if (!info || shutdown(info->connect_fd, SHUT_RDWR) < 0)
+        return MHD_NO;
+    oldest->closing = true;
+    h->closing++;
+    return MHD_YES;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
     struct metrics_http *h = cls;
+    struct conn_slot *slot = *socket_context;
 
-    (void)conn;
-    (void)socket_context;
-    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
         h->conns++;
-    else if (h->conns)
+        for (size_t i = 0; i < ARRAY_SIZE(h->slots) && !*socket_context; i++)
+            if (!h->slots[i].conn) {
+                h->slots[i] = (struct conn_slot){.conn = conn, .seq = ++h->seq};
+                *socket_context = &h->slots[i];
+            }
+        return;
+    }
+    if (h->conns)
         h->conns--;
+    if (slot) {
+        h->closing -= slot->closing;
+        slot->conn = NULL;
+        slot->closing = false;
+    }
 }
 
 /* ---- the loop ---- */

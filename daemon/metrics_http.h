@@ -8,7 +8,8 @@
  * MHD_get_timeout(); MHD_run() after each wake. No thread. A scrape renders
  * from memory (metrics.h), so the loop never waits on the table for it.
  * A slow or hostile scraper is capped: METRICS_HTTP_MAX_CONNS connections
- * (more are accepted and closed at once), METRICS_HTTP_TIMEOUT_S of silence,
+ * (one more closes the oldest, so that slow ones cannot lock a scraper
+ * out), METRICS_HTTP_TIMEOUT_S of silence,
  * and METRICS_HTTP_CONN_MEMORY bytes per connection for the request line and
  * headers (a longer request is answered 431 and closed).
  *

@@ -28,6 +28,7 @@
 struct perr {
     char msg[384];
     uid_t uid;
+    bool *busy; /* the batch's: the write lock was found taken (tx_begin) */
 };
 #define perr_set(e, ...) util_format((e)->msg, sizeof((e)->msg), __VA_ARGS__)
 
@@ -144,6 +145,24 @@ static int get_string(json_t *req, const char *key, size_t maxlen, const char **
     return 1;
 }
 
+/* get_string() for a text shown as one line (an audit detail): no control
+ * characters, which would break `revokerctl audit`'s rows or a terminal. */
+static int get_line(json_t *req, const char *key, size_t maxlen, const char **ret, struct perr *e)
+{
+    const char *s = NULL;
+    size_t len = 0;
+    int r = get_string(req, key, maxlen, &s, &len, e);
+
+    for (size_t i = 0; r > 0 && i < len; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) {
+            perr_set(e, "field '%s' must not contain control characters (newline, tab, escape, ...)", key);
+            return -1;
+        }
+    if (r > 0)
+        *ret = s;
+    return r;
+}
+
 static int get_id(json_t *req, const char *key, int64_t *ret, struct perr *e)
 {
     json_t *v = json_object_get(req, key);
@@ -235,12 +254,17 @@ static int file_check(const struct proto_env *env)
     return env->file_check && env->file_check(env) < 0 ? -ESTALE : 0;
 }
 
-/* A client waits for the reply: the write goes now (STORE_WRITE_NOW). */
+/* A client waits for the reply: the write goes now (STORE_WRITE_NOW).
+ * Another process's write lock is waited for once a batch (one read of a
+ * connection): the requests after it are told at once, so that a client's
+ * pipelined writes do not stall the loop DB_BUSY_TIMEOUT_MS each. */
 static int tx_begin(const struct proto_env *env, struct perr *e)
 {
     int r = file_check(env);
     if (r == 0)
-        r = store_begin(env->store, STORE_WRITE_NOW);
+        r = e->busy && *e->busy ? -EBUSY : store_begin(env->store, STORE_WRITE_NOW);
+    if (r == -EBUSY && e->busy)
+        *e->busy = true;
     if (r < 0)
         db_failure(env, r, e);
     return r;
@@ -468,12 +492,14 @@ static void batch_fail(struct proto_batch *b, int r, struct perr *e)
     batch_unwrite(b, e);
 }
 
+static void batch_flush(struct proto_batch *b);
+
 static void batch_hold(struct proto_batch *b, char *reply, bool written)
 {
     b->replies[b->held].reply = reply;
     b->replies[b->held].written = written;
     if (++b->held == PROTO_BATCH_MAX)
-        proto_batch_end(b);
+        batch_flush(b);
 }
 
 /* Inserted or found as tokens_track() says; the reply after the commit. */
@@ -953,7 +979,7 @@ static json_t *op_hold(const struct proto_env *env, json_t *req, struct perr *e)
     int r;
 
     if (get_selector(req, "hold", false, &id, &subject, e) < 0 ||
-        get_string(req, "reason", PROTO_MAX_REASON, &reason, NULL, e) < 0)
+        get_line(req, "reason", PROTO_MAX_REASON, &reason, e) < 0)
         return NULL;
     struct hold_who who = {.uid = e->uid, .reason = reason, .now_ms = db_now_ms()};
     struct id_lists l = {json_array(), json_array()};
@@ -1033,7 +1059,7 @@ static json_t *op_drop(const struct proto_env *env, json_t *req, struct perr *e)
     int has_id, has_reason;
 
     if ((has_id = get_id(req, "id", &id, e)) < 0 ||
-        (has_reason = get_string(req, "reason", PROTO_MAX_REASON, &reason, NULL, e)) < 0)
+        (has_reason = get_line(req, "reason", PROTO_MAX_REASON, &reason, e)) < 0)
         return NULL;
     if (!has_id || !has_reason) {
         perr_set(e, "drop needs 'id' (a token id) and 'reason' (recorded in the audit log)");
@@ -1172,13 +1198,14 @@ void proto_batch_begin(struct proto_batch *b, const struct proto_env *env, proto
     b->ud = ud;
     b->uid = (uid_t)-1;
     b->open = false;
+    b->busy = false;
     b->writes = 0;
     b->held = 0;
 }
 
 int proto_batch_line(struct proto_batch *b, const char *line, size_t len)
 {
-    struct perr e = {.msg = "", .uid = b->uid};
+    struct perr e = {.msg = "", .uid = b->uid, .busy = &b->busy};
     const struct op *op = NULL;
     json_error_t je;
     json_t *req = NULL;
@@ -1199,7 +1226,7 @@ int proto_batch_line(struct proto_batch *b, const char *line, size_t len)
         return 0;
     }
     /* Anything else runs alone, after the batch's replies. */
-    proto_batch_end(b);
+    batch_flush(b);
     if (op && op->start && b->late && b->env->queue) {
         int r = op->start(b->env, req, &e, b->late, b->ud);
         json_decref(req);
@@ -1221,7 +1248,8 @@ int proto_batch_line(struct proto_batch *b, const char *line, size_t len)
     return 0;
 }
 
-void proto_batch_end(struct proto_batch *b)
+/* Commits the batch's transaction and emits the replies held. */
+static void batch_flush(struct proto_batch *b)
 {
     if (b->open) {
         int r = tx_end(b->env, 0);
@@ -1239,6 +1267,12 @@ void proto_batch_end(struct proto_batch *b)
     for (size_t i = 0; i < b->held; i++)
         b->emit(b->ud, b->replies[i].reply);
     b->held = 0;
+}
+
+void proto_batch_end(struct proto_batch *b)
+{
+    batch_flush(b);
+    b->busy = false;
 }
 
 static void keep_reply(void *ud, char *reply)

@@ -47,7 +47,9 @@ char *proto_handle_as(const struct proto_env *env, uid_t uid, const char *line, 
  * commit the replies are held: emit() gets every reply, in request order,
  * malloc'd (NULL: out of memory; the receiver frees it), an ok:true of a
  * write only after its commit; a failed commit turns each into the error.
- * Any other request runs as before, in its own transaction.
+ * Any other request runs as before, in its own transaction. A write that
+ * finds another process's write lock waits for it (DB_BUSY_TIMEOUT_MS)
+ * once a batch: the writes after it until proto_batch_end() fail at once.
  *
  * An op that runs off the loop (shape, on the threadpool) does so only when
  * the caller sets `late` and the environment has a queue: the batch's
@@ -68,6 +70,7 @@ struct proto_batch {
     void *ud;
     uid_t uid;       /* the client's (SO_PEERCRED; (uid_t)-1 unknown), for hold, release, drop */
     bool open;       /* the batch's transaction is open */
+    bool busy;       /* another process held the write lock: the batch's writes fail at once */
     unsigned writes; /* requests run in it: the engine is kicked after the commit */
     size_t held;
     struct {

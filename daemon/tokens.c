@@ -1047,13 +1047,17 @@ static int track_expiry(const struct tokens *t, const char *token, size_t len, i
 }
 
 /* A row track found: its state and expiry, the expiry lowered as the hasher
- * would when the row is active and says none or later; hashed if it was not. */
+ * would when the row is active and says none or later; hashed if it was not.
+ * An expires_at the hasher cannot read as a time (text, a blob, a number
+ * from the year 3000 on: handle_bad_expiry would fail the row or guess
+ * milliseconds) takes track's, which the caller has just given. */
 static int track_found(struct tokens *t, const struct found *f, const struct ident *ident, int64_t exp,
                        struct tokens_tracked *ret)
 {
     sqlite3_stmt *st = t->state_of;
     int type, r, err = 0;
     int64_t old;
+    double v;
 
     if (f->unhashed && (err = set_hash(t, f->id, ident)) < 0)
         return err;
@@ -1065,16 +1069,20 @@ static int track_found(struct tokens *t, const struct found *f, const struct ide
     ret->state = column_state(st, 0);
     type = sqlite3_column_type(st, 1);
     old = sqlite3_column_int64(st, 1);
+    v = sqlite3_column_double(st, 1);
     db_done(st);
-    ret->expires_at = type == SQLITE_INTEGER ? old : 0;
+    bool unreadable = type == SQLITE_TEXT || type == SQLITE_BLOB || (type != SQLITE_NULL && v >= YEAR_3000);
+    /* Unix seconds a reply can show (ms of them fit an int64). */
+    ret->expires_at = type == SQLITE_INTEGER && old > -YEAR_3000 && old < YEAR_3000 ? old : 0;
     ret->created = false;
-    if (ret->state == TOKEN_ACTIVE && type == SQLITE_NULL && exp == 0)
-        return -ENODATA; /* it would stay active for ever, as it is */
+    if (ret->state == TOKEN_ACTIVE && (type == SQLITE_NULL || unreadable) && exp == 0)
+        return -ENODATA; /* it would stay active for ever, or fail */
     bool lower = ret->state == TOKEN_ACTIVE && exp > 0 &&
-        (type == SQLITE_NULL || (type == SQLITE_INTEGER && old >= YEAR_2000 && old < YEAR_3000 && exp < old));
+        (type == SQLITE_NULL || unreadable ||
+         (type == SQLITE_INTEGER && old >= YEAR_2000 && old < YEAR_3000 && exp < old));
     if (!lower)
         return 0;
-    err = store_token_expiry(t, f->id, ident->fp, exp, type == SQLITE_NULL ? 0 : old);
+    err = store_token_expiry(t, f->id, ident->fp, exp, type == SQLITE_INTEGER && !unreadable ? old : 0);
     if (err == 0)
         ret->expires_at = exp;
     return err;

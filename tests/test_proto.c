@@ -664,33 +664,41 @@ static void test_hold_transitions(void)
     static const struct hold_case cases[] = {
         {"active", NULL, "{\"op\":\"hold\",\"id\":%lld,\"reason\":\"leak\"}", NULL, "held/0/held/-/token",
          "held/uid 1234 (was active): leak"},
-        {"pending", "UPDATE tokens SET due_reason = 'expired', due_at = 5, next_attempt_at = 7, attempts = 2 WHERE id = %lld",
+        {"pending",
+         "UPDATE tokens SET due_reason = 'expired', due_at = 5, next_attempt_at = 7, attempts = 2 WHERE id = "
+         "%lld",
          "{\"op\":\"hold\",\"id\":%lld}", NULL, "held/2/held/expired/token", "held/uid 1234 (was pending)"},
-        {"revoked", NULL, "{\"op\":\"hold\",\"id\":%lld}", "token %lld is revoked; only active or pending tokens can be held",
-         "revoked/0/-/-/token", NULL},
-        {"failed", NULL, "{\"op\":\"hold\",\"id\":%lld}", "token %lld is failed; only active or pending tokens can be held",
-         "failed/0/-/-/token", NULL},
-        {"held", NULL, "{\"op\":\"hold\",\"id\":%lld}", "token %lld is held already", "held/0/-/-/token", NULL},
+        {"revoked", NULL, "{\"op\":\"hold\",\"id\":%lld}",
+         "token %lld is revoked; only active or pending tokens can be held", "revoked/0/-/-/token", NULL},
+        {"failed", NULL, "{\"op\":\"hold\",\"id\":%lld}",
+         "token %lld is failed; only active or pending tokens can be held", "failed/0/-/-/token", NULL},
+        {"held", NULL, "{\"op\":\"hold\",\"id\":%lld}", "token %lld is held already", "held/0/-/-/token",
+         NULL},
         {"active", "UPDATE tokens SET token = NULL WHERE id = %lld", "{\"op\":\"hold\",\"id\":%lld}",
-         "token %lld has no secret stored, so it cannot be sent: there is nothing to hold", "active/0/-/-/none", NULL},
+         "token %lld has no secret stored, so it cannot be sent: there is nothing to hold",
+         "active/0/-/-/none", NULL},
         /* release: pending when due, with its attempts; else active */
-        {"held", "UPDATE tokens SET due_reason = 'expired', due_at = 5, next_attempt_at = 7, attempts = 2 WHERE id = %lld",
+        {"held",
+         "UPDATE tokens SET due_reason = 'expired', due_at = 5, next_attempt_at = 7, attempts = 2 WHERE id = "
+         "%lld",
          "{\"op\":\"release\",\"id\":%lld}", NULL, "pending/2/released/expired/token",
          "released/uid 1234 (now pending, due: expired)"},
-        {"held", "UPDATE tokens SET expires_at = 4102444800 WHERE id = %lld", "{\"op\":\"release\",\"id\":%lld}", NULL,
-         "active/0/released/-/token", "released/uid 1234 (now active, not due)"},
-        {"held", "UPDATE tokens SET expires_at = 1000000000 WHERE id = %lld", "{\"op\":\"release\",\"id\":%lld}", NULL,
-         "pending/0/released/expired/token", "released/uid 1234 (now pending, due: expired)"},
+        {"held", "UPDATE tokens SET expires_at = 4102444800 WHERE id = %lld",
+         "{\"op\":\"release\",\"id\":%lld}", NULL, "active/0/released/-/token",
+         "released/uid 1234 (now active, not due)"},
+        {"held", "UPDATE tokens SET expires_at = 1000000000 WHERE id = %lld",
+         "{\"op\":\"release\",\"id\":%lld}", NULL, "pending/0/released/expired/token",
+         "released/uid 1234 (now pending, due: expired)"},
         {"held", "UPDATE tokens SET flagged = 1 WHERE id = %lld", "{\"op\":\"release\",\"id\":%lld}", NULL,
          "pending/0/released/flagged/token", "released/uid 1234 (now pending, due: flagged)"},
-        {"active", NULL, "{\"op\":\"release\",\"id\":%lld}", "token %lld is active; only held tokens can be released",
-         "active/0/-/-/token", NULL},
-        {"revoked", NULL, "{\"op\":\"release\",\"id\":%lld}", "token %lld is revoked; only held tokens can be released",
-         "revoked/0/-/-/token", NULL},
+        {"active", NULL, "{\"op\":\"release\",\"id\":%lld}",
+         "token %lld is active; only held tokens can be released", "active/0/-/-/token", NULL},
+        {"revoked", NULL, "{\"op\":\"release\",\"id\":%lld}",
+         "token %lld is revoked; only held tokens can be released", "revoked/0/-/-/token", NULL},
         /* drop: failed without a request, its secret scrubbed */
         {"pending", "UPDATE tokens SET due_reason = 'flagged', attempts = 1 WHERE id = %lld",
-         "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"customer closed\"}", NULL, "failed/1/dropped/flagged/none",
-         "dropped/uid 1234: customer closed"},
+         "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"customer closed\"}", NULL,
+         "failed/1/dropped/flagged/none", "dropped/uid 1234: customer closed"},
         {"held", NULL, "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"bad\"}", NULL, "failed/0/dropped/-/none",
          "dropped/uid 1234: bad"},
         {"active", NULL, "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"x\"}",
@@ -699,9 +707,22 @@ static void test_hold_transitions(void)
          "token %lld is revoked; only pending or held tokens can be dropped", "revoked/0/-/-/token", NULL},
         {"failed", NULL, "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"x\"}",
          "token %lld is failed; only pending or held tokens can be dropped", "failed/0/-/-/token", NULL},
+        /* a reason is one line of text in the audit (revokerctl audit prints
+         * one row per line): no control characters */
+        {"active", NULL, "{\"op\":\"hold\",\"id\":%lld,\"reason\":\"a\\nfake row\"}",
+         "field 'reason' must not contain control characters (newline, tab, escape, ...)",
+         "active/0/-/-/token", NULL},
+        {"held", NULL, "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"\\u001b[2Jx\"}",
+         "field 'reason' must not contain control characters (newline, tab, escape, ...)", "held/0/-/-/token",
+         NULL},
+        {"held", NULL, "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"del\\u007f\"}",
+         "field 'reason' must not contain control characters (newline, tab, escape, ...)", "held/0/-/-/token",
+         NULL},
+        {"held", NULL, "{\"op\":\"drop\",\"id\":%lld,\"reason\":\"caf\u00e9 \\u00e9t\u00e9\"}", NULL,
+         "failed/0/dropped/-/none", "dropped/uid 1234: caf\u00e9 \u00e9t\u00e9"},
         /* a socket revoke of a held token: still held, the request kept */
-        {"held", "UPDATE tokens SET expires_at = 4102444800 WHERE id = %lld", "{\"op\":\"revoke\",\"id\":%lld}", NULL,
-         "held/0/-/requested/token", NULL},
+        {"held", "UPDATE tokens SET expires_at = 4102444800 WHERE id = %lld",
+         "{\"op\":\"revoke\",\"id\":%lld}", NULL, "held/0/-/requested/token", NULL},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const struct hold_case *c = &cases[i];
@@ -1070,6 +1091,47 @@ static void test_track_batch(void)
     CHECK_INT(oks, PROTO_BATCH_MAX + 3);
 }
 
+/* The write lock another process holds is waited for once a batch: the
+ * writes after the first busy one are told at once, even once the lock is
+ * gone (the client's next read tries again), so that pipelined requests
+ * cannot stall the loop DB_BUSY_TIMEOUT_MS each. */
+static void test_busy_once_a_batch(void)
+{
+    static const char count_sql[] = "SELECT count(*) FROM tokens WHERE token LIKE 'tok-SECRET-once-%'";
+    struct replies rs = {0};
+    struct proto_batch b;
+    sqlite3 *other;
+
+    REQUIRE(sqlite3_open(path, &other) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    proto_batch_begin(&b, &env, collect, &rs);
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-once-1\",\"expires_at\":1795000000}");
+    REQUIRE(sqlite3_exec(other, "COMMIT", NULL, NULL, NULL) == SQLITE_OK);
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-once-2\",\"expires_at\":1795000000}");
+    line(&b, "{\"op\":\"revoke\",\"token\":\"tok-SECRET-once-3\"}");
+    line(&b, "{\"op\":\"hold\",\"subject\":\"nobody\"}");
+    line(&b, "{\"op\":\"ping\"}");
+    proto_batch_end(&b);
+    CHECK_INT(rs.n, 5);
+    for (size_t i = 0; i < 4; i++)
+        CHECK(strstr(rs.text[i], "database is busy") != NULL);
+    CHECK(strstr(rs.text[4], "\"version\"") != NULL); /* reads still answer */
+    replies_free(&rs);
+    CHECK_INT(committed(count_sql), 0);
+
+    /* The next batch (the client's next read) writes. */
+    proto_batch_begin(&b, &env, collect, &rs);
+    line(&b, "{\"op\":\"track\",\"token\":\"tok-SECRET-once-2\",\"expires_at\":1795000000}");
+    line(&b, "{\"op\":\"revoke\",\"token\":\"tok-SECRET-once-3\"}");
+    proto_batch_end(&b);
+    CHECK_INT(rs.n, 2);
+    for (size_t i = 0; i < rs.n; i++)
+        CHECK(strstr(rs.text[i], "\"ok\":true") != NULL);
+    replies_free(&rs);
+    CHECK_INT(committed(count_sql), 2);
+    sqlite3_close(other);
+}
+
 /* Everything above went through audit_append: the chain is intact. */
 static void test_audit_chain(void)
 {
@@ -1088,5 +1150,6 @@ static void test_error_builder(void)
 
 TEST_MAIN(CASE(setup), CASE(test_ping), CASE(test_revoke_token), CASE(test_revoke_token_limits),
           CASE(test_revoke_id), CASE(test_revoke_subject), CASE(test_status), CASE(test_retry),
-          CASE(test_stats), CASE(test_hold_transitions), CASE(test_hold_many), CASE(test_bad_input), CASE(test_busy),
-          CASE(test_track), CASE(test_track_batch), CASE(test_audit_chain), CASE(test_error_builder), CASE(teardown))
+          CASE(test_stats), CASE(test_hold_transitions), CASE(test_hold_many), CASE(test_bad_input),
+          CASE(test_busy), CASE(test_track), CASE(test_track_batch), CASE(test_busy_once_a_batch),
+          CASE(test_audit_chain), CASE(test_error_builder), CASE(teardown))

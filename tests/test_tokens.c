@@ -839,6 +839,31 @@ static void test_track(void)
     CHECK_STR(qtext("SELECT lower(hex(token_sha256)) FROM tokens WHERE id = %lld", (long long)app), hex);
     CHECK_INT(hash_new(10), 0);
 
+    /* An expires_at the hasher cannot read as a time (it would fail the
+     * row: never revoked) takes track's; without one it is an error. One
+     * before 2000 is due now and stays. */
+    static const char *const unreadable[] = {
+        "4611686018427387904", "9223372036854775807", "1e300", "'tomorrow'", "x'00'", "1795000000000"};
+    for (size_t i = 0; i < sizeof(unreadable) / sizeof(unreadable[0]); i++) {
+        char tok[32];
+        snprintf(tok, sizeof(tok), "app-bad-expiry-%zu", i);
+        int64_t bad = insert_token(tok, NULL, unreadable[i], 0);
+        CHECK_INT(track(tok, NULL, 0, &tr), -ENODATA);
+        CHECK_INT(track(tok, NULL, NOW_S + 80, &tr), 0);
+        CHECK_INT(tr.id, bad);
+        CHECK_STR(token_state_name(tr.state), "active");
+        CHECK_INT(tr.expires_at, NOW_S + 80);
+        CHECK_STR(qtext("SELECT typeof(expires_at) || ',' || expires_at FROM tokens WHERE id = %lld",
+                        (long long)bad),
+                  qtext("SELECT 'integer,%lld'", (long long)(NOW_S + 80)));
+    }
+    int64_t early = insert_token("app-early-expiry", NULL, "5", 0);
+    CHECK_INT(track("app-early-expiry", NULL, NOW_S + 80, &tr), 0);
+    CHECK_INT(tr.expires_at, 5);
+    CHECK_INT(qint("SELECT expires_at FROM tokens WHERE id = %lld", (long long)early), 5);
+    CHECK_INT(hash_new(10), 0);
+    exec("DELETE FROM tokens WHERE token LIKE 'app-%%-expiry%%'");
+
     /* A finished row is only reported. */
     exec("UPDATE tokens SET state = 'revoked', token = NULL WHERE id = %lld", (long long)first);
     CHECK_INT(track("opaque-track-1", NULL, NOW_S + 1, &tr), 0);

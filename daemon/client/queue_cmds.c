@@ -3,6 +3,7 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,11 +60,46 @@ static void print_row(json_t *row)
     putchar('\n');
 }
 
+/* The ids listed without a due_at (held while active: they come first, in
+ * id order). One released while revokerctl pages is due now and comes
+ * again at the end: that second listing is left out. */
+struct undue {
+    int64_t *ids;
+    size_t n, cap;
+};
+
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* true: row was listed already (as one without a due_at). */
+static bool listed_before(struct undue *u, json_t *row)
+{
+    int64_t id = (int64_t)json_integer_value(json_object_get(row, "id"));
+
+    if (!json_is_null(json_object_get(row, "due_at")))
+        return u->n && bsearch(&id, u->ids, u->n, sizeof(id), cmp_id);
+    if (u->n == u->cap) {
+        size_t cap = u->cap ? 2 * u->cap : 64;
+        int64_t *ids = realloc(u->ids, cap * sizeof(*ids));
+        if (!ids)
+            return false; /* then it may be listed twice, as the daemon pages */
+        u->ids = ids;
+        u->cap = cap;
+    }
+    if (!u->n || u->ids[u->n - 1] < id)
+        u->ids[u->n++] = id;
+    return false;
+}
+
 /* One page from the daemon: 0 with the rows printed, *ret_n their count and
  * *ret_next the cursor (malloc'd, NULL at the end); or an exit status. */
-static int page(struct cli *c, json_t *filter, unsigned limit, const char *after, unsigned *ret_n,
-                char **ret_next)
+static int page(struct cli *c, json_t *filter, unsigned limit, const char *after, struct undue *undue,
+                unsigned *ret_n, char **ret_next)
 {
+    unsigned n = 0;
     struct call_reply reply;
     json_t *req = json_deep_copy(filter), *row;
     size_t i;
@@ -91,6 +127,9 @@ static int page(struct cli *c, json_t *filter, unsigned limit, const char *after
                "DUE SINCE", "ATT", "NEXT ATTEMPT", "LAST EVENT", "FINGERPRINT", "SUBJECT", "LAST ERROR");
     json_array_foreach(rows, i, row)
     {
+        if (listed_before(undue, row))
+            continue;
+        n++;
         if (c->json) {
             char *line = json_dumps(row, JSON_COMPACT);
             if (line)
@@ -101,7 +140,7 @@ static int page(struct cli *c, json_t *filter, unsigned limit, const char *after
         }
     }
     const char *next = json_string_value(json_object_get(reply.json, "next"));
-    *ret_n = (unsigned)json_array_size(rows);
+    *ret_n = n;
     *ret_next = next ? strdup(next) : NULL;
     call_reply_free(&reply);
     return 0;
@@ -144,11 +183,12 @@ static int queue_run(struct cli *c, int argc, char **argv)
         return cli_usage_error("queue", "--reason and --state must be UTF-8 text");
     }
     char *after = NULL;
+    struct undue undue = {0};
     int64_t shown = 0;
     do {
         unsigned n = 0, want = limit - shown < QUEUE_CMDS_PAGE ? (unsigned)(limit - shown) : QUEUE_CMDS_PAGE;
         char *next = NULL;
-        r = page(c, filter, want, after, &n, &next);
+        r = page(c, filter, want, after, &undue, &n, &next);
         /* A cursor that does not move would page for ever. */
         if (r == 0 && next && after && strcmp(next, after) == 0) {
             cli_error("revokerd answered the same page twice (cursor %s); stopping", next);
@@ -159,6 +199,7 @@ static int queue_run(struct cli *c, int argc, char **argv)
         shown += n;
     } while (r == 0 && after && shown < limit);
     free(after);
+    free(undue.ids);
     json_decref(filter);
     if (r == 0 && !c->json)
         printf("-- %" PRId64 " token(s)%s\n", shown, shown == limit ? " (--limit reached)" : "");

@@ -620,9 +620,10 @@ static int steer_run(const struct steer *s, const char *help, struct cli *c, int
     const char *subject = NULL, *reason = NULL, *id_arg = NULL;
     bool all = false, human;
     int64_t id = 0;
-    int opt, r;
+    int opt, r, selectors = 0; /* a second --id is not the last one silently */
 
     while ((r = cli_next_option(c, s->op, argc, argv, opts, &opt)) == 0 && opt != -1) {
+        selectors += opt == OPT_ID || opt == OPT_SUBJECT || opt == OPT_ALL;
         switch (opt) {
         case OPT_ID: id_arg = optarg; break;
         case OPT_SUBJECT: subject = optarg; break;
@@ -638,7 +639,7 @@ static int steer_run(const struct steer *s, const char *help, struct cli *c, int
     if ((subject && !s->subject) || (all && !s->all) || (reason && !s->reason))
         return cli_usage_error(s->op, "%s is not an option of %s (see revokerctl %s --help)",
                                subject ? "--subject" : all ? "--all" : "--reason", s->op, s->op);
-    if ((id_arg != NULL) + (subject != NULL) + all != 1)
+    if (selectors != 1)
         return cli_usage_error(s->op, "give exactly one of --id N%s%s", s->subject ? ", --subject S" : "",
                                s->all ? " or --all" : "");
     if (id_arg && cli_parse_id(id_arg, &id) < 0)

@@ -151,6 +151,9 @@ class T(harness.E2ETestCase):
             (("drop", "--subject", "sam", "--reason", "x"), "--subject is not an option of drop"),
             (("hold", "--all"), "--all is not an option of hold"),
             (("hold", "--id", "abc"), "invalid --id 'abc'"),
+            # a selector given twice is not the last one silently
+            (("drop", "--id", str(tid), "--id", str(other), "--reason", "x"), "give exactly one of --id N"),
+            (("hold", "--subject", "sam", "--subject", "x"), "give exactly one of --id N, --subject S"),
         ]:
             rc, out, err = self.ctl(d, *args)
             self.assertEqual((rc, out), (2, ""), args)

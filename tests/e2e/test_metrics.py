@@ -623,6 +623,38 @@ class MetricsHTTP(MetricsBase):
         self.assertEqual(d.stop(), 0)
         self.assert_no_sanitizer_errors(d)
 
+    def test_a_full_listener_still_serves_a_scraper(self):
+        # 64 connections that never finish their request (a byte every few
+        # seconds would keep them past the idle timeout) fill the listener:
+        # a new scraper is still served, the oldest of them is closed for it.
+        d = self.listen_daemon()
+        before = len(socket_inodes(d.pid))
+        slow = []
+        for i in range(64):
+            c = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            c.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            slow.append(c)
+        self.wait_until(lambda: len(socket_inodes(d.pid)) >= before + 64, 10, "the 64 connections accepted")
+        self.assertEqual(http_get(self.port)[0], 200, "a scraper is served while 64 slow ones are open")
+        self.assertEqual(http_get(self.port)[0], 200)
+        slow[0].settimeout(10)
+        try:  # a reset when its bytes were not read yet
+            self.assertEqual(slow[0].recv(4096), b"", "the oldest slow connection was closed")
+        except ConnectionResetError:
+            pass
+        for c in slow:
+            c.close()
+
+        # The absolute form of a request target (RFC 9112 3.2.2) is the same path.
+        for target, status in [("http://x/metrics", 200), ("HTTP://127.0.0.1:9/metrics", 200),
+                               ("http://x/other", 404), ("http://x", 404)]:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as c:
+                c.sendall(b"GET " + target.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                head = c.recv(64)
+            self.assertTrue(head.startswith(b"HTTP/1.1 %d " % status), (target, head))
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_sanitizer_errors(d)
+
     def test_histogram_counts_are_exact(self):
         ep = self.endpoint()
         d = self.listen_daemon(ep)

@@ -7,7 +7,9 @@ table itself and against ages written into it (due_at in the past, while
 the endpoint is down, so that the rows stay pending).
 """
 
+import array
 import json
+import os
 import time
 
 import harness
@@ -251,6 +253,39 @@ class T(harness.E2ETestCase):
         rc, out, err = self.ctl("--json", "queue", "--state", "held")
         self.assertEqual(rc, 0, err)
         self.assertEqual(sorted(json.loads(line)["id"] for line in out.splitlines()), sorted(held))
+
+    def test_revokerctl_lists_a_token_released_while_it_pages_once(self):
+        # Held while active: no due_at, first in the queue. Released while
+        # revokerctl pages (it is blocked writing its first page to a full
+        # pipe), each is due now and moves to the end: the daemon's next
+        # pages list it again, revokerctl leaves the second out.
+        import fcntl
+        import subprocess
+        import termios
+        self.ep.stop()
+        pending = self.app.insert_many(["pg-%04d-%s" % (i, "p" * 20) for i in range(1200)],
+                                       expires_at=harness.now_s() - 10)
+        held = self.app.insert_many(["hl-%02d-%s" % (i, "h" * 20) for i in range(50)],
+                                    expires_at=harness.now_s() + 3600, subject="later")
+        self.wait_until(lambda: self.app.states().get("pending", 0) == 1200, 30, "1200 pending")
+        self.assertEqual(self.ask({"op": "hold", "subject": "later"})["count"], 50)
+        self.app.execute("UPDATE tokens SET expires_at = ? WHERE subject = 'later'", (int(harness.now_s()) - 5,))
+        p = subprocess.Popen([harness.binary("REVOKERCTL"), "--config", self.d.config_path, "queue"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, TZ="UTC"))
+        self.addCleanup(p.kill)
+
+        def unread():
+            n = array.array("i", [0])
+            fcntl.ioctl(p.stdout.fileno(), termios.FIONREAD, n)
+            return n[0]
+        self.wait_until(lambda: unread() >= 60000, 20, "revokerctl blocked on its first page")
+        self.assertEqual(self.ask({"op": "release", "subject": "later"})["count"], 50)
+        out, err = p.communicate(timeout=60)
+        self.assertEqual(p.returncode, 0, err)
+        lines = out.decode().splitlines()
+        listed = [int(line.split()[0]) for line in lines[1:-1]]
+        self.assertEqual(sorted(listed), sorted(list(pending.values()) + list(held.values())))
+        self.assertEqual(lines[-1], "-- 1250 token(s)")
 
     def test_bad_input(self):
         allowed_after = "field 'after' must be the 'next' of the previous reply (\"DUE_AT_MS:ID\" or \"null:ID\")"
