@@ -610,25 +610,36 @@ class Daemon:
                     return int(k)
         return None
 
-    def metric(self, name):
-        """One unlabelled sample from the socket op metrics."""
+    def metrics(self):
+        """{name or name{labels}: value} from the socket op metrics."""
         c = Ctl(self.socket)
         try:
             text = c.call({"op": "metrics"})["text"]
         finally:
             c.close()
-        m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
-        if not m:
-            raise BenchError("no %s in the metrics" % name)
-        return float(m.group(1))
+        return {m.group(1): float(m.group(2)) for m in re.finditer(r"^(\S+) (\S+)$", text, re.M)}
 
-    def settle(self, t0):
-        """Wait for the start-up's one-time work: the first scan, and the
-        sweep of the whole file that every start asks for (a killed run may
-        have left cleared secrets); returns its CPU in ms since the start."""
-        wait_until(lambda: self.metric("revokerd_checkpoint_sweeps_total") >= 1
-                   and self.metric("revokerd_sweep_pending") == 0, 120, "the start-up sweep", interval=0.05)
-        time.sleep(0.5)  # the status line, the summary timer's first turn
+    def settle(self):
+        """Wait for the start-up's one-time work: the first scan; the sweep
+        of the whole file that every start asks for (a killed run may have
+        left cleared secrets); and the token counts that the first scrape (of
+        this wait) starts on the threadpool. Returns the CPU in ms since the
+        start."""
+        def done():
+            m = self.metrics()
+            return (m.get("revokerd_checkpoint_sweeps_total", 0) >= 1 and m.get("revokerd_sweep_pending") == 0
+                    and 'revokerd_tokens{state="active"}' in m)
+        wait_until(done, 120, "the start-up sweep and the first token count", interval=0.05)
+        # The counter counts again 5 s later when anything changed since its
+        # first count (the start's checkpoint does): settled once the daemon
+        # used no CPU for longer than that, 6 s in a row (at most 30 s).
+        end, quiet_since, last = time.monotonic() + 30, time.monotonic(), self.sched_ns()
+        while time.monotonic() < end and time.monotonic() - quiet_since < 6:
+            time.sleep(0.1)
+            now = self.sched_ns()
+            if now is None or last is None or now - last > 1_000_000:  # 1 ms in 100 ms
+                quiet_since = time.monotonic()
+            last = now
         return self.cpu_s() * 1000
 
     def cpu_s(self):
@@ -895,7 +906,8 @@ def scenario_idle(b):
     m = b.mode
     db = fresh_copy(b, m["rows"], "idle")
     d = Daemon(b, "idle", db)
-    start_cpu_ms = d.settle(d.start()[0])
+    d.start()
+    start_cpu_ms = d.settle()
     ns0, cpu0, t0 = d.sched_ns(), d.cpu_s(), time.monotonic()
     time.sleep(m["idle_s"])
     ns1, cpu1, t1 = d.sched_ns(), d.cpu_s(), time.monotonic()
@@ -921,7 +933,8 @@ def write_new_tokens(b, prehashed):
     m = b.mode
     db = fresh_copy(b, m["rows"], "hashing")
     d = Daemon(b, "hashing", db)
-    d.settle(d.start()[0])
+    d.start()
+    d.settle()
     app = connect(db)
     n = m["new_tokens"]
     ns0, cpu0, t0 = d.sched_ns(), d.cpu_s(), time.monotonic()
@@ -1446,7 +1459,7 @@ ROWS = [
     ("start-up: READY, big table", "startup.big", "ready_ms", "ms"),
     ("start-up: RSS, big table", "startup.big", "rss_mib", "MiB"),
     ("idle: CPU per 60 s", "idle", "cpu_ms_per_60s", "ms"),
-    ("  the start (first scan, sweep)", "idle", "start_cpu_ms", "ms"),
+    ("  the start (scan, sweep, count)", "idle", "start_cpu_ms", "ms"),
     ("hashing: new tokens written/s", "hashing", "write_rate", "/s"),
     ("hashing: daemon CPU per new token", "hashing", "cpu_us_per_token", "us"),
     ("  noticing the commit (pre-hashed)", "hashing", "notice_us_per_token", "us"),
