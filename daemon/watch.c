@@ -99,12 +99,15 @@ static void stop_watches(struct watch *w)
     w->db_watched = w->wal_watched = false;
 }
 
-static void start_polling(struct watch *w)
+/* The next check in ms: POLL_MS after a change (more may come), or
+ * RECHECK_FIRST_MS after an event whose commit was not published yet (a
+ * lone flag is seen a millisecond later, not five). */
+static void start_polling(struct watch *w, unsigned ms)
 {
     stop_watches(w);
     w->polling = true;
-    w->recheck_ms = 0;
-    uv_timer_start(&w->recheck, on_timer, POLL_MS, 0);
+    w->recheck_ms = ms == POLL_MS ? 0 : ms;
+    uv_timer_start(&w->recheck, on_timer, ms, 0);
 }
 
 static void on_timer(uv_timer_t *h)
@@ -112,7 +115,7 @@ static void on_timer(uv_timer_t *h)
     struct watch *w = h->data;
 
     if (check(w)) {
-        start_polling(w); /* more may come: keep polling */
+        start_polling(w, POLL_MS); /* more may come: keep polling */
         return;
     }
     if (w->polling) {
@@ -140,10 +143,9 @@ static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int 
     if (status < 0)
         log_debug("watching the database failed: %s; the safety rescan still runs", uv_strerror(status));
     /* The wal may be deleted or replaced (UV_RENAME): it is watched anew,
-     * by path, when the watches start again. A lone commit is seen now
-     * when its index is published already; the polls see the rest. */
-    check(w);
-    start_polling(w);
+     * by path, when the watches start again. A commit is seen now when
+     * its index is published already; the polls see the rest. */
+    start_polling(w, check(w) ? POLL_MS : RECHECK_FIRST_MS);
 }
 
 int watch_new(uv_loop_t *loop, struct db *db, watch_cb cb, void *data, struct watch **ret_watch)
