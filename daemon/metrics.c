@@ -184,6 +184,13 @@ static void store(FILE *f, enum metrics_exposition x, const struct store_metrics
               checkpoint_us, &st->checkpoint);
     head(f, x, "revokerd_wal_frames", "gauge", "Frames in the WAL as the last commit left it; 0 once a checkpoint cut it.");
     fprintf(f, "revokerd_wal_frames %" PRId64 "\n", st->wal_frames);
+    head(f, x, "revokerd_db_size_bytes", "gauge", "Size of the database file (without the WAL).");
+    fprintf(f, "revokerd_db_size_bytes %" PRId64 "\n", st->db_size_bytes);
+    head(f, x, "revokerd_db_free_bytes", "gauge", "Free pages in the database file, which new rows reuse.");
+    fprintf(f, "revokerd_db_free_bytes %" PRId64 "\n", st->db_free_bytes);
+    head(f, x, "revokerd_pruned_rows_total", "counter", "Rows deleted by [retention] since start, by table.");
+    fprintf(f, "revokerd_pruned_rows_total{table=\"tokens\"} %" PRIu64 "\n", st->pruned_tokens);
+    fprintf(f, "revokerd_pruned_rows_total{table=\"audit\"} %" PRIu64 "\n", st->pruned_audit);
 }
 
 const char *metrics_content_type(enum metrics_exposition x)
