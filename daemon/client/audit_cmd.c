@@ -102,7 +102,7 @@ static int verify(const struct cli *c, struct db *db, const char *path)
                    "}\n",
                    rows, an.first_seq, an.at_ms);
         else if (c->json)
-            printf("{\"ok\":true,\"rows\":%" PRId64 ",\"from_seq\":1}\n", rows);
+            printf("{\"ok\":true,\"rows\":%" PRId64 "}\n", rows);
         else if (anchored)
             printf("audit log intact: %" PRId64 " rows from seq %" PRId64
                    " (the audit anchor: older rows pruned), hash chain verified\n",
