@@ -30,7 +30,6 @@ struct audit {
     struct db *db;
     sqlite3_stmt *head, *insert;
     sqlite3_stmt *plan, *next_seq, *prev_hash, *anchor_add, *anchor_trim, *prune; /* audit_prune_* */
-    bool pruning; /* what revokerd_prunes_audit() answers: inside audit_prune() */
     EVP_MD_CTX *md;
     bool head_known; /* last_seq and last_hash are the table's chain head */
     int64_t last_seq;
@@ -204,15 +203,17 @@ static void row_from(sqlite3_stmt *st, struct audit_row *row)
         row->hash = "";
 }
 
-/* The guard of sql/009-retention.sql's triggers: 1 inside audit_prune(),
- * 0 otherwise; undefined on every other connection, whose anchor fails. */
+/* The guard of sql/009-retention.sql's triggers: 1 while this thread is in
+ * audit_prune(), 0 otherwise; undefined on other processes' connections,
+ * whose anchor fails. Per thread, not per object: a connection has one
+ * function of that name, whichever audit object defined it last. */
+static _Thread_local int pruning;
+
 static void prunes_audit(sqlite3_context *ctx, int argc, sqlite3_value **argv)
 {
-    const struct audit *a = sqlite3_user_data(ctx);
-
     (void)argc;
     (void)argv;
-    sqlite3_result_int(ctx, a->pruning);
+    sqlite3_result_int(ctx, pruning);
 }
 
 static int prepare_prune(struct audit *a)
@@ -232,7 +233,7 @@ static int prepare_prune(struct audit *a)
         {offsetof(struct audit, anchor_trim), "DELETE FROM audit_anchor WHERE id < last_insert_rowid()"},
         {offsetof(struct audit, prune), "DELETE FROM audit WHERE seq < ?1"},
     };
-    int rc = sqlite3_create_function(a->db->conn, "revokerd_prunes_audit", 0, SQLITE_UTF8, a, prunes_audit,
+    int rc = sqlite3_create_function(a->db->conn, "revokerd_prunes_audit", 0, SQLITE_UTF8, NULL, prunes_audit,
                                      NULL, NULL);
     if (rc != SQLITE_OK)
         return db_fail(a->db, rc);
@@ -463,14 +464,14 @@ int audit_prune(struct audit *a, int64_t keep_seq, int64_t now_ms, unsigned *ret
     snprintf(prev, sizeof(prev), "%s", (const char *)sqlite3_column_text(a->prev_hash, 0));
     db_done(a->prev_hash);
 
-    a->pruning = true;
+    pruning = 1;
     sqlite3_bind_int64(a->anchor_add, 1, now_ms);
     sqlite3_bind_int64(a->anchor_add, 2, keep_seq);
     sqlite3_bind_text(a->anchor_add, 3, prev, -1, SQLITE_STATIC);
     rc = db_run(a->db, a->anchor_add);
     if (rc == 0)
         rc = db_run(a->db, a->anchor_trim);
-    a->pruning = false;
+    pruning = 0;
     if (rc < 0)
         return rc;
     sqlite3_bind_int64(a->prune, 1, keep_seq);
