@@ -45,13 +45,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "e2e"))
 import harness  # noqa: E402
 
 import bench  # noqa: E402  (its Nginx)
+from lanes import percentile  # noqa: E402
 
 CONCURRENCY = 16
-
-
-def percentile(values, q):
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] if s else float("nan")
 
 
 def loadavg():
