@@ -18,7 +18,7 @@ enum {
     STEP_BUDGET_US = 4000,  /* a step's transaction should take at most this */
     STEP_MIN_ROWS = 16,     /* the adaptive row count never goes below */
     STEP_FIRST_ROWS = 64,   /* nor starts above */
-    BUSY_FACTOR = 9,        /* others commit: wait 9 times what a step took (10 % of the loop) */
+    BUSY_FACTOR = 49,       /* others commit: wait 49 times what a step took (2 % of the loop) */
     IDLE_FACTOR = 1,        /* nobody else writes: as long as it took */
     RETRY_MS = 20,          /* a checkpoint copies (writes that can wait wait) */
     ERROR_RETRY_MS = 60000, /* after a failed step or export write */
