@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,7 +19,9 @@ enum {
     STEP_BUDGET_US = 4000,  /* a step's transaction should take at most this */
     STEP_MIN_ROWS = 16,     /* the adaptive row count never goes below */
     STEP_FIRST_ROWS = 64,   /* nor starts above */
-    BUSY_FACTOR = 49,       /* others commit: wait 49 times what a step took (2 % of the loop) */
+    BUSY_FACTOR = 49,       /* others commit: wait 49 times what a step took (2 % of the loop), */
+    BUSY_MIN_MS = 100,      /* at least this, */
+    BUSY_ROWS = 128,        /* with at most this many rows a step (its WAL frames cost the engine's checkpoints) */
     IDLE_FACTOR = 1,        /* nobody else writes: as long as it took */
     RETRY_MS = 20,          /* a checkpoint copies (writes that can wait wait) */
     ERROR_RETRY_MS = 60000, /* after a failed step or export write */
@@ -47,6 +50,7 @@ struct retention {
     void *closed_data;
 
     unsigned step_rows[KIND_N]; /* adaptive, up to batch */
+    unsigned row_cap;           /* this step's: BUSY_ROWS while others commit */
     enum kind turn;             /* tokens and audit take turns */
     uint64_t commits_seen;      /* the store's commit count after our last step */
 
@@ -245,6 +249,11 @@ static uint64_t commits(struct retention *r)
     return m.commit.count;
 }
 
+static unsigned step_rows(const struct retention *r, enum kind k)
+{
+    return r->step_rows[k] < r->row_cap ? r->step_rows[k] : r->row_cap;
+}
+
 static int prune_tokens(struct retention *r, int64_t now_ms, unsigned *ret_n)
 {
     unsigned n = 0, secrets = 0;
@@ -253,7 +262,7 @@ static int prune_tokens(struct retention *r, int64_t now_ms, unsigned *ret_n)
     if (rc < 0)
         return rc;
     rc = store_end(r->store,
-                   store_prune_tokens(r->store, now_ms - (int64_t)r->tokens_ms, r->step_rows[KIND_TOKENS], &n,
+                   store_prune_tokens(r->store, now_ms - (int64_t)r->tokens_ms, step_rows(r, KIND_TOKENS), &n,
                                       &secrets));
     if (rc < 0)
         return rc;
@@ -275,7 +284,7 @@ static int prune_audit(struct retention *r, int64_t now_ms, unsigned *ret_n)
         return 0; /* never delete what the export should hold */
     if (r->export_path) {
         r->len = 0;
-        rc = store_prune_audit_plan(r->store, before, r->step_rows[KIND_AUDIT], &keep, on_export_row, r);
+        rc = store_prune_audit_plan(r->store, before, step_rows(r, KIND_AUDIT), &keep, on_export_row, r);
         if (rc < 0)
             return rc;
         if (r->len > 0) {
@@ -291,7 +300,7 @@ static int prune_audit(struct retention *r, int64_t now_ms, unsigned *ret_n)
     if (rc < 0)
         return rc;
     /* Again inside the transaction: the same rows, as only the newest grow. */
-    rc = store_prune_audit_plan(r->store, before, r->step_rows[KIND_AUDIT], &keep, NULL, NULL);
+    rc = store_prune_audit_plan(r->store, before, step_rows(r, KIND_AUDIT), &keep, NULL, NULL);
     if (rc == 0 && r->export_path && keep > r->exported_seq + 1)
         keep = r->exported_seq + 1;
     if (rc == 0 && keep > 0)
@@ -381,6 +390,7 @@ static void on_timer(uv_timer_t *h)
         schedule(r, RETRY_MS);
         return;
     }
+    r->row_cap = busy ? BUSY_ROWS : UINT_MAX;
     /* Tokens and audit take turns; the vacuum comes when neither has work. */
     for (unsigned i = 0; i < 2 && rc == 0 && n == 0; i++) {
         k = (enum kind)((r->turn + i) % 2);
@@ -419,8 +429,8 @@ static void on_timer(uv_timer_t *h)
     }
     adapt(r, k, took_us);
     sweep(r, false);
-    uint64_t wait_us = took_us * (busy ? BUSY_FACTOR : IDLE_FACTOR);
-    schedule(r, wait_us / 1000 + 1);
+    uint64_t wait_ms = took_us * (busy ? BUSY_FACTOR : IDLE_FACTOR) / 1000 + 1;
+    schedule(r, busy && wait_ms < BUSY_MIN_MS ? BUSY_MIN_MS : wait_ms);
 }
 
 static void schedule(struct retention *r, uint64_t ms)

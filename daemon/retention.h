@@ -13,10 +13,11 @@
  * Work is done in steps on the loop, each one transaction of at most
  * [retention] batch rows and a few milliseconds (the row count per step
  * adapts to the time a step took), paced like the hasher: after a step the
- * loop is left alone for a multiple of what the step took: 49 times while
- * other writers commit (2 % of the loop: a steady load needs a few rows a
- * second, and each step's WAL frames cost the engine checkpoint time too;
- * at 9 times a 100 k drain was 2-26 % slower), once while nobody else does. Writes that can wait
+ * loop is left alone for a multiple of what the step took: once while
+ * nobody else writes; while other writers commit, 49 times and at least
+ * 100 ms, with at most 128 rows a step (a steady load needs a few rows a
+ * second, and each step's WAL frames cost the engine's checkpoints too: at
+ * 9 times and up to batch rows a 100 k drain was 2-26 % slower). Writes that can wait
  * (STORE_WRITE_CAN_WAIT): none while a checkpoint copies. A deleted row that
  * still held its secret asks for a checkpoint with a sweep
  * (store_checkpoint_request), at most every 10 s and at the end of a pass.
