@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
+#include <time.h>
 
 #include "secret.h"
 #include "util.h"
@@ -27,6 +29,7 @@ static const char genesis[HASH_HEX_LEN + 1] =
 struct audit {
     struct db *db;
     sqlite3_stmt *head, *insert;
+    sqlite3_stmt *plan, *next_seq, *prev_hash, *anchor_add, *anchor_trim, *prune; /* audit_prune_* */
     EVP_MD_CTX *md;
     bool head_known; /* last_seq and last_hash are the table's chain head */
     int64_t last_seq;
@@ -179,6 +182,69 @@ static bool read_fields(sqlite3_stmt *st, struct fields *f)
     return true;
 }
 
+/* A row as ROW_COLUMNS reads it; its strings live until the next step. */
+static void row_from(sqlite3_stmt *st, struct audit_row *row)
+{
+    *row = (struct audit_row){
+        .seq = sqlite3_column_int64(st, 0),
+        .at_ms = sqlite3_column_int64(st, 1),
+        .token_id = sqlite3_column_int64(st, 2),
+        .fingerprint = (const char *)sqlite3_column_text(st, 3),
+        .event = (const char *)sqlite3_column_text(st, 4),
+        .attempt = sqlite3_column_int(st, 5),
+        .http_status = (long)sqlite3_column_int64(st, 6),
+        .detail = (const char *)sqlite3_column_text(st, 7),
+        .duration_ms = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 8),
+        .hash = (const char *)sqlite3_column_text(st, 9),
+    };
+    if (!row->event)
+        row->event = "";
+    if (!row->hash)
+        row->hash = "";
+}
+
+/* The guard of sql/009-retention.sql's triggers: 1 while this thread is in
+ * audit_prune(), 0 otherwise; undefined on other processes' connections,
+ * whose anchor fails. Per thread, not per object: a connection has one
+ * function of that name, whichever audit object defined it last. */
+static _Thread_local int pruning;
+
+static void prunes_audit(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    (void)argv;
+    sqlite3_result_int(ctx, pruning);
+}
+
+static int prepare_prune(struct audit *a)
+{
+    static const struct {
+        size_t offset;
+        const char *sql;
+    } stmts[] = {
+        /* The newest row always stays: it is the chain's head. */
+        {offsetof(struct audit, plan),
+         "SELECT " ROW_COLUMNS " FROM audit WHERE seq < "
+         "(SELECT max(seq) FROM audit) ORDER BY seq LIMIT ?1"},
+        {offsetof(struct audit, next_seq), "SELECT min(seq) FROM audit WHERE seq > ?1"},
+        {offsetof(struct audit, prev_hash), "SELECT hash FROM audit WHERE seq = ?1 - 1"},
+        {offsetof(struct audit, anchor_add),
+         "INSERT INTO audit_anchor (at, first_seq, prev_hash) VALUES (?1, ?2, ?3)"},
+        {offsetof(struct audit, anchor_trim), "DELETE FROM audit_anchor WHERE id < last_insert_rowid()"},
+        {offsetof(struct audit, prune), "DELETE FROM audit WHERE seq < ?1"},
+    };
+    int rc = sqlite3_create_function(a->db->conn, "revokerd_prunes_audit", 0, SQLITE_UTF8, NULL, prunes_audit,
+                                     NULL, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(a->db, rc);
+    for (size_t i = 0; i < ARRAY_SIZE(stmts); i++) {
+        int err = db_prepare(a->db, stmts[i].sql, (sqlite3_stmt **)((char *)a + stmts[i].offset));
+        if (err < 0)
+            return err;
+    }
+    return 0;
+}
+
 int audit_open(struct db *db, struct audit **ret_audit)
 {
     struct audit *a = calloc(1, sizeof(*a));
@@ -201,6 +267,9 @@ int audit_open(struct db *db, struct audit **ret_audit)
                      &a->insert);
     if (err < 0)
         goto err_after_alloc;
+    err = prepare_prune(a);
+    if (err < 0)
+        goto err_after_alloc;
     *ret_audit = a;
     return 0;
 
@@ -215,6 +284,12 @@ void audit_close(struct audit *a)
         return;
     sqlite3_finalize(a->head);
     sqlite3_finalize(a->insert);
+    sqlite3_finalize(a->plan);
+    sqlite3_finalize(a->next_seq);
+    sqlite3_finalize(a->prev_hash);
+    sqlite3_finalize(a->anchor_add);
+    sqlite3_finalize(a->anchor_trim);
+    sqlite3_finalize(a->prune);
     EVP_MD_CTX_free(a->md);
     free(a);
 }
@@ -322,24 +397,8 @@ int audit_query(struct db *db, const struct audit_filter *f,
         sqlite3_bind_int64(st, 4, f->limit);
 
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct audit_row row = {
-            .seq = sqlite3_column_int64(st, 0),
-            .at_ms = sqlite3_column_int64(st, 1),
-            .token_id = sqlite3_column_int64(st, 2),
-            .fingerprint = (const char *)sqlite3_column_text(st, 3),
-            .event = (const char *)sqlite3_column_text(st, 4),
-            .attempt = sqlite3_column_int(st, 5),
-            .http_status = (long)sqlite3_column_int64(st, 6),
-            .detail = (const char *)sqlite3_column_text(st, 7),
-            .duration_ms = sqlite3_column_type(st, 8) == SQLITE_NULL
-                               ? -1
-                               : sqlite3_column_int64(st, 8),
-            .hash = (const char *)sqlite3_column_text(st, 9),
-        };
-        if (!row.event)
-            row.event = "";
-        if (!row.hash)
-            row.hash = "";
+        struct audit_row row;
+        row_from(st, &row);
         ret = cb(ud, &row);
         if (ret != 0)
             break;
@@ -349,27 +408,240 @@ int audit_query(struct db *db, const struct audit_filter *f,
     sqlite3_finalize(st);
     return ret;
 }
+/* ---- pruning (retention.h) ---- */
+
+int audit_prune_plan(struct audit *a, int64_t before_ms, unsigned limit, int64_t *ret_keep_seq,
+                     int (*cb)(void *ud, const struct audit_row *row), void *ud)
+{
+    int64_t last = 0, keep = 0;
+    int rc, err = 0;
+
+    sqlite3_bind_int64(a->plan, 1, limit);
+    while ((rc = sqlite3_step(a->plan)) == SQLITE_ROW) {
+        struct audit_row row;
+        row_from(a->plan, &row);
+        if (row.at_ms >= before_ms) {
+            keep = row.seq;
+            break;
+        }
+        if (cb && (err = cb(ud, &row)) != 0)
+            break;
+        last = row.seq;
+    }
+    if (err == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = db_fail(a->db, rc);
+    db_done(a->plan);
+    if (err != 0)
+        return err;
+    if (last == 0) {
+        *ret_keep_seq = 0;
+        return 0;
+    }
+    if (keep == 0) { /* the page ended on a row that goes: the next one stays */
+        sqlite3_bind_int64(a->next_seq, 1, last);
+        rc = db_row(a->db, a->next_seq);
+        if (rc < 0)
+            return rc;
+        keep = rc == 1 ? sqlite3_column_int64(a->next_seq, 0) : 0;
+        if (rc == 1)
+            db_done(a->next_seq);
+        if (keep == 0)
+            return -ENODATA; /* the newest row was to go: cannot be (plan's query keeps it) */
+    }
+    *ret_keep_seq = keep;
+    return 0;
+}
+
+int audit_prune(struct audit *a, int64_t keep_seq, int64_t now_ms, unsigned *ret_deleted)
+{
+    char prev[HASH_HEX_LEN + 1];
+    int rc;
+
+    sqlite3_bind_int64(a->prev_hash, 1, keep_seq);
+    rc = db_row(a->db, a->prev_hash);
+    if (rc <= 0)
+        return rc < 0 ? rc : -ENODATA;
+    snprintf(prev, sizeof(prev), "%s", (const char *)sqlite3_column_text(a->prev_hash, 0));
+    db_done(a->prev_hash);
+
+    pruning = 1;
+    sqlite3_bind_int64(a->anchor_add, 1, now_ms);
+    sqlite3_bind_int64(a->anchor_add, 2, keep_seq);
+    sqlite3_bind_text(a->anchor_add, 3, prev, -1, SQLITE_STATIC);
+    rc = db_run(a->db, a->anchor_add);
+    if (rc == 0)
+        rc = db_run(a->db, a->anchor_trim);
+    pruning = 0;
+    if (rc < 0)
+        return rc;
+    sqlite3_bind_int64(a->prune, 1, keep_seq);
+    rc = db_run(a->db, a->prune);
+    if (rc < 0)
+        return rc;
+    *ret_deleted = (unsigned)sqlite3_changes(a->db->conn);
+    return 0;
+}
+
+int audit_row_json(const struct audit_row *row, char **ret_json)
+{
+    char when[64], at[80];
+    struct tm tm;
+    time_t t = (time_t)(row->at_ms / 1000);
+
+    if (!gmtime_r(&t, &tm) || strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        snprintf(when, sizeof(when), "?");
+    snprintf(at, sizeof(at), "%s.%03dZ", when, (int)(row->at_ms % 1000));
+    json_t *j = json_pack(
+        "{s:I,s:s,s:I,s:o,s:o,s:s,s:o,s:o,s:o,s:o,s:s}", "seq", (json_int_t)row->seq, "at", at, "at_ms",
+        (json_int_t)row->at_ms, "token_id", row->token_id ? json_integer(row->token_id) : json_null(),
+        "fingerprint", row->fingerprint ? json_string(row->fingerprint) : json_null(), "event",
+        row->event ? row->event : "", "attempt", row->attempt ? json_integer(row->attempt) : json_null(),
+        "http_status", row->http_status ? json_integer(row->http_status) : json_null(), "detail",
+        row->detail ? json_string(row->detail) : json_null(), "duration_ms",
+        row->duration_ms >= 0 ? json_integer(row->duration_ms) : json_null(), "hash",
+        row->hash ? row->hash : "");
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    if (!text)
+        return -ENOMEM;
+    *ret_json = text;
+    return 0;
+}
+
+/* ---- verification ---- */
+
+/* The latest anchor, if the schema has the table (a database not yet
+ * migrated to version 9 has none): 1 and the fields, 0 without one. */
+static int anchor_read(struct db *db, struct audit_anchor *ret)
+{
+    sqlite3_stmt *st;
+    int rc = sqlite3_prepare_v2(
+        db->conn, "SELECT id, at, first_seq, prev_hash FROM audit_anchor ORDER BY id DESC LIMIT 1", -1, &st,
+        NULL);
+    if (rc != SQLITE_OK) {
+        int err = db_fail(db, rc);
+        sqlite3_stmt *t;
+        /* No table: no anchor; any other failure is one. */
+        if (sqlite3_prepare_v2(db->conn, "SELECT 1 FROM sqlite_schema WHERE name = 'audit_anchor'", -1, &t,
+                               NULL) != SQLITE_OK)
+            return err;
+        rc = sqlite3_step(t);
+        sqlite3_finalize(t);
+        return rc == SQLITE_DONE ? 0 : err;
+    }
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *h = (const char *)sqlite3_column_text(st, 3);
+        *ret = (struct audit_anchor){.id = sqlite3_column_int64(st, 0),
+                                     .at_ms = sqlite3_column_int64(st, 1),
+                                     .first_seq = sqlite3_column_int64(st, 2)};
+        snprintf(ret->prev_hash, sizeof(ret->prev_hash), "%s", h ? h : "");
+        rc = 1;
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : db_fail(db, rc);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int audit_anchor_get(struct db *db, struct audit_anchor *ret)
+{
+    struct audit_anchor an;
+    int rc = anchor_read(db, &an);
+
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return -ENOENT;
+    *ret = an;
+    return 0;
+}
+
+static bool is_hash(const char *h)
+{
+    if (strlen(h) != HASH_HEX_LEN)
+        return false;
+    for (size_t i = 0; i < HASH_HEX_LEN; i++)
+        if (!((h[i] >= '0' && h[i] <= '9') || (h[i] >= 'a' && h[i] <= 'f')))
+            return false;
+    return true;
+}
+
+/* A row left below the anchor (none should be: the prune that wrote the
+ * anchor deleted them) must be the one the anchor chains from. */
+static int anchor_check(struct db *db, const struct audit_anchor *an, char *why, size_t whylen)
+{
+    sqlite3_stmt *st;
+    int rc;
+
+    if (an->first_seq < 1 || !is_hash(an->prev_hash)) {
+        util_format(why, whylen,
+                    "the latest audit_anchor (id %" PRId64 ") is malformed: first_seq %" PRId64
+                    ", prev_hash not 64 hex digits (altered)",
+                    an->id, an->first_seq);
+        return -EBADMSG;
+    }
+    rc = sqlite3_prepare_v2(db->conn, "SELECT hash FROM audit WHERE seq = ?1", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return db_fail(db, rc);
+    sqlite3_bind_int64(st, 1, an->first_seq - 1);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const char *h = (const char *)sqlite3_column_text(st, 0);
+        if (!h || strcmp(h, an->prev_hash) != 0) {
+            util_format(why, whylen,
+                        "the latest audit_anchor (id %" PRId64 ", seq %" PRId64
+                        ") does not chain from seq %" PRId64 " (a forged or altered anchor)",
+                        an->id, an->first_seq, an->first_seq - 1);
+            rc = -EBADMSG;
+        } else {
+            rc = 0;
+        }
+    } else {
+        rc = rc == SQLITE_DONE ? 0 : db_fail(db, rc);
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
 
 int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *why, size_t whylen)
 {
     sqlite3_stmt *st;
     EVP_MD_CTX *md;
+    struct audit_anchor an = {0};
     char prev[HASH_HEX_LEN + 1], computed[HASH_HEX_LEN + 1];
     int64_t prev_seq = 0, rows = 0, bad_seq = 0;
     int rc, err = 0;
 
+    memcpy(prev, genesis, sizeof(genesis));
+    rc = anchor_read(db, &an);
+    if (rc == 1) {
+        err = anchor_check(db, &an, why, whylen);
+        if (err < 0) {
+            if (err == -EBADMSG && ret_bad_seq)
+                *ret_bad_seq = an.first_seq;
+            else if (err != -EBADMSG)
+                util_format(why, whylen, "%s", db_errmsg(db));
+            return err;
+        }
+        prev_seq = an.first_seq - 1;
+        memcpy(prev, an.prev_hash, sizeof(prev));
+    } else if (rc < 0) {
+        util_format(why, whylen, "%s", db_errmsg(db));
+        return rc;
+    }
     md = EVP_MD_CTX_new();
     if (!md)
         return -ENOMEM;
-    rc = sqlite3_prepare_v2(db->conn, "SELECT " ROW_COLUMNS " FROM audit ORDER BY seq", -1, &st,
-                            NULL);
+    rc = sqlite3_prepare_v2(db->conn, "SELECT " ROW_COLUMNS " FROM audit WHERE seq > ?1 ORDER BY seq", -1,
+                            &st, NULL);
     if (rc != SQLITE_OK) {
         err = db_fail(db, rc);
         util_format(why, whylen, "%s", db_errmsg(db));
         EVP_MD_CTX_free(md);
         return err;
     }
-    memcpy(prev, genesis, sizeof(genesis));
+    sqlite3_bind_int64(st, 1, prev_seq);
 
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct fields f;
@@ -388,6 +660,11 @@ int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *w
                 util_format(why, whylen,
                             "seq %" PRId64 " is the first row: the log must start at seq 1 "
                             "(rows before it deleted)", f.seq);
+            else if (rows == 0 && an.id)
+                util_format(why, whylen,
+                            "seq %" PRId64 " is the first row, but the audit anchor names seq %" PRId64
+                            ": seq %" PRId64 "..%" PRId64 " are missing (deleted)",
+                            f.seq, an.first_seq, an.first_seq, f.seq - 1);
             else if (f.seq == prev_seq + 2)
                 util_format(why, whylen,
                             "seq %" PRId64 " follows seq %" PRId64 ": seq %" PRId64
@@ -421,6 +698,12 @@ int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *w
     if (err == 0 && rc != SQLITE_DONE) {
         err = db_fail(db, rc);
         util_format(why, whylen, "%s", db_errmsg(db));
+    }
+    if (err == 0 && rows == 0 && an.id) {
+        util_format(why, whylen, "the audit anchor names seq %" PRId64 ", which is missing (deleted)",
+                    an.first_seq);
+        bad_seq = an.first_seq;
+        err = -EBADMSG;
     }
     sqlite3_finalize(st);
     EVP_MD_CTX_free(md);
@@ -556,6 +839,11 @@ int audit_verify_head(struct db *db, const struct audit_head *head, int64_t *ret
                         "seq %" PRId64 " is missing: the log ends at seq %" PRId64
                         " (the newest rows deleted)",
                         n, ends[1]);
+        else if (audit_anchor_get(db, &(struct audit_anchor){0}) == 0)
+            util_format(why, whylen,
+                        "seq %" PRId64 " cannot be checked: the log starts at seq %" PRId64
+                        " (older rows pruned by [retention] audit); check a newer head",
+                        n, ends[0]);
         else
             util_format(why, whylen,
                         "seq %" PRId64 " is missing: the log starts at seq %" PRId64

@@ -86,3 +86,33 @@ int audit_head_parse(const char *s, struct audit_head *ret_head);
  * differs; another negative errno when the log cannot be read. */
 int audit_verify_head(struct db *db, const struct audit_head *head, int64_t *ret_rows, int64_t *ret_bad_seq,
                       char *why, size_t whylen);
+/* ---- pruning: the guarded delete of the oldest rows (retention.h) ----
+ *
+ * sql/009-retention.sql lets a row of audit go only below the latest row
+ * of audit_anchor, and lets only this connection add an anchor (through
+ * the SQL function revokerd_prunes_audit(), which audit_open() defines).
+ * audit_verify() starts at the latest anchor: its first_seq must be the
+ * first row, chained from its prev_hash; an anchor that a row still below
+ * it contradicts is reported as forged. */
+
+struct audit_anchor {
+    int64_t id, at_ms;
+    int64_t first_seq;          /* the first row kept */
+    char prev_hash[2 * 32 + 1]; /* the hash that row chains from */
+};
+/* The latest anchor: 0, -ENOENT without one (or without the table), or
+ * a database error. */
+int audit_anchor_get(struct db *db, struct audit_anchor *ret);
+/* The oldest rows that may go: up to limit rows from the first in seq
+ * order while at < before_ms, never the newest row. cb (NULL allowed) sees
+ * each; a non-zero return stops and is returned. *ret_keep_seq: the first
+ * row that stays, 0 when none may go. Reads only. */
+int audit_prune_plan(struct audit *a, int64_t before_ms, unsigned limit, int64_t *ret_keep_seq,
+                     int (*cb)(void *ud, const struct audit_row *row), void *ud);
+/* Inside the caller's transaction: writes the anchor (keep_seq and the
+ * hash of the row before it), drops older anchors, deletes every row
+ * before keep_seq; *ret_deleted rows. */
+int audit_prune(struct audit *a, int64_t keep_seq, int64_t now_ms, unsigned *ret_deleted);
+/* A row as one compact JSON object, the fields of `revokerctl --json
+ * audit`; *ret_json is malloc'd. 0 or -ENOMEM. */
+int audit_row_json(const struct audit_row *row, char **ret_json);

@@ -83,7 +83,15 @@
       "how often the audit log's chain head is logged (also at start and stop), for a record outside "        \
       "the file")                                                                                            \
     X("metrics", "listen", LISTEN, metrics_listen, "", 0, 0,                                                  \
-      "HTTP listener for Prometheus (GET /metrics): IPv4:PORT, [IPv6]:PORT or a UNIX socket path; empty: off")
+      "HTTP listener for Prometheus (GET /metrics): IPv4:PORT, [IPv6]:PORT or a UNIX socket path; empty: off") \
+    X("retention", "tokens", DURATION, retention_tokens_ms, "30d", 0, 36500 * CONFIG_D,                       \
+      "a revoked or failed row finished longer ago is deleted; 0: kept forever")                              \
+    X("retention", "audit", DURATION, retention_audit_ms, "400d", 0, 36500 * CONFIG_D,                        \
+      "audit rows older than this are pruned, oldest first, behind an audit anchor; 0: kept forever")        \
+    X("retention", "batch", UINT, retention_batch, "1000", 1, 100000,                                         \
+      "rows deleted per transaction, at most (fewer when a transaction would take more than a few ms)")      \
+    X("retention", "audit_export", OPT_PATH, retention_audit_export, "", 0, 0,                                \
+      "JSON-lines file the pruned audit rows are appended to (and fsynced) before they are deleted; empty: none")
 /* clang-format on */
 
 #define CONFIG_CTYPE_PATH char *

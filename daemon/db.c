@@ -211,6 +211,13 @@ static int configure(sqlite3 *conn, const char *path, int flags)
         return 0;
     }
 
+    /* A new file is created with room for PRAGMA incremental_vacuum, so
+     * that pages freed by retention can go back to the file system
+     * (retention.h). It must precede WAL mode, which writes the header; on
+     * an existing file it does nothing until a VACUUM (README, Retention). */
+    rc = exec_simple(conn, "PRAGMA auto_vacuum=INCREMENTAL");
+    if (rc != SQLITE_OK)
+        return open_fail(conn, "cannot open", path, rc);
     rc = set_wal(conn, is_memory(path));
     if (rc != SQLITE_OK)
         return open_fail(conn, "cannot set WAL mode on", path, rc);

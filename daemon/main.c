@@ -29,6 +29,7 @@
 #include "notify.h"
 #include "proto.h"
 #include "queue.h"
+#include "retention.h"
 #include "revoke.h"
 #include "secret.h"
 #include "store.h"
@@ -48,6 +49,7 @@ struct daemon {
     struct config cfg;
     struct store *store;
     struct revoke *revoke;
+    struct retention *retention; /* NULL: out of memory at start, nothing is pruned */
     struct watch *watch;
     struct ctl *ctl;
     struct metrics *metrics; /* NULL when the counter could not open the database */
@@ -469,6 +471,8 @@ static void reload(struct daemon *d)
     ctl_configure(d->ctl, c.max_clients, c.client_idle_ms, control_gid(&c));
     log_set_level(c.log_level);
     store_set_jwt_expiry(d->store, c.jwt_expiry);
+    if (d->retention && retention_configure(d->retention, &c) < 0)
+        log_warning("retention: out of memory: the previous [retention] settings stay");
     config_free(&d->cfg);
     d->cfg = c;
     log_notice("configuration reloaded (endpoint %s, concurrency %u, rate limit %u/s)", c.url, c.concurrency,
@@ -522,6 +526,8 @@ static void stop(struct daemon *d, const char *why)
     d->env.queue = NULL; /* a late request counts on the loop rather than on a freed queue */
     watch_close(d->watch);
     d->watch = NULL;
+    retention_close(d->retention, NULL, NULL);
+    d->retention = NULL;
     revoke_stop(d->revoke, on_engine_stopped, d);
 }
 
@@ -586,6 +592,8 @@ static int start(struct daemon *d)
         return rc;
     }
     revoke_on_change(d->revoke, on_engine_change, d);
+    if (retention_new(&d->loop, d->store, &d->cfg, &d->retention) < 0)
+        log_warning("retention: out of memory: nothing is pruned");
     rc = metrics_new(&d->loop, d->cfg.database, &d->metrics, err, sizeof(err));
     if (rc < 0)
         log_warning("metrics: %s; the metrics op answers with an error", err);

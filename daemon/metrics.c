@@ -189,6 +189,13 @@ static void store(FILE *f, enum metrics_exposition x, const struct store_metrics
     one(f, x, "revokerd_sweep_pending", "gauge",
         "1 while a cleared secret waits for its sweep: old copies may remain in the file's free space.",
         st->sweep_due);
+    head(f, x, "revokerd_db_size_bytes", "gauge", "Size of the database file (without the WAL).");
+    fprintf(f, "revokerd_db_size_bytes %" PRId64 "\n", st->db_size_bytes);
+    head(f, x, "revokerd_db_free_bytes", "gauge", "Free pages in the database file, which new rows reuse.");
+    fprintf(f, "revokerd_db_free_bytes %" PRId64 "\n", st->db_free_bytes);
+    head(f, x, "revokerd_pruned_rows_total", "counter", "Rows deleted by [retention] since start, by table.");
+    fprintf(f, "revokerd_pruned_rows_total{table=\"tokens\"} %" PRIu64 "\n", st->pruned_tokens);
+    fprintf(f, "revokerd_pruned_rows_total{table=\"audit\"} %" PRIu64 "\n", st->pruned_audit);
 }
 
 const char *metrics_content_type(enum metrics_exposition x)

@@ -682,6 +682,12 @@ static json_t *op_stats(const struct proto_env *env, json_t *req, struct perr *e
     /* How long the error has lasted, in seconds; null without one. */
     put(&reply, "db_error_for_s", rs.db_error[0] ? json_integer((json_int_t)(rs.db_error_for_ms / 1000)) : json_null());
     put(&reply, "uptime_s", json_integer((json_int_t)(env->uptime_ms ? env->uptime_ms(env) / 1000 : 0)));
+    struct store_metrics sm;
+    store_get_metrics(env->store, &sm);
+    put(&reply, "database",
+        json_pack("{s:I,s:I,s:{s:I,s:I}}", "size_bytes", (json_int_t)sm.db_size_bytes, "free_bytes",
+                  (json_int_t)sm.db_free_bytes, "pruned", "tokens", (json_int_t)sm.pruned_tokens, "audit",
+                  (json_int_t)sm.pruned_audit));
     return reply;
 }
 

@@ -12,8 +12,13 @@
 #include "checkpoint.h"
 #include "dbfile.h"
 #include "hold.h"
+#include "util.h"
 
 #define START_BUSY_TIMEOUT_MS 5000
+#define STORE_VACUUM_PAGES 128                    /* pages given back per incremental_vacuum step */
+#define STORE_VACUUM_KEEP_BYTES (4 * 1024 * 1024) /* free space left for the next rows */
+#define STRINGIFY_(x) #x
+#define STRINGIFY(x) STRINGIFY_(x)
 
 struct store {
     struct dbfile *file;     /* NULL for an in-memory database */
@@ -27,6 +32,8 @@ struct store {
     struct audit *audit;
     struct tokens_tally begun_tally; /* tokens' tally at the last store_begin */
     struct histogram commit_time;    /* of store_commit(), for the metrics */
+    sqlite3_stmt *prune_tokens, *file_size, *auto_vacuum, *vacuum; /* retention's (store_prune_*) */
+    uint64_t pruned_tokens, pruned_audit;                          /* store_note_pruned() */
     struct checkpoint *ckpt; /* NULL without a loop */
     void (*ckpt_cb)(void *data, int err, const char *msg);
     void *ckpt_data;
@@ -42,6 +49,39 @@ static void on_checkpoint(void *data, int err, const char *msg)
         s->ckpt_cb(s->ckpt_data, err, msg);
 }
 
+static const struct {
+    size_t offset;
+    const char *sql;
+} retention_sql[] = {
+    /* Finished rows oldest first (sql/009's index tokens_finished); the
+     * answer says which still held a secret. */
+    {offsetof(struct store, prune_tokens),
+     "DELETE FROM tokens WHERE id IN (SELECT id FROM tokens WHERE state IN ('revoked', 'failed') "
+     "AND finished_at < ?1 ORDER BY finished_at LIMIT ?2) RETURNING token IS NOT NULL"},
+    {offsetof(struct store, file_size),
+     "SELECT page_count * page_size, freelist_count * page_size "
+     "FROM pragma_page_count, pragma_page_size, pragma_freelist_count"},
+    {offsetof(struct store, auto_vacuum), "PRAGMA auto_vacuum"},
+    {offsetof(struct store, vacuum), "PRAGMA incremental_vacuum(" STRINGIFY(STORE_VACUUM_PAGES) ")"},
+};
+
+static void finalize_retention(struct store *s)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(retention_sql); i++)
+        sqlite3_finalize(*(sqlite3_stmt **)((char *)s + retention_sql[i].offset));
+}
+
+static int prepare_retention(struct store *s)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(retention_sql); i++) {
+        int rc =
+            db_prepare(s->db, retention_sql[i].sql, (sqlite3_stmt **)((char *)s + retention_sql[i].offset));
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* After the checkpointer: it gives the connection SQLite's own checkpoints
  * back, then the connection goes. */
 static void free_store(void *data)
@@ -50,6 +90,7 @@ static void free_store(void *data)
     void (*closed)(void *) = s->closed;
     void *closed_data = s->closed_data;
 
+    finalize_retention(s);
     tokens_close(s->tokens);
     hold_close(s->hold);
     audit_close(s->audit);
@@ -192,6 +233,8 @@ int store_open_group(uv_loop_t *loop, const char *given_path, gid_t group, schem
         rc = hold_open(s->db, &s->hold);
     if (rc == 0)
         rc = audit_open(s->db, &s->audit);
+    if (rc == 0)
+        rc = prepare_retention(s);
     if (rc < 0) {
         snprintf(err, errlen, "cannot prepare the queries on %s (%s): %s", path, strerror(-rc),
                  db_errmsg(s->db));
@@ -208,6 +251,7 @@ int store_open_group(uv_loop_t *loop, const char *given_path, gid_t group, schem
     return 0;
 
 err_after_open:
+    finalize_retention(s);
     tokens_close(s->tokens);
     audit_close(s->audit);
     db_close(s->db);
@@ -518,8 +562,93 @@ void store_get_metrics(const struct store *s, struct store_metrics *ret)
                                   .checkpoint = cs.duration,
                                   .wal_frames = cs.wal_frames,
                                   .sweeps = cs.sweeps,
-                                  .sweep_due = cs.sweep_due};
+                                  .sweep_due = cs.sweep_due,
+                                  .pruned_tokens = s->pruned_tokens,
+                                  .pruned_audit = s->pruned_audit};
+    (void)store_file_size(s, &ret->db_size_bytes, &ret->db_free_bytes);
 }
+
+/* ---- retention ---- */
+
+int store_prune_tokens(struct store *s, int64_t before_ms, unsigned limit, unsigned *ret_count,
+                       unsigned *ret_secrets)
+{
+    unsigned count = 0, secrets = 0;
+    int rc;
+
+    sqlite3_bind_int64(s->prune_tokens, 1, before_ms);
+    sqlite3_bind_int64(s->prune_tokens, 2, limit);
+    while ((rc = sqlite3_step(s->prune_tokens)) == SQLITE_ROW) {
+        count++;
+        secrets += sqlite3_column_int(s->prune_tokens, 0) != 0;
+    }
+    rc = rc == SQLITE_DONE ? 0 : db_fail(s->db, rc);
+    db_done(s->prune_tokens);
+    if (rc < 0)
+        return rc;
+    *ret_count = count;
+    *ret_secrets = secrets;
+    return 0;
+}
+
+int store_prune_audit_plan(struct store *s, int64_t before_ms, unsigned limit, int64_t *ret_keep_seq,
+                           int (*cb)(void *ud, const struct audit_row *row), void *ud)
+{
+    return audit_prune_plan(s->audit, before_ms, limit, ret_keep_seq, cb, ud);
+}
+
+int store_prune_audit(struct store *s, int64_t keep_seq, int64_t now_ms, unsigned *ret_deleted)
+{
+    return audit_prune(s->audit, keep_seq, now_ms, ret_deleted);
+}
+
+void store_note_pruned(struct store *s, unsigned tokens, unsigned audit)
+{
+    s->pruned_tokens += tokens;
+    s->pruned_audit += audit;
+}
+
+int store_file_size(const struct store *s, int64_t *ret_bytes, int64_t *ret_free_bytes)
+{
+    int rc = db_row(s->db, s->file_size);
+
+    if (rc <= 0)
+        return rc < 0 ? rc : -EIO;
+    *ret_bytes = sqlite3_column_int64(s->file_size, 0);
+    *ret_free_bytes = sqlite3_column_int64(s->file_size, 1);
+    db_done(s->file_size);
+    return 0;
+}
+
+int store_vacuum_step(struct store *s, bool *ret_more)
+{
+    int64_t bytes, free_bytes, mode = 0;
+    int rc = db_row(s->db, s->auto_vacuum);
+
+    if (rc < 0)
+        return rc;
+    if (rc == 1) {
+        mode = sqlite3_column_int64(s->auto_vacuum, 0);
+        db_done(s->auto_vacuum);
+    }
+    *ret_more = false;
+    if (mode != 2) /* not INCREMENTAL: freed pages are only reused */
+        return 0;
+    rc = store_file_size(s, &bytes, &free_bytes);
+    if (rc < 0)
+        return rc;
+    /* Some free pages are kept: the next rows reuse them. */
+    if (free_bytes <= STORE_VACUUM_KEEP_BYTES || free_bytes * 8 <= bytes)
+        return 0;
+    while ((rc = sqlite3_step(s->vacuum)) == SQLITE_ROW)
+        ;
+    rc = rc == SQLITE_DONE ? 0 : db_fail(s->db, rc);
+    sqlite3_reset(s->vacuum);
+    if (rc == 0)
+        *ret_more = true;
+    return rc;
+}
+
 
 void store_checkpoint_request(struct store *s)
 {

@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "audit.h"
 #include "db.h"
 #include "histogram.h"
 #include "hold.h"
@@ -137,6 +138,27 @@ int store_requeue_failed(struct store *s, int64_t now_ms, unsigned *ret_count);
 int store_due_now(struct store *s, int64_t now_ms, unsigned *ret_count);
 int store_count(struct store *s, bool full, struct state_counts *ret);
 
+/* ---- retention (retention.h): the deletes, inside a store_begin() ---- */
+
+/* Up to limit revoked or failed rows whose finished_at is before before_ms,
+ * oldest first: *ret_count deleted, *ret_secrets of them still held their
+ * secret (secure_delete zeroes it in the page; a checkpoint's sweep the
+ * rest: store_checkpoint_request()). */
+int store_prune_tokens(struct store *s, int64_t before_ms, unsigned limit, unsigned *ret_count,
+                       unsigned *ret_secrets);
+/* audit.h: audit_prune_plan() (reads only) and audit_prune(). */
+int store_prune_audit_plan(struct store *s, int64_t before_ms, unsigned limit, int64_t *ret_keep_seq,
+                           int (*cb)(void *ud, const struct audit_row *row), void *ud);
+int store_prune_audit(struct store *s, int64_t keep_seq, int64_t now_ms, unsigned *ret_deleted);
+/* After the commit: counted for stats and metrics. */
+void store_note_pruned(struct store *s, unsigned tokens, unsigned audit);
+/* The database file's size and its free pages, in bytes. */
+int store_file_size(const struct store *s, int64_t *ret_bytes, int64_t *ret_free_bytes);
+/* One PRAGMA incremental_vacuum step (128 pages) when the file was created
+ * with auto_vacuum=INCREMENTAL (db.h) and more than an eighth of it, and
+ * more than 4 MiB, is free; *ret_more: a step ran. Inside a transaction. */
+int store_vacuum_step(struct store *s, bool *ret_more);
+
 /* ---- checkpoints ---- */
 
 /* For the metrics. */
@@ -146,6 +168,9 @@ struct store_metrics {
     int64_t wal_frames;          /* the WAL as the last commit left it; 0 once a checkpoint cut it */
     unsigned sweeps;             /* checkpoint sweeps that ended well */
     bool sweep_due;              /* a cleared secret waits for its sweep (checkpoint.h) */
+    int64_t db_size_bytes;       /* the database file (page_count * page_size), without the WAL */
+    int64_t db_free_bytes;       /* of which free pages (the next rows reuse them) */
+    uint64_t pruned_tokens, pruned_audit; /* rows retention deleted since start (store_note_pruned) */
 };
 void store_get_metrics(const struct store *s, struct store_metrics *ret);
 

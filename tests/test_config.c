@@ -416,12 +416,16 @@ static const struct file_case file_cases[] = {
     {"[daemon]\ndatabase = /x\n\n[retry]\nbase_ms = 5\n", 5,
      "[retry] base_ms: unknown key (keys in [retry]: base, max_delay, max_attempts, retry_after_max)"},
     {"[daemon]\nurl = https://a.example/\n", 2,
-     "[daemon] url: unknown key (keys in [daemon]: database, socket, control_group, max_clients, client_idle, "
+     "[daemon] url: unknown key (keys in [daemon]: database, socket, control_group, max_clients, "
+     "client_idle, "
      "keep_secrets, jwt_expiry, log_level)"},
-    {"[Logout]\ntimeout = 5s\n", 1, "[Logout]: unknown section (expected [daemon], [logout], [retry], [audit] or [metrics])"},
-    {"; comment\n[daemon]\n[http]\n", 3, "[http]: unknown section (expected [daemon], [logout], [retry], [audit] or [metrics])"},
+    {"[Logout]\ntimeout = 5s\n", 1,
+     "[Logout]: unknown section (expected [daemon], [logout], [retry], [audit], [metrics] or [retention])"},
+    {"; comment\n[daemon]\n[http]\n", 3,
+     "[http]: unknown section (expected [daemon], [logout], [retry], [audit], [metrics] or [retention])"},
     {"timeout = 5s\n", 1,
-     "timeout: key outside any section (expected a [daemon], [logout], [retry], [audit] or [metrics] line before it)"},
+     "timeout: key outside any section (expected a [daemon], [logout], [retry], [audit], [metrics] or "
+     "[retention] line before it)"},
     {"[logout\ntimeout = 5s\n", 1, "syntax error: section header without closing ']' (expected [section])"},
     {"[logout] timeout = 5s\n", 1,
      "syntax error: text after the section header (expected [section], optionally followed by a ; comment)"},

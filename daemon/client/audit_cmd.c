@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,27 +51,11 @@ static void event_names(char *buf, size_t len)
 
 static int print_row_json(const struct audit_row *row)
 {
-    char when[64], at[80];
-    struct tm tm;
-    time_t t = (time_t)(row->at_ms / 1000);
+    char *s;
+    int r = audit_row_json(row, &s);
 
-    gmtime_r(&t, &tm);
-    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(at, sizeof(at), "%s.%03dZ", when, (int)(row->at_ms % 1000));
-    json_t *j = json_pack("{s:I,s:s,s:I,s:o,s:o,s:s,s:o,s:o,s:o,s:o,s:s}", "seq",
-                          (json_int_t)row->seq, "at", at, "at_ms", (json_int_t)row->at_ms,
-                          "token_id", row->token_id ? json_integer(row->token_id) : json_null(),
-                          "fingerprint", row->fingerprint ? json_string(row->fingerprint) : json_null(),
-                          "event", row->event ? row->event : "",
-                          "attempt", row->attempt ? json_integer(row->attempt) : json_null(),
-                          "http_status", row->http_status ? json_integer(row->http_status) : json_null(),
-                          "detail", row->detail ? json_string(row->detail) : json_null(),
-                          "duration_ms", row->duration_ms >= 0 ? json_integer(row->duration_ms) : json_null(),
-                          "hash", row->hash ? row->hash : "");
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    if (!s)
-        return -ENOMEM;
+    if (r < 0)
+        return r;
     puts(s);
     free(s);
     return 0;
@@ -125,8 +110,19 @@ static int verify(const struct cli *c, struct db *db, const char *path, const st
         return 0;
     }
     if (r == 0) {
-        if (c->json)
+        /* After a prune the chain starts at the latest audit anchor. */
+        struct audit_anchor an;
+        bool anchored = audit_anchor_get(db, &an) == 0;
+        if (c->json && anchored)
+            printf("{\"ok\":true,\"rows\":%" PRId64 ",\"from_seq\":%" PRId64 ",\"anchor_at_ms\":%" PRId64
+                   "}\n",
+                   rows, an.first_seq, an.at_ms);
+        else if (c->json)
             printf("{\"ok\":true,\"rows\":%" PRId64 "}\n", rows);
+        else if (anchored)
+            printf("audit log intact: %" PRId64 " rows from seq %" PRId64
+                   " (the audit anchor: older rows pruned), hash chain verified\n",
+                   rows, an.first_seq);
         else
             printf("audit log intact: %" PRId64 " rows, hash chain verified\n", rows);
         return 0;

@@ -763,6 +763,12 @@ static void print_stats(const struct cli *c, json_t *reply)
     const char *dberr = jstr(reply, "db_error", NULL);
     printf("%-12s %s (%lld failed commits since start)\n", "database", dberr ? dberr : "ok",
            jint(reply, "db_errors"));
+    json_t *db = json_object_get(reply, "database");
+    json_t *pruned = json_object_get(db, "pruned");
+    if (db)
+        printf("%-12s %.1f MB, %.1f MB of it free; pruned since start: %lld tokens, %lld audit rows\n",
+               "file", (double)jint(db, "size_bytes") / 1e6, (double)jint(db, "free_bytes") / 1e6,
+               jint(pruned, "tokens"), jint(pruned, "audit"));
     printf("%-12s %s\n", "uptime", up);
 }
 

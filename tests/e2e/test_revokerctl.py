@@ -148,7 +148,7 @@ class RevokerctlTest(harness.E2ETestCase):
                   for s in ("active", "pending", "revoked", "failed", "held")}
         self.assertIn("tokens       %(active)d active, %(pending)d pending, %(revoked)d revoked, "
                       "%(failed)d failed, %(held)d held\n" % counts, out)
-        for label in ("engine", "since start", "endpoint     up", "database     ok", "uptime"):
+        for label in ("engine", "since start", "endpoint     up", "database     ok", "file         ", "uptime"):
             self.assertIn("\n" + label, "\n" + out)
         rc, out, _ = self.ctl(d, "--json", "stats")
         self.assertEqual(json.loads(out)["states"], counts)
