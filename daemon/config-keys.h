@@ -27,6 +27,7 @@
  *   UINT       unsigned  a decimal number from min to max
  *   BOOL       bool      true false yes no on off 1 0
  *   DURATION   uint64_t  a systemd time span, in ms, from min to max
+ *   KEEP       uint64_t  a DURATION; empty or 0: kept forever (0)
  *   LOG_LEVEL  int       crit err warning notice info debug (syslog's) */
 #pragma once
 
@@ -84,10 +85,10 @@
       "the file")                                                                                            \
     X("metrics", "listen", LISTEN, metrics_listen, "", 0, 0,                                                  \
       "HTTP listener for Prometheus (GET /metrics): IPv4:PORT, [IPv6]:PORT or a UNIX socket path; empty: off") \
-    X("retention", "tokens", DURATION, retention_tokens_ms, "30d", 0, 36500 * CONFIG_D,                       \
-      "a revoked or failed row finished longer ago is deleted; 0: kept forever")                              \
-    X("retention", "audit", DURATION, retention_audit_ms, "400d", 0, 36500 * CONFIG_D,                        \
-      "audit rows older than this are pruned, oldest first, behind an audit anchor; 0: kept forever")        \
+    X("retention", "tokens", KEEP, retention_tokens_ms, "30d", 0, 36500 * CONFIG_D,                       \
+      "a revoked or failed row finished longer ago is deleted; 0 or empty: kept forever")                              \
+    X("retention", "audit", KEEP, retention_audit_ms, "400d", 0, 36500 * CONFIG_D,                        \
+      "audit rows older than this are pruned, oldest first, behind an audit anchor; 0 or empty: kept forever")        \
     X("retention", "batch", UINT, retention_batch, "1000", 1, 100000,                                         \
       "rows deleted per transaction, at most (fewer when a transaction would take more than a few ms)")      \
     X("retention", "audit_export", OPT_PATH, retention_audit_export, "", 0, 0,                                \
@@ -104,4 +105,5 @@
 #define CONFIG_CTYPE_UINT unsigned
 #define CONFIG_CTYPE_BOOL bool
 #define CONFIG_CTYPE_DURATION uint64_t
+#define CONFIG_CTYPE_KEEP uint64_t
 #define CONFIG_CTYPE_LOG_LEVEL int

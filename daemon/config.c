@@ -57,6 +57,7 @@ enum key_type {
     KEY_UINT,
     KEY_BOOL,
     KEY_DURATION,
+    KEY_KEEP,
     KEY_LOG_LEVEL,
 };
 
@@ -277,6 +278,7 @@ static int check_value(const struct config *c, const struct key *k, char *why, s
         }
         return 0;
     case KEY_DURATION:
+    case KEY_KEEP:
         v = *(const uint64_t *)field(c, k);
         if (v < k->min || v > k->max) {
             config_format_duration(v, q, sizeof(q));
@@ -358,6 +360,12 @@ static int set_value(struct config *c, const struct key *k, const char *value, b
         }
         *(bool *)field(c, k) = b;
         return 0;
+    case KEY_KEEP:
+        if (!*value) { /* empty: kept forever, as 0 */
+            *(uint64_t *)field(c, k) = 0;
+            return 0;
+        }
+        /* fallthrough */
     case KEY_DURATION:
         if (config_parse_duration(value, &v) < 0) {
             util_format(why, whylen,
@@ -609,6 +617,7 @@ static const char *format_value(const struct config *c, const struct key *k, cha
     case KEY_BOOL:
         return *(const bool *)field(c, k) ? "true" : "false";
     case KEY_DURATION:
+    case KEY_KEEP:
         config_format_duration(*(const uint64_t *)field(c, k), buf, len);
         return buf;
     case KEY_LOG_LEVEL:
@@ -633,6 +642,7 @@ static bool same_value(const struct config *a, const struct config *b, const str
     case KEY_BOOL:
         return *(const bool *)field(a, k) == *(const bool *)field(b, k);
     case KEY_DURATION:
+    case KEY_KEEP:
         return *(const uint64_t *)field(a, k) == *(const uint64_t *)field(b, k);
     case KEY_LOG_LEVEL:
         return *(const int *)field(a, k) == *(const int *)field(b, k);

@@ -238,6 +238,10 @@ static const struct good_case good_cases[] = {
     GS("metrics", "listen", "/run/revokerd/metrics.sock", metrics_listen, "/run/revokerd/metrics.sock"),
     GS("metrics", "listen", "", metrics_listen, NULL),
     GD("retry", "retry_after_max", "2h", retry_after_max_ms, 7200000),
+    GD("retention", "tokens", "7d", retention_tokens_ms, 7ULL * 86400000),
+    GD("retention", "tokens", "0", retention_tokens_ms, 0),
+    GD("retention", "tokens", "", retention_tokens_ms, 0), /* empty: kept forever, as 0 */
+    GD("retention", "audit", "", retention_audit_ms, 0),
 };
 
 static void test_good_values(void)
@@ -931,6 +935,12 @@ static bool row_is(const struct row *r, const char *type)
     return strcmp(r->type, type) == 0;
 }
 
+/* A time span: DURATION, or KEEP (a DURATION whose empty value is 0). */
+static bool is_span(const struct row *r)
+{
+    return row_is(r, "DURATION") || row_is(r, "KEEP");
+}
+
 static uint64_t member_u64(const struct row *r, const struct config *c)
 {
     const char *p = (const char *)c + r->offset;
@@ -953,7 +963,7 @@ static void perturb(const struct row *r, struct config *c)
 {
     char *p = (char *)c + r->offset;
 
-    if (row_is(r, "UINT") || row_is(r, "DURATION")) {
+    if (row_is(r, "UINT") || is_span(r)) {
         set_member(r, c, member_u64(r, c) + 1);
     } else if (row_is(r, "BOOL")) {
         *(bool *)(void *)p = !*(bool *)(void *)p;
@@ -1064,7 +1074,7 @@ static void test_table_limits(void)
         uint64_t bounds[2] = {r->min, r->max}, outside[2] = {r->min - 1, r->max + 1};
         struct config c;
 
-        if (!uint && !row_is(r, "DURATION"))
+        if (!uint && !is_span(r))
             continue;
         CHECK(r->min <= r->max && r->max > 0);
         config_format_duration(r->min, lo, sizeof(lo));
@@ -1294,7 +1304,7 @@ static void check_key_entry(const char *path, const struct row *r, const char *h
 
     if (row_is(r, "UINT"))
         snprintf(range, sizeof(range), " (%" PRIu64 " to %" PRIu64 ")", r->min, r->max);
-    if (row_is(r, "DURATION")) {
+    if (is_span(r)) {
         config_format_duration(r->min, lo, sizeof(lo));
         config_format_duration(r->max, hi, sizeof(hi));
         snprintf(range, sizeof(range), " (%s to %s)", lo, hi);
