@@ -64,6 +64,7 @@ struct retention {
     bool secrets_deleted; /* a sweep is owed */
     uint64_t last_sweep_ms;
     uint64_t pass_tokens, pass_audit; /* deleted since the pass began */
+    int64_t first_seq;                /* the audit's first row after the last prune */
     uint64_t pass_start_ms;
     bool in_pass;
 };
@@ -309,6 +310,8 @@ static int prune_audit(struct retention *r, int64_t now_ms, unsigned *ret_n)
     if (rc < 0)
         return rc;
     store_note_pruned(r->store, 0, n);
+    if (n > 0)
+        r->first_seq = keep;
     r->pass_audit += n;
     *ret_n = n;
     return 0;
@@ -368,9 +371,16 @@ static void sweep(struct retention *r, bool pass_end)
 static void pass_end(struct retention *r)
 {
     sweep(r, true);
-    if (r->in_pass && r->pass_tokens + r->pass_audit)
-        log_info("retention: %" PRIu64 " finished token(s) and %" PRIu64 " audit row(s) deleted in %.1f s",
-                 r->pass_tokens, r->pass_audit, (double)(uv_now(r->loop) - r->pass_start_ms) / 1000);
+    /* The first seq leaves the file with a notice: a record of the anchor
+     * against oldest rows deleted by another writer (README). */
+    if (r->in_pass && r->pass_audit)
+        log_notice("retention: %" PRIu64 " finished token(s) and %" PRIu64
+                   " audit row(s) deleted in %.1f s; the audit log starts at seq %" PRId64,
+                   r->pass_tokens, r->pass_audit, (double)(uv_now(r->loop) - r->pass_start_ms) / 1000,
+                   r->first_seq);
+    else if (r->in_pass && r->pass_tokens)
+        log_info("retention: %" PRIu64 " finished token(s) deleted in %.1f s", r->pass_tokens,
+                 (double)(uv_now(r->loop) - r->pass_start_ms) / 1000);
     r->in_pass = false;
     r->pass_tokens = r->pass_audit = 0;
 }
@@ -504,6 +514,6 @@ void retention_close(struct retention *r, void (*closed)(void *data), void *data
     r->closing = true;
     r->closed = closed;
     r->closed_data = data;
-    sweep(r, true);
+    pass_end(r);
     uv_close((uv_handle_t *)&r->timer, on_timer_closed);
 }

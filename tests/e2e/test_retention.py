@@ -241,6 +241,38 @@ class Retention(harness.E2ETestCase):
         self.assertRegex(err, r"does not chain from seq %d \(a forged or altered anchor\)|"
                               r"damaged at seq %d: seq %d: its hash does not match" % (last - 1, last, last))
 
+    def test_a_writer_defining_the_guard(self):
+        """The guard stops a connection without revokerd_prunes_audit() (the
+        sqlite3 shell). One that defines it (Python's create_function) may add
+        a true anchor: the rows left below it are named; the rows it then
+        deletes look pruned, to --verify and to --head alike, but not to the
+        daemon's log, which names the seq its own prunes start the log at
+        (README)."""
+        d = self.pruned_db()
+        path = os.path.join(self.dir, "guard.db")
+        shutil.copy(d.db_path, path)
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.create_function("revokerd_prunes_audit", 0, lambda: 1)
+        first, last = conn.execute("SELECT min(seq), max(seq) FROM audit").fetchone()
+        head = "%d:%s" % conn.execute("SELECT seq, hash FROM audit WHERE seq = ?", (last,)).fetchone()
+        # The daemon's log keeps where its own prunes left the log start.
+        starts = re.findall(r"audit row\(s\) deleted in [0-9.]+ s; the audit log starts at seq (\d+)", d.stderr())
+        self.assertEqual(int(starts[-1]), first, "the last pass's line names the first row")
+        keep = (first + last) // 2
+        conn.execute("INSERT INTO audit_anchor (at, first_seq, prev_hash) SELECT 1, ?, hash FROM audit "
+                     "WHERE seq = ?", (keep, keep - 1))
+        rc, out, err = self.ctl(d, "audit", "--verify", db=path)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("audit log damaged at seq %d: seq %d lies below the latest audit_anchor" % (first, first),
+                      err)
+        conn.execute("DELETE FROM audit WHERE seq < ?", (keep,))
+        conn.close()
+        rc, out, err = self.ctl(d, "audit", "--verify", db=path)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertIn("rows from seq %d (the audit anchor: older rows pruned)" % keep, out)
+        rc, out, err = self.ctl(d, "audit", "--verify", "--head", head, db=path)
+        self.assertEqual((rc, err), (0, ""), "a deleted prefix is not a truncation of the head")
+
     # -- kill -9 and the export file --------------------------------------------
 
     def test_kill9_while_pruning_loses_nothing(self):
