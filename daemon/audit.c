@@ -786,6 +786,12 @@ int audit_get_head(struct db *db, struct audit_head *ret_head)
     return 0;
 }
 
+int audit_hash_at(struct db *db, int64_t seq, char ret_hash[AUDIT_HASH_LEN + 1])
+{
+    char why[8];
+    return one_row(db, "SELECT hash FROM audit WHERE seq = ?1", seq, ret_hash, NULL, why, sizeof(why));
+}
+
 int audit_head_parse(const char *s, struct audit_head *ret_head)
 {
     struct audit_head h;

@@ -76,6 +76,8 @@ struct audit_head {
 
 /* The head as committed now (one primary-key lookup). 0 or a negative errno. */
 int audit_get_head(struct db *db, struct audit_head *ret_head);
+/* Row seq's hash: 1 with ret_hash, 0 without the row, or a negative errno. */
+int audit_hash_at(struct db *db, int64_t seq, char ret_hash[AUDIT_HASH_LEN + 1]);
 /* "N:H": N a decimal seq (0 only with the 64 zeros), H 64 hex digits (upper
  * case taken, stored lower). 0 or -EINVAL. */
 int audit_head_parse(const char *s, struct audit_head *ret_head);

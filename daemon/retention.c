@@ -56,6 +56,8 @@ struct retention {
 
     int export_fd;        /* -1: none, or not usable (audit pruning waits) */
     int64_t exported_seq; /* the last row in the file */
+    char exported_hash[AUDIT_HASH_LEN + 1];
+    bool export_checked;  /* its last row matched the log's */
     char *buf;            /* the lines of the running write */
     size_t len, cap;
     int64_t buf_seq; /* the last row in buf */
@@ -75,7 +77,7 @@ static void schedule(struct retention *r, uint64_t ms);
 
 /* The last complete line's "seq", and a torn last line (a crash in a write)
  * cut off. 0 for an empty file. */
-static int export_tail(int fd, int64_t *ret_seq)
+static int export_tail(int fd, int64_t *ret_seq, char ret_hash[AUDIT_HASH_LEN + 1])
 {
     struct stat st;
     char buf[TAIL_MAX + 1];
@@ -85,6 +87,7 @@ static int export_tail(int fd, int64_t *ret_seq)
     if (fstat(fd, &st) < 0)
         return -errno;
     *ret_seq = 0;
+    *ret_hash = '\0';
     if (st.st_size == 0)
         return 0;
     from = st.st_size > TAIL_MAX ? st.st_size - TAIL_MAX : 0;
@@ -102,9 +105,12 @@ static int export_tail(int fd, int64_t *ret_seq)
     line = line ? line + 1 : buf;
     json_t *j = json_loads(line, 0, NULL);
     json_t *seq = json_object_get(j, "seq");
+    const char *hash = json_string_value(json_object_get(j, "hash"));
     int rc = json_is_integer(seq) ? 0 : -EBADMSG;
     if (rc == 0)
         *ret_seq = json_integer_value(seq);
+    if (rc == 0 && hash)
+        util_format(ret_hash, AUDIT_HASH_LEN + 1, "%s", hash);
     json_decref(j);
     return rc;
 }
@@ -130,7 +136,8 @@ static void export_open(struct retention *r)
                 r->export_path, strerror(errno));
         return;
     }
-    rc = export_tail(r->export_fd, &r->exported_seq);
+    r->export_checked = false;
+    rc = export_tail(r->export_fd, &r->exported_seq, r->exported_hash);
     if (rc < 0) {
         log_err(
             "retention: the audit export %s does not end with a JSON line holding \"seq\" (%s); audit rows "
@@ -138,6 +145,37 @@ static void export_open(struct retention *r)
             r->export_path, strerror(-rc));
         export_close(r);
     }
+}
+
+/* The file's last row must be the log's row of that seq, or one pruned
+ * already: a file of another database, or a database restored under a
+ * newer file, would let rows be deleted as if exported. 0 when it
+ * matches; else the file is closed with an error (audit rows are kept). */
+static int export_check(struct retention *r)
+{
+    struct db *db = store_db(r->store);
+    struct audit_head head;
+    char hash[AUDIT_HASH_LEN + 1];
+    int found = r->exported_seq > 0 ? audit_hash_at(db, r->exported_seq, hash) : 0;
+
+    if (found < 0)
+        return found;
+    if (found == 0 && r->exported_seq > 0) {
+        int rc = audit_get_head(db, &head);
+        if (rc < 0)
+            return rc;
+        found = head.seq < r->exported_seq ? -1 : 0;
+    }
+    if (found == 0 || (found == 1 && strcmp(hash, r->exported_hash) == 0)) {
+        r->export_checked = true;
+        return 0;
+    }
+    log_err("retention: the audit export %s ends at seq %" PRId64 ", which does not match the audit log (%s: "
+            "the file of another database, or the database restored from a backup); audit rows are not "
+            "pruned until it is repaired or another file is named",
+            r->export_path, r->exported_seq, found < 0 ? "its newest row is older" : "another hash");
+    export_close(r);
+    return 0;
 }
 
 static int on_export_row(void *ud, const struct audit_row *row)
@@ -281,6 +319,8 @@ static int prune_audit(struct retention *r, int64_t now_ms, unsigned *ret_n)
     unsigned n = 0;
     int rc;
 
+    if (r->export_path && r->export_fd >= 0 && !r->export_checked && (rc = export_check(r)) < 0)
+        return rc;
     if (r->export_path && r->export_fd < 0)
         return 0; /* never delete what the export should hold */
     if (r->export_path) {

@@ -59,6 +59,12 @@ class Retention(harness.E2ETestCase):
         rows = app.query("SELECT first_seq, prev_hash FROM audit_anchor ORDER BY id DESC LIMIT 1")
         return rows[0] if rows else None
 
+    def remove_db(self, d):
+        """A stopped daemon's database gone, for the next case's fresh one."""
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(d.db_path + suffix):
+                os.remove(d.db_path + suffix)
+
     def revoke_flagged(self, app, n, kind="plain"):
         tokens = [tok(kind) for _ in range(n)]
         ids = app.insert_many(tokens, flagged=1)
@@ -319,6 +325,60 @@ class Retention(harness.E2ETestCase):
         rc, out, err = self.ctl(d, "--json", "audit")
         self.assertEqual(sorted(json.loads(out.splitlines()[0])), sorted(exported[0]))
         self.assertEqual(d.stop(), 0)
+
+    def test_an_export_file_of_another_log_is_refused(self):
+        """The export's last line says which rows it holds; one that does not
+        match the log (another database's file, or a restored database's
+        old one) would let rows go unexported: nothing is pruned, an error
+        names it, and the file is left as it was."""
+        export = os.path.join(self.dir, "export.jsonl")
+        cases = {
+            "past the newest row": {"seq": 99999, "hash": "ab" * 32},
+            "another hash at seq 3": {"seq": 3, "hash": "ab" * 32},
+        }
+        for name, last in cases.items():
+            with self.subTest(name):
+                with open(export, "w") as f:
+                    f.write(json.dumps(last) + "\n")
+                d = self.daemon(self.endpoint(), config={"retention.audit": "1s",
+                                                         "retention.audit_export": export})
+                app = self.app(d)
+                _, ids = self.revoke_flagged(app, 10)
+                self.wait_revoked(app, ids.values())
+                self.wait_until(lambda: "does not match the audit log" in d.stderr(), 10, "the error")
+                time.sleep(1.5)  # rows old enough to prune, were the file trusted
+                self.assertEqual(app.query("SELECT min(seq) AS s FROM audit")[0]["s"], 1, name)
+                with open(export) as f:
+                    self.assertEqual(f.read(), json.dumps(last) + "\n", name)
+                self.assertIn("retention: the audit export %s ends at seq %d" % (export, last["seq"]),
+                              d.stderr())
+                self.assertEqual(d.stop(), 0)
+                app.close()
+                self.remove_db(d)
+
+    def test_an_unwritable_export_keeps_the_rows(self):
+        """A directory, or a symlink to /dev/full (every write fails with
+        ENOSPC, as on a full disk): an error names it and no row goes."""
+        cases = {"a directory": ("dir", "cannot open the audit export"),
+                 "/dev/full": ("full", "cannot append to the audit export")}
+        for name, (kind, want) in cases.items():
+            with self.subTest(name):
+                export = os.path.join(self.dir, "export-" + kind)
+                if kind == "dir":
+                    os.mkdir(export)
+                else:
+                    os.symlink("/dev/full", export)
+                d = self.daemon(self.endpoint(), config={"retention.audit": "1s",
+                                                         "retention.audit_export": export})
+                app = self.app(d)
+                _, ids = self.revoke_flagged(app, 10)
+                self.wait_revoked(app, ids.values())
+                self.wait_until(lambda: want in d.stderr(), 10, "the error")
+                time.sleep(1.5)
+                self.assertEqual(app.query("SELECT min(seq) AS s FROM audit")[0]["s"], 1, name)
+                self.assertEqual(d.stop(), 0)
+                app.close()
+                self.remove_db(d)
 
     # -- deleted secrets leave the file -----------------------------------------
 
