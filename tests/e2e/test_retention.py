@@ -190,6 +190,27 @@ class Retention(harness.E2ETestCase):
             "first_deleted": (["DELETE FROM audit WHERE seq = %d" % first],
                               "audit log damaged at seq %d: seq %d is the first row, but the audit anchor names seq "
                               "%d" % (first + 1, first + 1, first)),
+            # Forged anchors, by a writer that drops the anchor's trigger too.
+            "anchor_above_head": (["DROP TRIGGER audit_anchor_insert",
+                                   "INSERT INTO audit_anchor (at, first_seq, prev_hash) SELECT 1, seq + 5, hash "
+                                   "FROM audit WHERE seq = %d" % last],
+                                  "audit log damaged at seq %d: seq %d lies below the latest audit_anchor" %
+                                  (first, first)),
+            "anchor_below_first": (["DROP TRIGGER audit_anchor_insert",
+                                    "INSERT INTO audit_anchor (at, first_seq, prev_hash) VALUES (1, %d, '%s')" %
+                                    (first - 5, "ab" * 32)],
+                                   "seq %d is the first row, but the audit anchor names seq %d" %
+                                   (first, first - 5)),
+            "anchor_from_genesis": (["DROP TRIGGER audit_anchor_insert",
+                                     "INSERT INTO audit_anchor (at, first_seq, prev_hash) VALUES (1, 1, '%s')" %
+                                     GENESIS],
+                                    "seq %d is the first row: the log must start at seq 1" % first),
+            "anchor_wrong_hash_rows_deleted": (["DROP TRIGGER audit_anchor_insert",
+                                                "DELETE FROM audit WHERE seq < %d" % (first + 2),
+                                                "INSERT INTO audit_anchor (at, first_seq, prev_hash) VALUES "
+                                                "(1, %d, '%s')" % (first + 2, "ab" * 32)],
+                                               "audit log damaged at seq %d: seq %d: its hash does not match" %
+                                               (first + 2, first + 2)),
         }
         for name, (sql, want) in cases.items():
             path = self.tampered(d, name, *sql)
