@@ -299,6 +299,22 @@ class Retention(harness.E2ETestCase):
         self.assertIn("rows from seq %d (the audit anchor: older rows pruned)" % keep, out)
         rc, out, err = self.ctl(d, "audit", "--verify", "--head", head, db=path)
         self.assertEqual((rc, err), (0, ""), "a deleted prefix is not a truncation of the head")
+        # Nor a row appended with its hash computed: the chain has no key,
+        # and a head vouches only for the rows up to it (README). No trigger
+        # stands in the way of an INSERT.
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        prev = dict(conn.execute("SELECT * FROM audit WHERE seq = ?", (last,)).fetchone())
+        row = {"seq": last + 1, "at": prev["at"], "token_id": None, "fingerprint": None, "event": "revoked",
+               "attempt": 1, "http_status": 200, "detail": "forged", "duration_ms": 1}
+        row["hash"] = audit_hash(prev["hash"], row)
+        conn.execute("INSERT INTO audit (seq, at, token_id, fingerprint, event, attempt, http_status, detail, "
+                     "duration_ms, hash) VALUES (:seq, :at, :token_id, :fingerprint, :event, :attempt, "
+                     ":http_status, :detail, :duration_ms, :hash)", row)
+        conn.close()
+        for args in (["audit", "--verify"], ["audit", "--verify", "--head", head]):
+            rc, out, err = self.ctl(d, *args, db=path)
+            self.assertEqual((rc, err), (0, ""), args)
 
     # -- kill -9 and the export file --------------------------------------------
 
