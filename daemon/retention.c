@@ -167,6 +167,14 @@ static int export_check(struct retention *r)
         found = head.seq < r->exported_seq ? -1 : 0;
     }
     if (found == 0 || (found == 1 && strcmp(hash, r->exported_hash) == 0)) {
+        struct audit_anchor an;
+        /* Pruned before the file held them (it was new, or cut): a gap. */
+        if (found == 0 && audit_anchor_get(db, &an) == 0 && an.first_seq - 1 > r->exported_seq)
+            log_warning("retention: the audit export %s ends at seq %" PRId64 " but the audit log starts at "
+                        "seq %" PRId64 ": seq %" PRId64 "..%" PRId64
+                        " are in neither (pruned before the file "
+                        "held them, or the file was cut)",
+                        r->export_path, r->exported_seq, an.first_seq, r->exported_seq + 1, an.first_seq - 1);
         r->export_checked = true;
         return 0;
     }

@@ -417,6 +417,26 @@ class Retention(harness.E2ETestCase):
                 app.close()
                 self.remove_db(d)
 
+    def test_an_export_cut_between_runs_is_named(self):
+        """An export emptied (or cut) while the daemon was down, or named only
+        after rows were pruned: the rows in neither are named, and the
+        export goes on from the first row the log holds."""
+        d = self.pruned_db()
+        app = self.app(d)
+        first = self.anchor(app)["first_seq"]
+        export = os.path.join(self.dir, "late.jsonl")
+        open(export, "w").close()
+        d.set({"retention.audit_export": export})
+        d.start()
+        self.wait_until(lambda: "are in neither" in d.stderr(), 10, "the warning")
+        self.assertIn("the audit export %s ends at seq 0 but the audit log starts at seq %d: seq 1..%d are in "
+                      "neither" % (export, first, first - 1), d.stderr())
+        self.wait_until(lambda: os.path.getsize(export) > 0, 10, "rows exported")
+        with open(export) as f:
+            self.assertEqual(json.loads(f.readline())["seq"], first)
+        self.assertEqual(d.stop(), 0)
+        app.close()
+
     # -- deleted secrets leave the file -----------------------------------------
 
     def test_deleted_secrets_leave_the_file(self):
