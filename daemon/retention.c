@@ -155,34 +155,46 @@ static int export_check(struct retention *r)
 {
     struct db *db = store_db(r->store);
     struct audit_head head;
-    char hash[AUDIT_HASH_LEN + 1];
-    int found = r->exported_seq > 0 ? audit_hash_at(db, r->exported_seq, hash) : 0;
+    struct audit_anchor an;
+    char hash[AUDIT_HASH_LEN + 1] = "";
+    const char *why = NULL;
+    int64_t e = r->exported_seq;
+    int found = e > 0 ? audit_hash_at(db, e, hash) : 0, rc;
 
     if (found < 0)
         return found;
-    if (found == 0 && r->exported_seq > 0) {
-        int rc = audit_get_head(db, &head);
+    rc = audit_anchor_get(db, &an);
+    if (rc < 0 && rc != -ENOENT)
+        return rc;
+    bool anchored = rc == 0;
+    if (found == 1 && strcmp(hash, r->exported_hash) != 0) {
+        why = "another hash";
+    } else if (found == 0 && e > 0) {
+        rc = audit_get_head(db, &head);
         if (rc < 0)
             return rc;
-        found = head.seq < r->exported_seq ? -1 : 0;
+        if (head.seq < e)
+            why = "its newest row is older";
+        else if (anchored && an.first_seq - 1 == e && strcmp(an.prev_hash, r->exported_hash) != 0)
+            why = "the audit anchor chains from another hash";
     }
-    if (found == 0 || (found == 1 && strcmp(hash, r->exported_hash) == 0)) {
-        struct audit_anchor an;
-        /* Pruned before the file held them (it was new, or cut): a gap. */
-        if (found == 0 && audit_anchor_get(db, &an) == 0 && an.first_seq - 1 > r->exported_seq)
-            log_warning("retention: the audit export %s ends at seq %" PRId64 " but the audit log starts at "
-                        "seq %" PRId64 ": seq %" PRId64 "..%" PRId64
-                        " are in neither (pruned before the file "
-                        "held them, or the file was cut)",
-                        r->export_path, r->exported_seq, an.first_seq, r->exported_seq + 1, an.first_seq - 1);
-        r->export_checked = true;
+    if (why) {
+        log_err("retention: the audit export %s ends at seq %" PRId64
+                ", which does not match the audit log (%s: "
+                "the file of another database, or the database restored from a backup); audit rows are not "
+                "pruned until it is repaired or another file is named",
+                r->export_path, e, why);
+        export_close(r);
         return 0;
     }
-    log_err("retention: the audit export %s ends at seq %" PRId64 ", which does not match the audit log (%s: "
-            "the file of another database, or the database restored from a backup); audit rows are not "
-            "pruned until it is repaired or another file is named",
-            r->export_path, r->exported_seq, found < 0 ? "its newest row is older" : "another hash");
-    export_close(r);
+    /* Pruned before the file held them (it was new, or cut): a gap. */
+    if (found == 0 && anchored && an.first_seq - 1 > e)
+        log_warning("retention: the audit export %s ends at seq %" PRId64
+                    " but the audit log starts at seq %" PRId64 ": seq %" PRId64 "..%" PRId64
+                    " are in neither (pruned before the file held them, or the file "
+                    "was cut)",
+                    r->export_path, e, an.first_seq, e + 1, an.first_seq - 1);
+    r->export_checked = true;
     return 0;
 }
 

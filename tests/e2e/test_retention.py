@@ -435,6 +435,22 @@ class Retention(harness.E2ETestCase):
         with open(export) as f:
             self.assertEqual(json.loads(f.readline())["seq"], first)
         self.assertEqual(d.stop(), 0)
+        # A file that ends just before the anchor must end with the hash the
+        # anchor chains from: one of another log is refused.
+        a = self.anchor(app)
+        for prev_hash, refused in (("ab" * 32, True), (a["prev_hash"], False)):
+            with open(export, "w") as f:
+                f.write(json.dumps({"seq": a["first_seq"] - 1, "hash": prev_hash}) + "\n")
+            d.start()
+            if refused:
+                self.wait_until(lambda: "the audit anchor chains from another hash" in d.stderr(), 10, "refused")
+            else:  # the rows of a new token, once old enough, follow the line
+                app.insert(tok(), flagged=1)
+                size = os.path.getsize(export)
+                self.wait_until(lambda: os.path.getsize(export) > size, 10, "rows exported")
+            self.assertEqual(d.stop(), 0)
+            self.assertEqual("the audit anchor chains from another hash" in d.stderr(), refused, prev_hash)
+            self.assertNotIn("are in neither", d.stderr())
         app.close()
 
     # -- deleted secrets leave the file -----------------------------------------
