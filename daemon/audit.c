@@ -567,13 +567,18 @@ static bool is_hash(const char *h)
     return true;
 }
 
-/* A row left below the anchor (none should be: the prune that wrote the
- * anchor deleted them) must be the one the anchor chains from. */
-static int anchor_check(struct db *db, const struct audit_anchor *an, char *why, size_t whylen)
+/* No row may be left below the anchor: the prune that wrote it deleted
+ * them in the same transaction. One still there is named: the one the
+ * anchor chains from with another hash, or else the lowest (an anchor
+ * added without a prune, by a connection defining revokerd_prunes_audit()
+ * itself, and the rows below it free to be replaced). */
+static int anchor_check(struct db *db, const struct audit_anchor *an, int64_t *ret_bad, char *why,
+                        size_t whylen)
 {
     sqlite3_stmt *st;
     int rc;
 
+    *ret_bad = an->first_seq;
     if (an->first_seq < 1 || !is_hash(an->prev_hash)) {
         util_format(why, whylen,
                     "the latest audit_anchor (id %" PRId64 ") is malformed: first_seq %" PRId64
@@ -581,30 +586,37 @@ static int anchor_check(struct db *db, const struct audit_anchor *an, char *why,
                     an->id, an->first_seq);
         return -EBADMSG;
     }
-    rc = sqlite3_prepare_v2(db->conn, "SELECT hash FROM audit WHERE seq = ?1", -1, &st, NULL);
+    rc = sqlite3_prepare_v2(db->conn,
+                            "SELECT min(seq), (SELECT hash FROM audit WHERE seq = ?1 - 1) FROM audit "
+                            "WHERE seq < ?1",
+                            -1, &st, NULL);
     if (rc != SQLITE_OK)
         return db_fail(db, rc);
-    sqlite3_bind_int64(st, 1, an->first_seq - 1);
+    sqlite3_bind_int64(st, 1, an->first_seq);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        const char *h = (const char *)sqlite3_column_text(st, 0);
-        if (!h || strcmp(h, an->prev_hash) != 0) {
+    if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
+        const char *h = (const char *)sqlite3_column_text(st, 1);
+        if (h && strcmp(h, an->prev_hash) != 0) {
             util_format(why, whylen,
                         "the latest audit_anchor (id %" PRId64 ", seq %" PRId64
                         ") does not chain from seq %" PRId64 " (a forged or altered anchor)",
                         an->id, an->first_seq, an->first_seq - 1);
-            rc = -EBADMSG;
         } else {
-            rc = 0;
+            *ret_bad = sqlite3_column_int64(st, 0);
+            util_format(why, whylen,
+                        "seq %" PRId64 " lies below the latest audit_anchor (id %" PRId64 ", seq %" PRId64
+                        "), whose prune deletes every row below it (a forged anchor, or a row inserted)",
+                        *ret_bad, an->id, an->first_seq);
         }
+        rc = -EBADMSG;
     } else {
-        rc = rc == SQLITE_DONE ? 0 : db_fail(db, rc);
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_fail(db, rc);
     }
     sqlite3_finalize(st);
     return rc;
 }
 
-int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *why, size_t whylen)
+static int verify_chain(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *why, size_t whylen)
 {
     sqlite3_stmt *st;
     EVP_MD_CTX *md;
@@ -616,10 +628,10 @@ int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *w
     memcpy(prev, genesis, sizeof(genesis));
     rc = anchor_read(db, &an);
     if (rc == 1) {
-        err = anchor_check(db, &an, why, whylen);
+        err = anchor_check(db, &an, &bad_seq, why, whylen);
         if (err < 0) {
             if (err == -EBADMSG && ret_bad_seq)
-                *ret_bad_seq = an.first_seq;
+                *ret_bad_seq = bad_seq;
             else if (err != -EBADMSG)
                 util_format(why, whylen, "%s", db_errmsg(db));
             return err;
@@ -774,6 +786,12 @@ int audit_get_head(struct db *db, struct audit_head *ret_head)
     return 0;
 }
 
+int audit_hash_at(struct db *db, int64_t seq, char ret_hash[AUDIT_HASH_LEN + 1])
+{
+    char why[8];
+    return one_row(db, "SELECT hash FROM audit WHERE seq = ?1", seq, ret_hash, NULL, why, sizeof(why));
+}
+
 int audit_head_parse(const char *s, struct audit_head *ret_head)
 {
     struct audit_head h;
@@ -803,12 +821,12 @@ int audit_head_parse(const char *s, struct audit_head *ret_head)
     return 0;
 }
 
-int audit_verify_head(struct db *db, const struct audit_head *head, int64_t *ret_rows, int64_t *ret_bad_seq,
-                      char *why, size_t whylen)
+static int verify_head(struct db *db, const struct audit_head *head, int64_t *ret_rows, int64_t *ret_bad_seq,
+                       char *why, size_t whylen)
 {
     int64_t rows = 0, bad = 0, ends[2] = {0, 0}, n = head->seq;
     char hash[AUDIT_HASH_LEN + 1] = "";
-    int found, err = audit_verify(db, &rows, &bad, why, whylen);
+    int found, err = verify_chain(db, &rows, &bad, why, whylen);
 
     if (err == -EBADMSG && ret_bad_seq)
         *ret_bad_seq = bad;
@@ -853,4 +871,31 @@ int audit_verify_head(struct db *db, const struct audit_head *head, int64_t *ret
     if (ret_bad_seq)
         *ret_bad_seq = n;
     return -EBADMSG;
+}
+
+/* A check is several statements: in one read transaction, so that a prune
+ * committed between them is not taken for deleted rows. */
+static bool snapshot_begin(struct db *db)
+{
+    return sqlite3_get_autocommit(db->conn) && sqlite3_exec(db->conn, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+}
+
+static int snapshot_end(struct db *db, bool began, int rc)
+{
+    if (began)
+        sqlite3_exec(db->conn, "COMMIT", NULL, NULL, NULL);
+    return rc;
+}
+
+int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *why, size_t whylen)
+{
+    bool began = snapshot_begin(db);
+    return snapshot_end(db, began, verify_chain(db, ret_rows, ret_bad_seq, why, whylen));
+}
+
+int audit_verify_head(struct db *db, const struct audit_head *head, int64_t *ret_rows, int64_t *ret_bad_seq,
+                      char *why, size_t whylen)
+{
+    bool began = snapshot_begin(db);
+    return snapshot_end(db, began, verify_head(db, head, ret_rows, ret_bad_seq, why, whylen));
 }

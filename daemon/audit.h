@@ -58,7 +58,8 @@ int audit_query(struct db *db, const struct audit_filter *f,
 
 /* Walk the chain. 0 when intact (ret_rows: rows checked); -EBADMSG with
  * *ret_bad_seq the first row whose hash does not match (or that follows a
- * gap) and why explaining it. */
+ * gap) and why explaining it. One read transaction (unless the caller is
+ * in one): a prune committed meanwhile is not taken for deleted rows. */
 int audit_verify(struct db *db, int64_t *ret_rows, int64_t *ret_bad_seq, char *why, size_t whylen);
 
 /* ---- the chain's head, for a record kept outside the database ---- */
@@ -75,6 +76,8 @@ struct audit_head {
 
 /* The head as committed now (one primary-key lookup). 0 or a negative errno. */
 int audit_get_head(struct db *db, struct audit_head *ret_head);
+/* Row seq's hash: 1 with ret_hash, 0 without the row, or a negative errno. */
+int audit_hash_at(struct db *db, int64_t seq, char ret_hash[AUDIT_HASH_LEN + 1]);
 /* "N:H": N a decimal seq (0 only with the 64 zeros), H 64 hex digits (upper
  * case taken, stored lower). 0 or -EINVAL. */
 int audit_head_parse(const char *s, struct audit_head *ret_head);
@@ -89,11 +92,11 @@ int audit_verify_head(struct db *db, const struct audit_head *head, int64_t *ret
 /* ---- pruning: the guarded delete of the oldest rows (retention.h) ----
  *
  * sql/009-retention.sql lets a row of audit go only below the latest row
- * of audit_anchor, and lets only this connection add an anchor (through
- * the SQL function revokerd_prunes_audit(), which audit_open() defines).
+ * of audit_anchor, and an anchor only through the SQL function
+ * revokerd_prunes_audit(), which audit_open() defines on this connection
+ * (a careless writer's guard: another connection may define it too).
  * audit_verify() starts at the latest anchor: its first_seq must be the
- * first row, chained from its prev_hash; an anchor that a row still below
- * it contradicts is reported as forged. */
+ * first row, chained from its prev_hash, and no row may lie below it. */
 
 struct audit_anchor {
     int64_t id, at_ms;

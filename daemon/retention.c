@@ -56,6 +56,8 @@ struct retention {
 
     int export_fd;        /* -1: none, or not usable (audit pruning waits) */
     int64_t exported_seq; /* the last row in the file */
+    char exported_hash[AUDIT_HASH_LEN + 1];
+    bool export_checked;  /* its last row matched the log's */
     char *buf;            /* the lines of the running write */
     size_t len, cap;
     int64_t buf_seq; /* the last row in buf */
@@ -64,6 +66,7 @@ struct retention {
     bool secrets_deleted; /* a sweep is owed */
     uint64_t last_sweep_ms;
     uint64_t pass_tokens, pass_audit; /* deleted since the pass began */
+    int64_t first_seq;                /* the audit's first row after the last prune */
     uint64_t pass_start_ms;
     bool in_pass;
 };
@@ -74,7 +77,7 @@ static void schedule(struct retention *r, uint64_t ms);
 
 /* The last complete line's "seq", and a torn last line (a crash in a write)
  * cut off. 0 for an empty file. */
-static int export_tail(int fd, int64_t *ret_seq)
+static int export_tail(int fd, int64_t *ret_seq, char ret_hash[AUDIT_HASH_LEN + 1])
 {
     struct stat st;
     char buf[TAIL_MAX + 1];
@@ -84,6 +87,7 @@ static int export_tail(int fd, int64_t *ret_seq)
     if (fstat(fd, &st) < 0)
         return -errno;
     *ret_seq = 0;
+    *ret_hash = '\0';
     if (st.st_size == 0)
         return 0;
     from = st.st_size > TAIL_MAX ? st.st_size - TAIL_MAX : 0;
@@ -101,9 +105,12 @@ static int export_tail(int fd, int64_t *ret_seq)
     line = line ? line + 1 : buf;
     json_t *j = json_loads(line, 0, NULL);
     json_t *seq = json_object_get(j, "seq");
+    const char *hash = json_string_value(json_object_get(j, "hash"));
     int rc = json_is_integer(seq) ? 0 : -EBADMSG;
     if (rc == 0)
         *ret_seq = json_integer_value(seq);
+    if (rc == 0 && hash)
+        util_format(ret_hash, AUDIT_HASH_LEN + 1, "%s", hash);
     json_decref(j);
     return rc;
 }
@@ -129,7 +136,8 @@ static void export_open(struct retention *r)
                 r->export_path, strerror(errno));
         return;
     }
-    rc = export_tail(r->export_fd, &r->exported_seq);
+    r->export_checked = false;
+    rc = export_tail(r->export_fd, &r->exported_seq, r->exported_hash);
     if (rc < 0) {
         log_err(
             "retention: the audit export %s does not end with a JSON line holding \"seq\" (%s); audit rows "
@@ -137,6 +145,57 @@ static void export_open(struct retention *r)
             r->export_path, strerror(-rc));
         export_close(r);
     }
+}
+
+/* The file's last row must be the log's row of that seq, or one pruned
+ * already: a file of another database, or a database restored under a
+ * newer file, would let rows be deleted as if exported. 0 when it
+ * matches; else the file is closed with an error (audit rows are kept). */
+static int export_check(struct retention *r)
+{
+    struct db *db = store_db(r->store);
+    struct audit_head head;
+    struct audit_anchor an;
+    char hash[AUDIT_HASH_LEN + 1] = "";
+    const char *why = NULL;
+    int64_t e = r->exported_seq;
+    int found = e > 0 ? audit_hash_at(db, e, hash) : 0, rc;
+
+    if (found < 0)
+        return found;
+    rc = audit_anchor_get(db, &an);
+    if (rc < 0 && rc != -ENOENT)
+        return rc;
+    bool anchored = rc == 0;
+    if (found == 1 && strcmp(hash, r->exported_hash) != 0) {
+        why = "another hash";
+    } else if (found == 0 && e > 0) {
+        rc = audit_get_head(db, &head);
+        if (rc < 0)
+            return rc;
+        if (head.seq < e)
+            why = "its newest row is older";
+        else if (anchored && an.first_seq - 1 == e && strcmp(an.prev_hash, r->exported_hash) != 0)
+            why = "the audit anchor chains from another hash";
+    }
+    if (why) {
+        log_err("retention: the audit export %s ends at seq %" PRId64
+                ", which does not match the audit log (%s: "
+                "the file of another database, or the database restored from a backup); audit rows are not "
+                "pruned until it is repaired or another file is named",
+                r->export_path, e, why);
+        export_close(r);
+        return 0;
+    }
+    /* Pruned before the file held them (it was new, or cut): a gap. */
+    if (found == 0 && anchored && an.first_seq - 1 > e)
+        log_warning("retention: the audit export %s ends at seq %" PRId64
+                    " but the audit log starts at seq %" PRId64 ": seq %" PRId64 "..%" PRId64
+                    " are in neither (pruned before the file held them, or the file "
+                    "was cut)",
+                    r->export_path, e, an.first_seq, e + 1, an.first_seq - 1);
+    r->export_checked = true;
+    return 0;
 }
 
 static int on_export_row(void *ud, const struct audit_row *row)
@@ -280,6 +339,8 @@ static int prune_audit(struct retention *r, int64_t now_ms, unsigned *ret_n)
     unsigned n = 0;
     int rc;
 
+    if (r->export_path && r->export_fd >= 0 && !r->export_checked && (rc = export_check(r)) < 0)
+        return rc;
     if (r->export_path && r->export_fd < 0)
         return 0; /* never delete what the export should hold */
     if (r->export_path) {
@@ -309,6 +370,8 @@ static int prune_audit(struct retention *r, int64_t now_ms, unsigned *ret_n)
     if (rc < 0)
         return rc;
     store_note_pruned(r->store, 0, n);
+    if (n > 0)
+        r->first_seq = keep;
     r->pass_audit += n;
     *ret_n = n;
     return 0;
@@ -368,9 +431,16 @@ static void sweep(struct retention *r, bool pass_end)
 static void pass_end(struct retention *r)
 {
     sweep(r, true);
-    if (r->in_pass && r->pass_tokens + r->pass_audit)
-        log_info("retention: %" PRIu64 " finished token(s) and %" PRIu64 " audit row(s) deleted in %.1f s",
-                 r->pass_tokens, r->pass_audit, (double)(uv_now(r->loop) - r->pass_start_ms) / 1000);
+    /* The first seq leaves the file with a notice: a record of the anchor
+     * against oldest rows deleted by another writer (README). */
+    if (r->in_pass && r->pass_audit)
+        log_notice("retention: %" PRIu64 " finished token(s) and %" PRIu64
+                   " audit row(s) deleted in %.1f s; the audit log starts at seq %" PRId64,
+                   r->pass_tokens, r->pass_audit, (double)(uv_now(r->loop) - r->pass_start_ms) / 1000,
+                   r->first_seq);
+    else if (r->in_pass && r->pass_tokens)
+        log_info("retention: %" PRIu64 " finished token(s) deleted in %.1f s", r->pass_tokens,
+                 (double)(uv_now(r->loop) - r->pass_start_ms) / 1000);
     r->in_pass = false;
     r->pass_tokens = r->pass_audit = 0;
 }
@@ -504,6 +574,6 @@ void retention_close(struct retention *r, void (*closed)(void *data), void *data
     r->closing = true;
     r->closed = closed;
     r->closed_data = data;
-    sweep(r, true);
+    pass_end(r);
     uv_close((uv_handle_t *)&r->timer, on_timer_closed);
 }

@@ -577,6 +577,92 @@ static void test_prune_behind_an_anchor(void)
     tmp_end();
 }
 
+/* A row below the latest anchor exists only inside the prune that wrote
+ * it: one left there (an anchor added by a connection that defines
+ * revokerd_prunes_audit() itself, and a row below it replaced) is named,
+ * not skipped. */
+static int fake_guard_calls;
+static void fake_guard(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    (void)argc;
+    (void)argv;
+    fake_guard_calls++;
+    sqlite3_result_int(ctx, 1);
+}
+
+static void test_rows_below_the_anchor_are_named(void)
+{
+    tmp_begin();
+    struct db *db, *other;
+    struct audit *a;
+    char why[256] = "";
+    open_with_chain(tmp_path("a.db"), &db, &a);
+    REQUIRE(db_open(tmp_path("a.db"), 0, &other) == 0);
+    REQUIRE(sqlite3_create_function(other->conn, "revokerd_prunes_audit", 0, SQLITE_UTF8, NULL, fake_guard,
+                                    NULL, NULL) == SQLITE_OK);
+    /* The trigger takes it: the anchor names a row and the hash before it. */
+    REQUIRE(sqlite3_exec(other->conn,
+                         "INSERT INTO audit_anchor (at, first_seq, prev_hash) "
+                         "SELECT 1, 6, hash FROM audit WHERE seq = 5",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    CHECK(fake_guard_calls > 0);
+    /* Below the anchor a row may go, and one is put back in its place. */
+    REQUIRE(sqlite3_exec(other->conn,
+                         "CREATE TEMP TABLE r AS SELECT * FROM audit WHERE seq = 2;"
+                         "DELETE FROM audit WHERE seq = 2;"
+                         "INSERT INTO audit SELECT seq, at, token_id, fingerprint, 'revoked', attempt, "
+                         "http_status, 'nothing happened', duration_ms, hash FROM r",
+                         NULL, NULL, NULL) == SQLITE_OK);
+    CHECK_INT(verify_bad(db, why, sizeof(why)), 1);
+    CHECK(strstr(why, "seq 1 lies below the latest audit_anchor") != NULL);
+    db_close(other);
+    audit_close(a);
+    db_close(db);
+    tmp_end();
+}
+
+/* audit_verify() reads in one snapshot: a prune committed between its
+ * statements (the anchor, then the rows) is not taken for deleted rows. */
+static struct audit *race_audit;
+static struct db *race_db;
+static int race_pruned;
+static int prune_at_rows_query(unsigned type, void *ctx, void *p, void *x)
+{
+    (void)type;
+    (void)ctx;
+    (void)x;
+    const char *sql = sqlite3_sql(p);
+    unsigned n = 0;
+    if (race_pruned || !sql || !strstr(sql, "WHERE seq > ?1 ORDER BY seq"))
+        return 0;
+    race_pruned = 1;
+    REQUIRE(db_begin(race_db) == 0);
+    REQUIRE(audit_prune(race_audit, 5, 42, &n) == 0);
+    REQUIRE(db_commit(race_db) == 0);
+    return 0;
+}
+
+static void test_verify_reads_one_snapshot(void)
+{
+    tmp_begin();
+    struct db *reader;
+    int64_t rows = 0, bad = 0;
+    char why[256] = "";
+    open_with_chain(tmp_path("a.db"), &race_db, &race_audit);
+    REQUIRE(db_open(tmp_path("a.db"), DB_READONLY, &reader) == 0);
+    REQUIRE(sqlite3_trace_v2(reader->conn, SQLITE_TRACE_STMT, prune_at_rows_query, NULL) == SQLITE_OK);
+    CHECK_INT(audit_verify(reader, &rows, &bad, why, sizeof(why)), 0);
+    CHECK_INT(race_pruned, 1);
+    CHECK_INT(rows, CHAIN_LEN);
+    /* The next check sees the prune. */
+    CHECK_INT(audit_verify(reader, &rows, &bad, why, sizeof(why)), 0);
+    CHECK_INT(rows, CHAIN_LEN - 4);
+    db_close(reader);
+    audit_close(race_audit);
+    db_close(race_db);
+    tmp_end();
+}
+
 static void test_head_parse(void)
 {
 #define H64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -723,5 +809,5 @@ static void test_head_checked(void)
 TEST_MAIN(CASE(test_chain_appended_and_verified), CASE(test_rollback_and_forget),
           CASE(test_triggers_reject_changes), CASE(test_tampering_detected), CASE(test_query),
           CASE(test_query_strings_and_stop), CASE(test_null_is_not_text), CASE(test_head_read),
-          CASE(test_head_parse), CASE(test_head_checked),
-          CASE(test_prune_behind_an_anchor))
+          CASE(test_head_parse), CASE(test_head_checked), CASE(test_prune_behind_an_anchor),
+          CASE(test_rows_below_the_anchor_are_named), CASE(test_verify_reads_one_snapshot))

@@ -114,10 +114,13 @@ static void test_prunes_what_is_old_enough(void)
     REQUIRE(uv_loop_init(&loop) == 0);
     REQUIRE(store_open(&loop, path, NULL, NULL, &s, err, sizeof(err)) == 0);
     seed(s);
-    /* A torn line after a row already written: cut, row 1 not written again. */
+    /* A torn line after a row already written: cut, row 1 not written
+     * again. The line's hash is row 1's: a file of this log. */
+    char hash[AUDIT_HASH_LEN + 1];
+    REQUIRE(audit_hash_at(store_db(s), 1, hash) == 1);
     FILE *f = fopen(export_path, "w");
     REQUIRE(f != NULL);
-    fputs("{\"seq\":1,\"at\":\"x\"}\n{\"seq\":2,\"a", f);
+    fprintf(f, "{\"seq\":1,\"at\":\"x\",\"hash\":\"%s\"}\n{\"seq\":2,\"a", hash);
     fclose(f);
 
     config_defaults(&cfg);

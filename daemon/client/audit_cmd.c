@@ -97,6 +97,8 @@ static int verify(const struct cli *c, struct db *db, const char *path, const st
 {
     int64_t rows = 0, bad = 0;
     char why[512] = "";
+    /* The anchor printed is the one the check started from: one snapshot. */
+    sqlite3_exec(db->conn, "BEGIN", NULL, NULL, NULL);
     int r = head ? audit_verify_head(db, head, &rows, &bad, why, sizeof(why))
                  : audit_verify(db, &rows, &bad, why, sizeof(why));
 

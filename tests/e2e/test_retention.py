@@ -59,6 +59,12 @@ class Retention(harness.E2ETestCase):
         rows = app.query("SELECT first_seq, prev_hash FROM audit_anchor ORDER BY id DESC LIMIT 1")
         return rows[0] if rows else None
 
+    def remove_db(self, d):
+        """A stopped daemon's database gone, for the next case's fresh one."""
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(d.db_path + suffix):
+                os.remove(d.db_path + suffix)
+
     def revoke_flagged(self, app, n, kind="plain"):
         tokens = [tok(kind) for _ in range(n)]
         ids = app.insert_many(tokens, flagged=1)
@@ -184,6 +190,27 @@ class Retention(harness.E2ETestCase):
             "first_deleted": (["DELETE FROM audit WHERE seq = %d" % first],
                               "audit log damaged at seq %d: seq %d is the first row, but the audit anchor names seq "
                               "%d" % (first + 1, first + 1, first)),
+            # Forged anchors, by a writer that drops the anchor's trigger too.
+            "anchor_above_head": (["DROP TRIGGER audit_anchor_insert",
+                                   "INSERT INTO audit_anchor (at, first_seq, prev_hash) SELECT 1, seq + 5, hash "
+                                   "FROM audit WHERE seq = %d" % last],
+                                  "audit log damaged at seq %d: seq %d lies below the latest audit_anchor" %
+                                  (first, first)),
+            "anchor_below_first": (["DROP TRIGGER audit_anchor_insert",
+                                    "INSERT INTO audit_anchor (at, first_seq, prev_hash) VALUES (1, %d, '%s')" %
+                                    (first - 5, "ab" * 32)],
+                                   "seq %d is the first row, but the audit anchor names seq %d" %
+                                   (first, first - 5)),
+            "anchor_from_genesis": (["DROP TRIGGER audit_anchor_insert",
+                                     "INSERT INTO audit_anchor (at, first_seq, prev_hash) VALUES (1, 1, '%s')" %
+                                     GENESIS],
+                                    "seq %d is the first row: the log must start at seq 1" % first),
+            "anchor_wrong_hash_rows_deleted": (["DROP TRIGGER audit_anchor_insert",
+                                                "DELETE FROM audit WHERE seq < %d" % (first + 2),
+                                                "INSERT INTO audit_anchor (at, first_seq, prev_hash) VALUES "
+                                                "(1, %d, '%s')" % (first + 2, "ab" * 32)],
+                                               "audit log damaged at seq %d: seq %d: its hash does not match" %
+                                               (first + 2, first + 2)),
         }
         for name, (sql, want) in cases.items():
             path = self.tampered(d, name, *sql)
@@ -241,6 +268,54 @@ class Retention(harness.E2ETestCase):
         self.assertRegex(err, r"does not chain from seq %d \(a forged or altered anchor\)|"
                               r"damaged at seq %d: seq %d: its hash does not match" % (last - 1, last, last))
 
+    def test_a_writer_defining_the_guard(self):
+        """The guard stops a connection without revokerd_prunes_audit() (the
+        sqlite3 shell). One that defines it (Python's create_function) may add
+        a true anchor: the rows left below it are named; the rows it then
+        deletes look pruned, to --verify and to --head alike, but not to the
+        daemon's log, which names the seq its own prunes start the log at
+        (README)."""
+        d = self.pruned_db()
+        path = os.path.join(self.dir, "guard.db")
+        shutil.copy(d.db_path, path)
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.create_function("revokerd_prunes_audit", 0, lambda: 1)
+        first, last = conn.execute("SELECT min(seq), max(seq) FROM audit").fetchone()
+        head = "%d:%s" % conn.execute("SELECT seq, hash FROM audit WHERE seq = ?", (last,)).fetchone()
+        # The daemon's log keeps where its own prunes left the log start.
+        starts = re.findall(r"audit row\(s\) deleted in [0-9.]+ s; the audit log starts at seq (\d+)", d.stderr())
+        self.assertEqual(int(starts[-1]), first, "the last pass's line names the first row")
+        keep = (first + last) // 2
+        conn.execute("INSERT INTO audit_anchor (at, first_seq, prev_hash) SELECT 1, ?, hash FROM audit "
+                     "WHERE seq = ?", (keep, keep - 1))
+        rc, out, err = self.ctl(d, "audit", "--verify", db=path)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("audit log damaged at seq %d: seq %d lies below the latest audit_anchor" % (first, first),
+                      err)
+        conn.execute("DELETE FROM audit WHERE seq < ?", (keep,))
+        conn.close()
+        rc, out, err = self.ctl(d, "audit", "--verify", db=path)
+        self.assertEqual((rc, err), (0, ""))
+        self.assertIn("rows from seq %d (the audit anchor: older rows pruned)" % keep, out)
+        rc, out, err = self.ctl(d, "audit", "--verify", "--head", head, db=path)
+        self.assertEqual((rc, err), (0, ""), "a deleted prefix is not a truncation of the head")
+        # Nor a row appended with its hash computed: the chain has no key,
+        # and a head vouches only for the rows up to it (README). No trigger
+        # stands in the way of an INSERT.
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        prev = dict(conn.execute("SELECT * FROM audit WHERE seq = ?", (last,)).fetchone())
+        row = {"seq": last + 1, "at": prev["at"], "token_id": None, "fingerprint": None, "event": "revoked",
+               "attempt": 1, "http_status": 200, "detail": "forged", "duration_ms": 1}
+        row["hash"] = audit_hash(prev["hash"], row)
+        conn.execute("INSERT INTO audit (seq, at, token_id, fingerprint, event, attempt, http_status, detail, "
+                     "duration_ms, hash) VALUES (:seq, :at, :token_id, :fingerprint, :event, :attempt, "
+                     ":http_status, :detail, :duration_ms, :hash)", row)
+        conn.close()
+        for args in (["audit", "--verify"], ["audit", "--verify", "--head", head]):
+            rc, out, err = self.ctl(d, *args, db=path)
+            self.assertEqual((rc, err), (0, ""), args)
+
     # -- kill -9 and the export file --------------------------------------------
 
     def test_kill9_while_pruning_loses_nothing(self):
@@ -287,6 +362,96 @@ class Retention(harness.E2ETestCase):
         rc, out, err = self.ctl(d, "--json", "audit")
         self.assertEqual(sorted(json.loads(out.splitlines()[0])), sorted(exported[0]))
         self.assertEqual(d.stop(), 0)
+
+    def test_an_export_file_of_another_log_is_refused(self):
+        """The export's last line says which rows it holds; one that does not
+        match the log (another database's file, or a restored database's
+        old one) would let rows go unexported: nothing is pruned, an error
+        names it, and the file is left as it was."""
+        export = os.path.join(self.dir, "export.jsonl")
+        cases = {
+            "past the newest row": {"seq": 99999, "hash": "ab" * 32},
+            "another hash at seq 3": {"seq": 3, "hash": "ab" * 32},
+        }
+        for name, last in cases.items():
+            with self.subTest(name):
+                with open(export, "w") as f:
+                    f.write(json.dumps(last) + "\n")
+                d = self.daemon(self.endpoint(), config={"retention.audit": "1s",
+                                                         "retention.audit_export": export})
+                app = self.app(d)
+                _, ids = self.revoke_flagged(app, 10)
+                self.wait_revoked(app, ids.values())
+                self.wait_until(lambda: "does not match the audit log" in d.stderr(), 10, "the error")
+                time.sleep(1.5)  # rows old enough to prune, were the file trusted
+                self.assertEqual(app.query("SELECT min(seq) AS s FROM audit")[0]["s"], 1, name)
+                with open(export) as f:
+                    self.assertEqual(f.read(), json.dumps(last) + "\n", name)
+                self.assertIn("retention: the audit export %s ends at seq %d" % (export, last["seq"]),
+                              d.stderr())
+                self.assertEqual(d.stop(), 0)
+                app.close()
+                self.remove_db(d)
+
+    def test_an_unwritable_export_keeps_the_rows(self):
+        """A directory, or a symlink to /dev/full (every write fails with
+        ENOSPC, as on a full disk): an error names it and no row goes."""
+        cases = {"a directory": ("dir", "cannot open the audit export"),
+                 "/dev/full": ("full", "cannot append to the audit export")}
+        for name, (kind, want) in cases.items():
+            with self.subTest(name):
+                export = os.path.join(self.dir, "export-" + kind)
+                if kind == "dir":
+                    os.mkdir(export)
+                else:
+                    os.symlink("/dev/full", export)
+                d = self.daemon(self.endpoint(), config={"retention.audit": "1s",
+                                                         "retention.audit_export": export})
+                app = self.app(d)
+                _, ids = self.revoke_flagged(app, 10)
+                self.wait_revoked(app, ids.values())
+                self.wait_until(lambda: want in d.stderr(), 10, "the error")
+                time.sleep(1.5)
+                self.assertEqual(app.query("SELECT min(seq) AS s FROM audit")[0]["s"], 1, name)
+                self.assertEqual(d.stop(), 0)
+                app.close()
+                self.remove_db(d)
+
+    def test_an_export_cut_between_runs_is_named(self):
+        """An export emptied (or cut) while the daemon was down, or named only
+        after rows were pruned: the rows in neither are named, and the
+        export goes on from the first row the log holds."""
+        d = self.pruned_db()
+        app = self.app(d)
+        first = self.anchor(app)["first_seq"]
+        export = os.path.join(self.dir, "late.jsonl")
+        open(export, "w").close()
+        d.set({"retention.audit_export": export})
+        d.start()
+        self.wait_until(lambda: "are in neither" in d.stderr(), 10, "the warning")
+        self.assertIn("the audit export %s ends at seq 0 but the audit log starts at seq %d: seq 1..%d are in "
+                      "neither" % (export, first, first - 1), d.stderr())
+        self.wait_until(lambda: os.path.getsize(export) > 0, 10, "rows exported")
+        with open(export) as f:
+            self.assertEqual(json.loads(f.readline())["seq"], first)
+        self.assertEqual(d.stop(), 0)
+        # A file that ends just before the anchor must end with the hash the
+        # anchor chains from: one of another log is refused.
+        a = self.anchor(app)
+        for prev_hash, refused in (("ab" * 32, True), (a["prev_hash"], False)):
+            with open(export, "w") as f:
+                f.write(json.dumps({"seq": a["first_seq"] - 1, "hash": prev_hash}) + "\n")
+            d.start()
+            if refused:
+                self.wait_until(lambda: "the audit anchor chains from another hash" in d.stderr(), 10, "refused")
+            else:  # the rows of a new token, once old enough, follow the line
+                app.insert(tok(), flagged=1)
+                size = os.path.getsize(export)
+                self.wait_until(lambda: os.path.getsize(export) > size, 10, "rows exported")
+            self.assertEqual(d.stop(), 0)
+            self.assertEqual("the audit anchor chains from another hash" in d.stderr(), refused, prev_hash)
+            self.assertNotIn("are in neither", d.stderr())
+        app.close()
 
     # -- deleted secrets leave the file -----------------------------------------
 
