@@ -574,6 +574,13 @@ class Daemon:
         return run(cmd, timeout=timeout)
 
 
+def sanitized(pid):
+    """True when the process runs with AddressSanitizer (its RSS is then
+    dominated by shadow memory and the quarantine, not by the daemon)."""
+    with open("/proc/%d/maps" % pid) as f:
+        return "libasan" in f.read()
+
+
 def request(path, obj, timeout=5):
     """One request on a new connection to the control socket at path: the
     reply as an object, or None when the daemon closed without one."""

@@ -41,12 +41,6 @@ def say(fmt, *args):
 SANITIZED_PING_MS = 1000
 
 
-def sanitized(pid):
-    """True when the process runs with AddressSanitizer."""
-    with open("/proc/%d/maps" % pid) as f:
-        return "libasan" in f.read()
-
-
 def cpu_s(pid):
     """User + system CPU seconds a process has used."""
     with open("/proc/%d/stat" % pid) as f:
@@ -462,7 +456,7 @@ class BrokenApi(FaultTest):
             [len(by_token[t]) for t in hang + reset], pinger.summary())
         self.assertEqual(tight, {}, "a token re-sent sooner than retry.base after a failure")
         self.assertEqual(pinger.errors, [])
-        if sanitized(d.pid):
+        if harness.sanitized(d.pid):
             # Under AddressSanitizer a transaction of a few hundred rows
             # takes 10-50 times longer (every SQLite page allocation is fresh
             # memory): the 50 ms promise is the plain build's.

@@ -62,13 +62,6 @@ def nofile_limits(pid):
     raise AssertionError("no 'Max open files' for pid %d" % pid)
 
 
-def sanitized(pid):
-    """True when the process runs with AddressSanitizer (its RSS is then
-    dominated by shadow memory and the quarantine, not by the daemon)."""
-    with open("/proc/%d/maps" % pid) as f:
-        return "libasan" in f.read()
-
-
 class Wave:
     """n clients on one selector, each sending `per` revoke requests in one
     write and reading `per` replies; all connected before any sends."""
@@ -203,7 +196,7 @@ class Load(E2ETestCase):
             CLIENTS, PER_CLIENT, t_answered - t0, t_revoked - t0, cpu_s(pid) - cpu_before, fds_before,
             fds_peak, fds_peak - fds_before, fds_after, rss_before, rss_after, rss_after - rss_before)
         self.assertEqual(fds_after, fds_before, "file descriptors left behind")
-        if sanitized(pid):
+        if harness.sanitized(pid):
             say("AddressSanitizer build: RSS bound not checked (shadow memory and quarantine)")
         else:
             self.assertLess(rss_after - rss_before, RSS_BOUND_KIB, "RSS grew after the clients left")
