@@ -8,6 +8,7 @@
 #include "audit.h"
 #include "db.h"
 #include "unit.h"
+#include "unit_sql.h"
 
 static char dir[64];
 
@@ -479,13 +480,7 @@ static void test_head_read(void)
 
 static int64_t query_count(struct db *db, const char *sql)
 {
-    sqlite3_stmt *st;
-    int64_t v = -1;
-    REQUIRE(sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) == SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
+    return unit_sql_int(db->conn, sql);
 }
 
 static int count_rows(void *ud, const struct audit_row *row)

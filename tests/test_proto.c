@@ -17,6 +17,7 @@
 #include "secret.h"
 #include "store.h"
 #include "unit.h"
+#include "unit_sql.h"
 
 static char dir[64];
 static char path[128];
@@ -54,13 +55,7 @@ static void teardown(void)
 
 static int64_t sql_int(const char *sql)
 {
-    sqlite3_stmt *st;
-    int64_t v = -1;
-    REQUIRE(sqlite3_prepare_v2(db->conn, sql, -1, &st, NULL) == SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
+    return unit_sql_int(db->conn, sql);
 }
 
 static void sql_text(const char *sql, char *buf, size_t len)

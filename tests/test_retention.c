@@ -14,18 +14,13 @@
 #include "retention.h"
 #include "store.h"
 #include "unit.h"
+#include "unit_sql.h"
 
 static char dir[64], path[128], export_path[128];
 
 static int64_t sql_int(struct store *s, const char *sql)
 {
-    sqlite3_stmt *st;
-    int64_t v = -1;
-    REQUIRE(sqlite3_prepare_v2(store_db(s)->conn, sql, -1, &st, NULL) == SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
+    return unit_sql_int(store_db(s)->conn, sql);
 }
 
 static void exec(struct store *s, const char *sql)

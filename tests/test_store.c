@@ -16,6 +16,7 @@
 #include "db.h"
 #include "store.h"
 #include "unit.h"
+#include "unit_sql.h"
 
 static char dir[] = "/tmp/revokerd-store-XXXXXX", path[256];
 
@@ -32,14 +33,7 @@ static void fresh_path(void)
 
 static int64_t sql_int(struct store *s, const char *sql)
 {
-    sqlite3_stmt *st;
-    int64_t v = -1;
-
-    REQUIRE(sqlite3_prepare_v2(store_db(s)->conn, sql, -1, &st, NULL) == SQLITE_OK);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    return v;
+    return unit_sql_int(store_db(s)->conn, sql);
 }
 
 static bool in_transaction(struct store *s)
