@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "auditprune.h"
+#include "auditverify.h"
 #include "db.h"
 #include "unit.h"
 #include "unit_sql.h"
@@ -77,7 +79,7 @@ static void open_with_chain(const char *path, struct db **ret_db, struct audit *
 static int64_t verify_bad(struct db *db, char *why, size_t whylen)
 {
     int64_t rows = -1, bad = -1;
-    int rc = audit_verify(db, &rows, &bad, why, whylen);
+    int rc = auditverify_chain(db, &rows, &bad, why, whylen);
     if (rc == 0)
         return 0;
     CHECK_INT(rc, -EBADMSG);
@@ -110,13 +112,13 @@ static void test_chain_appended_and_verified(void)
 
     REQUIRE(db_open(tmp_path("a.db"), 0, &db) == 0);
     REQUIRE(audit_open(db, &a) == 0);
-    CHECK_INT(audit_verify(db, &rows, &bad, why, sizeof(why)), 0);
+    CHECK_INT(auditverify_chain(db, &rows, &bad, why, sizeof(why)), 0);
     CHECK_INT(rows, 0);
     audit_close(a);
     db_close(db);
 
     open_with_chain(tmp_path("b.db"), &db, &a);
-    CHECK_INT(audit_verify(db, &rows, &bad, why, sizeof(why)), 0);
+    CHECK_INT(auditverify_chain(db, &rows, &bad, why, sizeof(why)), 0);
     CHECK_INT(rows, CHAIN_LEN);
     CHECK_INT(bad, -1);
 
@@ -152,7 +154,7 @@ static void test_chain_appended_and_verified(void)
     REQUIRE(db_begin(db) == 0);
     REQUIRE(audit_append(a, &chain[0]) == 0);
     REQUIRE(db_commit(db) == 0);
-    CHECK_INT(audit_verify(db, &rows, &bad, why, sizeof(why)), 0);
+    CHECK_INT(auditverify_chain(db, &rows, &bad, why, sizeof(why)), 0);
     CHECK_INT(rows, CHAIN_LEN + 1);
 
     struct audit_event noevent = {.at_ms = 1};
@@ -180,7 +182,7 @@ static void test_rollback_and_forget(void)
     REQUIRE(db_commit(db) == 0);
     char why[256];
     int64_t rows = 0;
-    CHECK_INT(audit_verify(db, &rows, NULL, why, sizeof(why)), 0);
+    CHECK_INT(auditverify_chain(db, &rows, NULL, why, sizeof(why)), 0);
     CHECK_INT(rows, CHAIN_LEN + 1);
 
     /* A second writer on the same table: the stale head costs one failed
@@ -192,7 +194,7 @@ static void test_rollback_and_forget(void)
     CHECK(audit_append(a, &chain[5]) < 0);
     REQUIRE(audit_append(a, &chain[5]) == 0);
     REQUIRE(db_commit(db) == 0);
-    CHECK_INT(audit_verify(db, &rows, NULL, why, sizeof(why)), 0);
+    CHECK_INT(auditverify_chain(db, &rows, NULL, why, sizeof(why)), 0);
     CHECK_INT(rows, CHAIN_LEN + 3);
     audit_close(b);
     audit_close(a);
@@ -217,7 +219,7 @@ static void test_triggers_reject_changes(void)
     CHECK_STR(msg, "audit is append-only");
     sqlite3_free(msg);
     int64_t rows = 0;
-    CHECK_INT(audit_verify(db, &rows, NULL, NULL, 0), 0);
+    CHECK_INT(auditverify_chain(db, &rows, NULL, NULL, 0), 0);
     CHECK_INT(rows, CHAIN_LEN);
     audit_close(a);
     db_close(db);
@@ -492,57 +494,59 @@ static int count_rows(void *ud, const struct audit_row *row)
 }
 
 /* Pruning: the plan stops at the first row not old enough and never takes
- * the newest; audit_prune() writes the anchor and deletes below it, and
+ * the newest; auditprune_apply() writes the anchor and deletes below it, and
  * verify starts there and still names a row changed after it. */
 static void test_prune_behind_an_anchor(void)
 {
     tmp_begin();
     struct db *db;
     struct audit *a;
+    struct auditprune *p;
     struct audit_anchor an;
     int64_t keep = -1, last = 0, rows = 0;
     unsigned n = 0;
     char why[256] = "", *json = NULL;
     open_with_chain(tmp_path("a.db"), &db, &a);
-    CHECK_INT(audit_anchor_get(db, &an), -ENOENT);
+    REQUIRE(auditprune_open(db, &p) == 0);
+    CHECK_INT(auditverify_get_anchor(db, &an), -ENOENT);
 
     /* Rows with at < 1004: seq 1..4, each seen once. */
-    CHECK_INT(audit_prune_plan(a, 1004, 100, &keep, count_rows, &last), 0);
+    CHECK_INT(auditprune_plan(p, 1004, 100, &keep, count_rows, &last), 0);
     CHECK_INT(keep, 5);
     CHECK_INT(last, 4);
     /* The limit cuts it; the newest row never goes. */
-    CHECK_INT(audit_prune_plan(a, 1004, 2, &keep, NULL, NULL), 0);
+    CHECK_INT(auditprune_plan(p, 1004, 2, &keep, NULL, NULL), 0);
     CHECK_INT(keep, 3);
-    CHECK_INT(audit_prune_plan(a, 999999, 100, &keep, NULL, NULL), 0);
+    CHECK_INT(auditprune_plan(p, 999999, 100, &keep, NULL, NULL), 0);
     CHECK_INT(keep, CHAIN_LEN);
-    CHECK_INT(audit_prune_plan(a, 1000, 100, &keep, NULL, NULL), 0);
+    CHECK_INT(auditprune_plan(p, 1000, 100, &keep, NULL, NULL), 0);
     CHECK_INT(keep, 0);
 
     REQUIRE(db_begin(db) == 0);
-    CHECK_INT(audit_prune(a, 5, 42, &n), 0);
+    CHECK_INT(auditprune_apply(p, 5, 42, &n), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(n, 4);
-    CHECK_INT(audit_anchor_get(db, &an), 0);
+    CHECK_INT(auditverify_get_anchor(db, &an), 0);
     CHECK_INT(an.first_seq, 5);
     CHECK_INT(an.at_ms, 42);
-    CHECK_INT(audit_verify(db, &rows, NULL, why, sizeof(why)), 0);
+    CHECK_INT(auditverify_chain(db, &rows, NULL, why, sizeof(why)), 0);
     CHECK_INT(rows, CHAIN_LEN - 4);
     /* A head recorded before the prune cannot be checked, and says why. */
     struct audit_head old_head = {.seq = 3};
     memset(old_head.hash, 'a', AUDIT_HASH_LEN);
-    CHECK_INT(audit_verify_head(db, &old_head, NULL, NULL, why, sizeof(why)), -EBADMSG);
+    CHECK_INT(auditverify_head(db, &old_head, NULL, NULL, why, sizeof(why)), -EBADMSG);
     CHECK(strstr(why, "seq 3 cannot be checked: the log starts at seq 5 (older rows pruned") != NULL);
     /* Appending goes on from the head; a second prune keeps one anchor. */
     REQUIRE(db_begin(db) == 0);
     REQUIRE(audit_append(a, &chain[0]) == 0);
-    CHECK_INT(audit_prune(a, 7, 43, &n), 0);
+    CHECK_INT(auditprune_apply(p, 7, 43, &n), 0);
     REQUIRE(db_commit(db) == 0);
     CHECK_INT(n, 2);
     CHECK_INT(query_count(db, "SELECT count(*) FROM audit_anchor"), 1);
-    CHECK_INT(audit_verify(db, &rows, NULL, why, sizeof(why)), 0);
+    CHECK_INT(auditverify_chain(db, &rows, NULL, why, sizeof(why)), 0);
     CHECK_INT(rows, CHAIN_LEN + 1 - 6);
 
-    /* Outside audit_prune() the connection is refused like any other. */
+    /* Outside auditprune_apply() the connection is refused like any other. */
     CHECK(sqlite3_exec(db->conn, "DELETE FROM audit WHERE seq = 7", NULL, NULL, NULL) != SQLITE_OK);
     CHECK(sqlite3_exec(db->conn,
                        "INSERT INTO audit_anchor (at, first_seq, prev_hash) "
@@ -567,6 +571,7 @@ static void test_prune_behind_an_anchor(void)
               "\"fingerprint\":null,\"event\":\"due\",\"attempt\":null,\"http_status\":null,"
               "\"detail\":null,\"duration_ms\":null,\"hash\":\"h\"}");
     free(json);
+    auditprune_close(p);
     audit_close(a);
     db_close(db);
     tmp_end();
@@ -616,9 +621,10 @@ static void test_rows_below_the_anchor_are_named(void)
     tmp_end();
 }
 
-/* audit_verify() reads in one snapshot: a prune committed between its
+/* auditverify_chain() reads in one snapshot: a prune committed between its
  * statements (the anchor, then the rows) is not taken for deleted rows. */
 static struct audit *race_audit;
+static struct auditprune *race_prune;
 static struct db *race_db;
 static int race_pruned;
 static int prune_at_rows_query(unsigned type, void *ctx, void *p, void *x)
@@ -632,7 +638,7 @@ static int prune_at_rows_query(unsigned type, void *ctx, void *p, void *x)
         return 0;
     race_pruned = 1;
     REQUIRE(db_begin(race_db) == 0);
-    REQUIRE(audit_prune(race_audit, 5, 42, &n) == 0);
+    REQUIRE(auditprune_apply(race_prune, 5, 42, &n) == 0);
     REQUIRE(db_commit(race_db) == 0);
     return 0;
 }
@@ -644,15 +650,17 @@ static void test_verify_reads_one_snapshot(void)
     int64_t rows = 0, bad = 0;
     char why[256] = "";
     open_with_chain(tmp_path("a.db"), &race_db, &race_audit);
+    REQUIRE(auditprune_open(race_db, &race_prune) == 0);
     REQUIRE(db_open(tmp_path("a.db"), DB_READONLY, &reader) == 0);
     REQUIRE(sqlite3_trace_v2(reader->conn, SQLITE_TRACE_STMT, prune_at_rows_query, NULL) == SQLITE_OK);
-    CHECK_INT(audit_verify(reader, &rows, &bad, why, sizeof(why)), 0);
+    CHECK_INT(auditverify_chain(reader, &rows, &bad, why, sizeof(why)), 0);
     CHECK_INT(race_pruned, 1);
     CHECK_INT(rows, CHAIN_LEN);
     /* The next check sees the prune. */
-    CHECK_INT(audit_verify(reader, &rows, &bad, why, sizeof(why)), 0);
+    CHECK_INT(auditverify_chain(reader, &rows, &bad, why, sizeof(why)), 0);
     CHECK_INT(rows, CHAIN_LEN - 4);
     db_close(reader);
+    auditprune_close(race_prune);
     audit_close(race_audit);
     db_close(race_db);
     tmp_end();
@@ -773,10 +781,10 @@ static void test_head_checked(void)
                 REQUIRE(audit_append(a, &chain[5]) == 0); /* another event than the original rows */
             REQUIRE(db_commit(db) == 0);
         }
-        CHECK_INT(audit_verify(db, NULL, NULL, why, sizeof(why)) == 0, cases[i].verify_ok);
+        CHECK_INT(auditverify_chain(db, NULL, NULL, why, sizeof(why)) == 0, cases[i].verify_ok);
 
         why[0] = '\0';
-        int rc = audit_verify_head(db, &head, &rows, &bad, why, sizeof(why));
+        int rc = auditverify_head(db, &head, &rows, &bad, why, sizeof(why));
         if (rc != cases[i].ret || (cases[i].why && !strstr(why, cases[i].why)))
             fprintf(stderr, "case \"%s\": %d why: %s\n", cases[i].name, rc, why);
         CHECK_INT(rc, cases[i].ret);
