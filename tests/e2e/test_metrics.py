@@ -3,7 +3,9 @@ known outcomes give exactly the expected counters and gauges over the socket
 op and `revokerctl metrics`; the text passes `promtool check metrics` and
 prometheus_client's parser; the histogram counts the requests the endpoint
 saw; the oldest pending token's age grows while the endpoint is down and is
-0 after the drain, and the endpoint gauges follow the outage.
+0 after the drain, and the endpoint gauges follow the outage; a 429 with
+Retry-After is its own answer class and its wait is counted; a wrong URL is
+the state misconfigured, endpoint_up 0.
 
 The parser is Debian's python3-prometheus-client, run with /usr/bin/python3
 in a subprocess (the tests may run under another python3)."""
@@ -254,6 +256,40 @@ class Metrics(MetricsBase):
                          "every request is counted once: the refused ones and the one that got 200")
         self.assertEqual(len(ep.requests()), 1)
         self.promtool_check(self.scrape(d))
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_sanitizer_errors(d)
+
+    def test_retry_after_is_counted_as_429_and_its_wait(self):
+        ep = self.endpoint()
+        d = self.daemon(ep)
+        app = self.app(d)
+        t = tok("s429x1ra2")  # 429 with Retry-After: 2 once, then 200
+        tid = app.insert(t, flagged=1)
+        self.wait_until(lambda: app.state(tid) == "revoked", 20, "revoked after the pause")
+        s = self.wait_metrics(d, {("revokerd_http_responses_total", frozenset({("code", "429")})): 1,
+                                  ("revokerd_http_responses_total", frozenset({("code", "2xx")})): 1,
+                                  ("revokerd_outcomes_total", frozenset({("event", "retry")})): 1,
+                                  ("revokerd_outcomes_total", frozenset({("event", "revoked")})): 1,
+                                  ("revokerd_endpoint_state", frozenset({("state", "up")})): 1,
+                                  ("revokerd_endpoint_up", frozenset()): 1})
+        self.assertEqual(value(s, "revokerd_http_responses_total", code="4xx"), 0, "429 is a class of its own")
+        self.assertAlmostEqual(value(s, "revokerd_retry_after_wait_seconds_total"), 2.0, delta=0.05)
+        self.assertEqual(value(s, "revokerd_endpoint_down_seconds_total"), 0, "a pause is no outage")
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_sanitizer_errors(d)
+
+    def test_a_wrong_url_is_misconfigured_in_the_gauges(self):
+        ep = self.endpoint()
+        d = self.daemon(url=ep.url + "-wrong")  # 404: an endpoint-level failure
+        app = self.app(d)
+        app.insert(tok("misconf"), flagged=1)
+        s = self.wait_metrics(d, {("revokerd_endpoint_state", frozenset({("state", "misconfigured")})): 1,
+                                  ("revokerd_endpoint_state", frozenset({("state", "up")})): 0,
+                                  ("revokerd_endpoint_state", frozenset({("state", "down")})): 0,
+                                  ("revokerd_endpoint_up", frozenset()): 0,
+                                  ("revokerd_tokens", frozenset({("state", "pending")})): 1})
+        self.assertGreaterEqual(value(s, "revokerd_http_responses_total", code="4xx"), 1)
+        self.assertEqual(value(s, "revokerd_outcomes_total", event="rejected"), 0, "404 fails no token")
         self.assertEqual(d.stop(), 0)
         self.assert_no_sanitizer_errors(d)
 
