@@ -5,7 +5,8 @@ prometheus_client's parser; the histogram counts the requests the endpoint
 saw; the oldest pending token's age grows while the endpoint is down and is
 0 after the drain, and the endpoint gauges follow the outage; a 429 with
 Retry-After is its own answer class and its wait is counted; a wrong URL is
-the state misconfigured, endpoint_up 0.
+the state misconfigured, endpoint_up 0; the textfile recipe of the README and
+revokerctl(1) leaves out the process_* families node_exporter has itself.
 
 The parser is Debian's python3-prometheus-client, run with /usr/bin/python3
 in a subprocess (the tests may run under another python3)."""
@@ -13,6 +14,7 @@ in a subprocess (the tests may run under another python3)."""
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -357,6 +359,31 @@ class Metrics(MetricsBase):
         self.assertIn("permission denied", err)
         s = samples(self.scrape(d))
         self.assertEqual(value(s, "revokerd_socket_refused_total", why="uid"), 1)
+        self.assertEqual(d.stop(), 0)
+
+    def test_the_textfile_recipe_leaves_out_the_process_families(self):
+        # node_exporter has process_* of its own: the same families from a
+        # textfile are an error at each of its scrapes. The recipe of the
+        # README and of revokerctl(1), run as written, leaves them out and
+        # keeps every other sample.
+        d = self.daemon(self.endpoint())
+        self.wait_until(lambda: "revokerd_tokens{" in self.scrape(d), 10, "the first token count")
+        root = os.path.dirname(os.path.dirname(harness.HERE))
+        recipes = []
+        for name, unescape in (("README.md", False), (os.path.join("doc", "revokerctl.1.scd"), True)):
+            with open(os.path.join(root, name)) as f:
+                found = [m.group(1) for m in re.finditer(r"^revokerctl metrics(.*?) > /var/lib/node_exporter/",
+                                                         f.read(), re.M)]
+            self.assertEqual(len(found), 1, "one textfile recipe in %s" % name)
+            recipes.append(found[0].replace("\\\\", "\\") if unescape else found[0])
+        self.assertEqual(recipes[0], recipes[1], "README and revokerctl(1) give the same recipe")
+        ctl = "%s --config %s metrics" % (harness.binary("REVOKERCTL"), d.config_path)
+        p = subprocess.run(["sh", "-c", ctl + recipes[0]], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.promtool_check(p.stdout)
+        self.assertNotIn("process_", p.stdout)
+        full = {k for k in samples(self.scrape(d)) if not k[0].startswith("process_")}
+        self.assertEqual(set(samples(p.stdout)), full)
         self.assertEqual(d.stop(), 0)
 
     def scrape_with(self, conn):
