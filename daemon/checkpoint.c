@@ -1,6 +1,7 @@
 #include "checkpoint.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,7 +12,8 @@ enum {
     /* wal.c's WAL_CKPT_LOCK: the shm lock every checkpointer holds while it
      * writes pages into the database file. */
     SHM_CKPT_LOCK = 1,
-    SWEEP_CHUNK = 64, /* pages read at once */
+    SWEEP_CHUNK = 64,   /* pages read at once */
+    STEP2_BUSY_MS = 20, /* step 2 waits this long for the writer lock and readers */
 };
 
 struct checkpoint {
@@ -22,6 +24,7 @@ struct checkpoint {
     checkpoint_cb cb;
     void *data;
     int step1_rc, step1_frames;
+    int step2_rc;
     int sweep_rc;
     unsigned sweep_pages; /* rewritten by the last sweep */
     /* checkpoint_request()s so far, those the running sweep serves, those
@@ -34,7 +37,9 @@ struct checkpoint {
     unsigned rounds; /* step 1 again in this pass */
     uint64_t pass_started_ns; /* uv_hrtime at the pass's first step 1 */
     struct checkpoint_stats stats;
-    bool running; /* step 1 or the sweep is queued or running */
+    bool running;  /* step 1, step 2 or the sweep is queued or running */
+    bool cutting;  /* it is step 2 (queued or running) */
+    atomic_bool in_step2; /* step 2's checkpoint runs on the threadpool (set there) */
     bool sweeping; /* it is the sweep */
     bool failed;  /* the last pass failed (not busy): wait for checkpoint_request() */
     int stuck_err;     /* step 1 or 2 failed for want of space or on I/O: writes wait; 0 when not */
@@ -45,6 +50,8 @@ struct checkpoint {
 };
 
 static void start(struct checkpoint *c);
+static void step2(uv_work_t *w);
+static void after_step2(uv_work_t *w, int status);
 
 enum { SWEEP_DUTY = 9 }; /* wait 9 times a sweep's duration before the next */
 
@@ -277,7 +284,6 @@ static void after_sweep(uv_work_t *w, int status)
         pass_ended(c, 0, NULL);
 }
 
-/* Step 2, on the loop. */
 /* Out of space, or the disk failing: each commit would only grow a WAL that
  * cannot be reset, so writes wait (checkpoint_stuck). Other failures
  * (corruption, a read-only file) are retried and logged as before. */
@@ -321,7 +327,36 @@ static void after_step1(uv_work_t *w, int status)
         pass_ended(c, -EBUSY, "a transaction is open");
         return;
     }
-    int err = db_checkpoint(c->db);
+    c->running = c->cutting = true;
+    (void)uv_queue_work(c->loop, &c->work, step2, after_step2);
+}
+
+/* Step 2, on the threadpool through step 1's connection: its fsync and the
+ * WAL's truncation took 20-40 ms of the loop on a busy disk. It takes the
+ * writer lock, and waits a little for it and for readers (the loop's are
+ * short). */
+static void step2(uv_work_t *w)
+{
+    struct checkpoint *c = w->data;
+
+    db_busy_wait(c->conn, STEP2_BUSY_MS);
+    atomic_store(&c->in_step2, true);
+    c->step2_rc = sqlite3_wal_checkpoint_v2(c->conn, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+    atomic_store(&c->in_step2, false);
+    db_busy_wait(c->conn, 0);
+}
+
+static void after_step2(uv_work_t *w, int status)
+{
+    struct checkpoint *c = w->data;
+    int rc = status == 0 ? c->step2_rc : SQLITE_ERROR;
+    int err = rc == SQLITE_OK ? 0 : db_errno(rc);
+
+    c->running = c->cutting = false;
+    if (c->closing) {
+        free_now(c);
+        return;
+    }
     if (err == 0) {
         c->wal_frames = 0;
         c->stuck_err = 0;
@@ -342,7 +377,7 @@ static void after_step1(uv_work_t *w, int status)
         (void)uv_queue_work(c->loop, &c->work, sweep, after_sweep);
         return;
     }
-    pass_ended(c, err, err < 0 ? db_errmsg(c->db) : NULL);
+    pass_ended(c, err, err < 0 ? sqlite3_errmsg(c->conn) : NULL);
 }
 
 static void start(struct checkpoint *c)
@@ -415,6 +450,16 @@ unsigned checkpoint_retry_ms(const struct checkpoint *c)
 bool checkpoint_copying(const struct checkpoint *c)
 {
     return c && c->running && !c->sweeping;
+}
+
+bool checkpoint_cutting(const struct checkpoint *c)
+{
+    return c && c->running && c->cutting;
+}
+
+bool checkpoint_in_step2(struct checkpoint *c)
+{
+    return c && atomic_load(&c->in_step2);
 }
 
 void checkpoint_get_stats(const struct checkpoint *c, struct checkpoint_stats *ret)

@@ -8,10 +8,14 @@
  *  1. a PASSIVE checkpoint on libuv's threadpool, through a connection of
  *     its own: it copies what the WAL held when it started and fsyncs, and
  *     never takes the writer lock, so the loop keeps committing meanwhile;
- *  2. back on the loop, a TRUNCATE checkpoint (db_checkpoint): it copies
- *     only what was committed during step 1 and cuts the WAL to 0 bytes, so
- *     that the WAL stays bounded under a steady stream of commits and page
- *     images from before a secret was cleared leave the disk;
+ *  2. a TRUNCATE checkpoint, on the threadpool through the same connection:
+ *     it copies only what was committed during step 1, fsyncs and cuts the
+ *     WAL to 0 bytes, so that the WAL stays bounded under a steady stream of
+ *     commits and page images from before a secret was cleared leave the
+ *     disk. It holds the writer lock meanwhile (tens of ms): the owner's
+ *     writes wait for it (checkpoint_copying, checkpoint_cutting). On the
+ *     loop, its fsync and truncation made the loop's worst turns during a
+ *     drain (20-40 ms each on a busy disk);
  *  3. after a pass that checkpoint_request() asked for (the owner's scrub),
  *     the sweep, on the threadpool, holding SQLite's checkpoint lock: the
  *     unused space and the freeblocks of every b-tree page in the database
@@ -58,10 +62,14 @@ typedef void (*checkpoint_cb)(void *data, int err, const char *msg);
 
 int checkpoint_new(uv_loop_t *loop, struct db *db, checkpoint_cb cb, void *data,
                    struct checkpoint **ret);
-/* Step 1 is running. A commit made now is left for step 2 to copy, with an
- * fsync on the loop; the owner's writes that can wait should (cb says when
- * the pass ended). */
+/* Step 1 or 2 is running. A commit made during step 1 is left for step 2
+ * to copy; during step 2 a write waits for the writer lock. The owner's
+ * writes that can wait should (cb says when the pass ended). */
 bool checkpoint_copying(const struct checkpoint *c);
+/* Step 2 is queued or running: it will take the writer lock. */
+bool checkpoint_cutting(const struct checkpoint *c);
+/* Step 2's checkpoint is running on the threadpool now (any thread). */
+bool checkpoint_in_step2(struct checkpoint *c);
 /* 0, or the negative errno of the step 1 or 2 that failed last: the WAL
  * cannot be reset and must not grow (see above). */
 int checkpoint_stuck(const struct checkpoint *c);

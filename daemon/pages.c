@@ -77,7 +77,7 @@ int pages_promote(struct store *s, int64_t now_ms, unsigned *ret_count, bool *re
 
 int pages_promote_flagged(struct store *s, int64_t now_ms, unsigned *ret_count, bool *ret_more)
 {
-    const struct page p = {.store = s, .now_ms = now_ms, .kind = STORE_WRITE_NOW};
+    const struct page p = {.store = s, .now_ms = now_ms, .kind = STORE_WRITE_URGENT};
 
     return run_page(&p, promote_flagged_step, PAGE_BUDGET_US, ret_count, ret_more);
 }

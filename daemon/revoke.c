@@ -125,13 +125,15 @@ static void db_trouble(struct revoke *r, const char *what, int rc)
 {
     uint64_t now = uv_now(r->loop), retry_ms;
     char msg[sizeof(r->dberr.msg)];
-    enum dberror_say say;
 
-    r->stats.db_errors++;
-    util_format(msg, sizeof(msg), "%s (%s)", store_errmsg(r->store), strerror(-rc));
-    say = dberror_failed(&r->dberr, what, msg, now, &retry_ms);
-    report_db_failure(&r->dberr, say, retry_ms, now);
-    util_format(r->stats.db_error, sizeof(r->stats.db_error), "%s: %s", what, store_errmsg(r->store));
+    /* Another process's write lock, for now: look again soon, quietly. */
+    if (!(rc == -EBUSY && dberror_busy(&r->dberr, now, &retry_ms))) {
+        r->stats.db_errors++;
+        util_format(msg, sizeof(msg), "%s (%s)", store_errmsg(r->store), strerror(-rc));
+        enum dberror_say say = dberror_failed(&r->dberr, what, msg, now, &retry_ms);
+        report_db_failure(&r->dberr, say, retry_ms, now);
+        util_format(r->stats.db_error, sizeof(r->stats.db_error), "%s: %s", what, store_errmsg(r->store));
+    }
     if (!r->db_blocked) {
         r->db_blocked = true;
         uv_idle_stop(&r->work);
@@ -143,6 +145,7 @@ static void db_trouble(struct revoke *r, const char *what, int rc)
 /* Step what worked: the end of its persisting error, if it had one. */
 static void db_fine(struct revoke *r, const char *what)
 {
+    dberror_not_busy(&r->dberr);
     if (!dberror_ok(&r->dberr, what))
         return;
     report_db_recovered(&r->dberr, uv_now(r->loop));
@@ -410,7 +413,8 @@ static void work_step(struct revoke *r, uv_idle_t *h)
     int rc;
 
     bool bulk = store_may_write(r->store, STORE_WRITE_CAN_WAIT);
-    if (r->scan_due && (bulk || r->flags_due)) {
+    bool urgent = r->flags_due && store_may_write(r->store, STORE_WRITE_URGENT);
+    if (r->scan_due && (bulk || urgent)) {
         /* While a checkpoint copies, only flagged rows (a few, urgent). */
         rc = (bulk ? pages_promote : pages_promote_flagged)(r->store, wall_ms(r), &count, &more);
         r->flags_due = more;
@@ -458,6 +462,8 @@ static void work_step(struct revoke *r, uv_idle_t *h)
      * marked due on time. */
     if (!r->scan_due)
         arm_due_timer(r);
+    else if (r->flags_due && !urgent) /* step 2 holds the writer lock: a few ms */
+        uv_timer_start(&r->due_timer, on_due_timer, FLAG_RECHECK_MS, 0);
 }
 
 static void on_work(uv_idle_t *h)

@@ -319,6 +319,8 @@ bool store_may_write(const struct store *s, enum store_write kind)
      * fsync on the loop; a client's request is small and cannot wait. */
     if (checkpoint_stuck(s->ckpt))
         return false; /* the WAL cannot be reset: it must not grow (checkpoint.h) */
+    if (kind == STORE_WRITE_URGENT)
+        return !checkpoint_cutting(s->ckpt);
     return kind == STORE_WRITE_NOW || !checkpoint_copying(s->ckpt);
 }
 
@@ -341,7 +343,17 @@ int store_begin(struct store *s, enum store_write kind)
         return -EAGAIN;
     if (s->tokens)
         s->begun_tally = tokens_tally(s->tokens);
+    /* The engine's writes do not wait on the loop for another process's
+     * write lock: they are tried again (dberror_busy). A client's write
+     * waits DB_BUSY_TIMEOUT_MS, and for our own step 2 (its fsync) as long
+     * as it did when step 2 ran on the loop. */
+    db_busy_wait(s->db->conn, kind == STORE_WRITE_NOW ? DB_BUSY_TIMEOUT_MS : 0);
     rc = db_begin(s->db);
+    for (int i = 0; rc == -EBUSY && kind == STORE_WRITE_NOW && checkpoint_in_step2(s->ckpt) &&
+                    i < STORE_CUT_WAIT_MS / DB_BUSY_TIMEOUT_MS;
+         i++)
+        rc = db_begin(s->db);
+    db_busy_wait(s->db->conn, DB_BUSY_TIMEOUT_MS);
     if (rc < 0) {
         store_rollback(s);
         after_write_error(s, rc);

@@ -69,9 +69,14 @@ const char *store_errmsg(const struct store *s);
 
 /* ---- transactions ---- */
 
+#define STORE_CUT_WAIT_MS 2000 /* a client's write waits this long for our own step 2 */
+
 enum store_write {
     STORE_WRITE_CAN_WAIT, /* the engine's pages and batches: held while a checkpoint copies */
-    STORE_WRITE_NOW,      /* a client waits for the reply: always goes */
+    STORE_WRITE_URGENT,   /* the engine's urgent lane: goes while step 1 copies, not while
+                           * step 2 holds the writer lock (the loop would wait for it) */
+    STORE_WRITE_NOW,      /* a client waits for the reply: always goes; during step 2 it
+                           * waits for the writer lock (STORE_CUT_WAIT_MS at most) */
 };
 /* May a write of this kind start now? Never while the WAL cannot be
  * checkpointed (checkpoint_stuck: a full disk): it would only grow. */

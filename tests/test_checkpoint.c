@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "checkpoint.h"
+#include "store.h"
 #include "db.h"
 #include "unit.h"
 
@@ -119,6 +120,9 @@ static void open_fresh(struct db **ret_db, struct checkpoint **ret_c)
     unlink(wal);
     REQUIRE(db_open(path, 0, ret_db) == 0);
     REQUIRE(checkpoint_new(&loop, *ret_db, on_pass, NULL, ret_c) == 0);
+    /* The test's commits go while step 2 holds the writer lock, as a
+     * client's do (store_begin): they wait for it. */
+    db_busy_wait((*ret_db)->conn, STORE_CUT_WAIT_MS);
     results = 0;
     last_err = 1;
 }
@@ -221,6 +225,40 @@ static void test_reader_delays_the_cut(void)
     int before = results;
     checkpoint_request(c);
     run_until(before + 1);
+    CHECK_INT(last_err, 0);
+    CHECK_INT(file_size(wal), 0);
+    close_both(db, c);
+}
+
+/* Step 2 (its fsync and the WAL's truncation) runs off the loop: the loop
+ * keeps turning while it waits for a reader in its way. */
+static void test_cut_leaves_the_loop_free(void)
+{
+    struct db *db;
+    struct checkpoint *c;
+    sqlite3 *reader;
+    int turns_cutting = 0;
+
+    open_fresh(&db, &c);
+    commit_rows(db, 10);
+    REQUIRE(sqlite3_open(path, &reader) == SQLITE_OK);
+    exec_sql(reader, "BEGIN; SELECT count(*) FROM tokens");
+    checkpoint_request(c);
+    for (int i = 0; i < 5000 && results < 1; i++) {
+        uv_run(&loop, UV_RUN_NOWAIT);
+        turns_cutting += checkpoint_cutting(c);
+        CHECK(!checkpoint_cutting(c) || checkpoint_copying(c)); /* the engine's writes wait */
+        usleep(200);
+    }
+    CHECK_INT(results, 1);
+    CHECK_INT(last_err, -EBUSY); /* the reader kept the WAL */
+    CHECK(turns_cutting > 0);
+    CHECK(!checkpoint_cutting(c));
+    /* Once the reader is gone, the next pass cuts the WAL. */
+    exec_sql(reader, "COMMIT");
+    sqlite3_close(reader);
+    checkpoint_request(c);
+    run_until(2);
     CHECK_INT(last_err, 0);
     CHECK_INT(file_size(wal), 0);
     close_both(db, c);
@@ -387,6 +425,6 @@ static void teardown(void)
 }
 
 TEST_MAIN(CASE(setup), CASE(test_threshold_pass), CASE(test_reader_delays_the_cut),
-          CASE(test_cleared_secret_leaves_the_files), CASE(test_rebuilt_pages_are_swept),
-          CASE(test_close_while_running),
-          CASE(test_memory_database), CASE(teardown))
+          CASE(test_cut_leaves_the_loop_free), CASE(test_cleared_secret_leaves_the_files),
+          CASE(test_rebuilt_pages_are_swept), CASE(test_close_while_running), CASE(test_memory_database),
+          CASE(teardown))

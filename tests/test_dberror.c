@@ -67,5 +67,27 @@ static void test_only_the_failing_step_ends_it(void)
     CHECK_INT(dberror_failed(&e, "marking due tokens", "no such index: tokens_next", 10, &retry), DBERROR_FIRST);
 }
 
+static void test_a_brief_lock_is_retried_quietly(void)
+{
+    static const uint64_t want[] = {1, 2, 4, 8, 16, 32, 32};
+    struct dberror e = {0};
+    uint64_t retry = 0, now = 1000;
+
+    for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        CHECK(dberror_busy(&e, now, &retry));
+        CHECK_INT(retry, want[i]);
+        now += retry;
+    }
+    CHECK_INT(e.count, 0); /* no failure said */
+    /* It lasts: a failure like any other from then on. */
+    CHECK(!dberror_busy(&e, 1000 + DBERROR_BUSY_QUIET_MS, &retry));
+    /* A write that went through ends it: the next lock starts again. */
+    dberror_not_busy(&e);
+    CHECK(dberror_busy(&e, 5000, &retry));
+    CHECK_INT(retry, 1);
+    CHECK(dberror_busy(&e, 5000 + DBERROR_BUSY_QUIET_MS - 1, &retry));
+}
+
 TEST_MAIN(CASE(test_same_error_said_once_then_a_minute_later), CASE(test_backoff_doubles_to_the_cap),
-          CASE(test_another_error_is_said_at_once), CASE(test_only_the_failing_step_ends_it))
+          CASE(test_another_error_is_said_at_once), CASE(test_only_the_failing_step_ends_it),
+          CASE(test_a_brief_lock_is_retried_quietly))
