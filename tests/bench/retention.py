@@ -162,9 +162,8 @@ def upgrade(args):
 
 
 def pinger(path, stop, conn):
-    """In a process of its own: a thread of this one waits for the GIL while
-    the application's executemany() holds it, about 40 ms a ping (that was
-    the 40 ms p99 of earlier runs, with or without pruning)."""
+    """In a process of its own, so that a round trip is the daemon's, not a
+    wait for this process's GIL while the application's executemany() runs."""
     out = []
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(path)
