@@ -360,6 +360,36 @@ static void test_failed_part(void)
     CHECK_INT(AUDIT_TOKENS("gina", "held"), 5);
 }
 
+/* In flight in pass 0, its request failed and it is pending again by pass
+ * 1: held then, and no longer named in flight. */
+static int64_t once_id;
+static int once_in_flight(void *ud, int64_t id)
+{
+    (void)ud;
+    if (id != once_id)
+        return 0;
+    once_id = 0;
+    return -EINPROGRESS;
+}
+
+static void test_in_flight_then_held(void)
+{
+    int64_t a = insert_of("jane", "pending"), b = insert_of("jane", "pending");
+    struct bulk_env e = env_of();
+    struct bulk_request req = {.op = BULK_HOLD, .subject = "jane"};
+    struct bulk_result res;
+
+    e.recall = once_in_flight;
+    once_id = a;
+    CHECK_INT(bulk_run(&e, &req, &res), 0);
+    CHECK_INT(res.ids.n, 2);
+    CHECK_INT(res.ids.v[0], b);
+    CHECK_INT(res.ids.v[1], a);
+    CHECK_INT(res.other.n, 0);
+    bulk_result_free(&res);
+    CHECK_INT(AUDIT_TOKENS("jane", "held"), 2);
+}
+
 /* Revoke by subject: active rows become due (requested), the held one keeps
  * the request, the others are left. */
 static void test_revoke(void)
@@ -485,5 +515,5 @@ static void test_reply_text(void)
 }
 
 TEST_MAIN(CASE(setup), CASE(test_by_id), CASE(test_by_subject), CASE(test_reply_text),
-          CASE(test_hold_in_parts), CASE(test_failed_part), CASE(test_revoke), CASE(test_on_the_loop),
+          CASE(test_hold_in_parts), CASE(test_failed_part), CASE(test_in_flight_then_held), CASE(test_revoke), CASE(test_on_the_loop),
           CASE(teardown))
