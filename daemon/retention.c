@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "auditverify.h"
 #include "log.h"
 #include "util.h"
 
@@ -163,7 +164,7 @@ static int export_check(struct retention *r)
 
     if (found < 0)
         return found;
-    rc = audit_anchor_get(db, &an);
+    rc = auditverify_get_anchor(db, &an);
     if (rc < 0 && rc != -ENOENT)
         return rc;
     bool anchored = rc == 0;

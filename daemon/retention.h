@@ -2,7 +2,7 @@
  * database stops growing: finished tokens (revoked, or failed and not
  * retried) whose finished_at is older than [retention] tokens, and audit
  * rows older than [retention] audit, oldest first, through the audit's
- * guarded delete (audit.h: an audit_anchor row names the first row kept).
+ * guarded delete (auditprune.h: an audit_anchor row names the first row kept).
  * With [retention] audit_export, the rows about to go are first appended to
  * that JSON-lines file and fsynced, on the threadpool; the file's last line
  * says what is already there, so that a crash between the fsync and the

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "audit.h"
+#include "auditprune.h"
 #include "checkpoint.h"
 #include "dbfile.h"
 #include "hold.h"
@@ -30,6 +31,7 @@ struct store {
     struct tokens *tokens;
     struct hold *hold;
     struct audit *audit;
+    struct auditprune *prune;        /* retention's (store_prune_audit*) */
     struct tokens_tally begun_tally; /* tokens' tally at the last store_begin */
     struct histogram commit_time;    /* of store_commit(), for the metrics */
     sqlite3_stmt *prune_tokens, *file_size, *auto_vacuum, *vacuum; /* retention's (store_prune_*) */
@@ -93,6 +95,7 @@ static void free_store(void *data)
     finalize_retention(s);
     tokens_close(s->tokens);
     hold_close(s->hold);
+    auditprune_close(s->prune);
     audit_close(s->audit);
     db_close(s->db);
     schemacheck_free(s->schema);
@@ -234,6 +237,8 @@ int store_open_group(uv_loop_t *loop, const char *given_path, gid_t group, schem
     if (rc == 0)
         rc = audit_open(s->db, &s->audit);
     if (rc == 0)
+        rc = auditprune_open(s->db, &s->prune);
+    if (rc == 0)
         rc = prepare_retention(s);
     if (rc < 0) {
         snprintf(err, errlen, "cannot prepare the queries on %s (%s): %s", path, strerror(-rc),
@@ -253,6 +258,7 @@ int store_open_group(uv_loop_t *loop, const char *given_path, gid_t group, schem
 err_after_open:
     finalize_retention(s);
     tokens_close(s->tokens);
+    auditprune_close(s->prune);
     audit_close(s->audit);
     db_close(s->db);
 err_after_alloc:
@@ -575,12 +581,12 @@ int store_prune_tokens(struct store *s, int64_t before_ms, unsigned limit, unsig
 int store_prune_audit_plan(struct store *s, int64_t before_ms, unsigned limit, int64_t *ret_keep_seq,
                            int (*cb)(void *ud, const struct audit_row *row), void *ud)
 {
-    return audit_prune_plan(s->audit, before_ms, limit, ret_keep_seq, cb, ud);
+    return auditprune_plan(s->prune, before_ms, limit, ret_keep_seq, cb, ud);
 }
 
 int store_prune_audit(struct store *s, int64_t keep_seq, int64_t now_ms, unsigned *ret_deleted)
 {
-    return audit_prune(s->audit, keep_seq, now_ms, ret_deleted);
+    return auditprune_apply(s->prune, keep_seq, now_ms, ret_deleted);
 }
 
 void store_note_pruned(struct store *s, unsigned tokens, unsigned audit)

@@ -136,7 +136,7 @@ int store_count(struct store *s, bool full, struct state_counts *ret);
  * rest: store_checkpoint_request()). */
 int store_prune_tokens(struct store *s, int64_t before_ms, unsigned limit, unsigned *ret_count,
                        unsigned *ret_secrets);
-/* audit.h: audit_prune_plan() (reads only) and audit_prune(). */
+/* auditprune.h: auditprune_plan() (reads only) and auditprune_apply(). */
 int store_prune_audit_plan(struct store *s, int64_t before_ms, unsigned limit, int64_t *ret_keep_seq,
                            int (*cb)(void *ud, const struct audit_row *row), void *ud);
 int store_prune_audit(struct store *s, int64_t keep_seq, int64_t now_ms, unsigned *ret_deleted);

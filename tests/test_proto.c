@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "audit.h"
+#include "auditverify.h"
 #include "db.h"
 #include "proto.h"
 #include "secret.h"
@@ -1133,7 +1133,7 @@ static void test_audit_chain(void)
 {
     int64_t rows = 0, bad = 0;
     char why[256] = "";
-    CHECK_INT(audit_verify(db, &rows, &bad, why, sizeof(why)), 0);
+    CHECK_INT(auditverify_chain(db, &rows, &bad, why, sizeof(why)), 0);
     CHECK(rows > 5);
 }
 

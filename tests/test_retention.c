@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "audit.h"
+#include "auditverify.h"
 #include "config.h"
 #include "retention.h"
 #include "store.h"
@@ -134,7 +135,7 @@ static void test_prunes_what_is_old_enough(void)
     CHECK_INT(sql_int(s, "SELECT first_seq FROM audit_anchor"), 21);
     CHECK_INT(sql_int(s, "SELECT count(*) FROM audit_anchor"), 1);
     int64_t rows = 0;
-    CHECK_INT(audit_verify(store_db(s), &rows, NULL, NULL, 0), 0);
+    CHECK_INT(auditverify_chain(store_db(s), &rows, NULL, NULL, 0), 0);
     CHECK_INT(rows, 2);
     CHECK_INT(lines_of(export_path, &first, &last), 20);
     CHECK_INT(first, 1);

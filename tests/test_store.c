@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "audit.h"
+#include "auditverify.h"
 #include "db.h"
 #include "store.h"
 #include "unit.h"
@@ -54,7 +54,7 @@ static int verify_chain(struct store *s, int64_t *ret_rows)
 {
     char why[256] = "";
     int64_t bad = 0;
-    int rc = audit_verify(store_db(s), ret_rows, &bad, why, sizeof(why));
+    int rc = auditverify_chain(store_db(s), ret_rows, &bad, why, sizeof(why));
 
     if (rc < 0)
         fprintf(stderr, "audit chain broken at %lld: %s\n", (long long)bad, why);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "audit.h"
+#include "auditverify.h"
 #include "db.h"
 #include "schema.h"
 #include "secret.h"
@@ -45,7 +46,7 @@ static void fx_close(void)
 {
     int64_t rows = 0, bad = 0;
     char why[256] = "";
-    int rc = audit_verify(db, &rows, &bad, why, sizeof(why));
+    int rc = auditverify_chain(db, &rows, &bad, why, sizeof(why));
     if (rc != 0)
         fprintf(stderr, "audit chain broken at %lld: %s\n", (long long)bad, why);
     CHECK_INT(rc, 0);

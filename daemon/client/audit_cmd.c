@@ -1,5 +1,5 @@
 /* audit_cmd: options into an audit_filter, then audit_query or
- * audit_verify (audit_verify_head with a recorded head), each row printed
+ * auditverify_chain (auditverify_head with a recorded head), each row printed
  * as a table line or a JSON object; or the chain's head (--head). */
 #include "audit_cmd.h"
 
@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "audit.h"
+#include "auditverify.h"
 #include "db.h"
 #include "names.h"
 #include "timearg.h"
@@ -99,8 +100,8 @@ static int verify(const struct cli *c, struct db *db, const char *path, const st
     char why[512] = "";
     /* The anchor printed is the one the check started from: one snapshot. */
     sqlite3_exec(db->conn, "BEGIN", NULL, NULL, NULL);
-    int r = head ? audit_verify_head(db, head, &rows, &bad, why, sizeof(why))
-                 : audit_verify(db, &rows, &bad, why, sizeof(why));
+    int r = head ? auditverify_head(db, head, &rows, &bad, why, sizeof(why))
+                 : auditverify_chain(db, &rows, &bad, why, sizeof(why));
 
     if (r == 0 && head) {
         if (c->json)
@@ -114,7 +115,7 @@ static int verify(const struct cli *c, struct db *db, const char *path, const st
     if (r == 0) {
         /* After a prune the chain starts at the latest audit anchor. */
         struct audit_anchor an;
-        bool anchored = audit_anchor_get(db, &an) == 0;
+        bool anchored = auditverify_get_anchor(db, &an) == 0;
         if (c->json && anchored)
             printf("{\"ok\":true,\"rows\":%" PRId64 ",\"from_seq\":%" PRId64 ",\"anchor_at_ms\":%" PRId64
                    "}\n",

@@ -31,7 +31,7 @@ def heads(text):
 
 
 def row_hash(prev, r):
-    """daemon/audit.c's hash of one row (a dict of its columns)."""
+    """daemon/auditrow.c's hash of one row (a dict of its columns)."""
     def text(v):
         if v is None:
             return "\\N"

@@ -7,7 +7,8 @@ hands a live token to revokerd once.
 - `track` over the socket and with revokerctl: with and without expires_at,
   a duplicate secret, neither expiry source (a clear error), and 10,000
   lines pipelined on one connection (all acknowledged, one row each, all
-  revoked at expiry, committed in batches).
+  revoked at expiry, committed in batches); a tracked row held past its
+  expiry, listed by queue, released and revoked like any other.
 - No part of a JWT's payload appears in the log, the audit table or a reply.
 """
 
@@ -198,6 +199,36 @@ class Track(JwtTestCase):
         self.assertEqual((done["id"], done["state"]), (r["id"], "revoked"))
         self.assertEqual(d.stop(), 0)
         self.assert_no_payload(d, app, [token, "opaque-tracked-1"])
+
+    def test_a_tracked_row_is_held_queued_and_released_like_any(self):
+        # hold, queue and release work on a tracked row as on one the
+        # application wrote: held past its expiry it is never sent, the
+        # queue lists it held, and once released it is revoked as expired.
+        ep, d, app = self.start()
+        exp = int(now_s()) + 2
+        token = self.jwt(exp)
+        tr = self.ask(d, {"op": "track", "token": token})
+        self.assertTrue(tr["ok"], tr)
+        h = self.ask(d, {"op": "hold", "id": tr["id"], "reason": "tracked hold"})
+        self.assertTrue(h["ok"], h)
+        self.assertEqual(app.state(tr["id"]), "held")
+        q = self.ask(d, {"op": "queue", "state": "held"})
+        self.assertEqual([(r["id"], r["held"]) for r in q["rows"]], [(tr["id"], True)], q)
+        time.sleep(max(0, exp - now_s()) + 1.5)  # past its exp; a flag made since is revoked first
+        flagged = app.insert("tracked-hold-flag", flagged=1)
+        self.wait_until(lambda: app.state(flagged) == "revoked", 5, "a later row revoked")
+        self.assertEqual(app.state(tr["id"]), "held")
+        self.assertNotIn(token, ep.tokens_seen(), "never sent while held")
+        r = self.ask(d, {"op": "release", "id": tr["id"]})
+        self.assertTrue(r["ok"], r)
+        self.assertGreaterEqual(self.revoked_at(ep, token), exp)
+        self.wait_until(lambda: app.state(tr["id"]) == "revoked", 5, "revoked after release")
+        events = [(a["event"], a["detail"]) for a in app.audit(tr["id"])]
+        self.assertEqual(events, [("held", "uid %d (was active): tracked hold" % os.getuid()),
+                                  ("released", "uid %d (now pending, due: expired)" % os.getuid()),
+                                  ("revoked", "HTTP 200")])
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_payload(d, app, [token])
 
     def test_track_with_revokerctl(self):
         ep, d, app = self.start()

@@ -3,7 +3,10 @@ known outcomes give exactly the expected counters and gauges over the socket
 op and `revokerctl metrics`; the text passes `promtool check metrics` and
 prometheus_client's parser; the histogram counts the requests the endpoint
 saw; the oldest pending token's age grows while the endpoint is down and is
-0 after the drain, and the endpoint gauges follow the outage.
+0 after the drain, and the endpoint gauges follow the outage; a 429 with
+Retry-After is its own answer class and its wait is counted; a wrong URL is
+the state misconfigured, endpoint_up 0; the textfile recipe of the README and
+revokerctl(1) leaves out the process_* families node_exporter has itself.
 
 The parser is Debian's python3-prometheus-client, run with /usr/bin/python3
 in a subprocess (the tests may run under another python3)."""
@@ -11,6 +14,7 @@ in a subprocess (the tests may run under another python3)."""
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -257,6 +261,40 @@ class Metrics(MetricsBase):
         self.assertEqual(d.stop(), 0)
         self.assert_no_sanitizer_errors(d)
 
+    def test_retry_after_is_counted_as_429_and_its_wait(self):
+        ep = self.endpoint()
+        d = self.daemon(ep)
+        app = self.app(d)
+        t = tok("s429x1ra2")  # 429 with Retry-After: 2 once, then 200
+        tid = app.insert(t, flagged=1)
+        self.wait_until(lambda: app.state(tid) == "revoked", 20, "revoked after the pause")
+        s = self.wait_metrics(d, {("revokerd_http_responses_total", frozenset({("code", "429")})): 1,
+                                  ("revokerd_http_responses_total", frozenset({("code", "2xx")})): 1,
+                                  ("revokerd_outcomes_total", frozenset({("event", "retry")})): 1,
+                                  ("revokerd_outcomes_total", frozenset({("event", "revoked")})): 1,
+                                  ("revokerd_endpoint_state", frozenset({("state", "up")})): 1,
+                                  ("revokerd_endpoint_up", frozenset()): 1})
+        self.assertEqual(value(s, "revokerd_http_responses_total", code="4xx"), 0, "429 is a class of its own")
+        self.assertAlmostEqual(value(s, "revokerd_retry_after_wait_seconds_total"), 2.0, delta=0.05)
+        self.assertEqual(value(s, "revokerd_endpoint_down_seconds_total"), 0, "a pause is no outage")
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_sanitizer_errors(d)
+
+    def test_a_wrong_url_is_misconfigured_in_the_gauges(self):
+        ep = self.endpoint()
+        d = self.daemon(url=ep.url + "-wrong")  # 404: an endpoint-level failure
+        app = self.app(d)
+        app.insert(tok("misconf"), flagged=1)
+        s = self.wait_metrics(d, {("revokerd_endpoint_state", frozenset({("state", "misconfigured")})): 1,
+                                  ("revokerd_endpoint_state", frozenset({("state", "up")})): 0,
+                                  ("revokerd_endpoint_state", frozenset({("state", "down")})): 0,
+                                  ("revokerd_endpoint_up", frozenset()): 0,
+                                  ("revokerd_tokens", frozenset({("state", "pending")})): 1})
+        self.assertGreaterEqual(value(s, "revokerd_http_responses_total", code="4xx"), 1)
+        self.assertEqual(value(s, "revokerd_outcomes_total", event="rejected"), 0, "404 fails no token")
+        self.assertEqual(d.stop(), 0)
+        self.assert_no_sanitizer_errors(d)
+
     def test_socket_requests_and_refusals(self):
         ep = self.endpoint()
         d = self.daemon(ep, config={"daemon.max_clients": "2"})
@@ -321,6 +359,31 @@ class Metrics(MetricsBase):
         self.assertIn("permission denied", err)
         s = samples(self.scrape(d))
         self.assertEqual(value(s, "revokerd_socket_refused_total", why="uid"), 1)
+        self.assertEqual(d.stop(), 0)
+
+    def test_the_textfile_recipe_leaves_out_the_process_families(self):
+        # node_exporter has process_* of its own: the same families from a
+        # textfile are an error at each of its scrapes. The recipe of the
+        # README and of revokerctl(1), run as written, leaves them out and
+        # keeps every other sample.
+        d = self.daemon(self.endpoint())
+        self.wait_until(lambda: "revokerd_tokens{" in self.scrape(d), 10, "the first token count")
+        root = os.path.dirname(os.path.dirname(harness.HERE))
+        recipes = []
+        for name, unescape in (("README.md", False), (os.path.join("doc", "revokerctl.1.scd"), True)):
+            with open(os.path.join(root, name)) as f:
+                found = [m.group(1) for m in re.finditer(r"^revokerctl metrics(.*?) > /var/lib/node_exporter/",
+                                                         f.read(), re.M)]
+            self.assertEqual(len(found), 1, "one textfile recipe in %s" % name)
+            recipes.append(found[0].replace("\\\\", "\\") if unescape else found[0])
+        self.assertEqual(recipes[0], recipes[1], "README and revokerctl(1) give the same recipe")
+        ctl = "%s --config %s metrics" % (harness.binary("REVOKERCTL"), d.config_path)
+        p = subprocess.run(["sh", "-c", ctl + recipes[0]], capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.promtool_check(p.stdout)
+        self.assertNotIn("process_", p.stdout)
+        full = {k for k in samples(self.scrape(d)) if not k[0].startswith("process_")}
+        self.assertEqual(set(samples(p.stdout)), full)
         self.assertEqual(d.stop(), 0)
 
     def scrape_with(self, conn):

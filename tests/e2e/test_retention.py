@@ -26,7 +26,7 @@ SHORT = {"retention.tokens": "1s", "retention.audit": "1s"}
 
 
 def audit_hash(prev, row):
-    """audit.c's row hash, computed independently (as test_secrets.py does)."""
+    """auditrow.c's row hash, computed independently (as test_secrets.py does)."""
     def text(v):
         return "\\N" if v is None else v.replace("\\", "\\\\").replace("|", "\\|")
 

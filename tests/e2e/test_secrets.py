@@ -165,7 +165,7 @@ class EchoHandler(http.server.BaseHTTPRequestHandler):
 
 
 # --------------------------------------------------------------------------
-# the audit hash chain, computed independently from audit.c's description
+# the audit hash chain, computed independently from auditrow.h's description
 
 def audit_hash(prev, row):
     def text(v):

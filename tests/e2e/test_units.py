@@ -2,7 +2,8 @@
 
 - systemd-analyze verify on copies whose ExecStart= names the built binary:
   any output fails (verify exits 0 on unknown keys and bad values).
-- systemd-analyze security --offline=yes: overall exposure <= 2.0.
+- systemd-analyze security --offline=yes: overall exposure <= 1.5 (issue 17:
+  the metrics listener keeps the sandbox; it needs no unit change).
 - The settings the issue asks for are in the units, and the paths in them
   are the install paths.
 - meson install --destdir puts units, sysusers entry and config where
@@ -20,7 +21,7 @@ import subprocess
 
 import harness
 
-MAX_EXPOSURE = 2.0
+MAX_EXPOSURE = 1.5
 UNITS = ("revokerd.service", "revokerd.socket")
 SOURCE_DIR = os.path.dirname(os.path.dirname(harness.HERE))
 

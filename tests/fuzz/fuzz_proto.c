@@ -16,7 +16,7 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include "audit.h"
+#include "auditverify.h"
 #include "db.h"
 #include "log.h"
 #include "proto.h"
@@ -32,7 +32,7 @@ static void check_chain(void)
 {
     int64_t rows = 0, bad = 0;
     char why[256];
-    if (audit_verify(store_db(env.store), &rows, &bad, why, sizeof(why)) != 0) {
+    if (auditverify_chain(store_db(env.store), &rows, &bad, why, sizeof(why)) != 0) {
         fprintf(stderr, "audit chain broken at %lld: %s\n", (long long)bad, why);
         abort();
     }
