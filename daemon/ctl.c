@@ -256,6 +256,10 @@ static void idle_fired(uv_timer_t *t)
     uv_os_fd_t fd;
     int pending = 0;
 
+    if (c->awaiting) { /* not idle: revokerd owes it a reply (an op in parts may take minutes) */
+        idle_restart(c);
+        return;
+    }
     /* Timers run before I/O in a loop iteration: after a stall of the loop
      * a request may be waiting unread. It counts once, unless the client is
      * paused for not reading its replies (then it is closed as idle). Bytes

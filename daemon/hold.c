@@ -1,6 +1,7 @@
 /* hold: holds, releases and drops (see hold.h). Each row is looked up and
- * changed one at a time, as tokens.c does for the loops that move rows out
- * of a partial index (a subject's, the held ones). */
+ * changed one at a time; the many-row ops (bulk.c) read a page of ids
+ * first (hold_page), as tokens.c does for the loops that move rows out of a
+ * partial index (a subject's, the held ones). */
 #include "hold.h"
 
 #include <errno.h>
@@ -14,7 +15,7 @@
 
 struct hold {
     struct db *db;
-    sqlite3_stmt *by_id, *set_held, *of_subject, *held_of_subject, *first_held;
+    sqlite3_stmt *by_id, *set_held, *page_of_subject, *page_held;
     sqlite3_stmt *release_of, *set_pending, *set_active, *set_dropped, *note, *count;
 };
 
@@ -32,14 +33,12 @@ static const struct {
      "due_at = CASE WHEN state = 'pending' THEN coalesce(due_at, ?4) END, "
      "next_attempt_at = CASE WHEN state = 'pending' THEN next_attempt_at END "
      "WHERE id = ?1 AND state IN ('active', 'pending')"},
-    {S(of_subject),
-     "SELECT id FROM tokens INDEXED BY tokens_subject WHERE subject = ?1 AND id > ?2 "
-     "AND state IN ('active', 'pending') AND token IS NOT NULL ORDER BY id LIMIT 1"},
-    {S(held_of_subject),
-     "SELECT id FROM tokens INDEXED BY tokens_subject WHERE subject = ?1 AND id > ?2 AND state = 'held' "
-     "ORDER BY id LIMIT 1"},
-    {S(first_held),
-     "SELECT id FROM tokens INDEXED BY tokens_held WHERE state = 'held' AND id > ?1 ORDER BY id LIMIT 1"},
+    {S(page_of_subject),
+     "SELECT id, state FROM tokens INDEXED BY tokens_subject WHERE subject = ?1 AND id > ?2 "
+     "ORDER BY id LIMIT ?3"},
+    {S(page_held),
+     "SELECT id, state FROM tokens INDEXED BY tokens_held WHERE state = 'held' AND id > ?1 ORDER BY id "
+     "LIMIT ?2"},
     /* Why a held row is due now, NULL when it is not: its due reason (it
      * was pending, or requested while held; a pending row without one is
      * routine, as the fetches read it), its flag, or its expiry (in Unix
@@ -68,54 +67,6 @@ static const struct {
      "SELECT count(*) FROM (SELECT 1 FROM tokens INDEXED BY tokens_held WHERE state = 'held' LIMIT ?1)"},
 #undef S
 };
-
-/* The first id after `after` that st (bound to subject, or none) finds;
- * 0 when there is none. */
-static int next_id(struct hold *h, sqlite3_stmt *st, const char *subject, int64_t after, int64_t *ret_id)
-{
-    int i = 1;
-
-    if (subject)
-        sqlite3_bind_text(st, i++, subject, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, i, after);
-    int r = db_row(h->db, st);
-    if (r < 0)
-        return r;
-    *ret_id = r ? sqlite3_column_int64(st, 0) : 0;
-    if (r)
-        db_done(st);
-    return 0;
-}
-
-/* What one row of a walk does: 0 changed it, 1 left it, or an error. */
-typedef int (*step_fn)(struct hold *h, int64_t id, void *ctx);
-
-/* Every row st finds (bound to subject unless NULL), in id order: step on
- * each; cb(ud, id) and a count for each it changed. */
-static int walk(struct hold *h, sqlite3_stmt *st, const char *subject, step_fn step, void *ctx, hold_id_fn cb,
-                void *ud, unsigned *ret_count)
-{
-    unsigned count = 0;
-    int64_t id = 0;
-
-    for (;;) {
-        int err = next_id(h, st, subject, id, &id);
-        if (err == 0 && id != 0)
-            err = step(h, id, ctx);
-        if (err < 0)
-            return err;
-        if (id == 0)
-            break;
-        if (err == 1)
-            continue;
-        count++;
-        if (cb)
-            cb(ud, id);
-    }
-    if (ret_count)
-        *ret_count = count;
-    return 0;
-}
 
 static enum token_state column_state(sqlite3_stmt *st, int i)
 {
@@ -223,38 +174,6 @@ int hold_id(struct hold *h, struct audit *a, int64_t id, const struct hold_who *
     return r < 0 ? r : hold_row(h, a, id, who);
 }
 
-struct hold_walk {
-    const struct hold_who *who;
-    struct audit *a;
-    hold_recall_fn recall;
-    void *recall_ud;
-    hold_id_fn in_flight;
-    void *ud;
-    const char *reason;
-};
-
-static int hold_step(struct hold *h, int64_t id, void *ctx)
-{
-    struct hold_walk *w = ctx;
-    int err = holdable(h, id, w->recall, w->recall_ud, NULL);
-
-    if (err == -EINPROGRESS) {
-        if (w->in_flight)
-            w->in_flight(w->ud, id);
-        return 1;
-    }
-    return err < 0 ? err : hold_row(h, w->a, id, w->who);
-}
-
-int hold_subject(struct hold *h, struct audit *a, const char *subject, const struct hold_who *who,
-                 hold_recall_fn recall, void *recall_ud, hold_id_fn held, hold_id_fn in_flight, void *ud,
-                 unsigned *ret_count)
-{
-    struct hold_walk w = {who, a, recall, recall_ud, in_flight, ud, NULL};
-
-    return subject ? walk(h, h->of_subject, subject, hold_step, &w, held, ud, ret_count) : -EINVAL;
-}
-
 /* Release one held row: pending when release_of finds it due, else active. */
 static int release_row(struct hold *h, struct audit *a, int64_t id, const struct hold_who *who,
                        enum token_state *ret_state)
@@ -308,21 +227,6 @@ int hold_release_id(struct hold *h, struct audit *a, int64_t id, const struct ho
     return release_row(h, a, id, who, ret_state);
 }
 
-static int release_step(struct hold *h, int64_t id, void *ctx)
-{
-    struct hold_walk *w = ctx;
-    return release_row(h, w->a, id, w->who, NULL);
-}
-
-int hold_release_many(struct hold *h, struct audit *a, const char *subject, const struct hold_who *who,
-                      hold_id_fn cb, void *ud, unsigned *ret_count)
-{
-    struct hold_walk w = {.who = who, .a = a};
-
-    return walk(h, subject ? h->held_of_subject : h->first_held, subject, release_step, &w, cb, ud,
-                ret_count);
-}
-
 int hold_drop(struct hold *h, struct audit *a, int64_t id, const struct hold_who *who, bool scrub,
               hold_recall_fn recall, void *ud, enum token_state *ret_state)
 {
@@ -372,17 +276,24 @@ int hold_note_request(struct hold *h, int64_t id, const char *reason, bool *ret_
     return err;
 }
 
-static int note_step(struct hold *h, int64_t id, void *ctx)
+int hold_page(struct hold *h, const char *subject, int64_t after, struct hold_page_row *rows, size_t max,
+              size_t *ret_n)
 {
-    return hold_note_request(h, id, ((struct hold_walk *)ctx)->reason, NULL);
-}
+    sqlite3_stmt *st = subject ? h->page_of_subject : h->page_held;
+    int i = 1, r = 0;
+    size_t n = 0;
 
-int hold_note_subject(struct hold *h, const char *subject, const char *reason, hold_id_fn cb, void *ud,
-                      unsigned *ret_count)
-{
-    struct hold_walk w = {.reason = reason};
-
-    return subject ? walk(h, h->held_of_subject, subject, note_step, &w, cb, ud, ret_count) : -EINVAL;
+    if (subject)
+        sqlite3_bind_text(st, i++, subject, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, i++, after);
+    sqlite3_bind_int64(st, i, (sqlite3_int64)max);
+    while (n < max && (r = db_row(h->db, st)) > 0)
+        rows[n++] = (struct hold_page_row){sqlite3_column_int64(st, 0), column_state(st, 1)};
+    db_done(st); /* on a row when max were read; reset otherwise, which is harmless again */
+    if (r < 0)
+        return r;
+    *ret_n = n;
+    return 0;
 }
 
 int hold_count(struct hold *h, int64_t *ret_count)

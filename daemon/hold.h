@@ -43,8 +43,6 @@ struct hold_who {
 /* 0: the engine holds no job of id (any more); -EINPROGRESS: its request
  * is in flight or its outcome not yet committed. NULL recall: none holds. */
 typedef int (*hold_recall_fn)(void *ud, int64_t id);
-/* Each id changed, in id order. */
-typedef void (*hold_id_fn)(void *ud, int64_t id);
 
 int hold_open(struct db *db, struct hold **ret_hold);
 void hold_close(struct hold *h); /* NULL is fine */
@@ -54,21 +52,10 @@ void hold_close(struct hold *h); /* NULL is fine */
  * could be sent); -EINPROGRESS from recall. */
 int hold_id(struct hold *h, struct audit *a, int64_t id, const struct hold_who *who, hold_recall_fn recall,
             void *ud, enum token_state *ret_state);
-/* Hold every active or pending token of subject that has a secret;
- * held(ud, id) for each, in_flight(ud, id) (may be NULL) for each that
- * recall() could not take back (left as it was). */
-int hold_subject(struct hold *h, struct audit *a, const char *subject, const struct hold_who *who,
-                 hold_recall_fn recall, void *recall_ud, hold_id_fn held, hold_id_fn in_flight, void *ud,
-                 unsigned *ret_count);
-
 /* Release token id; *ret_state: pending or active after it. -ENOENT; -EINVAL
  * when it is not held (*ret_state: its state). */
 int hold_release_id(struct hold *h, struct audit *a, int64_t id, const struct hold_who *who,
                     enum token_state *ret_state);
-/* Release every held token of subject, or every held token (subject NULL). */
-int hold_release_many(struct hold *h, struct audit *a, const char *subject, const struct hold_who *who,
-                      hold_id_fn cb, void *ud, unsigned *ret_count);
-
 /* Drop token id: failed, `dropped`, its secret NULL when scrub. -ENOENT;
  * -EINVAL when it is not pending or held (*ret_state: its state);
  * -EINPROGRESS from recall. */
@@ -79,9 +66,18 @@ int hold_drop(struct hold *h, struct audit *a, int64_t id, const struct hold_who
  * one too: it was asked for now), reason (may be NULL) as its
  * flag_reason. *ret_held: the row is held. */
 int hold_note_request(struct hold *h, int64_t id, const char *reason, bool *ret_held);
-/* The same for every held token of subject; cb(ud, id) for each. */
-int hold_note_subject(struct hold *h, const char *subject, const char *reason, hold_id_fn cb, void *ud,
-                      unsigned *ret_count);
+/* A page of rows to walk, in id order after `after`: up to max of
+ * subject's rows in any state (through its index), or of the held ones
+ * (subject NULL). The caller acts on each by id (bulk.h: an op on many
+ * tokens goes a page at a time, each part its own transaction); the
+ * statement is reset before it returns, so no index is read while it is
+ * being changed. *ret_n < max: the walk is at its end. */
+struct hold_page_row {
+    int64_t id;
+    enum token_state state;
+};
+int hold_page(struct hold *h, const char *subject, int64_t after, struct hold_page_row *rows, size_t max,
+              size_t *ret_n);
 
 /* Held rows, through their index, up to HOLD_COUNT_CAP (tokens_count()
  * counts them exactly with the rest). */

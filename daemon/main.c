@@ -20,6 +20,7 @@
 
 #include "audithead.h"
 #include "build-config.h"
+#include "bulk.h"
 #include "config.h"
 #include "ctl.h"
 #include "dbfile.h"
@@ -54,6 +55,7 @@ struct daemon {
     struct ctl *ctl;
     struct metrics *metrics; /* NULL when the counter could not open the database */
     struct queue *queue;     /* shape's counts off the loop; NULL: on the loop */
+    struct bulk *bulk;       /* ops on many tokens in parts; NULL: whole, on the loop */
     struct metrics_http *metrics_http; /* NULL unless [metrics] listen is set */
     struct notify *notify;
     struct audithead *audithead;
@@ -524,6 +526,9 @@ static void stop(struct daemon *d, const char *why)
     queue_close(d->queue);
     d->queue = NULL;
     d->env.queue = NULL; /* a late request counts on the loop rather than on a freed queue */
+    bulk_close(d->bulk); /* the op running ends at its part boundary; the store is still open */
+    d->bulk = NULL;
+    d->env.bulk = NULL;
     watch_close(d->watch);
     d->watch = NULL;
     retention_close(d->retention, NULL, NULL);
@@ -599,6 +604,8 @@ static int start(struct daemon *d)
         log_warning("metrics: %s; the metrics op answers with an error", err);
     if (queue_new(&d->loop, d->cfg.database, &d->queue) < 0)
         log_warning("queue: out of memory; the shape op counts on the loop");
+    if (bulk_new(&d->loop, &d->bulk) < 0)
+        log_warning("bulk: out of memory; holds, releases and revokes of many tokens run whole on the loop");
     d->env = (struct proto_env){
         .store = d->store,
         .revoke = d->revoke,
@@ -607,6 +614,7 @@ static int start(struct daemon *d)
         .file_check = env_file_check,
         .metrics = d->metrics,
         .queue = d->queue,
+        .bulk = d->bulk,
     };
     co = (struct ctl_options){
         .path = d->cfg.socket,

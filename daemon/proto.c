@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "build-config.h"
+#include "bulk.h"
 #include "log.h"
 #include "secret.h"
 #include "util.h"
@@ -305,15 +306,6 @@ static void kick(const struct proto_env *env)
 
 /* ---- revoke ---- */
 
-static void collect_id(void *ud, int64_t id)
-{
-    json_t **ids = ud;
-    if (*ids && json_array_append_new(*ids, json_integer(id)) < 0) {
-        json_decref(*ids);
-        *ids = NULL;
-    }
-}
-
 /* get_string() has refused an empty or too long one with its own words. */
 static bool token_ok(const char *token, size_t len, struct perr *e)
 {
@@ -386,45 +378,41 @@ static json_t *op_revoke_id(const struct proto_env *env, int64_t id, const char 
     return reply;
 }
 
-static json_t *op_revoke_subject(const struct proto_env *env, const char *subject,
-                                 const char *reason, struct perr *e)
+/* bulk.h: below, with hold's. */
+static char *reply_text(json_t *reply, const struct perr *e);
+static json_t *bulk_now(const struct proto_env *env, const struct bulk_request *req, struct perr *e);
+
+/* Its held tokens stay held and keep the request for their release. */
+static json_t *op_revoke_subject(const struct proto_env *env, const char *subject, const char *reason,
+                                 struct perr *e)
 {
-    unsigned count = 0;
-    json_t *ids = json_array();
-    if (!ids)
-        return NULL;
-    if (tx_begin(env, e) < 0) {
-        json_decref(ids);
-        return NULL;
+    struct bulk_request req = {.op = BULK_REVOKE, .subject = subject, .reason = reason, .uid = e->uid};
+    return bulk_now(env, &req, e);
+}
+
+/* revoke's fields; 1: by subject alone, 0: by token or id, -1 with e set. */
+static int revoke_args(json_t *req, const char **ret_token, size_t *ret_len, int64_t *ret_id,
+                       const char **ret_subject, const char **ret_reason, struct perr *e)
+{
+    int has_token, has_subject, has_id;
+
+    if ((has_token = get_string(req, "token", SECRET_MAX_LEN, ret_token, ret_len, e)) < 0 ||
+        (has_id = get_id(req, "id", ret_id, e)) < 0 ||
+        (has_subject = get_string(req, "subject", PROTO_MAX_SUBJECT, ret_subject, NULL, e)) < 0 ||
+        get_string(req, "reason", PROTO_MAX_REASON, ret_reason, NULL, e) < 0)
+        return -1;
+    /* token may carry a subject (recorded on a new row); id stands alone. */
+    if (has_id && (has_token || has_subject)) {
+        perr_set(e,
+                 "revoke takes exactly one of 'token', 'id' or 'subject' "
+                 "('subject' may accompany 'token')");
+        return -1;
     }
-    int r = store_revoke_subject(env->store, subject, reason, db_now_ms(), &count, collect_id,
-                                 &ids);
-    /* Its held tokens stay held and keep the request for their release. */
-    json_t *held = json_array();
-    unsigned nheld = 0;
-    if (r == 0)
-        r = store_note_held_subject(env->store, subject, reason, &nheld, collect_id, &held);
-    if (r == 0 && (!ids || !held))
-        r = -ENOMEM;
-    r = tx_end(env, r);
-    if (r < 0) {
-        json_decref(ids);
-        json_decref(held);
-        db_failure(env, r, e);
-        return NULL;
+    if (!has_token && !has_id && !has_subject) {
+        perr_set(e, "revoke needs one of 'token' (a secret), 'id' (a token id) or 'subject'");
+        return -1;
     }
-    if (count > 0) {
-        kick(env);
-        log_info("control: revocation requested for %u token(s) of a subject", count);
-    }
-    json_t *reply = reply_ok();
-    put(&reply, "count", json_integer(count));
-    put(&reply, "ids", ids);
-    if (nheld > 0)
-        put(&reply, "held", held);
-    else
-        json_decref(held);
-    return reply;
+    return has_subject && !has_token;
 }
 
 static json_t *op_revoke(const struct proto_env *env, json_t *req, struct perr *e)
@@ -432,28 +420,14 @@ static json_t *op_revoke(const struct proto_env *env, json_t *req, struct perr *
     const char *token = NULL, *subject = NULL, *reason = NULL;
     size_t token_len = 0;
     int64_t id = 0;
-    int has_token, has_subject, has_reason, has_id;
+    int by = revoke_args(req, &token, &token_len, &id, &subject, &reason, e);
 
-    if ((has_token = get_string(req, "token", SECRET_MAX_LEN, &token, &token_len, e)) < 0 ||
-        (has_id = get_id(req, "id", &id, e)) < 0 ||
-        (has_subject = get_string(req, "subject", PROTO_MAX_SUBJECT, &subject, NULL, e)) < 0 ||
-        (has_reason = get_string(req, "reason", PROTO_MAX_REASON, &reason, NULL, e)) < 0)
+    if (by < 0)
         return NULL;
-    (void)has_reason;
-    /* token may carry a subject (recorded on a new row); id stands alone. */
-    if (has_id && (has_token || has_subject)) {
-        perr_set(e, "revoke takes exactly one of 'token', 'id' or 'subject' "
-                    "('subject' may accompany 'token')");
-        return NULL;
-    }
-    if (has_token)
-        return op_revoke_token(env, token, token_len, subject, reason, e);
-    if (has_id)
-        return op_revoke_id(env, id, reason, e);
-    if (has_subject)
+    if (by == 1)
         return op_revoke_subject(env, subject, reason, e);
-    perr_set(e, "revoke needs one of 'token' (a secret), 'id' (a token id) or 'subject'");
-    return NULL;
+    return token ? op_revoke_token(env, token, token_len, subject, reason, e)
+                 : op_revoke_id(env, id, reason, e);
 }
 
 /* ---- track, in a batch (proto.h) ---- */
@@ -862,6 +836,8 @@ static int op_shape_start(const struct proto_env *env, json_t *req, struct perr 
 {
     int by = QUEUE_BY_REASON;
 
+    if (!env->queue)
+        return -ENOTSUP; /* op_shape counts on the calling thread */
     if (get_name(req, "by", by_from, &by, "reason, event", e) < 0)
         return -EINVAL;
     struct shape_wait *w = malloc(sizeof(*w));
@@ -936,124 +912,241 @@ static int get_selector(json_t *req, const char *op, bool with_all, int64_t *ret
     return all ? 2 : 1;
 }
 
-/* The ids a hold or release changed, and those a hold left in flight. */
-struct id_lists {
-    json_t *ids, *in_flight;
-};
-
-static void collect_changed(void *ud, int64_t id)
-{
-    collect_id(&((struct id_lists *)ud)->ids, id);
-}
-
-static void collect_in_flight(void *ud, int64_t id)
-{
-    collect_id(&((struct id_lists *)ud)->in_flight, id);
-}
-
-static void id_lists_free(struct id_lists *l)
-{
-    json_decref(l->ids);
-    json_decref(l->in_flight);
-}
-
-/* retry's shape, {"ok":true,"count":N,"ids":[...]}, and "in_flight" when a
- * hold by subject could not recall some. Takes the lists. */
-static json_t *ids_reply(unsigned count, struct id_lists *l)
-{
-    json_t *reply = reply_ok();
-    put(&reply, "count", json_integer(count));
-    put(&reply, "ids", l->ids);
-    if (json_array_size(l->in_flight) > 0)
-        put(&reply, "in_flight", l->in_flight);
-    else
-        json_decref(l->in_flight);
-    return reply;
-}
-
 static long uid_shown(uid_t uid)
 {
     return uid == (uid_t)-1 ? -1L : (long)uid;
 }
 
-static json_t *op_hold(const struct proto_env *env, json_t *req, struct perr *e)
+/* ---- ops on many tokens, in parts (bulk.h) ---- */
+
+static int bulk_file_check(void *ud)
+{
+    return file_check(ud);
+}
+
+static void bulk_kick(void *ud)
+{
+    kick(ud);
+}
+
+static struct bulk_env bulk_env_of(const struct proto_env *env)
+{
+    return (struct bulk_env){.store = env->store,
+                             .recall = recall,
+                             .kick = bulk_kick,
+                             .file_check = bulk_file_check,
+                             .ud = (void *)env};
+}
+
+static const char *const bulk_names[][2] = {
+    [BULK_HOLD] = {"hold", "held"},
+    [BULK_RELEASE] = {"release", "released"},
+    [BULK_REVOKE] = {"revoke", "made due"},
+};
+
+static void bulk_log(enum bulk_op op, uid_t uid, const struct bulk_result *res)
+{
+    if (res->ids.n == 0 && op != BULK_HOLD)
+        return;
+    log_info("control: %zu token(s) %s by uid %ld, in %u part(s) (the longest %.1f ms)", res->ids.n,
+             op == BULK_REVOKE ? "requested for revocation" : bulk_names[op][1], uid_shown(uid), res->parts,
+             (double)res->longest_ns / 1e6);
+}
+
+/* A failed part: it was rolled back, the parts before it stay. */
+static void bulk_failure(const struct proto_env *env, int r, enum bulk_op op, const struct bulk_result *res,
+                         struct perr *e)
+{
+    if (r == -ECANCELED)
+        perr_set(e, "revokerd is stopping");
+    else
+        db_failure(env, r, e);
+    if (res->ids.n == 0 && r != -ECANCELED)
+        return; /* nothing was changed */
+    char cause[sizeof(e->msg)];
+    util_format(cause, sizeof(cause), "%s", e->msg[0] ? e->msg : "out of memory");
+    perr_set(e,
+             "%s stopped after %zu token(s) were %s (it goes in parts, each committed on its own: those stay "
+             "so): %s; the same request again does the rest",
+             bulk_names[op][0], res->ids.n, bulk_names[op][1], cause);
+}
+
+static json_t *bulk_now(const struct proto_env *env, const struct bulk_request *req, struct perr *e)
+{
+    struct bulk_env be = bulk_env_of(env);
+    struct bulk_result res = {.parts = 0};
+    /* The batch's write lock rule, as tx_begin's. */
+    int r = e->busy && *e->busy ? -EBUSY : bulk_run(&be, req, &res);
+    char *text = NULL;
+    json_t *reply = NULL;
+
+    if (r == -EBUSY && e->busy)
+        *e->busy = true;
+    if (r < 0)
+        bulk_failure(env, r, req->op, &res, e);
+    else
+        text = bulk_reply_text(req->op, &res);
+    bulk_log(req->op, req->uid, &res);
+    bulk_result_free(&res);
+    /* The callers take a json_t: parsed back (small sets, tests and fuzz). */
+    if (text)
+        reply = json_loads(text, 0, NULL);
+    free(text);
+    return reply;
+}
+
+struct bulk_wait {
+    const struct proto_env *env;
+    enum bulk_op op;
+    uid_t uid;
+    proto_done_fn *done;
+    void *ud;
+};
+
+static void bulk_done(void *ud, int err, const struct bulk_result *res)
+{
+    struct bulk_wait *w = ud;
+    struct perr e = {.msg = ""};
+    char *reply = NULL;
+
+    if (err < 0) {
+        bulk_failure(w->env, err, w->op, res, &e);
+        reply = reply_text(NULL, &e);
+    } else {
+        reply = bulk_reply_text(w->op, res);
+    }
+    bulk_log(w->op, w->uid, res);
+    w->done(w->ud, reply);
+    free(w);
+}
+
+/* The op in parts on the loop: -EINPROGRESS (done comes later), or
+ * -ENOTSUP when there is no loop to run it on (then the caller's fn runs
+ * it whole). */
+static int bulk_later(const struct proto_env *env, const struct bulk_request *req, struct perr *e,
+                      proto_done_fn *done, void *ud)
+{
+    if (!env->bulk)
+        return -ENOTSUP;
+    struct bulk_wait *w = malloc(sizeof(*w));
+    struct bulk_env be = bulk_env_of(env);
+    int r = w ? bulk_start(env->bulk, &be, req, bulk_done, w) : -ENOMEM;
+    if (r == 0) {
+        *w = (struct bulk_wait){.env = env, .op = req->op, .uid = req->uid, .done = done, .ud = ud};
+        return -EINPROGRESS;
+    }
+    free(w);
+    if (r == -ECANCELED)
+        perr_set(e, "revokerd is stopping");
+    return r;
+}
+
+static int op_revoke_start(const struct proto_env *env, json_t *req, struct perr *e, proto_done_fn *done,
+                           void *ud)
+{
+    const char *token = NULL, *subject = NULL, *reason = NULL;
+    size_t token_len = 0;
+    int64_t id = 0;
+    int by = revoke_args(req, &token, &token_len, &id, &subject, &reason, e);
+
+    if (by < 0)
+        return -EINVAL;
+    struct bulk_request br = {.op = BULK_REVOKE, .subject = subject, .reason = reason, .uid = e->uid};
+    return by == 1 ? bulk_later(env, &br, e, done, ud) : -ENOTSUP;
+}
+
+/* hold's and release's fields: 1 by id (*ret_id), 0 many (*ret set), -1 with e set. */
+static int many_args(json_t *req, enum bulk_op op, int64_t *ret_id, struct bulk_request *ret, struct perr *e)
 {
     const char *subject = NULL, *reason = NULL;
+    int sel = get_selector(req, bulk_names[op][0], op == BULK_RELEASE, ret_id, &subject, e);
+
+    if (sel < 0 || (op == BULK_HOLD && get_line(req, "reason", PROTO_MAX_REASON, &reason, e) < 0))
+        return -1;
+    *ret = (struct bulk_request){.op = op, .subject = subject, .reason = reason, .uid = e->uid};
+    return *ret_id != 0;
+}
+
+static int op_many_start(enum bulk_op op, const struct proto_env *env, json_t *req, struct perr *e,
+                         proto_done_fn *done, void *ud)
+{
+    struct bulk_request br;
+    int64_t id = 0;
+    int by = many_args(req, op, &id, &br, e);
+
+    return by < 0 ? -EINVAL : by == 1 ? -ENOTSUP : bulk_later(env, &br, e, done, ud);
+}
+
+static int op_hold_start(const struct proto_env *env, json_t *req, struct perr *e, proto_done_fn *done,
+                         void *ud)
+{
+    return op_many_start(BULK_HOLD, env, req, e, done, ud);
+}
+
+static int op_release_start(const struct proto_env *env, json_t *req, struct perr *e, proto_done_fn *done,
+                            void *ud)
+{
+    return op_many_start(BULK_RELEASE, env, req, e, done, ud);
+}
+
+/* The reply of a hold or release of one token: count 1 and its id. */
+static json_t *one_reply(int64_t id)
+{
+    json_t *reply = reply_ok();
+    put(&reply, "count", json_integer(1));
+    put(&reply, "ids", json_pack("[I]", (json_int_t)id));
+    return reply;
+}
+
+static json_t *op_hold(const struct proto_env *env, json_t *req, struct perr *e)
+{
+    struct bulk_request br;
     int64_t id = 0;
     enum token_state state = 0;
-    unsigned count = 0;
-    int r;
+    int by = many_args(req, BULK_HOLD, &id, &br, e);
 
-    if (get_selector(req, "hold", false, &id, &subject, e) < 0 ||
-        get_line(req, "reason", PROTO_MAX_REASON, &reason, e) < 0)
+    if (by < 0)
         return NULL;
-    struct hold_who who = {.uid = e->uid, .reason = reason, .now_ms = db_now_ms()};
-    struct id_lists l = {json_array(), json_array()};
-    if (!l.ids || !l.in_flight || tx_begin(env, e) < 0) {
-        id_lists_free(&l);
+    if (by == 0)
+        return bulk_now(env, &br, e);
+    struct hold_who who = {.uid = e->uid, .reason = br.reason, .now_ms = db_now_ms()};
+    if (tx_begin(env, e) < 0)
         return NULL;
-    }
-    if (subject) {
-        r = store_hold_subject(env->store, subject, &who, recall, (void *)env, collect_changed,
-                               collect_in_flight, &l, &count);
-    } else {
-        r = store_hold_id(env->store, id, &who, recall, (void *)env, &state);
-        count = r == 0;
-        if (r == 0)
-            collect_changed(&l, id);
-    }
-    if (r == 0 && (!l.ids || !l.in_flight))
-        r = -ENOMEM;
+    int r = store_hold_id(env->store, id, &who, recall, (void *)env, &state);
     r = tx_end(env, r);
     kick(env); /* a job taken back leaves room in the queue; after a rollback it is read again */
     if (r < 0) {
-        id_lists_free(&l);
         hold_failure(env, r, "hold", id, state, e);
         return NULL;
     }
-    log_info("control: %u token(s) held by uid %ld", count, uid_shown(e->uid));
-    return ids_reply(count, &l);
+    log_info("control: token %" PRId64 " held by uid %ld", id, uid_shown(e->uid));
+    return one_reply(id);
 }
 
 static json_t *op_release(const struct proto_env *env, json_t *req, struct perr *e)
 {
-    const char *subject = NULL;
+    struct bulk_request br;
     int64_t id = 0;
     enum token_state state = 0;
-    unsigned count = 0;
-    int r, sel = get_selector(req, "release", true, &id, &subject, e);
+    int by = many_args(req, BULK_RELEASE, &id, &br, e);
 
-    if (sel < 0)
+    if (by < 0)
         return NULL;
+    if (by == 0)
+        return bulk_now(env, &br, e);
     struct hold_who who = {.uid = e->uid, .now_ms = db_now_ms()};
-    struct id_lists l = {json_array(), json_array()};
-    if (!l.ids || !l.in_flight || tx_begin(env, e) < 0) {
-        id_lists_free(&l);
+    if (tx_begin(env, e) < 0)
         return NULL;
-    }
-    if (id) {
-        r = store_release_id(env->store, id, &who, &state);
-        count = r == 0;
-        if (r == 0)
-            collect_changed(&l, id);
-    } else {
-        r = store_release_many(env->store, subject, &who, collect_changed, &l, &count);
-    }
-    if (r == 0 && !l.ids)
-        r = -ENOMEM;
+    int r = store_release_id(env->store, id, &who, &state);
     r = tx_end(env, r);
     if (r < 0) {
-        id_lists_free(&l);
         hold_failure(env, r, "release", id, state, e);
         return NULL;
     }
-    if (count > 0) {
-        kick(env);
-        log_info("control: %u token(s) released by uid %ld", count, uid_shown(e->uid));
-    }
-    json_t *reply = ids_reply(count, &l);
-    if (id)
-        put(&reply, "state", str_or_null(token_state_name(state)));
+    kick(env);
+    log_info("control: token %" PRId64 " released by uid %ld", id, uid_shown(e->uid));
+    json_t *reply = one_reply(id);
+    put(&reply, "state", str_or_null(token_state_name(state)));
     return reply;
 }
 
@@ -1089,8 +1182,7 @@ static json_t *op_drop(const struct proto_env *env, json_t *req, struct perr *e)
     log_token(LOG_NOTICE, id, NULL, audit_event_name(AUDIT_DROPPED), 0,
               "control: token %" PRId64 " dropped by uid %ld (was %s); it is failed and will not be sent", id,
               uid_shown(e->uid), token_state_name(state));
-    struct id_lists l = {json_pack("[I]", (json_int_t)id), NULL};
-    return ids_reply(1, &l);
+    return one_reply(id);
 }
 
 struct op {
@@ -1106,17 +1198,27 @@ struct op {
 };
 
 static const struct op ops[] = {
-    {"revoke", op_revoke, NULL, {"token", "id", "subject", "reason", NULL}, "token, id, subject, reason", NULL},
+    {"revoke",
+     op_revoke,
+     op_revoke_start,
+     {"token", "id", "subject", "reason", NULL},
+     "token, id, subject, reason",
+     NULL},
     {"status", op_status, NULL, {"id", NULL}, "id", NULL},
     {"retry", op_retry, NULL, {"id", "failed", NULL}, "id, failed", NULL},
     {"stats", op_stats, NULL, {NULL}, "none", NULL},
     {"metrics", op_metrics, NULL, {NULL}, "none", NULL},
     {"ping", op_ping, NULL, {NULL}, "none", NULL},
     {"track", NULL, NULL, {"token", "subject", "expires_at", NULL}, "token, subject, expires_at", op_track},
-    {"hold", op_hold, NULL, {"id", "subject", "reason", NULL}, "id, subject, reason", NULL},
-    {"release", op_release, NULL, {"id", "subject", "all", NULL}, "id, subject, all", NULL},
+    {"hold", op_hold, op_hold_start, {"id", "subject", "reason", NULL}, "id, subject, reason", NULL},
+    {"release", op_release, op_release_start, {"id", "subject", "all", NULL}, "id, subject, all", NULL},
     {"drop", op_drop, NULL, {"id", "reason", NULL}, "id, reason", NULL},
-    {"queue", op_queue, NULL, {"reason", "state", "limit", "after", NULL}, "reason, state, limit, after", NULL},
+    {"queue",
+     op_queue,
+     NULL,
+     {"reason", "state", "limit", "after", NULL},
+     "reason, state, limit, after",
+     NULL},
     {"shape", op_shape, op_shape_start, {"by", NULL}, "by", NULL},
 };
 #define OP_NAMES "revoke, status, retry, stats, metrics, ping, track, hold, release, drop, queue, shape"
@@ -1233,8 +1335,8 @@ int proto_batch_line(struct proto_batch *b, const char *line, size_t len)
     }
     /* Anything else runs alone, after the batch's replies. */
     batch_flush(b);
-    if (op && op->start && b->late && b->env->queue) {
-        int r = op->start(b->env, req, &e, b->late, b->ud);
+    int r = op && op->start && b->late ? op->start(b->env, req, &e, b->late, b->ud) : -ENOTSUP;
+    if (r != -ENOTSUP) {
         json_decref(req);
         if (r == -EINPROGRESS)
             return r;

@@ -19,6 +19,8 @@
 
 #define PROTO_MAX_LINE (64 * 1024)
 
+struct bulk;
+
 struct proto_env {
     struct store *store;
     struct revoke *revoke;     /* NULL in tests: no kick, stats without the engine */
@@ -30,6 +32,10 @@ struct proto_env {
     int (*file_check)(const struct proto_env *env);
     struct metrics *metrics;   /* NULL: the metrics op answers an error */
     struct queue *queue;       /* NULL: shape counts on the calling thread (tests, fuzz) */
+    /* hold and release by subject or all, revoke by subject: in parts on
+     * the loop (bulk.h), when the caller takes a later reply; NULL: whole,
+     * on the calling thread (tests, fuzz). */
+    struct bulk *bulk;
 };
 
 /* Returns a malloc'd reply without the trailing newline, or NULL on ENOMEM.
@@ -51,10 +57,11 @@ char *proto_handle_as(const struct proto_env *env, uid_t uid, const char *line, 
  * finds another process's write lock waits for it (DB_BUSY_TIMEOUT_MS)
  * once a batch: the writes after it until proto_batch_end() fail at once.
  *
- * An op that runs off the loop (shape, on the threadpool) does so only when
- * the caller sets `late` and the environment has a queue: the batch's
- * replies go first, proto_batch_line() returns -EINPROGRESS, and late(ud,
- * reply) comes once, on the loop, later; the caller holds the requests after
+ * An op that runs off the loop (shape, on the threadpool) or in parts across
+ * loop turns (bulk.h) does so only when the caller sets `late` and the
+ * environment has a queue (a bulk): the batch's replies go first,
+ * proto_batch_line() returns -EINPROGRESS, and late(ud, reply) comes once,
+ * on the loop, later; the caller holds the requests after
  * it until then (replies go in request order). Without `late` it runs on the
  * calling thread.
  *

@@ -489,29 +489,10 @@ int store_revoke_id(struct store *s, int64_t id, const char *reason, int64_t now
     return rc;
 }
 
-int store_revoke_subject(struct store *s, const char *subject, const char *reason, int64_t now_ms,
-                         unsigned *ret_count, void (*cb)(void *ud, int64_t id), void *ud)
-{
-    return tokens_revoke_subject(s->tokens, s->audit, subject, reason, now_ms, ret_count, cb, ud);
-}
-
-int store_note_held_subject(struct store *s, const char *subject, const char *reason, unsigned *ret_count,
-                            void (*cb)(void *ud, int64_t id), void *ud)
-{
-    return hold_note_subject(s->hold, subject, reason, cb, ud, ret_count);
-}
-
 int store_hold_id(struct store *s, int64_t id, const struct hold_who *who, hold_recall_fn recall, void *ud,
                   enum token_state *ret_state)
 {
     return hold_id(s->hold, s->audit, id, who, recall, ud, ret_state);
-}
-
-int store_hold_subject(struct store *s, const char *subject, const struct hold_who *who,
-                       hold_recall_fn recall, void *recall_ud, hold_id_fn held, hold_id_fn in_flight,
-                       void *ud, unsigned *ret_count)
-{
-    return hold_subject(s->hold, s->audit, subject, who, recall, recall_ud, held, in_flight, ud, ret_count);
 }
 
 int store_release_id(struct store *s, int64_t id, const struct hold_who *who, enum token_state *ret_state)
@@ -519,10 +500,10 @@ int store_release_id(struct store *s, int64_t id, const struct hold_who *who, en
     return hold_release_id(s->hold, s->audit, id, who, ret_state);
 }
 
-int store_release_many(struct store *s, const char *subject, const struct hold_who *who, hold_id_fn cb,
-                       void *ud, unsigned *ret_count)
+int store_hold_page(struct store *s, const char *subject, int64_t after, struct hold_page_row *rows,
+                    size_t max, size_t *ret_n)
 {
-    return hold_release_many(s->hold, s->audit, subject, who, cb, ud, ret_count);
+    return hold_page(s->hold, subject, after, rows, max, ret_n);
 }
 
 int store_drop(struct store *s, int64_t id, const struct hold_who *who, bool scrub, hold_recall_fn recall,

@@ -118,23 +118,13 @@ int store_revoke_secret(struct store *s, const char *token, size_t len, const ch
 int store_track(struct store *s, const char *token, size_t len, const char *subject, int64_t expires_at,
                 struct tokens_tracked *ret);
 int store_revoke_id(struct store *s, int64_t id, const char *reason, int64_t now_ms, bool *ret_changed);
-int store_revoke_subject(struct store *s, const char *subject, const char *reason, int64_t now_ms,
-                         unsigned *ret_count, void (*cb)(void *ud, int64_t id), void *ud);
-/* A revoke of a held token (by secret or id) leaves it held and records
- * the request for its release (hold_note_request); by subject, this is
- * that step for the subject's held tokens. */
-int store_note_held_subject(struct store *s, const char *subject, const char *reason, unsigned *ret_count,
-                            void (*cb)(void *ud, int64_t id), void *ud);
 /* hold.h: hold, release, drop. */
 int store_hold_id(struct store *s, int64_t id, const struct hold_who *who, hold_recall_fn recall, void *ud,
                   enum token_state *ret_state);
-int store_hold_subject(struct store *s, const char *subject, const struct hold_who *who,
-                       hold_recall_fn recall, void *recall_ud, hold_id_fn held, hold_id_fn in_flight,
-                       void *ud, unsigned *ret_count);
 int store_release_id(struct store *s, int64_t id, const struct hold_who *who, enum token_state *ret_state);
-/* subject NULL: every held token. */
-int store_release_many(struct store *s, const char *subject, const struct hold_who *who, hold_id_fn cb,
-                       void *ud, unsigned *ret_count);
+/* hold_page(): a subject's rows, or every held one (subject NULL). */
+int store_hold_page(struct store *s, const char *subject, int64_t after, struct hold_page_row *rows,
+                    size_t max, size_t *ret_n);
 int store_drop(struct store *s, int64_t id, const struct hold_who *who, bool scrub, hold_recall_fn recall,
                void *ud, enum token_state *ret_state);
 int store_status(struct store *s, int64_t id, struct token_status *ret);

@@ -1,7 +1,7 @@
 /* test_hold: the hold module against a real database file (a store without
  * a loop), with a stand-in for the engine's recall: a pending token the
  * engine has in flight is left as it was (by id an error, by subject named
- * and skipped), one it has queued is taken back (recall is asked), an active
+ * and skipped: bulk.h, test_bulk has its parts), one it has queued is taken back (recall is asked), an active
  * or held one never reaches the engine, so recall is not asked. The ops'
  * replies and messages are test_proto's. */
 #include <errno.h>
@@ -11,9 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bulk.h"
 #include "hold.h"
 #include "store.h"
 #include "unit.h"
+#include "unit_sql.h"
 #include "util.h"
 
 static char dir[64], path[128];
@@ -140,54 +142,38 @@ static void test_by_id(void)
     }
 }
 
-struct lists {
-    int64_t held[8], flying[8];
-    size_t nheld, nflying;
-};
-
-static void on_held(void *ud, int64_t id)
-{
-    struct lists *l = ud;
-    if (l->nheld < ARRAY_SIZE(l->held))
-        l->held[l->nheld++] = id;
-}
-
-static void on_flying(void *ud, int64_t id)
-{
-    struct lists *l = ud;
-    if (l->nflying < ARRAY_SIZE(l->flying))
-        l->flying[l->nflying++] = id;
-}
-
-/* By subject: the one in flight is named and left pending, the rest of the
- * subject's active and pending tokens held; only the pending ones are asked
- * about; another subject's and a revoked one are left alone. */
+/* By subject (bulk.h, whole): the pending tokens first, then the active
+ * ones; the one in flight is named once and left pending; only the pending
+ * ones are asked about (in both passes); another subject's and a revoked
+ * one are left alone. */
 static void test_by_subject(void)
 {
+    int64_t c = insert("tok-subj-c", "carol", "active");
     int64_t a = insert("tok-subj-a", "carol", "pending");
     int64_t b = insert("tok-subj-b", "carol", "pending");
-    int64_t c = insert("tok-subj-c", "carol", "active");
     int64_t d = insert("tok-subj-d", "carol", "revoked");
     int64_t e = insert("tok-subj-e", "dave", "pending");
-    struct lists l = {.nheld = 0};
     struct state_counts sc;
-    unsigned count = 0;
+    struct bulk_result res;
+    /* No time limit: a part per pass, however slow the run (valgrind). */
+    struct bulk_env env = {.store = store, .recall = fake_recall, .part_ns = (int64_t)1000 * 1000000000};
+    struct bulk_request req = {.op = BULK_HOLD, .subject = "carol", .reason = "test", .uid = 1000};
     char after[64];
 
     reset_engine();
     in_flight[0] = b;
-    REQUIRE(store_begin(store, STORE_WRITE_NOW) == 0);
-    int rc = store_hold_subject(store, "carol", &who, fake_recall, NULL, on_held, on_flying, &l, &count);
-    CHECK_INT(store_end(store, rc), 0);
-    CHECK_INT(count, 2);
-    CHECK_INT(l.nheld, 2);
-    CHECK_INT(l.held[0], a);
-    CHECK_INT(l.held[1], c);
-    CHECK_INT(l.nflying, 1);
-    CHECK_INT(l.flying[0], b);
-    CHECK_INT(nasked, 2);
+    CHECK_INT(bulk_run(&env, &req, &res), 0);
+    CHECK_INT(res.ids.n, 2);
+    CHECK_INT(res.ids.v[0], a); /* pending first */
+    CHECK_INT(res.ids.v[1], c);
+    CHECK_INT(res.other.n, 1);
+    CHECK_INT(res.other.v[0], b);
+    CHECK_INT(res.parts, 2); /* one a pass */
+    CHECK_INT(nasked, 3);
     CHECK_INT(asked[0], a);
     CHECK_INT(asked[1], b);
+    CHECK_INT(asked[2], b);
+    bulk_result_free(&res);
     const struct {
         int64_t id;
         const char *after;
@@ -212,15 +198,322 @@ static void test_by_subject(void)
     CHECK(want >= 4);
 
     /* A release by subject asks no engine: held rows were never in it. */
-    l = (struct lists){.nheld = 0};
-    REQUIRE(store_begin(store, STORE_WRITE_NOW) == 0);
-    rc = store_release_many(store, "carol", &who, on_held, &l, &count);
-    CHECK_INT(store_end(store, rc), 0);
-    CHECK_INT(count, 2);
+    reset_engine();
+    req = (struct bulk_request){.op = BULK_RELEASE, .subject = "carol", .uid = 1000};
+    CHECK_INT(bulk_run(&env, &req, &res), 0);
+    CHECK_INT(res.ids.n, 2);
+    CHECK_INT(nasked, 0);
+    bulk_result_free(&res);
     row_of(a, after, sizeof(after));
     CHECK_STR(after, "pending/1/2"); /* it was pending: due */
     row_of(c, after, sizeof(after));
     CHECK_STR(after, "active/1/2"); /* held while active, not due since */
 }
 
-TEST_MAIN(CASE(setup), CASE(test_by_id), CASE(test_by_subject), CASE(teardown))
+/* The ops on many tokens in parts (bulk.h), with parts of two rows (and no
+ * time limit) so that the walk's edges show: a hold does the pending rows
+ * first and every row once, each with one audit row; a part that fails is
+ * rolled back whole, the parts before it stay and the same op again does
+ * the rest; on a loop one part runs a turn, the ops run one after another,
+ * and bulk_close() ends the running one at its part boundary (-ECANCELED); a
+ * revoke by subject makes the active rows due and keeps the request in the
+ * held ones. */
+static int64_t failing_id; /* recall of it fails with -EIO (a part that fails) */
+static unsigned kicks;
+
+static int failing_recall(void *ud, int64_t id)
+{
+    (void)ud;
+    return id == failing_id ? -EIO : 0;
+}
+
+static void fake_kick(void *ud)
+{
+    (void)ud;
+    kicks++;
+}
+
+static const struct bulk_env parts_env = {
+    .recall = failing_recall, .kick = fake_kick, .part_rows = 2, .part_ns = (int64_t)1000 * 1000000000};
+
+static struct bulk_env env_of(void)
+{
+    struct bulk_env e = parts_env;
+    e.store = store;
+    return e;
+}
+
+/* A row of subject in state, with a secret of its own. */
+static int64_t insert_of(const char *subject, const char *state)
+{
+    static unsigned n;
+    char token[64];
+
+    snprintf(token, sizeof(token), "tok-bulk-%u", n++);
+    return insert(token, subject, state);
+}
+
+static int64_t sql_int(const char *fmt, const char *subject)
+{
+    char sql[400];
+    snprintf(sql, sizeof(sql), fmt, subject);
+    return unit_sql_int(db->conn, sql);
+}
+
+/* Rows of subject in state, and audit rows of event on them (each counted
+ * once per token: rows != tokens means a duplicate). */
+#define IN_STATE(subject, state) \
+    sql_int("SELECT count(*) FROM tokens WHERE subject = '%s' AND state = '" state "'", subject)
+#define AUDIT_ROWS(subject, event)                                                                         \
+    sql_int("SELECT count(*) FROM audit WHERE event = '" event "' AND token_id IN (SELECT id FROM tokens " \
+            "WHERE subject = '%s')",                                                                       \
+            subject)
+#define AUDIT_TOKENS(subject, event)                                                                \
+    sql_int("SELECT count(DISTINCT token_id) FROM audit WHERE event = '" event "' AND token_id IN " \
+            "(SELECT id FROM tokens WHERE subject = '%s')",                                         \
+            subject)
+
+/* 5 active, 3 pending (interleaved), a revoked one: the pending ones are
+ * held first, in id order, then the active ones; 9 rows read 2 a part: 5
+ * parts a pass. */
+static void test_hold_in_parts(void)
+{
+    int64_t ids[9];
+    static const char *const states[] = {"active", "pending", "active",  "revoked", "pending",
+                                         "active", "active",  "pending", "active"};
+    for (size_t i = 0; i < ARRAY_SIZE(ids); i++)
+        ids[i] = insert_of("erin", states[i]);
+    insert_of("frank", "pending");
+    struct bulk_env e = env_of();
+    struct bulk_request req = {.op = BULK_HOLD, .subject = "erin", .reason = "incident", .uid = 1000};
+    struct bulk_result res;
+
+    kicks = 0;
+    failing_id = 0;
+    CHECK_INT(bulk_run(&e, &req, &res), 0);
+    const int64_t want[] = {ids[1], ids[4], ids[7], ids[0], ids[2], ids[5], ids[6], ids[8]};
+    CHECK_INT(res.ids.n, ARRAY_SIZE(want));
+    for (size_t i = 0; i < res.ids.n && i < ARRAY_SIZE(want); i++)
+        CHECK_INT(res.ids.v[i], want[i]);
+    CHECK_INT(res.other.n, 0);
+    CHECK_INT(res.parts, 10);
+    CHECK(kicks >= 1);
+    bulk_result_free(&res);
+    CHECK_INT(IN_STATE("erin", "held"), 8);
+    CHECK_INT(AUDIT_ROWS("erin", "held"), 8);
+    CHECK_INT(AUDIT_TOKENS("erin", "held"), 8);
+    CHECK_INT(IN_STATE("frank", "held"), 0);
+
+    /* Again: nothing left to hold. */
+    CHECK_INT(bulk_run(&e, &req, &res), 0);
+    CHECK_INT(res.ids.n, 0);
+    bulk_result_free(&res);
+    CHECK_INT(AUDIT_ROWS("erin", "held"), 8);
+
+    /* Release by subject, then every held one. */
+    req = (struct bulk_request){.op = BULK_RELEASE, .subject = "erin", .uid = 1000};
+    CHECK_INT(bulk_run(&e, &req, &res), 0);
+    CHECK_INT(res.ids.n, 8);
+    bulk_result_free(&res);
+    CHECK_INT(IN_STATE("erin", "held"), 0);
+    CHECK_INT(AUDIT_TOKENS("erin", "released"), 8);
+    int64_t held = unit_sql_int(db->conn, "SELECT count(*) FROM tokens WHERE state = 'held'");
+    CHECK(held > 0); /* test_by_id's */
+    req = (struct bulk_request){.op = BULK_RELEASE, .subject = NULL, .uid = 1000};
+    CHECK_INT(bulk_run(&e, &req, &res), 0);
+    CHECK_INT(res.ids.n, held);
+    bulk_result_free(&res);
+    CHECK_INT(unit_sql_int(db->conn, "SELECT count(*) FROM tokens WHERE state = 'held'"), 0);
+}
+
+/* A part that fails (recall answers -EIO on the 4th pending row, in the 2nd
+ * part) is rolled back whole: the first part's 2 stay held, the 3rd row,
+ * in the failed part, is not; the same hold again does the rest. */
+static void test_failed_part(void)
+{
+    int64_t p[5];
+    for (size_t i = 0; i < ARRAY_SIZE(p); i++)
+        p[i] = insert_of("gina", "pending");
+    struct bulk_env e = env_of();
+    struct bulk_request req = {.op = BULK_HOLD, .subject = "gina", .uid = 1000};
+    struct bulk_result res;
+
+    failing_id = p[3];
+    CHECK_INT(bulk_run(&e, &req, &res), -EIO);
+    CHECK_INT(res.ids.n, 2);
+    CHECK_INT(res.parts, 1);
+    bulk_result_free(&res);
+    CHECK_INT(AUDIT_ROWS("gina", "held"), 2);
+    for (size_t i = 0; i < ARRAY_SIZE(p); i++) {
+        char sql[120];
+        snprintf(sql, sizeof(sql), "SELECT state = 'held' FROM tokens WHERE id = %lld", (long long)p[i]);
+        CHECK_INT(unit_sql_int(db->conn, sql), i < 2);
+    }
+
+    failing_id = 0;
+    CHECK_INT(bulk_run(&e, &req, &res), 0);
+    CHECK_INT(res.ids.n, 3);
+    CHECK_INT(res.ids.v[0], p[2]);
+    bulk_result_free(&res);
+    CHECK_INT(IN_STATE("gina", "held"), 5);
+    CHECK_INT(AUDIT_ROWS("gina", "held"), 5);
+    CHECK_INT(AUDIT_TOKENS("gina", "held"), 5);
+}
+
+/* In flight in pass 0, its request failed and it is pending again by pass
+ * 1: held then, and no longer named in flight. */
+static int64_t once_id;
+static int once_in_flight(void *ud, int64_t id)
+{
+    (void)ud;
+    if (id != once_id)
+        return 0;
+    once_id = 0;
+    return -EINPROGRESS;
+}
+
+static void test_in_flight_then_held(void)
+{
+    int64_t a = insert_of("jane", "pending"), b = insert_of("jane", "pending");
+    struct bulk_env e = env_of();
+    struct bulk_request req = {.op = BULK_HOLD, .subject = "jane"};
+    struct bulk_result res;
+
+    e.recall = once_in_flight;
+    once_id = a;
+    CHECK_INT(bulk_run(&e, &req, &res), 0);
+    CHECK_INT(res.ids.n, 2);
+    CHECK_INT(res.ids.v[0], b);
+    CHECK_INT(res.ids.v[1], a);
+    CHECK_INT(res.other.n, 0);
+    bulk_result_free(&res);
+    CHECK_INT(AUDIT_TOKENS("jane", "held"), 2);
+}
+
+/* Revoke by subject: active rows become due (requested), the held one keeps
+ * the request, the others are left. */
+static void test_revoke(void)
+{
+    int64_t a = insert_of("hugo", "active"), h = insert_of("hugo", "held");
+    insert_of("hugo", "revoked");
+    int64_t b = insert_of("hugo", "active");
+    struct bulk_env e = env_of();
+    struct bulk_request req = {.op = BULK_REVOKE, .subject = "hugo", .reason = "log out everywhere"};
+    struct bulk_result res;
+
+    CHECK_INT(bulk_run(&e, &req, &res), 0);
+    CHECK_INT(res.ids.n, 2);
+    CHECK_INT(res.ids.v[0], a);
+    CHECK_INT(res.ids.v[1], b);
+    CHECK_INT(res.other.n, 1);
+    CHECK_INT(res.other.v[0], h);
+    bulk_result_free(&res);
+    CHECK_INT(IN_STATE("hugo", "pending"), 2);
+    CHECK_INT(AUDIT_TOKENS("hugo", "due"), 2);
+    CHECK_INT(AUDIT_ROWS("hugo", "due"), 2);
+    CHECK_INT(sql_int("SELECT count(*) FROM tokens WHERE subject = '%s' AND state = 'held' AND "
+                      "due_reason = 'requested'",
+                      "hugo"),
+              1);
+}
+
+/* On a loop. */
+struct waited {
+    int err[4];
+    size_t count[4];
+    unsigned n;
+};
+
+static void on_done(void *ud, int err, const struct bulk_result *res)
+{
+    struct waited *w = ud;
+    if (w->n < ARRAY_SIZE(w->err)) {
+        w->err[w->n] = err;
+        w->count[w->n] = res->ids.n;
+    }
+    w->n++;
+}
+
+static unsigned turns;
+
+static void on_check(uv_check_t *h)
+{
+    (void)h;
+    turns++;
+}
+
+static void test_on_the_loop(void)
+{
+    uv_loop_t loop;
+    uv_check_t check;
+    struct bulk *b;
+    struct waited w = {.n = 0};
+
+    for (int i = 0; i < 12; i++)
+        insert_of("ivan", "active");
+    REQUIRE(uv_loop_init(&loop) == 0);
+    REQUIRE(uv_check_init(&loop, &check) == 0);
+    REQUIRE(uv_check_start(&check, on_check) == 0);
+    REQUIRE(bulk_new(&loop, &b) == 0);
+    struct bulk_env e = env_of();
+    struct bulk_request hold = {.op = BULK_HOLD, .subject = "ivan"};
+    struct bulk_request release = {.op = BULK_RELEASE, .subject = "ivan"};
+
+    /* A hold, then a release queued behind it: one after the other, one
+     * part a loop turn (2 passes of 7 parts, then 7). */
+    turns = 0;
+    CHECK_INT(bulk_start(b, &e, &hold, on_done, &w), 0);
+    CHECK_INT(bulk_start(b, &e, &release, on_done, &w), 0);
+    CHECK_INT(w.n, 0); /* never inside bulk_start */
+    for (int i = 0; i < 1000 && w.n < 2; i++)
+        uv_run(&loop, UV_RUN_NOWAIT);
+    CHECK_INT(w.n, 2);
+    CHECK_INT(w.err[0], 0);
+    CHECK_INT(w.count[0], 12);
+    CHECK_INT(w.err[1], 0);
+    CHECK_INT(w.count[1], 12);
+    CHECK(turns >= 21);
+    CHECK_INT(AUDIT_TOKENS("ivan", "held"), 12);
+    CHECK_INT(AUDIT_TOKENS("ivan", "released"), 12);
+
+    /* Closed with a hold under way: it ends at its part boundary, what its
+     * committed parts did stays; a queued one is told too. */
+    w.n = 0;
+    CHECK_INT(bulk_start(b, &e, &hold, on_done, &w), 0);
+    CHECK_INT(bulk_start(b, &e, &release, on_done, &w), 0);
+    for (int i = 0; i < 10; i++) /* pass 0 takes 7 parts: then 3 of pass 1 */
+        uv_run(&loop, UV_RUN_NOWAIT);
+    bulk_close(b);
+    CHECK_INT(w.n, 2);
+    CHECK_INT(w.err[0], -ECANCELED);
+    CHECK_INT(w.count[0], 6);
+    CHECK_INT(w.err[1], -ECANCELED);
+    CHECK_INT(w.count[1], 0);
+    CHECK_INT(IN_STATE("ivan", "held"), 6);
+    CHECK_INT(AUDIT_ROWS("ivan", "held"), 12 + 6);
+
+    uv_close((uv_handle_t *)&check, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    CHECK_INT(uv_loop_close(&loop), 0);
+}
+
+/* The reply's text: every id, digits exact up to INT64_MAX. */
+static void test_reply_text(void)
+{
+    int64_t ids[] = {1, 10, 9223372036854775807}, other[] = {42};
+    struct bulk_result res = {.ids = {ids, 3, 3}, .other = {other, 1, 1}};
+    char *t = bulk_reply_text(BULK_HOLD, &res);
+    CHECK_STR(t, "{\"ok\":true,\"count\":3,\"ids\":[1,10,9223372036854775807],\"in_flight\":[42]}");
+    free(t);
+    t = bulk_reply_text(BULK_REVOKE, &res);
+    CHECK_STR(t, "{\"ok\":true,\"count\":3,\"ids\":[1,10,9223372036854775807],\"held\":[42]}");
+    free(t);
+    res = (struct bulk_result){.parts = 0};
+    t = bulk_reply_text(BULK_RELEASE, &res);
+    CHECK_STR(t, "{\"ok\":true,\"count\":0,\"ids\":[]}");
+    free(t);
+}
+
+TEST_MAIN(CASE(setup), CASE(test_by_id), CASE(test_by_subject), CASE(test_reply_text),
+          CASE(test_hold_in_parts), CASE(test_failed_part), CASE(test_in_flight_then_held), CASE(test_revoke), CASE(test_on_the_loop),
+          CASE(teardown))
