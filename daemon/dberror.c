@@ -44,21 +44,15 @@ void dberror_clear(struct dberror *e)
 
 bool dberror_busy(struct dberror *e, uint64_t now_ms, uint64_t *ret_retry_ms)
 {
-    if (!e->busy_since_ms) {
+    if (!e->busy_since_ms)
         e->busy_since_ms = now_ms ? now_ms : 1;
-        e->busy_tries = 0;
-    }
     if (now_ms - e->busy_since_ms >= DBERROR_BUSY_QUIET_MS)
         return false;
-    *ret_retry_ms = 1u << (e->busy_tries < 5 ? e->busy_tries : 5);
-    if (*ret_retry_ms > DBERROR_BUSY_RETRY_MAX_MS)
-        *ret_retry_ms = DBERROR_BUSY_RETRY_MAX_MS;
-    e->busy_tries++;
+    *ret_retry_ms = DBERROR_BUSY_RETRY_MS;
     return true;
 }
 
 void dberror_not_busy(struct dberror *e)
 {
     e->busy_since_ms = 0;
-    e->busy_tries = 0;
 }

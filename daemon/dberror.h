@@ -17,7 +17,7 @@
 #define DBERROR_RETRY_MAX_MS 4000
 #define DBERROR_SUMMARY_MS 60000
 #define DBERROR_BUSY_QUIET_MS 500 /* another process's write lock: a failure after this long */
-#define DBERROR_BUSY_RETRY_MAX_MS 32
+#define DBERROR_BUSY_RETRY_MS 1 /* as SQLite's busy handler polls, without stopping the loop */
 
 struct dberror {
     char what[64];         /* the failing step, "" when none */
@@ -27,7 +27,6 @@ struct dberror {
     uint64_t told;         /* count at the last line said */
     uint64_t told_ms;      /* when */
     uint64_t busy_since_ms; /* the first write kept out by another process's lock, 0: none */
-    unsigned busy_tries;    /* since then */
 };
 
 enum dberror_say {
@@ -46,8 +45,10 @@ void dberror_clear(struct dberror *e);
 /* A write found another process's write lock (-EBUSY). The loop does not
  * wait for it (SQLite's busy handler would stop it, 50 ms a try, while an
  * application's transaction lasts): true while that has lasted less than
- * DBERROR_BUSY_QUIET_MS, with *ret_retry_ms 1 ms doubling to
- * DBERROR_BUSY_RETRY_MAX_MS; then false: call dberror_failed(). */
+ * DBERROR_BUSY_QUIET_MS, with *ret_retry_ms DBERROR_BUSY_RETRY_MS (a
+ * backoff lost the lock to an application that commits every few ms:
+ * -37 % routine rate with a flag every 10 ms); then false: call
+ * dberror_failed(). */
 bool dberror_busy(struct dberror *e, uint64_t now_ms, uint64_t *ret_retry_ms);
 /* A write went through: the lock is gone. */
 void dberror_not_busy(struct dberror *e);

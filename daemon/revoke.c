@@ -413,8 +413,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
     int rc;
 
     bool bulk = store_may_write(r->store, STORE_WRITE_CAN_WAIT);
-    bool urgent = r->flags_due && store_may_write(r->store, STORE_WRITE_URGENT);
-    if (r->scan_due && (bulk || urgent)) {
+    if (r->scan_due && (bulk || r->flags_due)) {
         /* While a checkpoint copies, only flagged rows (a few, urgent). */
         rc = (bulk ? pages_promote : pages_promote_flagged)(r->store, wall_ms(r), &count, &more);
         r->flags_due = more;
@@ -462,8 +461,6 @@ static void work_step(struct revoke *r, uv_idle_t *h)
      * marked due on time. */
     if (!r->scan_due)
         arm_due_timer(r);
-    else if (r->flags_due && !urgent) /* step 2 holds the writer lock: a few ms */
-        uv_timer_start(&r->due_timer, on_due_timer, FLAG_RECHECK_MS, 0);
 }
 
 static void on_work(uv_idle_t *h)

@@ -319,9 +319,7 @@ bool store_may_write(const struct store *s, enum store_write kind)
      * fsync on the loop; a client's request is small and cannot wait. */
     if (checkpoint_stuck(s->ckpt))
         return false; /* the WAL cannot be reset: it must not grow (checkpoint.h) */
-    if (kind == STORE_WRITE_URGENT)
-        return !checkpoint_cutting(s->ckpt);
-    return kind == STORE_WRITE_NOW || !checkpoint_copying(s->ckpt);
+    return kind != STORE_WRITE_CAN_WAIT || !checkpoint_copying(s->ckpt);
 }
 
 /* A commit that failed for want of space or on an I/O error: a checkpoint

@@ -73,8 +73,8 @@ const char *store_errmsg(const struct store *s);
 
 enum store_write {
     STORE_WRITE_CAN_WAIT, /* the engine's pages and batches: held while a checkpoint copies */
-    STORE_WRITE_URGENT,   /* the engine's urgent lane: goes while step 1 copies, not while
-                           * step 2 holds the writer lock (the loop would wait for it) */
+    STORE_WRITE_URGENT,   /* the engine's urgent lane: always goes; a lock in the way
+                           * (step 2's, another process's) is tried again (dberror_busy) */
     STORE_WRITE_NOW,      /* a client waits for the reply: always goes; during step 2 it
                            * waits for the writer lock (STORE_CUT_WAIT_MS at most) */
 };
