@@ -26,7 +26,7 @@ struct tokens {
     sqlite3_stmt *outcome, *outcome_over, *state_of;
     sqlite3_stmt *by_sha256, *by_unhashed, *set_hash, *unhashed_page, *insert_requested, *insert_tracked;
     sqlite3_stmt *by_id, *first_of_subject;
-    sqlite3_stmt *status, *requeue, *next_failed, *due_now;
+    sqlite3_stmt *status, *requeue, *next_failed, *due_now, *due_now_urgent;
     sqlite3_stmt *count_pending, *count_failed, *count_all;
     sqlite3_stmt *begin_read;
     struct tokens_tally tally;
@@ -81,12 +81,14 @@ static const struct {
     {S(next_expiry),
      "SELECT expires_at FROM tokens INDEXED BY tokens_expiry "
      "WHERE state = 'active' AND expires_at IS NOT NULL ORDER BY expires_at LIMIT 1"},
+    /* The routine lane's; next_urgent is the urgent one's. */
     {S(next_retry),
      "SELECT next_attempt_at FROM tokens INDEXED BY tokens_next "
-     "WHERE state = 'pending' AND next_attempt_at > ?1 ORDER BY next_attempt_at LIMIT 1"},
+     "WHERE state = 'pending' AND (due_reason = 'expired' OR due_reason IS NULL) "
+     "AND next_attempt_at > ?1 ORDER BY next_attempt_at LIMIT 1"},
     /* Column 5, urgent: the lanes of sql/006-urgent-lane.sql. The routine
-     * reads leave urgent rows out in SQL, so that a page of them does not
-     * count as a full page of routine work (the loop would spin on it). */
+     * indexes hold routine rows only (sql/010-routine-lane.sql): a routine
+     * read never walks the urgent ones, however many are pending. */
     {S(fetch),
      "SELECT id, token, fingerprint, attempts, next_attempt_at, due_reason <> 'expired' FROM tokens "
      "INDEXED BY tokens_next "
@@ -159,15 +161,23 @@ static const struct {
      "token_sha256 = ?3, fingerprint = ?4 "
      "WHERE id = ?1 AND state = 'failed' AND token IS NOT NULL"},
     /* A new endpoint: no wait earned at the old one stands. */
-    {S(due_now), "UPDATE tokens SET next_attempt_at = ?1 WHERE state = 'pending' AND next_attempt_at > ?1"},
+    {S(due_now),
+     "UPDATE tokens INDEXED BY tokens_next SET next_attempt_at = ?1 "
+     "WHERE state = 'pending' AND (due_reason = 'expired' OR due_reason IS NULL) AND next_attempt_at > ?1"},
+    {S(due_now_urgent),
+     "UPDATE tokens INDEXED BY tokens_urgent SET next_attempt_at = ?1 "
+     "WHERE state = 'pending' AND due_reason <> 'expired' AND next_attempt_at > ?1"},
     {S(next_failed),
      "SELECT id, token FROM tokens INDEXED BY tokens_failed "
      "WHERE state = 'failed' AND id > ?1 ORDER BY id LIMIT 1"},
     /* Counted up to ?1: the status line is sent every second, and walking
-     * 100 k index entries takes milliseconds of the loop. */
+     * 100 k index entries takes milliseconds of the loop. Both lanes, each
+     * through its own index. */
     {S(count_pending),
-     "SELECT count(*) FROM (SELECT 1 FROM tokens INDEXED BY tokens_next "
-     "WHERE state = 'pending' LIMIT ?1)"},
+     "SELECT min(?1, (SELECT count(*) FROM (SELECT 1 FROM tokens INDEXED BY tokens_next "
+     "WHERE state = 'pending' AND (due_reason = 'expired' OR due_reason IS NULL) LIMIT ?1)) "
+     "+ (SELECT count(*) FROM (SELECT 1 FROM tokens INDEXED BY tokens_urgent "
+     "WHERE state = 'pending' AND due_reason <> 'expired' LIMIT ?1)))"},
     {S(count_failed),
      "SELECT count(*) FROM (SELECT 1 FROM tokens INDEXED BY tokens_failed "
      "WHERE state = 'failed' LIMIT ?1)"},
@@ -1240,13 +1250,22 @@ int tokens_requeue_id(struct tokens *t, struct audit *a, int64_t id, int64_t now
     return err < 0 ? err : requeue_row(t, a, id, &ident, now_ms);
 }
 
+/* Both lanes, each through its own index. */
 int tokens_due_now(struct tokens *t, int64_t now_ms, unsigned *ret_count)
 {
-    sqlite3_bind_int64(t->due_now, 1, now_ms);
-    int err = db_run(t->db, t->due_now);
-    if (err == 0 && ret_count)
-        *ret_count = (unsigned)sqlite3_changes64(t->db->conn);
-    return err;
+    sqlite3_stmt *lanes[] = {t->due_now, t->due_now_urgent};
+    unsigned count = 0;
+
+    for (size_t i = 0; i < sizeof(lanes) / sizeof(lanes[0]); i++) {
+        sqlite3_bind_int64(lanes[i], 1, now_ms);
+        int err = db_run(t->db, lanes[i]);
+        if (err < 0)
+            return err;
+        count += (unsigned)sqlite3_changes64(t->db->conn);
+    }
+    if (ret_count)
+        *ret_count = count;
+    return 0;
 }
 
 int tokens_requeue_failed(struct tokens *t, struct audit *a, int64_t now_ms, unsigned *ret_count)

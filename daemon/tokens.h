@@ -106,7 +106,7 @@ int tokens_fetch_urgent_from(struct tokens *t, int64_t after_id, unsigned limit,
 struct next_events {
     bool flagged;          /* an active token is flagged: due now */
     int64_t expiry_ms;     /* earliest expires_at*1000 of an active token; INT64_MAX: none */
-    int64_t retry_ms;      /* earliest next_attempt_at > now_ms of a pending token; INT64_MAX */
+    int64_t retry_ms;      /* earliest next_attempt_at > now_ms of a routine pending token; INT64_MAX */
     int64_t urgent_retry_ms; /* ... > urgent_after_ms of an urgent one (its backoff); INT64_MAX */
 };
 int tokens_next_events(struct tokens *t, int64_t now_ms, int64_t urgent_after_ms, struct next_events *ret);

@@ -1241,6 +1241,9 @@ static void test_counts(void)
         exec("UPDATE tokens SET state = '%s', next_attempt_at = 1 WHERE id = %lld", states[i],
              (long long)id);
     }
+    /* One pending row in each lane: both are counted. */
+    exec("UPDATE tokens SET due_reason = 'flagged' WHERE id = (SELECT min(id) FROM tokens WHERE state = "
+         "'pending')");
     CHECK_INT(tokens_count(tk, false, &c), 0);
     CHECK_INT(c.pending, 2);
     CHECK_INT(c.failed, 4);
@@ -1804,10 +1807,100 @@ static void test_urgent_lane(void)
     fx_close();
 }
 
+/* ---- the routine lane (sql/010-routine-lane.sql) ---- */
+
+/* The VM steps of the prepared statement whose SQL holds a and b since the
+ * last call: what it read, whatever it returned. */
+static int vm_steps(const char *a, const char *b)
+{
+    for (sqlite3_stmt *st = sqlite3_next_stmt(db->conn, NULL); st; st = sqlite3_next_stmt(db->conn, st)) {
+        const char *sql = sqlite3_sql(st);
+        if (strstr(sql, a) && strstr(sql, b))
+            return sqlite3_stmt_status(st, SQLITE_STMTSTATUS_VM_STEP, 1);
+    }
+    fprintf(stderr, "no statement with %s and %s\n", a, b);
+    exit(1);
+}
+
+/* A revoke by subject made many urgent rows pending, due before the routine
+ * ones and with lower ids: the routine reads must not walk them. */
+static void test_routine_lane(void)
+{
+    enum { URGENT = 20000 };
+    struct lane_rows l = {0};
+    struct next_events n;
+    struct state_counts c;
+    unsigned count = 0;
+    int steps;
+
+    fx_open();
+    exec("INSERT INTO tokens (token, state, due_reason, due_at, next_attempt_at) WITH RECURSIVE s(i) AS "
+         "(SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < %d) "
+         "SELECT 'u-' || i, 'pending', 'requested', %lld, %lld FROM s",
+         URGENT, NOW - 100, NOW - 100);
+    int64_t exp1 = insert_token("r-exp1", NULL, "1699999000", 0);
+    int64_t exp2 = insert_token("r-exp2", NULL, "1699999001", 0);
+    CHECK_INT(promote(NOW - 20, 100), 2);
+    /* Pending without a due reason (another tool wrote it): routine. */
+    int64_t plain = insert_token("r-plain", NULL, NULL, 0);
+    exec("UPDATE tokens SET state = 'pending', next_attempt_at = %lld WHERE id = %lld", NOW - 10,
+         (long long)plain);
+
+    (void)vm_steps("INDEXED BY tokens_next", "LIMIT ?2");
+    CHECK_INT(tokens_fetch_due(tk, NOW, 10, on_lane_row, &l), 0);
+    steps = vm_steps("INDEXED BY tokens_next", "LIMIT ?2");
+    printf("routine fetch by time past %d urgent rows: %d VM steps\n", URGENT, steps);
+    CHECK_INT(l.n, 3);
+    CHECK_INT(l.id[0], exp1);
+    CHECK_INT(l.id[1], exp2);
+    CHECK_INT(l.id[2], plain);
+    CHECK(steps < 500); /* some 30 a row; walking the urgent rows: 100,000s */
+
+    l.n = 0;
+    (void)vm_steps("INDEXED BY tokens_pending", "LIMIT ?2");
+    CHECK_INT(tokens_fetch_from(tk, 0, 10, on_lane_row, &l), 0);
+    steps = vm_steps("INDEXED BY tokens_pending", "LIMIT ?2");
+    printf("routine fetch by id past %d urgent rows: %d VM steps\n", URGENT, steps);
+    CHECK_INT(l.n, 3);
+    CHECK_INT(l.id[0], exp1);
+    CHECK_INT(l.id[2], plain);
+    CHECK(steps < 500);
+
+    /* The status line counts both lanes, up to the cap. */
+    CHECK_INT(tokens_count(tk, false, &c), 0);
+    CHECK_INT(c.pending, TOKENS_COUNT_CAP);
+
+    /* Each lane's next retry from its own index. */
+    exec("UPDATE tokens SET next_attempt_at = %lld WHERE id = 1", NOW + 30);
+    exec("UPDATE tokens SET next_attempt_at = %lld WHERE id = %lld", NOW + 60, (long long)exp2);
+    CHECK_INT(tokens_next_events(tk, NOW, NOW, &n), 0);
+    CHECK_INT(n.retry_ms, NOW + 60);
+    CHECK_INT(n.urgent_retry_ms, NOW + 30);
+
+    /* A new endpoint ends the waits in both lanes. */
+    REQUIRE(db_begin(db) == 0);
+    CHECK_INT(tokens_due_now(tk, NOW, &count), 0);
+    REQUIRE(db_commit(db) == 0);
+    CHECK_INT(count, 2);
+    CHECK_INT(qint("SELECT count(*) FROM tokens WHERE state = 'pending' AND next_attempt_at > %lld", NOW), 0);
+
+    /* An urgent row's promotion writes no page of the routine indexes. */
+    int64_t flagged = insert_token("r-flagged", NULL, NULL, 1);
+    cut_wal();
+    CHECK_INT(promote(NOW, 10), 1);
+    const char *w = wal_btrees();
+    CHECK_STR(qtext("SELECT due_reason FROM tokens WHERE id = %lld", (long long)flagged), "flagged");
+    CHECK(strstr(w, ",tokens_urgent,") != NULL);
+    CHECK(strstr(w, ",tokens_next,") == NULL);
+    CHECK(strstr(w, ",tokens_pending,") == NULL);
+    fx_close();
+}
+
 TEST_MAIN(CASE(test_promote_boundaries), CASE(test_promote_bad_expiry),
           CASE(test_promote_order_limit_and_no_token), CASE(test_fetch_order), CASE(test_outcomes),
           CASE(test_next_events), CASE(test_revoke_secret), CASE(test_hash_new), CASE(test_hash_jwt_expiry),
           CASE(test_track), CASE(test_hash_secret_rewritten), CASE(test_hot_path_pages),
           CASE(test_upgrade_from_schema_2), CASE(test_revoke_id), CASE(test_revoke_subject),
           CASE(test_status), CASE(test_requeue), CASE(test_counts), CASE(test_query_plans),
-          CASE(test_allocation_failures), CASE(test_urgent_lane), CASE(test_timing_million_rows))
+          CASE(test_allocation_failures), CASE(test_urgent_lane), CASE(test_routine_lane),
+          CASE(test_timing_million_rows))
