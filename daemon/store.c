@@ -341,11 +341,12 @@ int store_begin(struct store *s, enum store_write kind)
         return -EAGAIN;
     if (s->tokens)
         s->begun_tally = tokens_tally(s->tokens);
-    /* The engine's writes do not wait on the loop for another process's
-     * write lock: they are tried again (dberror_busy). A client's write
-     * waits DB_BUSY_TIMEOUT_MS, and for our own step 2 (its fsync) as long
-     * as it did when step 2 ran on the loop. */
-    db_busy_wait(s->db->conn, kind == STORE_WRITE_NOW ? DB_BUSY_TIMEOUT_MS : 0);
+    /* The engine's writes wait STORE_ENGINE_WAIT_MS on the loop for another
+     * process's write lock (enough for an application's short commit), then
+     * are tried again (dberror_busy). A client's write waits
+     * DB_BUSY_TIMEOUT_MS, and for our own step 2 (its fsync) as long as it
+     * did when step 2 ran on the loop. */
+    db_busy_wait(s->db->conn, kind == STORE_WRITE_NOW ? DB_BUSY_TIMEOUT_MS : STORE_ENGINE_WAIT_MS);
     rc = db_begin(s->db);
     for (int i = 0; rc == -EBUSY && kind == STORE_WRITE_NOW && checkpoint_in_step2(s->ckpt) &&
                     i < STORE_CUT_WAIT_MS / DB_BUSY_TIMEOUT_MS;
