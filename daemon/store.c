@@ -258,6 +258,7 @@ int store_open_group(uv_loop_t *loop, const char *given_path, gid_t group, schem
 err_after_open:
     finalize_retention(s);
     tokens_close(s->tokens);
+    hold_close(s->hold);
     auditprune_close(s->prune);
     audit_close(s->audit);
     db_close(s->db);
