@@ -30,6 +30,10 @@ struct checkpoint {
     /* checkpoint_request()s so far, those the running sweep serves, those
      * served by a sweep that ended well: a sweep is due while they differ. */
     unsigned requests, sweep_serves, swept;
+    /* requests when step 2 was queued: one that comes after it may have
+     * cleared a secret in a commit step 2 did not cut. */
+    unsigned cut_serves;
+    bool committed_while_cutting; /* the WAL is not empty after step 2 */
     /* The sweep reads the whole file: it may take at most a tenth of the
      * time (one of the two cores' worth of a busy drain otherwise). */
     uint64_t sweep_started_ms, next_sweep_ms;
@@ -72,6 +76,7 @@ static int on_commit(void *data, sqlite3 *conn, const char *schema, int frames)
     struct checkpoint *c = data;
 
     c->wal_frames = frames;
+    c->committed_while_cutting |= c->cutting;
     if (frames >= CHECKPOINT_FRAMES_INLINE) {
         /* The loop has not come back for step 2 (a long turn: a flood of
          * socket requests): do what SQLite would have done, here. */
@@ -328,6 +333,8 @@ static void after_step1(uv_work_t *w, int status)
         return;
     }
     c->running = c->cutting = true;
+    c->cut_serves = c->requests;
+    c->committed_while_cutting = false;
     (void)uv_queue_work(c->loop, &c->work, step2, after_step2);
 }
 
@@ -358,7 +365,8 @@ static void after_step2(uv_work_t *w, int status)
         return;
     }
     if (err == 0) {
-        c->wal_frames = 0;
+        if (!c->committed_while_cutting) /* between its end and this callback */
+            c->wal_frames = 0;
         c->stuck_err = 0;
         c->stuck_passes = 0;
     } else if (holds_writes(err)) {
@@ -373,7 +381,7 @@ static void after_step2(uv_work_t *w, int status)
     if (err == 0 && c->requests != c->swept) {
         c->running = c->sweeping = true;
         c->sweep_started_ms = uv_now(c->loop);
-        c->sweep_serves = c->requests;
+        c->sweep_serves = c->cut_serves;
         (void)uv_queue_work(c->loop, &c->work, sweep, after_sweep);
         return;
     }

@@ -21,7 +21,7 @@
  * more rows may be waiting. On an error the transaction is rolled back. */
 int pages_promote(struct store *s, int64_t now_ms, unsigned *ret_count, bool *ret_more);
 /* The same for flagged rows only (the urgent lane's), through
- * store_begin(STORE_WRITE_NOW): a leaked token does not wait for a
+ * store_begin(STORE_WRITE_URGENT): a leaked token does not wait for a
  * checkpoint's copy, which holds the bulk pages back. */
 int pages_promote_flagged(struct store *s, int64_t now_ms, unsigned *ret_count, bool *ret_more);
 /* The same for hashing new rows (store_hash_new), at most about 4 ms. */

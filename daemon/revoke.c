@@ -126,8 +126,12 @@ static void db_trouble(struct revoke *r, const char *what, int rc)
     uint64_t now = uv_now(r->loop), retry_ms;
     char msg[sizeof(r->dberr.msg)];
 
-    /* Another process's write lock, for now: look again soon, quietly. */
-    if (!(rc == -EBUSY && dberror_busy(&r->dberr, now, &retry_ms))) {
+    /* Our own checkpoint's cut holds the lock (its fsync), or another
+     * process's, for now: look again soon, quietly. */
+    if (rc == -EBUSY && !store_may_write(r->store, STORE_WRITE_CAN_WAIT)) {
+        dberror_not_busy(&r->dberr);
+        retry_ms = DBERROR_BUSY_RETRY_MS;
+    } else if (!(rc == -EBUSY && dberror_busy(&r->dberr, now, &retry_ms))) {
         r->stats.db_errors++;
         util_format(msg, sizeof(msg), "%s (%s)", store_errmsg(r->store), strerror(-rc));
         enum dberror_say say = dberror_failed(&r->dberr, what, msg, now, &retry_ms);
@@ -143,9 +147,11 @@ static void db_trouble(struct revoke *r, const char *what, int rc)
 }
 
 /* Step what worked: the end of its persisting error, if it had one. */
-static void db_fine(struct revoke *r, const char *what)
+/* wrote: a write went through (a read does while another holds the lock). */
+static void db_fine(struct revoke *r, const char *what, bool wrote)
 {
-    dberror_not_busy(&r->dberr);
+    if (wrote)
+        dberror_not_busy(&r->dberr);
     if (!dberror_ok(&r->dberr, what))
         return;
     report_db_recovered(&r->dberr, uv_now(r->loop));
@@ -308,7 +314,7 @@ static void flush(struct revoke *r)
         db_trouble(r, "recording outcomes", rc);
         return;
     }
-    db_fine(r, "recording outcomes");
+    db_fine(r, "recording outcomes", true);
     for (; n > 0; n--) {
         j = job_list_pop(&r->batch);
         report_count(&r->counts, j->out.rec.event);
@@ -386,7 +392,7 @@ static void arm_due_timer(struct revoke *r)
         db_trouble(r, "looking for the next due token", rc);
         return;
     }
-    db_fine(r, "looking for the next due token");
+    db_fine(r, "looking for the next due token", false);
     if (next.flagged) {
         /* Flagged since the last promotion: look again shortly (a timer,
          * not the idle handle, so a row that cannot be promoted never
@@ -421,7 +427,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
             db_trouble(r, "marking due tokens", rc);
             return;
         }
-        db_fine(r, "marking due tokens");
+        db_fine(r, "marking due tokens", true);
         if (count > 0) {
             r->fetch_due = r->queue.urgent_due = true;
             changed(r);
@@ -435,7 +441,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
             db_trouble(r, "reading due tokens", rc);
             return;
         }
-        db_fine(r, "reading due tokens");
+        db_fine(r, "reading due tokens", false);
     }
     dispatch(r);
     /* Last: nothing waits for it but a later lookup, which also finds a
@@ -447,7 +453,7 @@ static void work_step(struct revoke *r, uv_idle_t *h)
             db_trouble(r, "hashing new tokens", rc);
             return;
         }
-        db_fine(r, "hashing new tokens");
+        db_fine(r, "hashing new tokens", true);
         r->stats.hashed += count;
         r->hash_due = left;
         more = left;

@@ -623,12 +623,12 @@ class BriefLock(FaultTest):
         self.wait_until(lambda: len(ep.requests()) >= 8, 10, "the drain under way")
         c = CtlClient(d.socket_path)
         self.addCleanup(c.close)
-        before = len(ep.requests())
         holder = subprocess.Popen([sys.executable, "-c", LOCKER, d.db_path, str(self.LOCK_S)],
                                   stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
         self.addCleanup(holder.stdout.close)
         self.addCleanup(lambda: holder.poll() is None and holder.kill())
         self.assertEqual(holder.stdout.readline().strip(), "locked")
+        before = len(ep.requests())
         pings = 0
         while holder.poll() is None:
             self.assertTrue(c.request({"op": "ping"})["ok"])
