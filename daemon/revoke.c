@@ -128,10 +128,9 @@ static void db_trouble(struct revoke *r, const char *what, int rc)
 
     /* Our own checkpoint's cut holds the lock (its fsync), or another
      * process's, for now: look again soon, quietly. */
-    if (rc == -EBUSY && !store_may_write(r->store, STORE_WRITE_CAN_WAIT)) {
-        dberror_not_busy(&r->dberr);
+    if (rc == -EBUSY && !store_may_write(r->store, STORE_WRITE_CAN_WAIT))
         retry_ms = DBERROR_BUSY_RETRY_MS;
-    } else if (!(rc == -EBUSY && dberror_busy(&r->dberr, now, &retry_ms))) {
+    else if (!(rc == -EBUSY && dberror_busy(&r->dberr, now, &retry_ms))) {
         r->stats.db_errors++;
         util_format(msg, sizeof(msg), "%s (%s)", store_errmsg(r->store), strerror(-rc));
         enum dberror_say say = dberror_failed(&r->dberr, what, msg, now, &retry_ms);
@@ -146,8 +145,9 @@ static void db_trouble(struct revoke *r, const char *what, int rc)
     changed(r);
 }
 
-/* Step what worked: the end of its persisting error, if it had one. */
-/* wrote: a write went through (a read does while another holds the lock). */
+/* Step what worked: the end of its persisting error, if it had one. wrote:
+ * a write went through, which ends a lock's quiet retries (a read goes
+ * through while another process holds the lock). */
 static void db_fine(struct revoke *r, const char *what, bool wrote)
 {
     if (wrote)
