@@ -78,7 +78,7 @@ static int cmp_id(const void *a, const void *b)
 static void forget_held(struct job *j)
 {
     struct bulk_ids *o = &j->res.other;
-    const int64_t *held = j->res.ids.v + j->pass1_from;
+    const int64_t *held = j->res.ids.v ? j->res.ids.v + j->pass1_from : NULL; /* none held yet */
     size_t nheld = j->res.ids.n - j->pass1_from, k = 0;
 
     for (size_t i = 0; i < o->n; i++)
