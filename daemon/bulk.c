@@ -334,11 +334,11 @@ int bulk_start(struct bulk *b, const struct bulk_env *env, const struct bulk_req
 }
 
 /* Appends ",\"key\":[id,...]" to buf at *at (room for it was counted). */
-static void put_ids(char *buf, size_t *at, const char *key, const struct bulk_ids *l)
+static void put_ids(char *buf, size_t room, size_t *at, const char *key, const struct bulk_ids *l)
 {
     size_t n = *at;
 
-    n += (size_t)sprintf(buf + n, ",\"%s\":[", key);
+    n += (size_t)snprintf(buf + n, room - n, ",\"%s\":[", key);
     for (size_t i = 0; i < l->n; i++) {
         char digits[24];
         size_t k = 0;
@@ -361,15 +361,15 @@ static void put_ids(char *buf, size_t *at, const char *key, const struct bulk_id
 char *bulk_reply_text(enum bulk_op op, const struct bulk_result *res)
 {
     /* Ids are positive int64: at most 19 digits and a comma each. */
-    size_t room = 64 + 20 * (res->ids.n + res->other.n), at = 0;
+    size_t room = 96 + 20 * (res->ids.n + res->other.n), at = 0;
     char *buf = malloc(room);
 
     if (!buf)
         return NULL;
-    at = (size_t)sprintf(buf, "{\"ok\":true,\"count\":%zu", res->ids.n);
-    put_ids(buf, &at, "ids", &res->ids);
+    at = (size_t)snprintf(buf, room, "{\"ok\":true,\"count\":%zu", res->ids.n);
+    put_ids(buf, room, &at, "ids", &res->ids);
     if (res->other.n > 0)
-        put_ids(buf, &at, op == BULK_HOLD ? "in_flight" : "held", &res->other);
+        put_ids(buf, room, &at, op == BULK_HOLD ? "in_flight" : "held", &res->other);
     buf[at++] = '}';
     buf[at] = '\0';
     return buf;
